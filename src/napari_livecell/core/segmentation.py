@@ -1,0 +1,195 @@
+"""The one result type, and conversions between label images and polygons.
+
+Coordinates follow COCO: ``x`` to the right and ``y`` down, continuous, with
+pixel ``(row, col)`` covering ``[col, col + 1) x [row, row + 1)``. A polygon
+traced by :func:`mask_to_polygons` and filled again by
+:func:`polygons_to_mask` gives back the same pixels (holes are separate,
+clockwise-independent rings, combined with XOR).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.draw import polygon as draw_polygon
+from skimage.measure import find_contours
+
+Polygon = np.ndarray  # (K, 2) float array of (x, y) vertices
+
+
+def _drop_collinear(points: np.ndarray) -> np.ndarray:
+    """Remove vertices that lie on the straight line through their neighbours."""
+    if len(points) <= 4:
+        return points
+    previous = np.roll(points, 1, axis=0)
+    following = np.roll(points, -1, axis=0)
+    cross = (points[:, 0] - previous[:, 0]) * (following[:, 1] - previous[:, 1]) - (
+        points[:, 1] - previous[:, 1]
+    ) * (following[:, 0] - previous[:, 0])
+    keep = np.abs(cross) > 1e-9
+    return points[keep] if keep.sum() >= 3 else points
+
+
+def mask_to_polygons(
+    mask: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)
+) -> list[Polygon]:
+    """Trace every ring (outer borders and holes) of a binary mask.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        2-D boolean mask.
+    offset : tuple of float
+        ``(row, col)`` of the mask's top-left pixel in the full image.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``(K, 2)`` float ``(x, y)`` rings in continuous image coordinates,
+        closed implicitly (the first vertex is not repeated), ``K >= 3``.
+    """
+    padded = np.pad(np.asarray(mask, dtype=np.uint8), 1)
+    rings = []
+    for contour in find_contours(padded, 0.5):
+        points = contour[:-1] if np.allclose(contour[0], contour[-1]) else contour
+        # -1 for the padding, +0.5 from pixel centres to continuous coordinates
+        xy = np.column_stack(
+            [points[:, 1] - 0.5 + offset[1], points[:, 0] - 0.5 + offset[0]]
+        )
+        xy = _drop_collinear(xy)
+        if len(xy) >= 3:
+            rings.append(xy)
+    return rings
+
+
+def polygons_to_mask(
+    polygons: list[Polygon], shape: tuple[int, int]
+) -> np.ndarray:
+    """Fill rings into a boolean mask, combining them with XOR (holes stay holes).
+
+    Parameters
+    ----------
+    polygons : list of numpy.ndarray
+        ``(K, 2)`` ``(x, y)`` rings in continuous image coordinates.
+    shape : tuple of int
+        ``(height, width)`` of the mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask; a pixel is inside a ring when its centre is.
+    """
+    mask = np.zeros(shape, dtype=bool)
+    for ring in polygons:
+        ring = np.asarray(ring, dtype=float)
+        rr, cc = draw_polygon(ring[:, 1] - 0.5, ring[:, 0] - 0.5, shape=shape)
+        mask[rr, cc] ^= True
+    return mask
+
+
+def cell_boxes(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
+    """Bounding slices of each label 1..max (``None`` for absent ids)."""
+    return ndi.find_objects(labels)
+
+
+def labels_to_polygons(labels: np.ndarray) -> list[list[Polygon]]:
+    """Outline every cell of a label image.
+
+    Returns
+    -------
+    list of list of numpy.ndarray
+        Entry ``i`` holds the rings of label ``i + 1`` (empty when absent).
+    """
+    outlines: list[list[Polygon]] = []
+    for index, box in enumerate(cell_boxes(labels)):
+        if box is None:
+            outlines.append([])
+            continue
+        mask = labels[box] == index + 1
+        outlines.append(mask_to_polygons(mask, (box[0].start, box[1].start)))
+    return outlines
+
+
+@dataclass
+class Segmentation:
+    """Cells found in one 2-D frame.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        ``(H, W)`` int32 label image, 0 = background, cells ``1..N``.
+    scores : numpy.ndarray
+        ``(N,)`` confidence of cell ``i + 1`` (1.0 for ground truth).
+    classes : numpy.ndarray
+        ``(N,)`` class id of each cell.
+    class_names : dict
+        Class id -> name, as stored in the model.
+    polygons : list of list of numpy.ndarray
+        Rings of each cell in continuous ``(x, y)`` image coordinates.
+    """
+
+    labels: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    class_names: dict[int, str] = field(default_factory=lambda: {0: "cell"})
+    polygons: list[list[Polygon]] = field(default_factory=list)
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells."""
+        return int(len(self.scores))
+
+    @property
+    def areas(self) -> np.ndarray:
+        """``(N,)`` area of each cell in pixels."""
+        counts = np.bincount(self.labels.ravel(), minlength=self.n_cells + 1)
+        return counts[1 : self.n_cells + 1]
+
+    @property
+    def bboxes(self) -> np.ndarray:
+        """``(N, 4)`` COCO boxes ``[x, y, width, height]``."""
+        boxes = np.zeros((self.n_cells, 4), dtype=float)
+        for index, box in enumerate(cell_boxes(self.labels)[: self.n_cells]):
+            if box is not None:
+                rows, cols = box
+                boxes[index] = (
+                    cols.start,
+                    rows.start,
+                    cols.stop - cols.start,
+                    rows.stop - rows.start,
+                )
+        return boxes
+
+    @classmethod
+    def from_labels(
+        cls,
+        labels: np.ndarray,
+        scores: np.ndarray | None = None,
+        classes: np.ndarray | None = None,
+        class_names: dict[int, str] | None = None,
+    ) -> Segmentation:
+        """Build a result from a label image (ids are made consecutive)."""
+        from skimage.segmentation import relabel_sequential
+
+        labels = np.asarray(labels)
+        if labels.ndim != 2:
+            raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
+        relabelled, forward, _ = relabel_sequential(labels.astype(np.int32))
+        n_cells = int(relabelled.max())
+        if scores is None:
+            scores = np.ones(n_cells, dtype=np.float32)
+        if classes is None:
+            classes = np.zeros(n_cells, dtype=np.int32)
+        if len(scores) != n_cells or len(classes) != n_cells:
+            old_ids = np.unique(labels[labels > 0])
+            scores = np.asarray(scores)[old_ids - 1]
+            classes = np.asarray(classes)[old_ids - 1]
+        return cls(
+            labels=relabelled,
+            scores=np.asarray(scores, dtype=np.float32),
+            classes=np.asarray(classes, dtype=np.int32),
+            class_names=dict(class_names or {0: "cell"}),
+            polygons=labels_to_polygons(relabelled),
+        )
