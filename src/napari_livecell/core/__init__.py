@@ -1,0 +1,1 @@
+"""Core logic: plain Python and numpy, no Qt or napari imports."""

@@ -139,9 +139,7 @@ def load_coco(path: str | os.PathLike) -> dict:
     return coco
 
 
-def annotations_to_labels(
-    annotations: Iterable[dict], height: int, width: int
-) -> np.ndarray:
+def annotations_to_labels(annotations: Iterable[dict], height: int, width: int) -> np.ndarray:
     """Rasterise polygon annotations into a label image (ids in file order)."""
     labels = np.zeros((height, width), dtype=np.int32)
     for number, annotation in enumerate(annotations, start=1):

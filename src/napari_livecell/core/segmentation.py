@@ -32,9 +32,7 @@ def _drop_collinear(points: np.ndarray) -> np.ndarray:
     return points[keep] if keep.sum() >= 3 else points
 
 
-def mask_to_polygons(
-    mask: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)
-) -> list[Polygon]:
+def mask_to_polygons(mask: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)) -> list[Polygon]:
     """Trace every ring (outer borders and holes) of a binary mask.
 
     Parameters
@@ -55,18 +53,14 @@ def mask_to_polygons(
     for contour in find_contours(padded, 0.5):
         points = contour[:-1] if np.allclose(contour[0], contour[-1]) else contour
         # -1 for the padding, +0.5 from pixel centres to continuous coordinates
-        xy = np.column_stack(
-            [points[:, 1] - 0.5 + offset[1], points[:, 0] - 0.5 + offset[0]]
-        )
+        xy = np.column_stack([points[:, 1] - 0.5 + offset[1], points[:, 0] - 0.5 + offset[0]])
         xy = _drop_collinear(xy)
         if len(xy) >= 3:
             rings.append(xy)
     return rings
 
 
-def polygons_to_mask(
-    polygons: list[Polygon], shape: tuple[int, int]
-) -> np.ndarray:
+def polygons_to_mask(polygons: list[Polygon], shape: tuple[int, int]) -> np.ndarray:
     """Fill rings into a boolean mask, combining them with XOR (holes stay holes).
 
     Parameters
@@ -127,19 +121,30 @@ class Segmentation:
     class_names : dict
         Class id -> name, as stored in the model.
     polygons : list of list of numpy.ndarray
-        Rings of each cell in continuous ``(x, y)`` image coordinates.
+        Rings of each cell (computed lazily from ``labels``).
     """
 
     labels: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
     class_names: dict[int, str] = field(default_factory=lambda: {0: "cell"})
-    polygons: list[list[Polygon]] = field(default_factory=list)
+    _polygons: list[list[Polygon]] | None = field(default=None, repr=False)
+
+    @property
+    def polygons(self) -> list[list[Polygon]]:
+        """Rings of each cell in continuous ``(x, y)`` image coordinates.
+
+        Traced from the label image on first use, so callers that need only
+        labels never pay for outlines.
+        """
+        if self._polygons is None:
+            self._polygons = labels_to_polygons(self.labels)
+        return self._polygons
 
     @property
     def n_cells(self) -> int:
         """Number of cells."""
-        return int(len(self.scores))
+        return len(self.scores)
 
     @property
     def areas(self) -> np.ndarray:
@@ -176,7 +181,7 @@ class Segmentation:
         labels = np.asarray(labels)
         if labels.ndim != 2:
             raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
-        relabelled, forward, _ = relabel_sequential(labels.astype(np.int32))
+        relabelled, _, _ = relabel_sequential(labels.astype(np.int32))
         n_cells = int(relabelled.max())
         if scores is None:
             scores = np.ones(n_cells, dtype=np.float32)
@@ -191,5 +196,20 @@ class Segmentation:
             scores=np.asarray(scores, dtype=np.float32),
             classes=np.asarray(classes, dtype=np.int32),
             class_names=dict(class_names or {0: "cell"}),
-            polygons=labels_to_polygons(relabelled),
+        )
+
+    @classmethod
+    def from_painted(
+        cls,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        classes: np.ndarray,
+        class_names: dict[int, str],
+    ) -> Segmentation:
+        """Wrap a label image whose ids are already ``1..len(scores)``."""
+        return cls(
+            labels=labels,
+            scores=np.asarray(scores, dtype=np.float32),
+            classes=np.asarray(classes, dtype=np.int32),
+            class_names=dict(class_names),
         )

@@ -89,9 +89,7 @@ def _random_cell(rng: np.random.Generator, center: np.ndarray) -> _Cell:
     )
 
 
-def _paint(
-    labels: np.ndarray, cell: _Cell, label: int, min_visible: float
-) -> bool:
+def _paint(labels: np.ndarray, cell: _Cell, label: int, min_visible: float) -> bool:
     """Paint ``cell`` into the free pixels of ``labels``; undo if too hidden.
 
     Earlier cells keep their pixels, so touching cells get flattened borders
@@ -135,9 +133,7 @@ def _place_cells(
             anchor = cells[rng.integers(len(cells))]
             direction = rng.uniform(0, 2 * np.pi)
             distance = anchor.radius * rng.uniform(1.4, 2.4)
-            center = anchor.center + distance * np.array(
-                [math.sin(direction), math.cos(direction)]
-            )
+            center = anchor.center + distance * np.array([math.sin(direction), math.cos(direction)])
         else:
             center = rng.uniform([-10, -10], [height + 10, width + 10])
         cell = _random_cell(rng, center)
@@ -146,9 +142,7 @@ def _place_cells(
     return cells, labels
 
 
-def _smooth_noise(
-    rng: np.random.Generator, shape: tuple[int, ...], sigma: float
-) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
     noise = ndi.gaussian_filter(rng.normal(size=shape), sigma)
     return noise / (noise.std() + 1e-9)
 
@@ -158,6 +152,7 @@ def render_phase_contrast(
     darkness: np.ndarray,
     rng: np.random.Generator,
     background: float | None = None,
+    contrast: float | None = None,
 ) -> np.ndarray:
     """Render a phase-contrast-looking uint8 image from a label image.
 
@@ -171,6 +166,8 @@ def render_phase_contrast(
         Source of illumination, texture and noise.
     background : float, optional
         Mean background gray level; random in 110..145 when omitted.
+    contrast : float, optional
+        Gain applied around the background; log-uniform in 0.7..2.2 when omitted.
 
     Returns
     -------
@@ -219,6 +216,10 @@ def render_phase_contrast(
     image = illumination + halo + body + rim + core + membrane
     image = ndi.gaussian_filter(image, 0.8)
     image += rng.normal(0, rng.uniform(3, 6), size=image.shape)
+    if contrast is None:
+        # microscopes and exposure settings differ: vary contrast around the background
+        contrast = math.exp(rng.uniform(math.log(0.7), math.log(2.2)))
+    image = background + contrast * (image - background)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
@@ -254,7 +255,7 @@ def synthesize_image(
     """
     rng = np.random.default_rng(seed)
     if n_cells is None:
-        n_cells = int(round(math.exp(rng.uniform(math.log(20), math.log(600)))))
+        n_cells = round(math.exp(rng.uniform(math.log(20), math.log(600))))
     if n_cells < 0:
         raise ValueError(f"n_cells must be >= 0, got {n_cells}")
     if cluster_probability is None:
@@ -327,9 +328,10 @@ def synthesize_timelapse(
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     if n_cells is None:
-        n_cells = int(round(math.exp(rng.uniform(math.log(20), math.log(300)))))
+        n_cells = round(math.exp(rng.uniform(math.log(20), math.log(300))))
     cells, _ = _place_cells(rng, shape, n_cells, float(rng.uniform(0.2, 0.6)))
     background = float(rng.uniform(110, 145))
+    contrast = math.exp(rng.uniform(math.log(0.7), math.log(2.2)))
     images = np.empty((n_frames, *shape), dtype=np.uint8)
     all_labels = np.empty((n_frames, *shape), dtype=np.int32)
     for frame in range(n_frames):
@@ -343,14 +345,12 @@ def synthesize_timelapse(
         cells = visible  # cells that are crowded out or leave the field are gone
         all_labels[frame] = labels
         images[frame] = render_phase_contrast(
-            labels, _darkness_table(visible), rng, background=background
+            labels, _darkness_table(visible), rng, background, contrast
         )
     return SyntheticImage(image=images, labels=all_labels)
 
 
-def livecell_file_name(
-    cell_type: str, index: int, frame: int = 0, hours_per_frame: int = 3
-) -> str:
+def livecell_file_name(cell_type: str, index: int, frame: int = 0, hours_per_frame: int = 3) -> str:
     """LIVECell-style name ``<type>_Phase_<well>_<location>_<time>_<crop>.tif``.
 
     Images ``index`` 0, 1, ... go through crops 1-4, locations 1-4 and wells

@@ -66,9 +66,7 @@ def labels_to_yolo_lines(
         y = (contour[:, 1] + box[0].start + 0.5) / height
         coordinates = np.column_stack([x, y]).clip(0, 1).ravel()
         class_id = 0 if classes is None else int(classes[index])
-        lines.append(
-            f"{class_id} " + " ".join(f"{value:.{decimals}f}" for value in coordinates)
-        )
+        lines.append(f"{class_id} " + " ".join(f"{value:.{decimals}f}" for value in coordinates))
     return lines
 
 
@@ -82,9 +80,7 @@ class YoloSample:
     classes: Sequence[int] | None = None
 
 
-def write_data_yaml(
-    root: str | os.PathLike, names: dict[int, str], splits: Sequence[str]
-) -> Path:
+def write_data_yaml(root: str | os.PathLike, names: dict[int, str], splits: Sequence[str]) -> Path:
     """Write ``data.yaml`` naming the classes and the image folders."""
     root = Path(root).resolve()
     lines = [f"path: {root}"]

@@ -1,0 +1,278 @@
+"""``napari-livecell`` command line: thin subcommands over the core."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# errors a user can fix: printed as one line, never as a traceback
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+    KeyError,
+)
+
+
+class CommandError(Exception):
+    """A failure to report as one line and exit code 2."""
+
+
+def _progress_bar(total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="img", file=sys.stderr, leave=False)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from napari_livecell.core.synthetic import write_synthetic_dataset
+
+    if args.n < 1:
+        raise CommandError("--n must be at least 1")
+    with _progress_bar(args.n, "synth") as bar:
+        json_path = write_synthetic_dataset(
+            args.out,
+            args.n,
+            seed=args.seed,
+            n_frames=args.frames,
+            n_cells=args.cells,
+            progress=lambda done, total: bar.update(1),
+        )
+    print(f"wrote {json_path} and images/, labels/ in {args.out}")
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from napari_livecell.core.coco import CocoImage, build_coco, write_coco
+    from napari_livecell.core.images import find_images, read_image
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import PredictSettings, segment
+
+    settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
+    paths = find_images(args.paths)
+    model = load_model(args.model, device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    entries: list[CocoImage] = []
+    failures = []
+    with _progress_bar(len(paths), "segment") as bar:
+        for path in paths:
+            try:
+                image = read_image(path)
+                result = segment(image, model, settings)
+            except USER_ERRORS as error:
+                failures.append(f"{path.name}: {error}")
+                bar.update(1)
+                continue
+            frames = result if isinstance(result, list) else [result]
+            _write_segment_outputs(out, path.stem, image, frames, isinstance(result, list))
+            for frame_index, frame in enumerate(frames):
+                entries.append(
+                    CocoImage(
+                        image_id=len(entries) + 1,
+                        file_name=path.name,
+                        segmentation=frame,
+                        frame=frame_index if isinstance(result, list) else None,
+                    )
+                )
+            bar.update(1)
+            n_cells = sum(f.n_cells for f in frames)
+            bar.write(f"{path.name}: {n_cells} cells")
+    if entries:
+        coco = build_coco(entries, class_names=model.class_names, with_scores=True)
+        coco["info"]["settings"] = {
+            "model": model.name,
+            "conf": settings.conf,
+            "iou": settings.iou,
+            "imgsz": settings.imgsz,
+        }
+        write_coco(out / "predictions.json", coco)
+        print(f"wrote {len(entries)} frame(s) of results to {out}")
+    for failure in failures:
+        print(f"napari-livecell: error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _write_segment_outputs(out: Path, stem: str, image, frames: list, is_stack: bool) -> None:
+    """Write ``<stem>_labels.tif`` and the outlined image (PNG, or TIFF for stacks)."""
+    import numpy as np
+    import tifffile
+
+    from napari_livecell.core.atomic import write_with
+    from napari_livecell.core.predict import iter_frames
+    from napari_livecell.core.render import draw_outlines
+
+    leading, image_frames = iter_frames(image)
+    labels = np.stack([f.labels for f in frames]).reshape(*leading, *frames[0].labels.shape)
+    labels = labels.astype(np.uint16 if labels.max() < 65536 else np.uint32)
+    write_with(
+        out / f"{stem}_labels.tif",
+        lambda p: tifffile.imwrite(p, labels, compression="zlib"),
+    )
+    outlined = np.stack(
+        [draw_outlines(data, f.labels) for (_, data), f in zip(image_frames, frames)]
+    )
+    if is_stack:
+        outlined = outlined.reshape(*leading, *outlined.shape[1:])
+        write_with(out / f"{stem}_outlines.tif", lambda p: tifffile.imwrite(p, outlined))
+    else:
+        import imageio.v3 as iio
+
+        write_with(
+            out / f"{stem}_outlines.png",
+            lambda p: iio.imwrite(p, outlined[0], extension=".png"),
+        )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from napari_livecell.core.model import DEFAULT_MODEL
+    from napari_livecell.core.train import TrainSettings, coco_to_yolo_dataset, train_model
+
+    data = Path(args.data)
+    out = Path(args.out)
+    if not data.exists():
+        raise CommandError(f"training data not found: {data}")
+    metadata: dict = {"command": " ".join(["napari-livecell", *sys.argv[1:]])}
+    if data.suffix.lower() == ".json":
+        if args.images is None:
+            raise CommandError("--images DIR is required with a COCO json")
+        data_yaml = coco_to_yolo_dataset(
+            data, args.images, out / "dataset", crop=args.crop, seed=args.seed
+        )
+        metadata["data"] = {"coco": data.name, "crop": args.crop}
+    elif data.is_dir() and (data / "data.yaml").exists():
+        data_yaml = data / "data.yaml"
+    elif data.suffix.lower() in (".yaml", ".yml"):
+        data_yaml = data
+    else:
+        raise CommandError(
+            f"{data} is neither a COCO json nor a YOLO dataset (folder with data.yaml)"
+        )
+    base = str(DEFAULT_MODEL) if args.model == "default" else args.model
+    settings = TrainSettings(
+        data=str(data_yaml),
+        model=base,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device,
+        seed=args.seed,
+        workers=args.workers,
+    )
+
+    def report(epoch: int, epochs: int, metrics: dict) -> None:
+        mask_map = metrics.get("metrics/mAP50-95(M)", float("nan"))
+        box_map = metrics.get("metrics/mAP50-95(B)", float("nan"))
+        print(
+            f"epoch {min(epoch, epochs)}/{epochs}: mask mAP50-95 {mask_map:.3f}, "
+            f"box mAP50-95 {box_map:.3f}",
+            flush=True,
+        )
+
+    result = train_model(settings, out, metadata=metadata, on_epoch=report)
+    print(json.dumps({"weights": str(result.weights), "seconds": round(result.seconds)}))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import napari
+
+    from napari_livecell._layers import result_layer_data
+    from napari_livecell._sample_data import sample_image
+    from napari_livecell.core.predict import segment
+
+    viewer = napari.Viewer(title="napari-livecell demo")
+    image_data, image_kwargs, _ = sample_image()[0]
+    viewer.add_image(image_data, **image_kwargs)
+    for data, kwargs, layer_type in result_layer_data(segment(image_data), image_kwargs["name"]):
+        getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    if args.screenshot:
+        viewer.screenshot(args.screenshot, canvas_only=False)
+        viewer.close()
+        return 0
+    napari.run()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``napari-livecell`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="napari-livecell",
+        description="Segment cells in phase-contrast images with YOLO-seg models.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    synth = commands.add_parser("synth", help="write synthetic LIVECell-like images and labels")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--n", type=int, default=10, help="number of images (or time-lapses)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--frames", type=int, default=None, help="write time-lapses of T frames")
+    synth.add_argument("--cells", type=int, default=None, help="cells per image (default 20..600)")
+    synth.set_defaults(run=_cmd_synth)
+
+    seg = commands.add_parser(
+        "segment", help="segment images; write labels, outlines and COCO json"
+    )
+    seg.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
+    seg.add_argument(
+        "--model", default=None, help="weights (.pt/.onnx); the shipped default if omitted"
+    )
+    seg.add_argument("--conf", type=float, default=0.4, help="confidence threshold (0.4)")
+    seg.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (0.6)")
+    seg.add_argument("--imgsz", type=int, default=704, help="network input size (704)")
+    seg.add_argument("--device", default="auto", help="auto, cpu, cuda:N or mps")
+    seg.add_argument("--out", required=True, help="output folder")
+    seg.set_defaults(run=_cmd_segment)
+
+    train = commands.add_parser("train", help="train or fine-tune a YOLO-seg model, offline")
+    train.add_argument(
+        "--data", required=True, help="COCO json (with --images) or YOLO dataset folder"
+    )
+    train.add_argument("--images", default=None, help="image folder for a COCO json")
+    train.add_argument(
+        "--model",
+        default="yolov8n-seg.yaml",
+        help="base: an architecture yaml (from scratch), a .pt, or 'default'",
+    )
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--imgsz", type=int, default=320)
+    train.add_argument("--batch", type=int, default=8)
+    train.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        help="cut images into native-resolution crops of this size",
+    )
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--workers", type=int, default=2)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="output folder (best.pt, metrics.json)")
+    train.set_defaults(run=_cmd_train)
+
+    demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
+    demo.add_argument("--screenshot", default=None, help=argparse.SUPPRESS)
+    demo.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (CommandError, *USER_ERRORS) as error:
+        message = str(error).strip("'\"") or type(error).__name__
+        print(f"napari-livecell: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("napari-livecell: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

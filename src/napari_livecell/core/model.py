@@ -1,0 +1,192 @@
+"""Loading YOLO-seg models: the shipped default or the user's weights.
+
+This is the only module that turns a path into an Ultralytics model. It checks
+what Ultralytics would otherwise "fix" by going online (a missing ``.pt`` is
+downloaded from GitHub by name) and turns every failure into a
+:class:`ModelError` whose message names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "livecell-synth-yolov8n-seg.pt"
+SUPPORTED_SUFFIXES = {".pt": "PyTorch", ".onnx": "ONNX", ".torchscript": "TorchScript"}
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used, with the reason in the message."""
+
+
+@dataclass
+class LoadedModel:
+    """A YOLO-seg model ready for inference.
+
+    Attributes
+    ----------
+    yolo : ultralytics.YOLO
+        The Ultralytics model object.
+    path : Path
+        Weights file.
+    class_names : dict
+        Class id -> name, as stored in the weights.
+    device : str
+        Torch device string the model runs on.
+    imgsz : int
+        Image size the model was trained at (a hint; inference may differ).
+    metadata : dict
+        Provenance stored by ``napari-livecell train`` (empty for other weights).
+    """
+
+    yolo: Any
+    path: Path
+    class_names: dict[int, str]
+    device: str
+    imgsz: int | None = None
+    metadata: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def name(self) -> str:
+        """File name of the weights."""
+        return self.path.name
+
+
+def resolve_device(device: str | None = None) -> str:
+    """Turn ``None``/``"auto"`` into the best available device.
+
+    Parameters
+    ----------
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
+
+    Returns
+    -------
+    str
+        A torch device string.
+    """
+    import torch
+
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return "cuda:0"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    device = str(device).strip().lower()
+    if device == "cpu":
+        return "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} requested but CUDA is not available")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ModelError(
+                f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+        return f"cuda:{index}"
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ModelError("device 'mps' requested but it is not available")
+        return "mps"
+    raise ModelError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def check_weights_path(weights: str | os.PathLike | None) -> Path:
+    """Validate a weights path without loading it (``None`` is the default model)."""
+    path = DEFAULT_MODEL if weights is None else Path(weights).expanduser()
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelError(f"model path is a folder, not a weights file: {path}")
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise ModelError(
+            f"unsupported model format {path.suffix or '(no suffix)'!r} for {path.name}: "
+            "use a YOLO segmentation model as .pt, .onnx or .torchscript"
+        )
+    if path.stat().st_size == 0:
+        raise ModelError(f"model file is empty: {path}")
+    return path.resolve()
+
+
+def _describe_task(task: str | None) -> str:
+    return {
+        "detect": "a detection-only model (boxes, no masks)",
+        "classify": "a classification model",
+        "pose": "a pose model",
+        "obb": "an oriented-box detection model",
+        "semantic": "a semantic segmentation model",
+    }.get(task or "", f"a {task!r} model")
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: Path, mtime_ns: int, device: str) -> LoadedModel:
+    from napari_livecell.core.offline import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    try:
+        yolo = YOLO(str(path))
+    except Exception as error:  # Ultralytics raises many types for bad files
+        kind = SUPPORTED_SUFFIXES[path.suffix.lower()]
+        raise ModelError(
+            f"cannot read {path.name} as a {kind} YOLO model (corrupt or not a YOLO "
+            f"file): {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        ) from None
+    if yolo.task != "segment":
+        raise ModelError(
+            f"{path.name} is {_describe_task(yolo.task)}; a segmentation (YOLO-seg) model is needed"
+        )
+    checkpoint = getattr(yolo, "ckpt", None) or {}
+    metadata = checkpoint.get("napari_livecell", {}) if isinstance(checkpoint, dict) else {}
+    train_args = checkpoint.get("train_args", {}) if isinstance(checkpoint, dict) else {}
+    imgsz = train_args.get("imgsz") if isinstance(train_args, dict) else None
+    if path.suffix.lower() == ".pt":
+        yolo.to(device)
+    names = {int(k): str(v) for k, v in (yolo.names or {0: "cell"}).items()}
+    return LoadedModel(
+        yolo=yolo,
+        path=path,
+        class_names=names,
+        device=device,
+        imgsz=imgsz if isinstance(imgsz, int) else None,
+        metadata=dict(metadata),
+    )
+
+
+def load_model(
+    weights: str | os.PathLike | LoadedModel | None = None, device: str | None = None
+) -> LoadedModel:
+    """Load (once, then from a cache) a YOLO segmentation model.
+
+    Parameters
+    ----------
+    weights : path or LoadedModel, optional
+        ``.pt``, ``.onnx`` or ``.torchscript`` weights; the shipped default
+        model when omitted. A :class:`LoadedModel` is returned unchanged.
+    device : str, optional
+        ``"auto"`` (default: CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:N"``...
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ModelError
+        Missing, empty, corrupt or unsupported files, and models that do not
+        segment (the message says which task the file holds).
+    """
+    if isinstance(weights, LoadedModel):
+        return weights
+    path = check_weights_path(weights)
+    return _load_cached(path, path.stat().st_mtime_ns, resolve_device(device))
