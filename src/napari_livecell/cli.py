@@ -128,6 +128,30 @@ def _write_segment_outputs(out: Path, stem: str, image, frames: list, is_stack: 
         )
 
 
+def _format_report(report: dict) -> str:
+    settings = report["settings"]
+    lines = [
+        f"protocol: {settings['protocol']} (maxDets {settings['max_dets']}, "
+        f"area ranges {settings['area_ranges']}), {settings['n_images']} image(s)",
+        "| metric | bbox | mask |",
+        "|--------|------|------|",
+    ]
+    for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
+        lines.append(f"| {key} | {report['bbox'][key]:.4f} | {report['segm'][key]:.4f} |")
+    return "\n".join(lines)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from napari_livecell.core.evaluate import coco_default_settings, evaluate, livecell_settings
+
+    settings = coco_default_settings() if args.coco_defaults else livecell_settings()
+    report = evaluate(args.gt, args.pred, settings)
+    if args.predictions_settings:
+        report["settings"]["predictions"] = args.predictions_settings
+    print(json.dumps(report) if args.json else _format_report(report))
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from napari_livecell.core.model import DEFAULT_MODEL
     from napari_livecell.core.train import TrainSettings, coco_to_yolo_dataset, train_model
@@ -144,6 +168,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             data, args.images, out / "dataset", crop=args.crop, seed=args.seed
         )
         metadata["data"] = {"coco": data.name, "crop": args.crop}
+        provenance = data.parent / "synth.json"
+        if provenance.exists():
+            metadata["data"]["synth"] = json.loads(provenance.read_text())
     elif data.is_dir() and (data / "data.yaml").exists():
         data_yaml = data / "data.yaml"
     elif data.suffix.lower() in (".yaml", ".yml"):
@@ -252,6 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="output folder (best.pt, metrics.json)")
     train.set_defaults(run=_cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="box and mask AP with the LIVECell protocol")
+    evaluate.add_argument("--gt", required=True, help="ground-truth COCO json")
+    evaluate.add_argument("--pred", required=True, help="predictions (COCO json with scores)")
+    evaluate.add_argument("--json", action="store_true", help="print one json object")
+    evaluate.add_argument(
+        "--coco-defaults",
+        action="store_true",
+        help="COCO's maxDets 100 and area ranges instead of LIVECell's",
+    )
+    evaluate.set_defaults(run=_cmd_evaluate, predictions_settings=None)
 
     demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
     demo.add_argument("--screenshot", default=None, help=argparse.SUPPRESS)

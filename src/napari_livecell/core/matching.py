@@ -30,7 +30,7 @@ class CellMatch:
     @property
     def n_matched(self) -> int:
         """Number of matched pairs."""
-        return int(len(self.ious))
+        return len(self.ious)
 
 
 def pairwise_iou(reference: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, ...]:

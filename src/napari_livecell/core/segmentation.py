@@ -175,22 +175,28 @@ class Segmentation:
         classes: np.ndarray | None = None,
         class_names: dict[int, str] | None = None,
     ) -> Segmentation:
-        """Build a result from a label image (ids are made consecutive)."""
+        """Build a result from a label image (ids are made consecutive).
+
+        ``scores`` and ``classes``, when given, are indexed by original label
+        id - 1; they follow their cells through the renumbering.
+        """
         from skimage.segmentation import relabel_sequential
 
         labels = np.asarray(labels)
         if labels.ndim != 2:
             raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
         relabelled, _, _ = relabel_sequential(labels.astype(np.int32))
-        n_cells = int(relabelled.max())
-        if scores is None:
-            scores = np.ones(n_cells, dtype=np.float32)
-        if classes is None:
-            classes = np.zeros(n_cells, dtype=np.int32)
-        if len(scores) != n_cells or len(classes) != n_cells:
-            old_ids = np.unique(labels[labels > 0])
-            scores = np.asarray(scores)[old_ids - 1]
-            classes = np.asarray(classes)[old_ids - 1]
+        old_ids = np.unique(labels[labels > 0])
+        # scores/classes are indexed by the *original* label id - 1
+        size = int(labels.max())
+        scores = np.ones(size, np.float32) if scores is None else np.asarray(scores)
+        classes = np.zeros(size, np.int32) if classes is None else np.asarray(classes)
+        if len(scores) < size or len(classes) < size:
+            raise ValueError(
+                f"need a score and class for every label id up to {size}, "
+                f"got {len(scores)} scores and {len(classes)} classes"
+            )
+        scores, classes = scores[old_ids - 1], classes[old_ids - 1]
         return cls(
             labels=relabelled,
             scores=np.asarray(scores, dtype=np.float32),

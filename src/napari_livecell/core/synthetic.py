@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -379,7 +380,9 @@ def write_synthetic_dataset(
     Parameters
     ----------
     out : str or Path
-        Output folder; gets ``images/``, ``labels/`` and ``annotations.json``.
+        Output folder; gets ``images/``, ``labels/``, ``annotations.json`` and
+        ``synth.json`` (the arguments, so that models trained on it can say
+        how to rebuild their data).
     n_images : int
         Number of independent images, or of time-lapses when ``n_frames`` is set.
     seed : int
@@ -437,4 +440,12 @@ def write_synthetic_dataset(
             progress(index + 1, n_images)
     json_path = out / "annotations.json"
     write_coco(json_path, build_coco(entries))
+    provenance = {
+        "n": n_images,
+        "seed": seed,
+        "frames": n_frames,
+        "cells": n_cells,
+        "cell_type": cell_type,
+    }
+    (out / "synth.json").write_text(json.dumps(provenance, indent=2))
     return json_path

@@ -1,0 +1,117 @@
+"""The console script, run as a user would run it."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_livecell.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "napari_livecell.cli", *args], capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample")
+    assert main(["synth", "--out", str(out), "--n", "2", "--seed", "4", "--cells", "60"]) == 0
+    return out
+
+
+def test_synth_writes_livecell_dataset(sample_dir):
+    images = sorted((sample_dir / "images").glob("*.tif"))
+    assert [p.name for p in images] == [
+        "SkBr3_Phase_A1_1_00d00h00m_1.tif",
+        "SkBr3_Phase_A1_1_00d00h00m_2.tif",
+    ]
+    assert json.loads((sample_dir / "synth.json").read_text())["seed"] == 4
+
+
+def test_segment_writes_labels_outlines_and_coco(sample_dir, tmp_path):
+    out = tmp_path / "results"
+    code = main(
+        ["segment", str(sample_dir / "images" / "*.tif"), "--out", str(out), "--device", "cpu"]
+    )
+    assert code == 0
+    for image_path in sorted((sample_dir / "images").glob("*.tif")):
+        truth = tifffile.imread(
+            sample_dir / "labels" / image_path.name.replace(".tif", "_labels.tif")
+        )
+        labels = tifffile.imread(out / f"{image_path.stem}_labels.tif")
+        assert labels.shape == truth.shape == (520, 704)
+        assert abs(int(labels.max()) - int(truth.max())) <= 0.15 * truth.max()
+        import imageio.v3 as iio
+
+        outlines = iio.imread(out / f"{image_path.stem}_outlines.png")
+        assert outlines.shape == (520, 704, 3)
+        yellow = (outlines[..., 0] == 255) & (outlines[..., 1] == 220) & (outlines[..., 2] == 0)
+        assert yellow[labels > 0].mean() > 0.1 and not yellow[labels == 0].any()
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert len(predictions["images"]) == 2
+    assert all(0.4 <= a["score"] <= 1 for a in predictions["annotations"])
+    from pycocotools.coco import COCO
+
+    assert len(COCO(str(out / "predictions.json")).getAnnIds()) == len(predictions["annotations"])
+
+
+def test_segment_a_stack(tmp_path, small_frame):
+    stack_path = tmp_path / "stack.tif"
+    tifffile.imwrite(stack_path, np.stack([small_frame.image] * 3))
+    assert (
+        main(["segment", str(stack_path), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    )
+    labels = tifffile.imread(tmp_path / "out" / "stack_labels.tif")
+    assert labels.shape == (3, 256, 320) and labels.max() > 10
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda d: d / "missing.tif", "image not found"),
+        (
+            lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt",
+            "not a supported image",
+        ),
+        (
+            lambda d: (
+                (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken") and d / "broken.png"
+            ),
+            "cannot read broken.png",
+        ),
+    ],
+    ids=["missing", "not-an-image", "corrupt"],
+)
+def test_bad_images_give_one_line_errors_and_no_output(tmp_path, make_input, message):
+    path = make_input(tmp_path)
+    out = tmp_path / "out"
+    result = run_cli("segment", str(path), "--out", str(out), "--device", "cpu")
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(out.glob("*")) if out.exists() else True
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [("missing.pt", "model file not found"), ("corrupt.pt", "corrupt")],
+)
+def test_bad_weights_give_one_line_errors(tmp_path, sample_dir, weights, message):
+    if weights == "corrupt.pt":
+        (tmp_path / weights).write_bytes(b"garbage" * 100)
+    result = run_cli(
+        "segment",
+        str(sample_dir / "images"),
+        "--model",
+        str(tmp_path / weights),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

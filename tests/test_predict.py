@@ -1,0 +1,130 @@
+"""The inference core with the real shipped model on synthetic frames with exact truth."""
+
+import numpy as np
+import pytest
+
+from napari_livecell.core.matching import match_cells
+from napari_livecell.core.predict import (
+    Cancelled,
+    InputError,
+    PredictSettings,
+    segment,
+    segment_frame,
+    to_uint8,
+)
+from tests.conftest import as_uint16
+
+
+@pytest.fixture(scope="module")
+def frame_result(synthetic_frame, default_model):
+    return segment_frame(synthetic_frame.image, default_model)
+
+
+def test_finds_the_cells_of_a_fresh_frame(synthetic_frame, frame_result):
+    n_true = int(synthetic_frame.labels.max())
+    assert abs(frame_result.n_cells - n_true) <= 0.15 * n_true
+    match = match_cells(synthetic_frame.labels, frame_result.labels)
+    assert match.n_matched >= 0.85 * n_true
+    assert np.median(match.ious) >= 0.8
+
+
+def test_result_is_consistent(frame_result):
+    ids = np.unique(frame_result.labels)
+    assert np.array_equal(ids, np.arange(frame_result.n_cells + 1))
+    assert frame_result.scores.min() >= 0.4
+    assert frame_result.areas.min() > 0
+    assert len(frame_result.polygons) == frame_result.n_cells
+
+
+def test_uint16_gives_the_same_cells(synthetic_frame, frame_result, default_model):
+    deep = segment_frame(as_uint16(synthetic_frame.image), default_model)
+    match = match_cells(frame_result.labels, deep.labels)
+    assert abs(deep.n_cells - frame_result.n_cells) <= max(2, 0.03 * frame_result.n_cells)
+    assert match.n_matched >= 0.95 * frame_result.n_cells
+
+
+def test_float_gives_the_same_cells_as_uint16(synthetic_frame, default_model):
+    deep = segment_frame(as_uint16(synthetic_frame.image), default_model)
+    floating = segment_frame(
+        as_uint16(synthetic_frame.image).astype(np.float32) / 4095, default_model
+    )
+    assert np.array_equal(deep.labels, floating.labels)
+
+
+def test_rgb_copy_gives_identical_cells(small_frame, default_model):
+    gray = segment_frame(small_frame.image, default_model)
+    rgb = segment_frame(np.repeat(small_frame.image[:, :, None], 3, axis=2), default_model)
+    rgba = np.dstack(
+        [
+            np.repeat(small_frame.image[:, :, None], 3, axis=2),
+            np.full(small_frame.image.shape, 255, np.uint8),
+        ]
+    )
+    assert np.array_equal(gray.labels, rgb.labels)
+    assert np.array_equal(gray.labels, segment_frame(rgba, default_model).labels)
+
+
+def test_masks_equal_ultralytics_retina_masks(small_frame, default_model):
+    """Our per-box mask pasting reproduces Ultralytics' full-size masks."""
+    settings = PredictSettings()
+    ours = segment_frame(small_frame.image, default_model, settings)
+    bgr = np.repeat(small_frame.image[:, :, None], 3, axis=2)
+    (reference,) = default_model.yolo.predict(
+        bgr,
+        conf=settings.conf,
+        iou=settings.iou,
+        imgsz=settings.imgsz,
+        retina_masks=True,
+        max_det=settings.max_det,
+        verbose=False,
+    )
+    masks = reference.masks.data.cpu().numpy().astype(bool)
+    scores = reference.boxes.conf.cpu().numpy()
+    painted = np.zeros(small_frame.image.shape, dtype=np.int32)
+    for index in np.argsort(scores, kind="stable"):
+        painted[masks[index]] = index + 1
+    agreement = ((painted > 0) == (ours.labels > 0)).mean()
+    assert agreement > 0.998
+    assert abs(len(np.unique(painted)) - 1 - ours.n_cells) <= 1
+
+
+def test_stack_of_three_frames_lazily_with_progress(small_frame, default_model):
+    import dask.array as da
+
+    stack = da.from_array(np.stack([small_frame.image] * 3), chunks=(1, 256, 320))
+    seen = []
+    results = segment(stack, default_model, progress=lambda done, total: seen.append((done, total)))
+    assert len(results) == 3
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert all(np.array_equal(r.labels, results[0].labels) for r in results)
+
+
+def test_cancel_between_frames(small_frame, default_model):
+    calls = []
+
+    def stop_after_one():
+        calls.append(1)
+        return len(calls) > 1
+
+    with pytest.raises(Cancelled, match="after 1 of 2"):
+        segment(np.stack([small_frame.image] * 2), default_model, should_stop=stop_after_one)
+
+
+def test_bad_inputs_name_the_problem(default_model):
+    with pytest.raises(InputError, match="at least 2 spatial axes"):
+        segment(np.zeros(100, dtype=np.uint8), default_model)
+    with pytest.raises(InputError, match="too small"):
+        segment(np.zeros((4, 4), dtype=np.uint8), default_model)
+    with pytest.raises(InputError, match="dtype"):
+        segment(np.zeros((64, 64), dtype=complex), default_model)
+    with pytest.raises(ValueError, match="conf must be in 0..1"):
+        PredictSettings(conf=1.5)
+
+
+def test_uint8_normalisation_rules():
+    image = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert to_uint8(image) is image
+    twelve_bit = image.astype(np.uint16) * 16
+    scaled = to_uint8(twelve_bit)
+    assert scaled.min() == 0 and scaled.max() == 255
+    assert to_uint8(np.zeros((8, 8), np.float32)).max() == 0
