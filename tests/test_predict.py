@@ -12,6 +12,7 @@ from napari_livecell.core.predict import (
     segment_frame,
     to_uint8,
 )
+from napari_livecell.core.synthetic import synthesize_image
 from tests.conftest import as_uint16
 
 
@@ -73,7 +74,7 @@ def test_masks_equal_ultralytics_retina_masks(small_frame, default_model):
         bgr,
         conf=settings.conf,
         iou=settings.iou,
-        imgsz=settings.imgsz,
+        imgsz=320,  # the frame's own size: we never magnify frames
         retina_masks=True,
         max_det=settings.max_det,
         verbose=False,
@@ -128,3 +129,69 @@ def test_uint8_normalisation_rules():
     scaled = to_uint8(twelve_bit)
     assert scaled.min() == 0 and scaled.max() == 255
     assert to_uint8(np.zeros((8, 8), np.float32)).max() == 0
+
+
+def test_tile_cores_partition_the_frame():
+    from napari_livecell.core.tiling import tile_grid
+
+    tiles = tile_grid((1040, 1408), 704, 128)
+    assert len(tiles) == 6
+    rows, cols = np.mgrid[0:1040:5, 0:1408:5]
+    owners = sum(np.vectorize(tile.owns)(rows + 0.5, cols + 0.5).astype(int) for tile in tiles)
+    assert (owners == 1).all()
+    for tile in tiles:  # every core lies inside its window with room for a cell
+        assert tile.row.stop - tile.row.start == 704 == tile.col.stop - tile.col.start
+
+
+def test_tiled_mosaic_finds_the_same_cells_as_its_frames(default_model):
+    from scipy import ndimage as ndi
+
+    frames = [synthesize_image(seed=900 + i, n_cells=90) for i in range(4)]
+    mosaic = np.block([[frames[0].image, frames[1].image], [frames[2].image, frames[3].image]])
+    assert mosaic.shape == (1040, 1408)
+    tiled = segment_frame(mosaic, default_model, tile=True)
+    singles = [segment_frame(f.image, default_model) for f in frames]
+    stitched = np.zeros(mosaic.shape, dtype=np.int32)
+    offset = 0
+    for (r, c), single in zip([(0, 0), (0, 704), (520, 0), (520, 704)], singles):
+        stitched[r : r + 520, c : c + 704] = np.where(single.labels > 0, single.labels + offset, 0)
+        offset += single.n_cells
+    assert abs(tiled.n_cells - offset) <= 0.02 * offset
+    match = match_cells(stitched, tiled.labels)
+    assert match.n_matched >= 0.97 * offset
+    pieces = [
+        ndi.label(tiled.labels[box] == i + 1)[1]
+        for i, box in enumerate(ndi.find_objects(tiled.labels))
+    ]
+    assert max(pieces) == 1  # no id spans two separate cells across a seam
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory, default_model):
+    from napari_livecell.core.export import export_onnx
+    from napari_livecell.core.model import load_model
+
+    path = export_onnx(None, tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return load_model(path, device="cpu")
+
+
+def test_onnx_gives_the_same_masks_as_pytorch(synthetic_frame, frame_result, onnx_model):
+    from napari_livecell.core.predict import model_input_shape
+
+    assert model_input_shape(onnx_model) == (544, 704)
+    exported = segment_frame(synthetic_frame.image, onnx_model)
+    match = match_cells(frame_result.labels, exported.labels)
+    assert match.n_matched >= 0.95 * frame_result.n_cells
+    assert np.median(match.ious) >= 0.95
+    both = (frame_result.labels > 0) & (exported.labels > 0)
+    either = (frame_result.labels > 0) | (exported.labels > 0)
+    assert both.sum() / either.sum() >= 0.95
+
+
+def test_static_onnx_keeps_small_frames_at_native_scale(small_frame, default_model, onnx_model):
+    """A 256 x 320 frame is padded into the 544 x 704 input, not magnified."""
+    native = segment_frame(small_frame.image, default_model)
+    exported = segment_frame(small_frame.image, onnx_model)
+    assert exported.labels.shape == small_frame.image.shape
+    match = match_cells(native.labels, exported.labels)
+    assert match.n_matched >= 0.9 * native.n_cells

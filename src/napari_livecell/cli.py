@@ -113,9 +113,7 @@ def _write_segment_outputs(out: Path, stem: str, image, frames: list, is_stack: 
         out / f"{stem}_labels.tif",
         lambda p: tifffile.imwrite(p, labels, compression="zlib"),
     )
-    outlined = np.stack(
-        [draw_outlines(data, f.labels) for (_, data), f in zip(image_frames, frames)]
-    )
+    outlined = np.stack([draw_outlines(data, f.labels) for (_, data), f in zip(image_frames, frames)])
     if is_stack:
         outlined = outlined.reshape(*leading, *outlined.shape[1:])
         write_with(out / f"{stem}_outlines.tif", lambda p: tifffile.imwrite(p, outlined))
@@ -164,9 +162,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if data.suffix.lower() == ".json":
         if args.images is None:
             raise CommandError("--images DIR is required with a COCO json")
-        data_yaml = coco_to_yolo_dataset(
-            data, args.images, out / "dataset", crop=args.crop, seed=args.seed
-        )
+        data_yaml = coco_to_yolo_dataset(data, args.images, out / "dataset", crop=args.crop, seed=args.seed)
         metadata["data"] = {"coco": data.name, "crop": args.crop}
         provenance = data.parent / "synth.json"
         if provenance.exists():
@@ -176,9 +172,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     elif data.suffix.lower() in (".yaml", ".yml"):
         data_yaml = data
     else:
-        raise CommandError(
-            f"{data} is neither a COCO json nor a YOLO dataset (folder with data.yaml)"
-        )
+        raise CommandError(f"{data} is neither a COCO json nor a YOLO dataset (folder with data.yaml)")
     base = str(DEFAULT_MODEL) if args.model == "default" else args.model
     settings = TrainSettings(
         data=str(data_yaml),
@@ -195,8 +189,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         mask_map = metrics.get("metrics/mAP50-95(M)", float("nan"))
         box_map = metrics.get("metrics/mAP50-95(B)", float("nan"))
         print(
-            f"epoch {min(epoch, epochs)}/{epochs}: mask mAP50-95 {mask_map:.3f}, "
-            f"box mAP50-95 {box_map:.3f}",
+            f"epoch {min(epoch, epochs)}/{epochs}: mask mAP50-95 {mask_map:.3f}, box mAP50-95 {box_map:.3f}",
             flush=True,
         )
 
@@ -241,13 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--cells", type=int, default=None, help="cells per image (default 20..600)")
     synth.set_defaults(run=_cmd_synth)
 
-    seg = commands.add_parser(
-        "segment", help="segment images; write labels, outlines and COCO json"
-    )
+    seg = commands.add_parser("segment", help="segment images; write labels, outlines and COCO json")
     seg.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
-    seg.add_argument(
-        "--model", default=None, help="weights (.pt/.onnx); the shipped default if omitted"
-    )
+    seg.add_argument("--model", default=None, help="weights (.pt/.onnx); the shipped default if omitted")
     seg.add_argument("--conf", type=float, default=0.4, help="confidence threshold (0.4)")
     seg.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (0.6)")
     seg.add_argument("--imgsz", type=int, default=704, help="network input size (704)")
@@ -256,9 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.set_defaults(run=_cmd_segment)
 
     train = commands.add_parser("train", help="train or fine-tune a YOLO-seg model, offline")
-    train.add_argument(
-        "--data", required=True, help="COCO json (with --images) or YOLO dataset folder"
-    )
+    train.add_argument("--data", required=True, help="COCO json (with --images) or YOLO dataset folder")
     train.add_argument("--images", default=None, help="image folder for a COCO json")
     train.add_argument(
         "--model",

@@ -76,9 +76,7 @@ def _image_key(image: dict) -> tuple[str, int]:
     return Path(str(image.get("file_name", ""))).name, int(image.get("frame") or 0)
 
 
-def _load_predictions(
-    source: str | os.PathLike | dict | list, truth: dict | None = None
-) -> list[dict]:
+def _load_predictions(source: str | os.PathLike | dict | list, truth: dict | None = None) -> list[dict]:
     """Prediction list; a COCO dict's image ids are mapped to the truth's by file name."""
     if isinstance(source, list):
         return copy.deepcopy(source)

@@ -62,9 +62,7 @@ def find_images(patterns: list[str]) -> list[Path]:
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            matches = sorted(
-                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-            )
+            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not matches:
                 raise ImageReadError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
             found += matches

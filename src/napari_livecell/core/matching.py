@@ -55,9 +55,7 @@ def pairwise_iou(reference: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarr
     return reference_ids, predicted_ids, overlap / union
 
 
-def match_cells(
-    reference: np.ndarray, predicted: np.ndarray, iou_threshold: float = 0.5
-) -> CellMatch:
+def match_cells(reference: np.ndarray, predicted: np.ndarray, iou_threshold: float = 0.5) -> CellMatch:
     """Greedily match cells, best IoU first, keeping pairs above a threshold.
 
     With ``iou_threshold >= 0.5`` each cell can overlap at most one partner

@@ -50,6 +50,9 @@ class LoadedModel:
     device: str
     imgsz: int | None = None
     metadata: dict = field(default_factory=dict)
+    # fixed (height, width) input of a static export, None when flexible;
+    # found on first use by napari_livecell.core.predict.model_input_shape
+    input_shape: tuple[int, int] | str | None = "unknown"
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -88,9 +91,7 @@ def resolve_device(device: str | None = None) -> str:
             raise ModelError(f"device {device!r} requested but CUDA is not available")
         index = int(device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise ModelError(
-                f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist"
-            )
+            raise ModelError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
         return f"cuda:{index}"
     if device == "mps":
         mps = getattr(torch.backends, "mps", None)

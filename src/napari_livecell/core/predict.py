@@ -1,22 +1,19 @@
 """Segmenting frames: image in, :class:`Segmentation` out.
 
-Ultralytics does the letterboxing, the network forward pass and NMS. The masks
-are made here, the cheap way: each cell's mask is computed only inside its box,
-directly at image resolution, from the prototype masks. The row and column
-resampling that Ultralytics' ``retina_masks`` applies to the whole prototype
-stack is separable, so it is expressed as two small matrices and applied per
-box; the result equals Ultralytics' masks while memory stays at one label
-image instead of cells x height x width floats.
+Ultralytics does the letterboxing, the network forward pass and NMS; the
+masks are made box by box in :mod:`napari_livecell.core.masks`. Frames larger
+than the model input are cut into overlapping tiles (:mod:`.tiling`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from napari_livecell.core.masks import RawInstances, instance_masks, paint_masks
 from napari_livecell.core.model import LoadedModel, load_model
 from napari_livecell.core.segmentation import Segmentation
 
@@ -100,115 +97,6 @@ def to_bgr(frame: np.ndarray) -> np.ndarray:
     raise InputError(f"a frame must be (H, W) or (H, W, 3|4), got shape {frame.shape}")
 
 
-def _resize_matrix(n_in: int, n_out: int, scale: float | None = None) -> np.ndarray:
-    """``(n_out, n_in)`` matrix of PyTorch's 1-D bilinear resize (align_corners=False)."""
-    ratio = 1.0 / scale if scale else n_in / n_out
-    source = np.clip((np.arange(n_out) + 0.5) * ratio - 0.5, 0, None)
-    lower = np.minimum(np.floor(source).astype(int), n_in - 1)
-    upper = np.minimum(lower + 1, n_in - 1)
-    weight = source - lower
-    matrix = np.zeros((n_out, n_in), dtype=np.float32)
-    rows = np.arange(n_out)
-    np.add.at(matrix, (rows, lower), 1 - weight)
-    np.add.at(matrix, (rows, upper), weight)
-    return matrix
-
-
-def proto_to_image_matrices(
-    proto_shape: tuple[int, int], image_shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column maps from prototype grid to image pixels.
-
-    They reproduce Ultralytics' ``process_mask_native``: an integer upsampling
-    that lets the letterbox padding be cropped on whole pixels, the crop, then
-    a bilinear resize to the image size.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(H, mh)`` and ``(W, mw)`` float32 matrices.
-    """
-    mh, mw = proto_shape
-    h, w = image_shape
-    gain = min(4 * mh / h, 4 * mw / w)
-    pad = (4 * mh - max(round(h * gain), 1)) | (4 * mw - max(round(w * gain), 1))
-    factor = 4 // math.gcd(4, pad | pad // 2)
-    up_h, up_w = mh * factor, mw * factor
-    gain = min(up_h / h, up_w / w)
-    pad_w = (up_w - max(round(w * gain), 1)) / 2
-    pad_h = (up_h - max(round(h * gain), 1)) / 2
-    top, left = round(pad_h - 0.1), round(pad_w - 0.1)
-    bottom, right = top + max(round(h * gain), 1), left + max(round(w * gain), 1)
-    rows = _resize_matrix(bottom - top, h) @ _resize_matrix(mh, up_h, factor)[top:bottom]
-    cols = _resize_matrix(right - left, w) @ _resize_matrix(mw, up_w, factor)[left:right]
-    return rows, cols
-
-
-def _support(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    nonzero = matrix != 0
-    first = nonzero.argmax(axis=1)
-    last = matrix.shape[1] - 1 - nonzero[:, ::-1].argmax(axis=1)
-    return first, last + 1
-
-
-def paint_instances(
-    boxes: np.ndarray,
-    coefficients: np.ndarray,
-    protos: np.ndarray,
-    image_shape: tuple[int, int],
-    scores: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Paint every instance's mask into one label image, higher scores on top.
-
-    Parameters
-    ----------
-    boxes : numpy.ndarray
-        ``(N, 4)`` xyxy boxes in image pixels.
-    coefficients : numpy.ndarray
-        ``(N, C)`` mask coefficients.
-    protos : numpy.ndarray
-        ``(C, mh, mw)`` prototype masks of the letterboxed input.
-    image_shape : tuple of int
-        ``(H, W)`` of the original image.
-    scores : numpy.ndarray
-        ``(N,)`` confidences; they decide who owns overlapping pixels.
-
-    Returns
-    -------
-    labels : numpy.ndarray
-        ``(H, W)`` int32, instance ``i`` painted as ``i + 1`` where it won.
-    kept : numpy.ndarray
-        Indices of instances that own at least one pixel, in label order.
-    """
-    height, width = image_shape
-    labels = np.zeros(image_shape, dtype=np.int32)
-    if len(boxes) == 0:
-        return labels, np.zeros(0, dtype=int)
-    n_channels, mh, mw = protos.shape
-    row_map, col_map = proto_to_image_matrices((mh, mw), image_shape)
-    row_first, row_last = _support(row_map)
-    col_first, col_last = _support(col_map)
-    # ascending score: later (higher) cells overwrite earlier ones
-    for index in np.argsort(scores, kind="stable"):
-        x1, y1, x2, y2 = boxes[index]
-        r0, r1 = max(0, math.ceil(y1)), min(height, math.ceil(y2))
-        c0, c1 = max(0, math.ceil(x1)), min(width, math.ceil(x2))
-        if r1 <= r0 or c1 <= c0:
-            continue
-        p0, p1 = row_first[r0], row_last[r1 - 1]
-        q0, q1 = col_first[c0], col_last[c1 - 1]
-        window = protos[:, p0:p1, q0:q1].reshape(n_channels, -1)
-        logits = (coefficients[index] @ window).reshape(p1 - p0, q1 - q0)
-        mask = row_map[r0:r1, p0:p1] @ logits @ col_map[c0:c1, q0:q1].T > 0
-        labels[r0:r1, c0:c1][mask] = index + 1
-    present = np.zeros(len(boxes) + 1, dtype=bool)
-    present[np.unique(labels)] = True
-    kept = np.flatnonzero(present[1:])
-    lookup = np.zeros(len(boxes) + 1, dtype=np.int32)
-    lookup[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
-    return lookup[labels], kept
-
-
 def _make_predictor_class():
     """An Ultralytics SegmentationPredictor that skips full-size mask decoding."""
     from ultralytics.engine.results import Results
@@ -220,12 +108,12 @@ def _make_predictor_class():
             pred = pred.clone()
             pred[:, :4] = ops.scale_boxes(img.shape[2:], pred[:, :4], orig_img.shape)
             result = Results(orig_img, path=img_path, names=self.model.names, boxes=pred[:, :6])
-            result.livecell_raw = (
-                pred[:, :4].float().cpu().numpy(),
-                pred[:, 4].float().cpu().numpy(),
-                pred[:, 5].cpu().numpy().astype(np.int32),
-                pred[:, 6:].float().cpu().numpy(),
-                proto.float().cpu().numpy(),
+            result.livecell_raw = RawInstances(
+                boxes=pred[:, :4].float().cpu().numpy(),
+                scores=pred[:, 4].float().cpu().numpy(),
+                classes=pred[:, 5].cpu().numpy().astype(np.int32),
+                coefficients=pred[:, 6:].float().cpu().numpy(),
+                protos=proto.float().cpu().numpy(),
             )
             return result
 
@@ -235,33 +123,12 @@ def _make_predictor_class():
 _PREDICTOR_CLASS = None
 
 
-def segment_frame(
-    frame: np.ndarray,
-    model: LoadedModel | str | None = None,
-    settings: PredictSettings | None = None,
-) -> Segmentation:
-    """Segment one 2-D frame (gray, RGB or RGBA, any real dtype).
-
-    Parameters
-    ----------
-    frame : numpy.ndarray
-        ``(H, W)`` or ``(H, W, 3|4)`` image.
-    model : LoadedModel or path, optional
-        Model or weights; the shipped default when omitted.
-    settings : PredictSettings, optional
-        Confidence, NMS IoU and image size (0.4 / 0.6 / 704 by default).
-
-    Returns
-    -------
-    Segmentation
-    """
+def predict_raw(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) -> RawInstances:
+    """Run Ultralytics on one BGR uint8 frame; return boxes, scores and mask inputs."""
     global _PREDICTOR_CLASS
-    model = load_model(model)
-    settings = settings or PredictSettings()
-    bgr = to_bgr(frame)
     if _PREDICTOR_CLASS is None:
         _PREDICTOR_CLASS = _make_predictor_class()
-    with model.lock:  # one Ultralytics predictor per model is not thread-safe
+    with model.lock:  # an Ultralytics predictor is not thread-safe
         (result,) = model.yolo.predict(
             bgr,
             predictor=_PREDICTOR_CLASS,
@@ -273,9 +140,134 @@ def segment_frame(
             verbose=False,
             save=False,
         )
-    boxes, scores, classes, coefficients, protos = result.livecell_raw
-    labels, kept = paint_instances(boxes, coefficients, protos, bgr.shape[:2], scores)
-    return Segmentation.from_painted(labels, scores[kept], classes[kept], dict(model.class_names))
+    return result.livecell_raw
+
+
+def model_input_shape(model: LoadedModel) -> tuple[int, int] | None:
+    """The fixed ``(height, width)`` input of a static export, ``None`` if flexible.
+
+    PyTorch models and dynamic exports take any stride-32 size; a static ONNX
+    or TorchScript export takes only its own (Ultralytics would silently
+    rescale every frame to it).
+    """
+    if model.input_shape == "unknown":
+        if model.yolo.predictor is None or type(model.yolo.predictor) is not _PREDICTOR_CLASS:
+            predict_raw(np.zeros((64, 64, 3), np.uint8), model, PredictSettings())
+        backend = model.yolo.predictor.model
+        imgsz = getattr(backend, "imgsz", None)
+        fixed = imgsz and not getattr(backend, "dynamic", False)
+        model.input_shape = (int(imgsz[0]), int(imgsz[1])) if fixed else None
+    return model.input_shape
+
+
+def _native_size(shape: tuple[int, int], settings: PredictSettings) -> int:
+    """Network size that keeps a frame at its own resolution (stride 32), up to imgsz."""
+    return min(settings.imgsz, 32 * math.ceil(max(shape) / 32))
+
+
+def _collect(
+    bgr: np.ndarray,
+    model: LoadedModel,
+    settings: PredictSettings,
+    origin: tuple[int, int] = (0, 0),
+    owner=None,
+) -> list[tuple[float, int, int, np.ndarray, int]]:
+    """Instances of one window as (score, row, col, mask, class) in frame coordinates."""
+    raw = predict_raw(bgr, model, settings)
+    found = []
+    for index, row, col, mask in instance_masks(raw, bgr.shape[:2]):
+        if owner is not None:
+            x1, y1, x2, y2 = raw.boxes[index]
+            if not owner(origin[0] + (y1 + y2) / 2, origin[1] + (x1 + x2) / 2):
+                continue
+        found.append(
+            (float(raw.scores[index]), row + origin[0], col + origin[1], mask, int(raw.classes[index]))
+        )
+    return found
+
+
+def segment_frame(
+    frame: np.ndarray,
+    model: LoadedModel | str | None = None,
+    settings: PredictSettings | None = None,
+    tile: bool | None = None,
+) -> Segmentation:
+    """Segment one 2-D frame (gray, RGB or RGBA, any real dtype).
+
+    Cells keep their pixel size: frames up to ``imgsz`` run at their own
+    resolution (Ultralytics alone would upscale a small frame to ``imgsz``),
+    larger ones in overlapping tiles merged across the seams.
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        ``(H, W)`` or ``(H, W, 3|4)`` image.
+    model : LoadedModel or path, optional
+        Model or weights; the shipped default when omitted.
+    settings : PredictSettings, optional
+        Confidence, NMS IoU and image size (0.4 / 0.6 / 704 by default).
+    tile : bool, optional
+        ``None`` (default) tiles only frames larger than the model input;
+        ``True`` always tiles; ``False`` runs the whole frame at once,
+        downscaled to ``imgsz`` if larger.
+
+    Returns
+    -------
+    Segmentation
+    """
+    model = load_model(model)
+    settings = settings or PredictSettings()
+    bgr = to_bgr(frame)
+    height, width = shape = bgr.shape[:2]
+    fixed = model_input_shape(model)
+    window = fixed or (settings.imgsz, settings.imgsz)
+    fits = height <= window[0] and width <= window[1]
+    if tile is None:
+        tile = not fits
+    if tile:
+        from napari_livecell.core.tiling import DEFAULT_OVERLAP, tile_grid
+
+        overlap = min(DEFAULT_OVERLAP, min(window) // 4)
+        collected = []
+        for part in tile_grid(shape, window, overlap):
+            piece = np.ascontiguousarray(bgr[part.row, part.col])
+            run = settings if fixed else replace(settings, imgsz=_native_size(piece.shape[:2], settings))
+            if fixed:
+                piece = _pad_to(piece, fixed)
+            found = _collect(piece, model, run, (part.row.start, part.col.start), part.owns)
+            collected += found
+    elif fixed and fits:
+        collected = _collect(_pad_to(bgr, fixed), model, settings)
+    else:
+        run = replace(settings, imgsz=_native_size(shape, settings)) if fits else settings
+        collected = _collect(bgr, model, run)
+    labels, kept = paint_masks([entry[:4] for entry in collected], shape)
+    return Segmentation.from_painted(
+        labels,
+        np.array([collected[k][0] for k in kept], dtype=np.float32),
+        np.array([collected[k][4] for k in kept], dtype=np.int32),
+        dict(model.class_names),
+    )
+
+
+def _pad_to(bgr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pad a frame so that a static model's letterbox does not magnify it.
+
+    Ultralytics scales a frame by ``min(fixed_h / h, fixed_w / w)``, upscaling
+    frames smaller than the input on both sides. Padding the tighter side
+    (bottom or right, with the median gray) up to the input makes that factor
+    exactly 1, so cells keep their pixel size; the rest is padded as usual.
+    """
+    height, width = bgr.shape[:2]
+    ratio_h, ratio_w = shape[0] / height, shape[1] / width
+    if min(ratio_h, ratio_w) <= 1:
+        return bgr
+    target = (height, shape[1]) if ratio_w <= ratio_h else (shape[0], width)
+    fill = np.median(bgr.reshape(-1, 3), axis=0).astype(np.uint8)
+    padded = np.empty((*target, 3), np.uint8)
+    padded[:] = fill
+    padded[:height, :width] = bgr
+    return padded
 
 
 def iter_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[tuple[int, ...], Iterator]:
@@ -322,6 +314,7 @@ def segment(
     rgb: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    tile: bool | None = None,
 ) -> Segmentation | list[Segmentation]:
     """Segment a frame or every frame of a stack.
 
@@ -330,7 +323,7 @@ def segment(
     image : array-like
         ``(H, W)``, ``(H, W, 3|4)`` or a stack with any leading axes, numpy or
         dask; stacks are read one frame at a time.
-    model, settings
+    model, settings, tile
         As for :func:`segment_frame`.
     rgb : bool, optional
         Whether the last axis is colour (guessed when omitted).
@@ -351,7 +344,7 @@ def segment(
     for done, (_, frame) in enumerate(frames, start=1):
         if should_stop is not None and should_stop():
             raise Cancelled(f"cancelled after {done - 1} of {total} frames")
-        results.append(segment_frame(frame, model, settings))
+        results.append(segment_frame(frame, model, settings, tile))
         if progress is not None:
             progress(done, total)
     return results if leading else results[0]

@@ -14,9 +14,7 @@ def outline_mask(labels: np.ndarray) -> np.ndarray:
     padded = np.pad(labels, 1, mode="edge")
     center = padded[1:-1, 1:-1]
     for shift_row, shift_col in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        neighbour = padded[
-            shift_row : shift_row + labels.shape[0], shift_col : shift_col + labels.shape[1]
-        ]
+        neighbour = padded[shift_row : shift_row + labels.shape[0], shift_col : shift_col + labels.shape[1]]
         border |= neighbour != center
     return border & (labels > 0)
 

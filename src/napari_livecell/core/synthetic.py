@@ -65,8 +65,7 @@ class _Cell:
         theta = np.linspace(0, 2 * np.pi, _OUTLINE_POINTS, endpoint=False)
         orders = np.arange(2, 2 + _N_HARMONICS)[:, None]
         wobble = (
-            self.harmonics[:, :1] * np.cos(orders * theta)
-            + self.harmonics[:, 1:] * np.sin(orders * theta)
+            self.harmonics[:, :1] * np.cos(orders * theta) + self.harmonics[:, 1:] * np.sin(orders * theta)
         ).sum(axis=0)
         radius = self.radius * np.clip(1.0 + wobble, 0.5, 1.6)
         stretch = math.sqrt(self.elongation)
@@ -271,9 +270,7 @@ def _evolve(rng: np.random.Generator, cells: list[_Cell], shape) -> list[_Cell]:
     evolved: list[_Cell] = []
     for cell in cells:
         velocity = 0.8 * cell.velocity + rng.normal(0, 0.5, size=2)
-        harmonics = 0.9 * cell.harmonics + 0.3 * _HARMONIC_SCALE * rng.normal(
-            size=cell.harmonics.shape
-        )
+        harmonics = 0.9 * cell.harmonics + 0.3 * _HARMONIC_SCALE * rng.normal(size=cell.harmonics.shape)
         moved = replace(
             cell,
             center=cell.center + velocity,
@@ -345,9 +342,7 @@ def synthesize_timelapse(
                 visible.append(cell)
         cells = visible  # cells that are crowded out or leave the field are gone
         all_labels[frame] = labels
-        images[frame] = render_phase_contrast(
-            labels, _darkness_table(visible), rng, background, contrast
-        )
+        images[frame] = render_phase_contrast(labels, _darkness_table(visible), rng, background, contrast)
     return SyntheticImage(image=images, labels=all_labels)
 
 

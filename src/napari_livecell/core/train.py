@@ -111,9 +111,7 @@ def coco_to_yolo_dataset(
             write_yolo_sample(
                 out,
                 split,
-                YoloSample(
-                    Path(entry["file_name"]).stem + suffix, image_piece, label_piece, classes
-                ),
+                YoloSample(Path(entry["file_name"]).stem + suffix, image_piece, label_piece, classes),
             )
     return write_data_yaml(out, names, ["train", "val"] if n_val else ["train"])
 

@@ -24,9 +24,7 @@ def _cell_contour(mask: np.ndarray) -> np.ndarray | None:
     """Outer contour (pixel centres, ``(K, 2)`` x/y) of a cell's largest part."""
     import cv2
 
-    contours, _ = cv2.findContours(
-        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return None
     contour = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(float)
