@@ -59,9 +59,7 @@ n_cells = segment(image[:256, :320], load_model()).n_cells
 
 coco_json = write_synthetic_dataset(work / "synth", 2, seed=3, n_cells=40)
 data = coco_to_yolo_dataset(coco_json, work / "synth" / "images", work / "yolo", crop=160)
-result = train_model(
-    TrainSettings(data=str(data), epochs=1, imgsz=160, batch=4, workers=0), work / "train"
-)
+result = train_model(TrainSettings(data=str(data), epochs=1, imgsz=160, batch=4, workers=0), work / "train")
 onnx_path = export_onnx(result.weights, work / "model.onnx", imgsz=(160, 160))
 print(json.dumps({"cells": n_cells, "onnx": onnx_path.exists(), "attempts": attempts}))
 sys.exit(1 if attempts else 0)

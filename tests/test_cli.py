@@ -35,14 +35,10 @@ def test_synth_writes_livecell_dataset(sample_dir):
 
 def test_segment_writes_labels_outlines_and_coco(sample_dir, tmp_path):
     out = tmp_path / "results"
-    code = main(
-        ["segment", str(sample_dir / "images" / "*.tif"), "--out", str(out), "--device", "cpu"]
-    )
+    code = main(["segment", str(sample_dir / "images" / "*.tif"), "--out", str(out), "--device", "cpu"])
     assert code == 0
     for image_path in sorted((sample_dir / "images").glob("*.tif")):
-        truth = tifffile.imread(
-            sample_dir / "labels" / image_path.name.replace(".tif", "_labels.tif")
-        )
+        truth = tifffile.imread(sample_dir / "labels" / image_path.name.replace(".tif", "_labels.tif"))
         labels = tifffile.imread(out / f"{image_path.stem}_labels.tif")
         assert labels.shape == truth.shape == (520, 704)
         assert abs(int(labels.max()) - int(truth.max())) <= 0.15 * truth.max()
@@ -63,9 +59,7 @@ def test_segment_writes_labels_outlines_and_coco(sample_dir, tmp_path):
 def test_segment_a_stack(tmp_path, small_frame):
     stack_path = tmp_path / "stack.tif"
     tifffile.imwrite(stack_path, np.stack([small_frame.image] * 3))
-    assert (
-        main(["segment", str(stack_path), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
-    )
+    assert main(["segment", str(stack_path), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     labels = tifffile.imread(tmp_path / "out" / "stack_labels.tif")
     assert labels.shape == (3, 256, 320) and labels.max() > 10
 
@@ -79,9 +73,7 @@ def test_segment_a_stack(tmp_path, small_frame):
             "not a supported image",
         ),
         (
-            lambda d: (
-                (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken") and d / "broken.png"
-            ),
+            lambda d: (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken") and d / "broken.png",
             "cannot read broken.png",
         ),
     ],

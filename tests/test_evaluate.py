@@ -22,17 +22,13 @@ def truth_and_predictions():
     rng = np.random.default_rng(0)
     for image_id in (1, 2):
         labels = synthesize_image(seed=image_id, n_cells=150).labels
-        truth_images.append(
-            CocoImage(image_id, f"img{image_id}.tif", Segmentation.from_labels(labels))
-        )
+        truth_images.append(CocoImage(image_id, f"img{image_id}.tif", Segmentation.from_labels(labels)))
         damaged = labels.copy()
         damaged[np.isin(damaged, rng.choice(labels.max(), 30) + 1)] = 0  # missed cells
         damaged = np.roll(damaged, 1, axis=1)  # slightly off
         scores = rng.uniform(0.3, 1.0, damaged.max())
         predicted_images.append(
-            CocoImage(
-                image_id, f"img{image_id}.tif", Segmentation.from_labels(damaged, scores=scores)
-            )
+            CocoImage(image_id, f"img{image_id}.tif", Segmentation.from_labels(damaged, scores=scores))
         )
     return build_coco(truth_images), build_coco(predicted_images, with_scores=True)
 

@@ -46,9 +46,7 @@ def test_uint16_gives_the_same_cells(synthetic_frame, frame_result, default_mode
 
 def test_float_gives_the_same_cells_as_uint16(synthetic_frame, default_model):
     deep = segment_frame(as_uint16(synthetic_frame.image), default_model)
-    floating = segment_frame(
-        as_uint16(synthetic_frame.image).astype(np.float32) / 4095, default_model
-    )
+    floating = segment_frame(as_uint16(synthetic_frame.image).astype(np.float32) / 4095, default_model)
     assert np.array_equal(deep.labels, floating.labels)
 
 
@@ -160,8 +158,7 @@ def test_tiled_mosaic_finds_the_same_cells_as_its_frames(default_model):
     match = match_cells(stitched, tiled.labels)
     assert match.n_matched >= 0.97 * offset
     pieces = [
-        ndi.label(tiled.labels[box] == i + 1)[1]
-        for i, box in enumerate(ndi.find_objects(tiled.labels))
+        ndi.label(tiled.labels[box] == i + 1)[1] for i, box in enumerate(ndi.find_objects(tiled.labels))
     ]
     assert max(pieces) == 1  # no id spans two separate cells across a seam
 

@@ -71,9 +71,7 @@ def test_dataset_json_is_livecell_layout_and_pycocotools_reproduces_labels(tmp_p
     assert all(img["width"] == 704 and img["height"] == 520 for img in coco_json["images"])
     coco = COCO(str(json_path))
     for entry in coco_json["images"]:
-        labels = tifffile.imread(
-            tmp_path / "labels" / entry["file_name"].replace(".tif", "_labels.tif")
-        )
+        labels = tifffile.imread(tmp_path / "labels" / entry["file_name"].replace(".tif", "_labels.tif"))
         assert (tmp_path / "images" / entry["file_name"]).exists()
         annotations = coco.loadAnns(coco.getAnnIds(imgIds=entry["id"]))
         assert len(annotations) == labels.max()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from napari_livecell.core.segmentation import Segmentation
@@ -9,17 +11,34 @@ from napari_livecell.core.segmentation import Segmentation
 OUTLINE_EDGE_COLOR = "yellow"
 
 
-def cell_features(segmentation: Segmentation, status: str = "predicted") -> dict:
-    """Per-cell table (one row per label id) for a Labels layer's ``features``."""
-    n_cells = segmentation.n_cells
-    names = segmentation.class_names
-    return {
-        "index": np.arange(1, n_cells + 1),
-        "score": segmentation.scores.astype(float),
-        "class": [names.get(int(c), str(int(c))) for c in segmentation.classes],
-        "area": segmentation.areas.astype(int),
-        "status": [status] * n_cells,
+def cell_features(
+    segmentations: list[Segmentation], status: str = "predicted"
+) -> dict[str, np.ndarray | list]:
+    """Per-cell table for a Labels layer's ``features`` (``index`` = label id).
+
+    Ids run on across frames (frame 2's first cell follows frame 1's last),
+    so that one Labels layer over a stack still has one row per cell.
+    """
+    columns: dict[str, list] = {
+        "index": [],
+        "frame": [],
+        "score": [],
+        "class": [],
+        "area": [],
+        "status": [],
     }
+    first_id = 1
+    for frame, segmentation in enumerate(segmentations):
+        n_cells = segmentation.n_cells
+        names = segmentation.class_names
+        columns["index"] += range(first_id, first_id + n_cells)
+        columns["frame"] += [frame] * n_cells
+        columns["score"] += segmentation.scores.astype(float).tolist()
+        columns["class"] += [names.get(int(c), str(int(c))) for c in segmentation.classes]
+        columns["area"] += segmentation.areas.astype(int).tolist()
+        columns["status"] += [status] * n_cells
+        first_id += n_cells
+    return columns
 
 
 def outline_shapes(
@@ -28,7 +47,8 @@ def outline_shapes(
     """Polygons (napari ``(..., row, col)`` vertices) and features of every cell ring."""
     shapes: list[np.ndarray] = []
     features: dict[str, list] = {"label": [], "score": [], "area": [], "frame": []}
-    for segmentation, index in zip(segmentations, leading_indices):
+    first_id = 1
+    for frame, (segmentation, index) in enumerate(zip(segmentations, leading_indices)):
         areas = segmentation.areas
         for cell, rings in enumerate(segmentation.polygons):
             for ring in rings:
@@ -38,10 +58,11 @@ def outline_shapes(
                     prefix = np.broadcast_to(np.asarray(index, float), (len(ring), len(index)))
                     rows_cols = np.hstack([prefix, rows_cols])
                 shapes.append(rows_cols)
-                features["label"].append(cell + 1)
+                features["label"].append(first_id + cell)
                 features["score"].append(float(segmentation.scores[cell]))
                 features["area"].append(int(areas[cell]))
-                features["frame"].append(index[0] if index else 0)
+                features["frame"].append(frame)
+        first_id += segmentation.n_cells
     return shapes, features
 
 
@@ -75,12 +96,17 @@ def result_layer_data(
     indices = list(np.ndindex(*leading_shape)) if leading_shape else [()]
     frame_shape = segmentations[0].labels.shape
     labels = np.zeros((*leading_shape, *frame_shape), dtype=np.int32)
+    first_id = 0
     for index, segmentation in zip(indices, segmentations):
-        labels[index] = segmentation.labels
+        frame_labels = segmentation.labels
+        labels[index] = np.where(frame_labels > 0, frame_labels + first_id, 0)
+        first_id += segmentation.n_cells
     common = dict(layer_kwargs or {})
-    labels_kwargs = {"name": f"{image_name} cells", **common}
-    if not leading_shape:
-        labels_kwargs["features"] = cell_features(segmentations[0])
+    labels_kwargs = {
+        "name": f"{image_name} cells",
+        "features": cell_features(segmentations),
+        **copy.deepcopy(common),
+    }
     shapes, shape_features = outline_shapes(segmentations, indices)
     shapes_kwargs = {
         "name": f"{image_name} outlines",
@@ -90,6 +116,43 @@ def result_layer_data(
         "edge_width": 1,
         "features": shape_features,
         "ndim": labels.ndim,
-        **common,
+        **copy.deepcopy(common),
     }
     return [(labels, labels_kwargs, "labels"), (shapes, shapes_kwargs, "shapes")]
+
+
+def filter_colors(layer, min_score: float, min_area: int, max_area: int):
+    """Colours that hide cells failing the filters, for a result Labels or Shapes layer.
+
+    Returns a ``DirectLabelColormap`` for Labels (hidden cells transparent, the
+    layer's own colours otherwise; cells painted later use one extra colour)
+    or an ``(N, 4)`` edge-colour array for Shapes; ``None`` if nothing applies.
+    """
+    features = layer.features
+    if len(features) == 0:
+        return None
+    keep = (
+        (features["score"].to_numpy() >= min_score)
+        & (features["area"].to_numpy() >= min_area)
+        & (features["area"].to_numpy() <= max_area)
+    )
+    from napari.layers import Shapes
+
+    if isinstance(layer, Shapes):
+        from napari.utils.colormaps.standardize_color import transform_color
+
+        colors = np.repeat(transform_color(OUTLINE_EDGE_COLOR), len(keep), axis=0)
+        colors[~keep, 3] = 0.0
+        return colors
+    from napari.utils.colormaps import DirectLabelColormap
+
+    base = layer.metadata.setdefault("napari_livecell", {}).setdefault("base_colormap", layer.colormap)
+    if keep.all():
+        return base
+    ids = np.array(features["index"], dtype=np.int64)
+    colors = np.asarray(base.map(ids), dtype=np.float32)
+    colors[~keep, 3] = 0.0
+    color_dict = {int(i): c for i, c in zip(ids, colors)}
+    color_dict[0] = np.zeros(4, np.float32)
+    color_dict[None] = np.array([1.0, 0.0, 1.0, 1.0], np.float32)
+    return DirectLabelColormap(color_dict=color_dict)

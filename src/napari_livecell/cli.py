@@ -18,6 +18,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+TILE_MODES = {"auto": None, "on": True, "off": False}
+
+
 class CommandError(Exception):
     """A failure to report as one line and exit code 2."""
 
@@ -63,7 +66,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         for path in paths:
             try:
                 image = read_image(path)
-                result = segment(image, model, settings)
+                result = segment(image, model, settings, tile=TILE_MODES[args.tile])
             except USER_ERRORS as error:
                 failures.append(f"{path.name}: {error}")
                 bar.update(1)
@@ -201,17 +204,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import napari
 
-    from napari_livecell._layers import result_layer_data
-    from napari_livecell._sample_data import sample_image
-    from napari_livecell.core.predict import segment
-
     viewer = napari.Viewer(title="napari-livecell demo")
-    image_data, image_kwargs, _ = sample_image()[0]
-    viewer.add_image(image_data, **image_kwargs)
-    for data, kwargs, layer_type in result_layer_data(segment(image_data), image_kwargs["name"]):
-        getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    viewer.open_sample("napari-livecell", "livecell_image")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    if args.run or args.screenshot:
+        import time
+
+        from qtpy.QtWidgets import QApplication
+
+        finished = []
+        worker = widget.run()
+        if worker is not None:
+            worker.finished.connect(lambda: finished.append(True))
+            while not finished:
+                QApplication.processEvents()
+                time.sleep(0.02)
+        QApplication.processEvents()
     if args.screenshot:
-        viewer.screenshot(args.screenshot, canvas_only=False)
+        viewer.window.resize(1400, 900)
+        QApplication.processEvents()
+        viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
         viewer.close()
         return 0
     napari.run()
@@ -241,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (0.6)")
     seg.add_argument("--imgsz", type=int, default=704, help="network input size (704)")
     seg.add_argument("--device", default="auto", help="auto, cpu, cuda:N or mps")
+    seg.add_argument(
+        "--tile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="overlapping tiles for frames larger than --imgsz (auto), always, or never",
+    )
     seg.add_argument("--out", required=True, help="output folder")
     seg.set_defaults(run=_cmd_segment)
 
@@ -279,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_cmd_evaluate, predictions_settings=None)
 
     demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
-    demo.add_argument("--screenshot", default=None, help=argparse.SUPPRESS)
+    demo.add_argument("--run", action="store_true", help="segment the sample right away")
+    demo.add_argument("--screenshot", default=None, help="save a window screenshot and exit")
     demo.set_defaults(run=_cmd_demo)
     return parser
 

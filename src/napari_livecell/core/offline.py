@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -87,6 +88,22 @@ def configure_environment() -> Path:
     return folder
 
 
+def _keep_triton_out() -> None:
+    """Stop torch from importing triton, which this plugin never uses.
+
+    The first prediction imports ``torch._dynamo``, which imports triton if it
+    is installed (CUDA builds of torch bring it). triton's bundled LLVM clashes
+    with the LLVM inside Mesa's OpenGL driver that napari loads: the process
+    dies with a segmentation fault (measured with torch 2.14, triton 3.8,
+    Mesa llvmpipe under Xvfb). Without triton torch simply reports that it has
+    none. ``NAPARI_LIVECELL_ALLOW_TRITON=1`` turns this off.
+    """
+    if os.environ.get("NAPARI_LIVECELL_ALLOW_TRITON") == "1":
+        return
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None  # type: ignore[assignment]
+
+
 @lru_cache(maxsize=1)
 def import_ultralytics() -> ModuleType:
     """Import Ultralytics with every network path closed.
@@ -97,6 +114,7 @@ def import_ultralytics() -> ModuleType:
         The ``ultralytics`` module.
     """
     configure_environment()
+    _keep_triton_out()
     import ultralytics
     from ultralytics.utils import SETTINGS
 

@@ -123,6 +123,24 @@ def _make_predictor_class():
 _PREDICTOR_CLASS = None
 
 
+def import_inference_modules() -> None:
+    """Import torch, Ultralytics and what their first prediction pulls in.
+
+    Call this on the main thread before running inference in worker threads:
+    the first prediction imports ``torch._dynamo`` (and triton with it), and
+    that import crashes the process when it happens in a non-main thread
+    (segmentation fault measured with torch 2.14 under napari).
+    """
+    global _PREDICTOR_CLASS
+    from napari_livecell.core.offline import import_ultralytics
+
+    import_ultralytics()
+    import torch._dynamo  # noqa: F401
+
+    if _PREDICTOR_CLASS is None:
+        _PREDICTOR_CLASS = _make_predictor_class()
+
+
 def predict_raw(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) -> RawInstances:
     """Run Ultralytics on one BGR uint8 frame; return boxes, scores and mask inputs."""
     global _PREDICTOR_CLASS

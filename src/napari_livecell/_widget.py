@@ -1,0 +1,416 @@
+"""The "Segment cells" dock widget: thin glue between napari and the core.
+
+The model runs in a napari thread worker that yields once per frame, so the
+progress bar moves, Cancel takes effect within one frame and the GUI never
+waits on the network. Result layers are built from the core's
+:class:`~napari_livecell.core.segmentation.Segmentation` by
+:func:`napari_livecell._layers.result_layer_data`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from napari_livecell._layers import filter_colors, result_layer_data
+from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
+
+if TYPE_CHECKING:
+    import napari
+
+DEFAULT_MODEL_CHOICE = "default (shipped, synthetic LIVECell)"
+MAX_SPATIAL_STACK_AXES = 4  # T, Z, Y, X (+ colour)
+RESULT_KEY = "napari_livecell"
+
+
+def _recent_models_file() -> Path:
+    from napari_livecell.core.offline import config_dir
+
+    return config_dir().parent / "recent_models.txt"
+
+
+def load_recent_models() -> list[str]:
+    """Model files used before (most recent first), those that still exist."""
+    try:
+        lines = _recent_models_file().read_text().splitlines()
+    except OSError:
+        return []
+    return [line for line in lines if line and Path(line).exists()][:8]
+
+
+def remember_model(path: str) -> None:
+    """Put a model file at the top of the recent list."""
+    recent = [path] + [p for p in load_recent_models() if p != path]
+    try:
+        _recent_models_file().write_text("\n".join(recent[:8]) + "\n")
+    except OSError:
+        pass  # a read-only home only loses the convenience
+
+
+def check_image_layer(layer: Any) -> tuple[bool, tuple[int, ...]]:
+    """Validate an image layer; return (rgb, leading shape) or raise ValueError."""
+    if layer is None:
+        raise ValueError("select an image layer first (File > Open, or File > Open Sample)")
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        data = data[0]
+    rgb = bool(getattr(layer, "rgb", False))
+    spatial_axes = data.ndim - (1 if rgb else 0)
+    if spatial_axes > MAX_SPATIAL_STACK_AXES:
+        kind = "RGB " if rgb else ""
+        raise ValueError(
+            f"{layer.name!r} is a {spatial_axes}-D {kind}stack; up to "
+            f"{MAX_SPATIAL_STACK_AXES}-D (T, Z, Y, X) is supported"
+        )
+    if spatial_axes < 2:
+        raise ValueError(f"{layer.name!r} is not a 2-D image (shape {data.shape})")
+    return rgb, tuple(data.shape[: spatial_axes - 2])
+
+
+def segment_generator(
+    image: Any,
+    rgb: bool,
+    weights: str | None,
+    device: str,
+    settings: Any,
+    tile: bool | None,
+) -> Iterator[tuple[int, int]]:
+    """Segment frame by frame, yielding (done, total); return (results, leading shape).
+
+    Runs in a worker thread. Outlines are traced here too, so the GUI thread
+    only adds layers.
+    """
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import iter_frames, segment_frame
+
+    try:
+        model = load_model(weights, device=device)
+        leading, frames = iter_frames(image, rgb)
+    except (ValueError, OSError) as error:
+        # a user's mistake, not a bug: reported in the widget, no traceback dialog
+        return RunFailure(str(error))
+    total = math.prod(leading) if leading else 1
+    yield 0, total
+    results = []
+    for done, (_, frame) in enumerate(frames, start=1):
+        try:
+            result = segment_frame(frame, model, settings, tile)
+        except (ValueError, OSError) as error:
+            return RunFailure(f"frame {done}: {error}")
+        result.polygons  # noqa: B018  (trace outlines off the GUI thread)
+        results.append(result)
+        yield done, total
+    return results, leading
+
+
+class RunFailure(str):
+    """The message of a run that failed on bad input (returned, not raised)."""
+
+
+class SegmentCellsWidget(Container):
+    """Segment the selected image with a YOLO-seg model; show cells and outlines."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from napari_livecell.core.predict import import_inference_modules
+
+        import_inference_modules()  # here, not in the worker thread (see its docstring)
+        _warm_up_layer_code()
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._busy = False
+        self._adding_layers = False
+        self.confirm_replace: Callable[[str], bool] = self._ask_replace
+
+        self._image = ComboBox(label="image", choices=self._image_layer_choices, nullable=True)
+        self._model = ComboBox(label="model", choices=self._model_choices)
+        self._weights = FileEdit(label="weights file", filter="*.pt *.onnx *.torchscript", mode="r")
+        self._conf = FloatSlider(label="confidence", value=DEFAULT_CONF, min=0.01, max=1.0, step=0.01)
+        self._iou = FloatSlider(label="NMS IoU", value=DEFAULT_IOU, min=0.05, max=1.0, step=0.01)
+        self._imgsz = SpinBox(label="image size", value=DEFAULT_IMGSZ, min=64, max=4096, step=32)
+        self._device = ComboBox(label="device", choices=self._device_choices())
+        self._tile = CheckBox(label="tile large frames", value=True)
+        self._run = PushButton(text="Run")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self._status = Label(label="status", value="")
+        self._min_score = FloatSlider(label="min score", value=0.0, min=0.0, max=1.0, step=0.01)
+        self._min_area = SpinBox(label="min area", value=0, min=0, max=10**7)
+        self._max_area = SpinBox(label="max area", value=10**7, min=0, max=10**7)
+
+        self.extend(
+            [
+                self._image,
+                self._model,
+                self._weights,
+                self._conf,
+                self._iou,
+                self._imgsz,
+                self._device,
+                self._tile,
+                self._run,
+                self._cancel,
+                self._progress,
+                self._status,
+                Label(value="<b>filters</b> (no re-run needed)"),
+                self._min_score,
+                self._min_area,
+                self._max_area,
+            ]
+        )
+        self._run.changed.connect(self.run)
+        self._cancel.changed.connect(self.cancel)
+        self._weights.changed.connect(self._on_weights_chosen)
+        for control in (self._min_score, self._min_area, self._max_area):
+            control.changed.connect(self.apply_filters)
+        viewer.layers.events.inserted.connect(self._image.reset_choices)
+        viewer.layers.events.removed.connect(self._image.reset_choices)
+        viewer.layers.events.reordered.connect(self._image.reset_choices)
+        self._select_first_image()
+
+    # choices -------------------------------------------------------------
+    def _image_layer_choices(self, _widget=None) -> list:
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _model_choices(self, _widget=None) -> list[str]:
+        return [DEFAULT_MODEL_CHOICE, *load_recent_models()]
+
+    @staticmethod
+    def _device_choices() -> list[str]:
+        import torch
+
+        devices = ["auto", "cpu"]
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            devices.append("mps")
+        return devices
+
+    def _select_first_image(self) -> None:
+        choices = self._image_layer_choices()
+        if choices and self._image.value is None:
+            self._image.value = choices[-1][1]
+
+    def _on_weights_chosen(self, path) -> None:
+        if path and Path(path).is_file():
+            remember_model(str(Path(path).resolve()))
+            self._model.reset_choices()
+            self._model.value = str(Path(path).resolve())
+
+    # running -------------------------------------------------------------
+    @property
+    def worker(self):
+        """The running (or last) thread worker, for tests and scripts."""
+        return self._worker
+
+    def _notify_error(self, message: str) -> None:
+        from napari.utils.notifications import show_warning
+
+        self._status.value = message
+        show_warning(message)
+
+    def run(self, _=None):
+        """Start segmenting the selected image layer; return the worker (or None)."""
+        from napari.qt.threading import create_worker
+
+        from napari_livecell.core.predict import PredictSettings
+
+        self._image.reset_choices()
+        self._select_first_image()
+        layer = self._image.value
+        try:
+            rgb, _ = check_image_layer(layer)
+            settings = PredictSettings(
+                conf=float(self._conf.value), iou=float(self._iou.value), imgsz=int(self._imgsz.value)
+            )
+        except ValueError as error:
+            self._notify_error(str(error))
+            return None
+        weights = None if self._model.value == DEFAULT_MODEL_CHOICE else self._model.value
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        tile = None if self._tile.value else False
+        worker = create_worker(segment_generator, data, rgb, weights, self._device.value, settings, tile)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda result, layer=layer: self._on_returned(layer, result))
+        worker.errored.connect(lambda error: self._notify_error(f"segmentation failed: {error}"))
+        worker.aborted.connect(self._on_cancelled)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._busy = True
+        self._run.enabled = False
+        self._cancel.enabled = True
+        self._status.value = f"segmenting {layer.name}..."
+        self._progress.value = 0
+        worker.start()
+        return worker
+
+    def cancel(self, _=None) -> None:
+        """Stop after the frame in progress; the viewer's layers are left as they were."""
+        if self._worker is not None:
+            self._worker.quit()
+            self._status.value = "cancelling after this frame..."
+
+    def _on_progress(self, progress: tuple[int, int]) -> None:
+        done, total = progress
+        self._progress.max = max(total, 1)
+        self._progress.value = done
+        self._status.value = f"frame {done} of {total}"
+
+    def _on_cancelled(self) -> None:
+        self._status.value = "cancelled; no layers changed"
+
+    def _on_finished(self) -> None:
+        if not self._adding_layers:
+            self._set_idle()
+
+    @property
+    def busy(self) -> bool:
+        """True from Run until the result layers are in place (or the run ended)."""
+        return self._busy
+
+    def _set_idle(self) -> None:
+        self._busy = False
+        self._adding_layers = False
+        self._run.enabled = True
+        self._cancel.enabled = False
+
+    def _on_returned(self, image_layer, result) -> None:
+        if isinstance(result, RunFailure):
+            self._notify_error(str(result))
+            return
+        self._on_done(image_layer, *result)
+
+    def _on_done(self, image_layer, results: list, leading: tuple[int, ...]) -> None:
+        common = {
+            "scale": tuple(image_layer.scale),
+            "translate": tuple(image_layer.translate),
+            "metadata": {RESULT_KEY: {"source": image_layer.name, "edited": False}},
+        }
+        layer_data = result_layer_data(results, image_layer.name, leading, common)
+        existing = [kwargs["name"] for _, kwargs, _ in layer_data if kwargs["name"] in self._viewer.layers]
+        edited = [
+            name for name in existing if self._viewer.layers[name].metadata.get(RESULT_KEY, {}).get("edited")
+        ]
+        if edited and not self.confirm_replace(", ".join(edited)):
+            self._status.value = "kept the edited layers; new result discarded"
+            return
+        n_cells = sum(r.n_cells for r in results)
+        self._status.value = f"{n_cells} cells in {len(results)} frame(s)"
+        # one layer per event-loop turn: each costs napari a few hundred ms
+        steps = [
+            lambda data=data, kwargs=kwargs, kind=kind: self._replace_or_add(data, kwargs, kind)
+            for data, kwargs, kind in layer_data
+        ]
+        steps.append(self.apply_filters)
+        self._run_steps(steps)
+
+    def _run_steps(self, steps: list[Callable[[], None]]) -> None:
+        from qtpy.QtCore import QTimer
+
+        self._adding_layers = True
+        try:
+            steps[0]()
+        except Exception as error:  # a napari failure must not leave the widget stuck
+            self._notify_error(f"could not add the result layers: {error}")
+            steps = steps[:1]
+        if len(steps) > 1:
+            QTimer.singleShot(0, lambda: self._run_steps(steps[1:]))
+        else:
+            self._set_idle()
+
+    def _replace_or_add(self, data, kwargs: dict, layer_type: str) -> None:
+        name = kwargs["name"]
+        old = self._viewer.layers[name] if name in self._viewer.layers else None
+        ndim = kwargs.get("ndim") or np.ndim(data)
+        if old is not None and _layer_kind(old) == layer_type and old.ndim == ndim:
+            # in place: removing a layer makes napari run a full garbage collection
+            _update_layer(old, data, kwargs)
+            return
+        if old is not None:
+            self._viewer.layers.remove(old)
+        layer = getattr(self._viewer, f"add_{layer_type}")(data, **kwargs)
+        if layer_type == "labels":
+            layer.events.paint.connect(lambda _event, layer=layer: _mark_edited(layer))
+
+    def _ask_replace(self, names: str) -> bool:
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            self.native,
+            "Replace edited layers?",
+            f"You edited {names}. Replace them with the new segmentation?",
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    # filters -------------------------------------------------------------
+    def apply_filters(self, _=None) -> None:
+        """Hide cells below the score or outside the area range, in both layers."""
+        for layer in self._viewer.layers:
+            info = layer.metadata.get(RESULT_KEY) if hasattr(layer, "metadata") else None
+            if not info or "score" not in layer.features:
+                continue
+            colors = filter_colors(
+                layer,
+                float(self._min_score.value),
+                int(self._min_area.value),
+                int(self._max_area.value),
+            )
+            if colors is not None:
+                if _layer_kind(layer) == "labels":
+                    layer.colormap = colors
+                else:
+                    layer.edge_color = colors
+
+
+def _warm_up_layer_code() -> None:
+    """Build throwaway layers so that napari's lazy imports happen now, not after a run."""
+    from napari.layers import Labels, Shapes
+
+    Labels(np.zeros((4, 4), np.int32), features={"index": [1], "score": [1.0]})
+    Shapes([np.array([[0, 0], [0, 2], [2, 2]], float)], shape_type="polygon")
+
+
+def _layer_kind(layer) -> str:
+    from napari.layers import Labels, Shapes
+
+    return "labels" if isinstance(layer, Labels) else "shapes" if isinstance(layer, Shapes) else ""
+
+
+def _update_layer(layer, data, kwargs: dict) -> None:
+    """Give an existing result layer new data, features and placement."""
+    if _layer_kind(layer) == "labels":
+        layer.data = data
+    else:
+        layer.data = []
+        layer.add(
+            data,
+            shape_type=kwargs["shape_type"],
+            edge_color=kwargs["edge_color"],
+            face_color=kwargs["face_color"],
+            edge_width=kwargs["edge_width"],
+        )
+    layer.features = kwargs["features"]
+    layer.scale = kwargs["scale"]
+    layer.translate = kwargs["translate"]
+    layer.metadata = kwargs["metadata"]
+
+
+def _mark_edited(layer) -> None:
+    layer.metadata.setdefault(RESULT_KEY, {})["edited"] = True

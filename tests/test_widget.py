@@ -1,0 +1,144 @@
+"""The "Segment cells" widget in a real viewer with the real default model."""
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_livecell._widget import SegmentCellsWidget
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    assert isinstance(widget, SegmentCellsWidget)
+    return viewer, widget
+
+
+def run_and_wait(qtbot, widget, timeout=120_000):
+    worker = widget.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+    return worker
+
+
+def test_segments_the_sample_into_named_layers_with_features(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    viewer.open_sample("napari-livecell", "livecell_image")
+    image, truth = viewer.layers[0], viewer.layers[1]
+    run_and_wait(qtbot, widget)
+    cells = viewer.layers[f"{image.name} cells"]
+    outlines = viewer.layers[f"{image.name} outlines"]
+    n_true = int(truth.data.max())
+    n_found = int(cells.data.max())
+    assert abs(n_found - n_true) <= 0.15 * n_true
+    assert len(cells.features) == n_found
+    assert (cells.features["score"] >= 0.4).all() and (cells.features["area"] > 0).all()
+    assert set(cells.features["status"]) == {"predicted"}
+    assert len(outlines.data) >= n_found
+    assert "score" in outlines.features
+
+    # running again replaces this image's layers instead of piling up
+    n_layers = len(viewer.layers)
+    run_and_wait(qtbot, widget)
+    assert len(viewer.layers) == n_layers
+
+
+def test_stack_gives_one_labels_layer_with_frames(qtbot, viewer_and_widget, small_frame):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(np.stack([small_frame.image] * 3), name="movie", scale=(1, 0.5, 0.5))
+    run_and_wait(qtbot, widget)
+    cells = viewer.layers["movie cells"]
+    assert cells.data.shape == (3, 256, 320)
+    assert tuple(cells.scale) == (1, 0.5, 0.5)
+    per_frame = [len(np.unique(frame)) - 1 for frame in cells.data]
+    assert per_frame[0] > 10 and per_frame[0] == per_frame[1] == per_frame[2]
+    assert sorted(set(cells.features["frame"])) == [0, 1, 2]
+    outlines = viewer.layers["movie outlines"]
+    assert {int(shape[0, 0]) for shape in outlines.data} == {0, 1, 2}
+
+
+def test_cancel_mid_stack_leaves_no_layers(qtbot, viewer_and_widget, small_frame):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(np.stack([small_frame.image] * 30), name="long")
+    worker = widget.run()
+    with qtbot.waitSignal(worker.yielded, timeout=60_000):
+        pass
+    widget.cancel()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert [layer.name for layer in viewer.layers] == ["long"]
+
+
+def test_gui_stays_responsive_while_segmenting(qtbot, viewer_and_widget, small_frame):
+    """Inference never blocks the event loop; adding the two layers costs napari ~0.3 s."""
+    from qtpy.QtCore import QTimer
+
+    viewer, widget = viewer_and_widget
+    viewer.add_image(np.stack([small_frame.image] * 6), name="beats")
+    beats, returned_at = [], []
+    timer = QTimer()
+    timer.timeout.connect(lambda: beats.append(time.perf_counter()))
+    timer.start(10)
+    worker = widget.run()
+    worker.returned.connect(lambda _: returned_at.append(time.perf_counter()))
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    timer.stop()
+    beats = np.asarray(beats)
+    during_inference = np.diff(beats[beats < returned_at[0]])
+    assert len(during_inference) > 20
+    assert during_inference.max() < 0.2, f"GUI froze for {during_inference.max():.3f} s"
+    assert np.diff(beats).max() < 0.6, "adding the result layers blocked the GUI too long"
+
+
+def test_filters_hide_cells_in_both_layers(qtbot, viewer_and_widget, small_frame):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(small_frame.image, name="img")
+    run_and_wait(qtbot, widget)
+    cells, outlines = viewer.layers["img cells"], viewer.layers["img outlines"]
+    widget._min_score.value = 0.99
+    hidden_ids = np.array(cells.features["index"][cells.features["score"] < 0.99], dtype=np.int64)
+    assert len(hidden_ids) > 0
+    assert cells.colormap.map(hidden_ids)[:, 3].max() == 0
+    edge_alpha = np.asarray(outlines.edge_color)[:, 3]
+    assert (edge_alpha[outlines.features["score"].to_numpy() < 0.99] == 0).all()
+    widget._min_score.value = 0.0
+    assert cells.colormap.map(hidden_ids)[:, 3].min() > 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda viewer, tmp: None, "select an image layer first"),
+        (
+            lambda viewer, tmp: viewer.add_image(np.zeros((2, 2, 2, 2, 2, 16, 16, 3), np.uint8), rgb=True),
+            "supported",
+        ),
+    ],
+    ids=["no-image", "rgb-5d"],
+)
+def test_bad_input_gives_a_message_and_keeps_layers(viewer_and_widget, tmp_path, setup, message):
+    viewer, widget = viewer_and_widget
+    setup(viewer, tmp_path)
+    before = [layer.name for layer in viewer.layers]
+    assert widget.run() is None
+    assert message in widget._status.value
+    assert [layer.name for layer in viewer.layers] == before
+
+
+def test_detection_only_model_is_reported_not_raised(qtbot, viewer_and_widget, small_frame, tmp_path):
+    from napari_livecell.core.offline import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    detector = tmp_path / "detector.pt"
+    YOLO("yolov8n.yaml").save(detector)
+    viewer, widget = viewer_and_widget
+    viewer.add_image(small_frame.image, name="img")
+    widget._weights.value = detector
+    assert widget._model.value == str(detector.resolve())
+    run_and_wait(qtbot, widget)
+    assert "detection-only" in widget._status.value
+    assert [layer.name for layer in viewer.layers] == ["img"]
