@@ -31,10 +31,26 @@ class CocoImage:
     file_name: str
     segmentation: Segmentation
     frame: int | None = None
+    statuses: Sequence[str] | None = None  # proofreading status of each cell
 
 
 def _round(values: Iterable[float]) -> list[float]:
     return [round(float(v), 2) for v in values]
+
+
+def _has_holes(mask: np.ndarray) -> bool:
+    from scipy import ndimage as ndi
+
+    return bool((ndi.binary_fill_holes(mask) != mask).any())
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """COCO compressed RLE (``counts`` as a string) of a full-size boolean mask."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
 
 
 def segmentation_annotations(
@@ -42,29 +58,47 @@ def segmentation_annotations(
     image_id: int,
     first_annotation_id: int,
     with_scores: bool,
+    statuses: Sequence[str] | None = None,
+    rle: bool = False,
 ) -> list[dict]:
     """COCO annotation dicts for every cell of ``segmentation``.
 
-    Category ids are the model's class ids + 1 (COCO reserves 0).
+    Category ids are the model's class ids + 1 (COCO reserves 0). Cells are
+    written as polygons (one per part; COCO joins the parts of a cell by
+    union) unless ``rle`` is set. A cell with a hole is always written as
+    RLE, because a union of polygons cannot keep a hole.
     """
+    from napari_livecell.core.segmentation import cell_boxes
+
     annotations = []
     areas = segmentation.areas
     boxes = segmentation.bboxes
+    slices = cell_boxes(segmentation.labels)
     for index in range(segmentation.n_cells):
-        rings = segmentation.polygons[index] if segmentation.polygons else []
-        if not rings or areas[index] == 0:
+        if areas[index] == 0 or slices[index] is None:
             continue
+        local = segmentation.labels[slices[index]] == index + 1
+        if rle or _has_holes(local):
+            shape = segmentation.labels.shape
+            full = np.zeros(shape, dtype=bool)
+            full[slices[index]] = local
+            encoded = encode_rle(full)
+        else:
+            rings = segmentation.polygons[index]
+            encoded = [_round(np.asarray(ring).ravel()) for ring in rings]
         annotation = {
             "id": first_annotation_id + len(annotations),
             "image_id": image_id,
             "category_id": int(segmentation.classes[index]) + 1,
-            "segmentation": [_round(np.asarray(ring).ravel()) for ring in rings],
+            "segmentation": encoded,
             "area": int(areas[index]),
             "bbox": _round(boxes[index]),
             "iscrowd": 0,
         }
         if with_scores:
             annotation["score"] = round(float(segmentation.scores[index]), 5)
+        if statuses is not None:
+            annotation["status"] = str(statuses[index])
         annotations.append(annotation)
     return annotations
 
@@ -73,8 +107,26 @@ def build_coco(
     images: Sequence[CocoImage],
     class_names: dict[int, str] | None = None,
     with_scores: bool = False,
+    rle: bool = False,
 ) -> dict:
-    """Assemble a COCO dict (LIVECell layout) from segmented images."""
+    """Assemble a COCO dict (LIVECell layout) from segmented images.
+
+    Parameters
+    ----------
+    images : sequence of CocoImage
+        Image entries (ids, file names, frames) and their cells.
+    class_names : dict, optional
+        Class id -> name; taken from the first segmentation when omitted.
+    with_scores : bool
+        Write each cell's ``score`` (prediction files).
+    rle : bool
+        Write every cell as compressed RLE instead of polygons.
+
+    Returns
+    -------
+    dict
+        ``info``, ``licenses``, ``images``, ``annotations``, ``categories``.
+    """
     if class_names is None:
         class_names = images[0].segmentation.class_names if images else {0: "cell"}
     coco: dict = {
@@ -104,6 +156,8 @@ def build_coco(
                 entry.image_id,
                 len(coco["annotations"]) + 1,
                 with_scores,
+                entry.statuses,
+                rle,
             )
         )
     return coco
@@ -139,20 +193,90 @@ def load_coco(path: str | os.PathLike) -> dict:
     return coco
 
 
+def _ring_arrays(segmentation: list, width: int, height: int, where: str) -> list[np.ndarray]:
+    rings = []
+    for ring in segmentation:
+        values = np.asarray(ring, dtype=float)
+        if values.ndim != 1 or len(values) % 2:
+            raise CocoFormatError(f"{where}: a polygon has an odd number of coordinates")
+        if len(values) < 6:
+            raise CocoFormatError(f"{where}: a polygon needs at least 3 points")
+        points = values.reshape(-1, 2)
+        # LIVECell coordinates may touch the border; allow one pixel of slack
+        if (points < -1).any() or (points[:, 0] > width + 1).any() or (points[:, 1] > height + 1).any():
+            raise CocoFormatError(
+                f"{where}: polygon outside the {width} x {height} image "
+                f"(x {points[:, 0].min():.1f}..{points[:, 0].max():.1f}, "
+                f"y {points[:, 1].min():.1f}..{points[:, 1].max():.1f})"
+            )
+        rings.append(points)
+    return rings
+
+
+def annotation_mask(annotation: dict, height: int, width: int) -> np.ndarray:
+    """Boolean mask of one annotation (polygons joined by union, or RLE).
+
+    Raises
+    ------
+    CocoFormatError
+        Malformed polygons (odd length, < 3 points, outside the image) or RLE.
+    """
+    where = f"annotation {annotation.get('id', '?')}"
+    segmentation = annotation.get("segmentation")
+    if isinstance(segmentation, dict):
+        from pycocotools import mask as mask_utils
+
+        size = segmentation.get("size")
+        if size is not None and list(size) != [height, width]:
+            raise CocoFormatError(f"{where}: RLE size {size} differs from the image {height} x {width}")
+        rle = segmentation
+        if isinstance(rle.get("counts"), list):
+            rle = mask_utils.frPyObjects(rle, height, width)
+        try:
+            return mask_utils.decode(rle).astype(bool)
+        except Exception as error:
+            raise CocoFormatError(f"{where}: unreadable RLE ({error})") from None
+    if not isinstance(segmentation, list) or not segmentation:
+        raise CocoFormatError(f"{where}: no polygon or RLE segmentation")
+    rings = _ring_arrays(segmentation, width, height, where)
+    return polygons_to_mask(rings, (height, width), combine="union")
+
+
 def annotations_to_labels(annotations: Iterable[dict], height: int, width: int) -> np.ndarray:
-    """Rasterise polygon annotations into a label image (ids in file order)."""
+    """Rasterise annotations into a label image (ids in file order, earlier on top).
+
+    Raises
+    ------
+    CocoFormatError
+        A malformed annotation, or one that covers no pixel (zero area).
+    """
     labels = np.zeros((height, width), dtype=np.int32)
     for number, annotation in enumerate(annotations, start=1):
-        segmentation = annotation["segmentation"]
-        if isinstance(segmentation, dict):
-            from pycocotools import mask as mask_utils
-
-            rle = segmentation
-            if isinstance(rle.get("counts"), list):
-                rle = mask_utils.frPyObjects(rle, height, width)
-            mask = mask_utils.decode(rle).astype(bool)
-        else:
-            rings = [np.asarray(ring, dtype=float).reshape(-1, 2) for ring in segmentation]
-            mask = polygons_to_mask(rings, (height, width))
+        mask = annotation_mask(annotation, height, width)
+        if not mask.any():
+            raise CocoFormatError(f"annotation {annotation.get('id', '?')} covers no pixel (zero area)")
         labels[mask & (labels == 0)] = number
     return labels
+
+
+def check_image_entry(entry: dict, source: str) -> tuple[int, int]:
+    """Height and width of a COCO image entry, or a clear error."""
+    try:
+        height, width = int(entry["height"]), int(entry["width"])
+    except (KeyError, TypeError, ValueError):
+        raise CocoFormatError(
+            f"{source}: image {entry.get('id', '?')} lacks an integer width/height"
+        ) from None
+    if height <= 0 or width <= 0:
+        raise CocoFormatError(f"{source}: image {entry.get('id', '?')} has size {width} x {height}")
+    return height, width
+
+
+def annotations_by_image(coco: dict) -> dict[int, list[dict]]:
+    """Annotations grouped by image id (file order kept)."""
+    grouped: dict[int, list[dict]] = {}
+    for annotation in coco["annotations"]:
+        if not isinstance(annotation, dict) or "image_id" not in annotation:
+            raise CocoFormatError("an annotation lacks its 'image_id'")
+        grouped.setdefault(annotation["image_id"], []).append(annotation)
+    return grouped

@@ -60,7 +60,7 @@ def mask_to_polygons(mask: np.ndarray, offset: tuple[float, float] = (0.0, 0.0))
     return rings
 
 
-def polygons_to_mask(polygons: list[Polygon], shape: tuple[int, int]) -> np.ndarray:
+def polygons_to_mask(polygons: list[Polygon], shape: tuple[int, int], combine: str = "xor") -> np.ndarray:
     """Fill rings into a boolean mask, combining them with XOR (holes stay holes).
 
     Parameters
@@ -69,6 +69,9 @@ def polygons_to_mask(polygons: list[Polygon], shape: tuple[int, int]) -> np.ndar
         ``(K, 2)`` ``(x, y)`` rings in continuous image coordinates.
     shape : tuple of int
         ``(height, width)`` of the mask.
+    combine : {"xor", "union"}
+        ``"xor"`` for our own rings (holes are rings), ``"union"`` for COCO
+        polygon lists, whose rings are parts of one object.
 
     Returns
     -------
@@ -79,7 +82,10 @@ def polygons_to_mask(polygons: list[Polygon], shape: tuple[int, int]) -> np.ndar
     for ring in polygons:
         ring = np.asarray(ring, dtype=float)
         rr, cc = draw_polygon(ring[:, 1] - 0.5, ring[:, 0] - 0.5, shape=shape)
-        mask[rr, cc] ^= True
+        if combine == "union":
+            mask[rr, cc] = True
+        else:
+            mask[rr, cc] ^= True
     return mask
 
 

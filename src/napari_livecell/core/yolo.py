@@ -100,3 +100,142 @@ def write_yolo_sample(root: Path, split: str, sample: YoloSample) -> None:
     lines = labels_to_yolo_lines(sample.labels, sample.classes)
     write_with(image_path, lambda path: iio.imwrite(path, sample.image, extension=".png"))
     write_text_atomic(label_path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+class YoloFormatError(ValueError):
+    """A YOLO label file that cannot be used, with the reason in the message."""
+
+
+def write_yolo_txt(path: str | os.PathLike, labels: np.ndarray, classes: Sequence[int] | None = None) -> Path:
+    """Write one image's cells as a YOLO-seg ``.txt`` (atomically)."""
+    lines = labels_to_yolo_lines(labels, classes)
+    return write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def parse_yolo_lines(
+    text: str, source: str = "labels", n_classes: int | None = None
+) -> list[tuple[int, np.ndarray]]:
+    """Parse YOLO-seg lines into ``(class, (K, 2) normalised xy)`` pairs.
+
+    Raises
+    ------
+    YoloFormatError
+        Non-numeric tokens, an odd number of coordinates, fewer than 3 points,
+        coordinates outside 0..1 (Ultralytics drops such images), or a class
+        id beyond the dataset's names.
+    """
+    cells = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        where = f"{source} line {number}"
+        try:
+            class_id = int(float(tokens[0]))
+            values = np.array([float(t) for t in tokens[1:]])
+        except ValueError:
+            raise YoloFormatError(f"{where}: not a row of numbers") from None
+        if len(values) == 4:
+            raise YoloFormatError(f"{where}: a box (detection label), not a polygon")
+        if len(values) % 2:
+            raise YoloFormatError(f"{where}: odd number of coordinates ({len(values)})")
+        if len(values) < 6:
+            raise YoloFormatError(f"{where}: a polygon needs at least 3 points")
+        if values.min() < 0 or values.max() > 1.01:
+            raise YoloFormatError(
+                f"{where}: coordinates must be normalised to 0..1 "
+                f"(found {values.min():.3f}..{values.max():.3f})"
+            )
+        if class_id < 0 or (n_classes is not None and class_id >= n_classes):
+            raise YoloFormatError(
+                f"{where}: class {class_id} is not in the dataset's {n_classes} class name(s)"
+            )
+        cells.append((class_id, values.reshape(-1, 2)))
+    return cells
+
+
+def yolo_to_labels(
+    cells: list[tuple[int, np.ndarray]], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterise parsed YOLO polygons the way Ultralytics' loader does.
+
+    Points are scaled by the image size, truncated to int and filled with
+    OpenCV (pixel centres), so what napari shows is what training will see.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        ``(H, W)`` int32, cells ``1..N`` in file order (earlier cells on top).
+    classes : numpy.ndarray
+        Class id of each label.
+    """
+    import cv2
+
+    labels = np.zeros((height, width), dtype=np.int32)
+    classes = []
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for class_id, points in cells:
+        mask[:] = 0
+        pixels = (points * [width, height]).astype(np.int32)
+        cv2.fillPoly(mask, [pixels], 1)
+        free = (mask > 0) & (labels == 0)
+        if not free.any():
+            continue
+        classes.append(class_id)
+        labels[free] = len(classes)
+    return labels, np.asarray(classes, dtype=np.int32)
+
+
+def read_data_yaml(path: str | os.PathLike) -> dict:
+    """Class names and split folders of a YOLO ``data.yaml``."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise YoloFormatError(f"{path.name} is not valid YAML: {error}") from None
+    if not isinstance(data, dict) or "names" not in data:
+        raise YoloFormatError(f"{path.name} has no 'names' of classes")
+    names = data["names"]
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    data["names"] = {int(k): str(v) for k, v in names.items()}
+    return data
+
+
+def write_yolo_dataset(
+    out: str | os.PathLike,
+    samples: Sequence[YoloSample],
+    names: dict[int, str],
+    val_fraction: float = 0.0,
+    seed: int = 0,
+) -> Path:
+    """Write ``images/``, ``labels/`` and ``data.yaml`` that Ultralytics trains on as is.
+
+    Parameters
+    ----------
+    out : path
+        Dataset folder.
+    samples : sequence of YoloSample
+        Images and their label images.
+    names : dict
+        Class id -> name.
+    val_fraction : float
+        Share of samples held out as ``val`` (0 writes a single ``train`` split,
+        also used for validation).
+    seed : int
+        Seed of the split.
+
+    Returns
+    -------
+    Path
+        ``data.yaml``.
+    """
+    out = Path(out)
+    order = np.random.default_rng(seed).permutation(len(samples))
+    n_val = round(val_fraction * len(samples)) if len(samples) > 1 else 0
+    val = set(order[:n_val].tolist())
+    for position, sample in enumerate(samples):
+        write_yolo_sample(out, "val" if position in val else "train", sample)
+    return write_data_yaml(out, names, ["train", "val"] if n_val else ["train"])
