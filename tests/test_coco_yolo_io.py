@@ -201,3 +201,90 @@ def test_failed_write_keeps_the_previous_export(tmp_path, small_frame):
         write_labels_coco(str(path), small_frame.labels.astype(float), {"name": "frame"})
     assert path.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]
+
+
+def test_convert_livecell_json_to_a_yolo_dataset_ultralytics_trains_on(tmp_path):
+    """The job the original work did with JSON2YOLO: COCO -> dataset -> 1 epoch, no label warnings."""
+    import logging
+
+    from napari_livecell.cli import main
+    from napari_livecell.core.synthetic import write_synthetic_dataset
+    from napari_livecell.core.train import TrainSettings, train_model
+
+    json_path = write_synthetic_dataset(tmp_path / "lc", 3, seed=8, n_cells=40)
+    coco = json.loads(json_path.read_text())
+    coco["annotations"] = {str(a["id"]): a for a in coco["annotations"]}  # LIVECell's dict layout
+    json_path.write_text(json.dumps(coco))
+    out = tmp_path / "yolo"
+    assert (
+        main(
+            ["convert", str(json_path), str(out), "--to", "yolo", "--images", str(tmp_path / "lc" / "images")]
+        )
+        == 0
+    )
+    assert (out / "data.yaml").exists() and len(list((out / "labels").rglob("*.txt"))) == 3
+
+    from napari_livecell.core.offline import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics.utils import LOGGER
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    LOGGER.addHandler(handler)
+    try:
+        train_model(
+            TrainSettings(data=str(out / "data.yaml"), epochs=1, imgsz=160, batch=2, workers=0),
+            tmp_path / "train",
+        )
+    finally:
+        LOGGER.removeHandler(handler)
+    label_warnings = [
+        r.getMessage() for r in records if r.levelno >= logging.WARNING and "label" in r.getMessage().lower()
+    ]
+    assert label_warnings == []
+    back = tmp_path / "back.json"
+    assert main(["convert", str(out), str(back), "--to", "coco"]) == 0
+    assert len(json.loads(back.read_text())["annotations"]) == len(coco["annotations"])
+
+
+def test_convert_coco_to_tiffs_and_back_checks_sizes(tmp_path, small_frame):
+    from napari_livecell.cli import main
+
+    json_path = tmp_path / "in.json"
+    write_labels_coco(str(json_path), small_frame.labels, {"name": "frame.tif"})
+    assert main(["convert", str(json_path), str(tmp_path / "tifs"), "--to", "tif"]) == 0
+    (tif,) = (tmp_path / "tifs").glob("*_labels.tif")
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "tifs"),
+                str(tmp_path / "out.json"),
+                "--to",
+                "coco",
+                "--reference",
+                str(json_path),
+            ]
+        )
+        == 0
+    )
+    import tifffile
+
+    tifffile.imwrite(tif, np.zeros((10, 10), np.uint16))
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "tifs"),
+                str(tmp_path / "bad.json"),
+                "--to",
+                "coco",
+                "--reference",
+                str(json_path),
+            ]
+        )
+        == 2
+    )
+    assert not (tmp_path / "bad.json").exists()

@@ -153,6 +153,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from napari_livecell.core import convert
+    from napari_livecell.core.train import coco_to_yolo_dataset
+
+    source, out = Path(args.input), Path(args.output)
+    if not source.exists():
+        raise CommandError(f"input not found: {source}")
+    if source.suffix.lower() == ".json":
+        if args.to == "yolo":
+            if args.images is None:
+                raise CommandError("--images DIR is required to build a YOLO dataset from COCO")
+            data_yaml = coco_to_yolo_dataset(source, args.images, out, val_fraction=args.val, seed=args.seed)
+            print(f"wrote YOLO dataset {data_yaml}")
+        elif args.to == "tif":
+            written = convert.coco_to_label_tiffs(source, out)
+            print(f"wrote {len(written)} label TIFF(s) to {out}")
+        else:
+            raise CommandError("the input is already COCO json: use --to yolo or --to tif")
+    elif source.is_dir() and (source / "data.yaml").exists():
+        if args.to != "coco":
+            raise CommandError("a YOLO dataset converts --to coco")
+        print(f"wrote {convert.yolo_dataset_to_coco(source, out)}")
+    elif source.is_dir():
+        label_files = sorted(source.glob("*_labels.tif"))
+        if not label_files:
+            raise CommandError(f"no *_labels.tif files in {source}")
+        if args.to != "coco":
+            raise CommandError("label TIFFs convert --to coco")
+        print(f"wrote {convert.label_tiffs_to_coco(label_files, out, args.reference)}")
+    else:
+        raise CommandError(f"{source} is not a COCO json, a YOLO dataset folder or a folder of *_labels.tif")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from napari_livecell.core.model import DEFAULT_MODEL
     from napari_livecell.core.train import TrainSettings, coco_to_yolo_dataset, train_model
@@ -295,6 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="COCO's maxDets 100 and area ranges instead of LIVECell's",
     )
     evaluate.set_defaults(run=_cmd_evaluate, predictions_settings=None)
+
+    conv = commands.add_parser("convert", help="COCO json <-> YOLO dataset <-> label TIFFs")
+    conv.add_argument("input", help="COCO json, YOLO dataset folder, or folder of *_labels.tif")
+    conv.add_argument("output", help="output json or folder")
+    conv.add_argument("--to", choices=("coco", "yolo", "tif"), required=True)
+    conv.add_argument("--images", default=None, help="image folder (COCO -> YOLO)")
+    conv.add_argument("--reference", default=None, help="COCO json whose ids/sizes label TIFFs must match")
+    conv.add_argument("--val", type=float, default=0.1, help="validation share (COCO -> YOLO)")
+    conv.add_argument("--seed", type=int, default=0)
+    conv.set_defaults(run=_cmd_convert)
 
     demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
     demo.add_argument("--run", action="store_true", help="segment the sample right away")
