@@ -106,3 +106,21 @@ def _touching_pair(labels):
     touching = (right[0] != right[1]) & (right[0] > 0) & (right[1] > 0)
     r, c = np.argwhere(touching)[0]
     return int(labels[r, c]), int(labels[r, c + 1])
+
+
+def test_correction_summary_travels_into_the_coco_export(proofreading, tmp_path):
+    import json
+
+    from napari_livecell._io import write_labels_coco
+
+    viewer, widget = proofreading
+    cells = viewer.layers["img cells"]
+    widget.delete(2)
+    widget.accept(1)
+    path = tmp_path / "corrected.json"
+    write_labels_coco(
+        str(path), cells.data, {"name": cells.name, "features": cells.features, "metadata": cells.metadata}
+    )
+    coco = json.loads(path.read_text())
+    assert coco["info"]["corrections"]["deleted"] == 1 and coco["info"]["corrections"]["accepted"] == 1
+    assert {a.get("status") for a in coco["annotations"]} == {"accepted", "predicted"}

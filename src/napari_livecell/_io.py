@@ -321,6 +321,9 @@ def write_labels_coco(path: str, data: Any, attributes: dict) -> list[str]:
     """Write a Labels layer (2-D or stack) as COCO instance json."""
     entries, class_names, with_scores = _layer_cells(data, attributes)
     coco = build_coco(entries, class_names=class_names, with_scores=with_scores)
+    corrections = (attributes.get("metadata") or {}).get(RESULT_KEY, {}).get("corrections")
+    if corrections:
+        coco["info"]["corrections"] = corrections  # what proofreading changed, for the record
     return [str(write_coco(path, coco))]
 
 
