@@ -109,6 +109,25 @@ def instance_masks(
             yield index, r0, c0, mask
 
 
+def _drop_fragments(labels: np.ndarray) -> None:
+    """Keep only the largest piece of each cell (in place).
+
+    A low-scoring mask that overlaps higher-scoring cells can be left in
+    scattered pieces after they are painted over it; a cell is one piece.
+    """
+    from scipy import ndimage as ndi
+
+    for index, box in enumerate(ndi.find_objects(labels)):
+        if box is None:
+            continue
+        cell = labels[box] == index + 1
+        pieces, n_pieces = ndi.label(cell)
+        if n_pieces > 1:
+            sizes = np.bincount(pieces.ravel())
+            sizes[0] = 0
+            labels[box][cell & (pieces != sizes.argmax())] = 0
+
+
 def paint_masks(
     masks: list[tuple[float, int, int, np.ndarray]], image_shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +157,7 @@ def paint_masks(
         # masks from a padded window may reach past the frame: clip them
         mask = mask[: max(0, height - row), : max(0, width - col)]
         labels[row : row + mask.shape[0], col : col + mask.shape[1]][mask] = position + 1
+    _drop_fragments(labels)
     present = np.zeros(len(masks) + 1, dtype=bool)
     present[np.unique(labels)] = True
     kept = np.flatnonzero(present[1:])
