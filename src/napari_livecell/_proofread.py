@@ -122,6 +122,12 @@ class OutlineFollower:
         self.shapes.features = features
 
 
+def _camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9 on)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 def _score_of(labels_layer, cell: int) -> float:
     features = labels_layer.features
     if "index" in features and "score" in features:
@@ -303,7 +309,7 @@ class ProofreadWidget(Container):
                 continue
             if frame:
                 self._viewer.dims.set_point(0, frame[0])
-            self._viewer.camera.center = tuple(self.layer.data_to_world((*frame, *centre)))[-2:]
+            _camera(self._viewer).center = tuple(self.layer.data_to_world((*frame, *centre)))[-2:]
             self._cell_a.value = cell
             return cell
         return None
