@@ -53,12 +53,6 @@ def bench_end_to_end(frames: list[np.ndarray], repeats: int) -> dict:
         for bgr in bgr_frames:
             plain.predict(bgr, retina_masks=True, imgsz=704, verbose=False)
 
-    torch.set_num_threads(ULTRALYTICS_THREADS)  # what Ultralytics' predictor setup picks here
-    plain_predict()
-    t_plain = median_seconds(plain_predict, repeats) / len(frames)
-
-    torch.set_num_threads(os.cpu_count())
-
     def ours():
         for frame in frames:
             result = segment_frame(frame, model, settings)
@@ -66,9 +60,6 @@ def bench_end_to_end(frames: list[np.ndarray], repeats: int) -> dict:
             result.areas  # noqa: B018
 
     ours()
-    torch.set_num_threads(os.cpu_count())
-    t_ours = median_seconds(ours, repeats) / len(frames)
-
     predictor = model.yolo.predictor
     tensors = [predictor.preprocess([bgr]) for bgr in bgr_frames]
 
@@ -77,15 +68,30 @@ def bench_end_to_end(frames: list[np.ndarray], repeats: int) -> dict:
             for tensor in tensors:
                 predictor.model(tensor)
 
-    forward()
-    t_forward = median_seconds(forward, repeats) / len(frames)
+    torch.set_num_threads(ULTRALYTICS_THREADS)
+    plain_predict()
+    # this machine's speed drifts (shared cores): interleave the three and take medians
+    plain_times, ours_times, forward_times, ours_one_thread = [], [], [], []
+    for _ in range(repeats):
+        torch.set_num_threads(ULTRALYTICS_THREADS)  # what Ultralytics' predictor setup picks here
+        plain_times.append(median_seconds(plain_predict, 1))
+        ours_one_thread.append(median_seconds(ours, 1))
+        torch.set_num_threads(os.cpu_count())
+        ours_times.append(median_seconds(ours, 1))
+        forward_times.append(median_seconds(forward, 1))
+    t_plain = statistics.median(plain_times) / len(frames)
+    t_ours = statistics.median(ours_times) / len(frames)
+    t_forward = statistics.median(forward_times) / len(frames)
+    t_ours_one = statistics.median(ours_one_thread) / len(frames)
     return {
         "threads_plain": ULTRALYTICS_THREADS,
         "threads_ours": os.cpu_count(),
         "plain_ms": 1000 * t_plain,
         "ours_ms": 1000 * t_ours,
         "forward_ms": 1000 * t_forward,
+        "ours_1_thread_ms": 1000 * t_ours_one,
         "speedup_vs_plain": t_plain / t_ours,
+        "speedup_vs_plain_same_threads": t_plain / t_ours_one,
         "ours_over_forward": t_ours / t_forward,
         "input": tuple(tensors[0].shape),
     }
