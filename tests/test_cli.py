@@ -107,3 +107,17 @@ def test_bad_weights_give_one_line_errors(tmp_path, sample_dir, weights, message
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_demo_docks_the_widget_segments_and_saves_a_screenshot(tmp_path):
+    import os
+
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("needs a display (run under xvfb-run)")
+    shot = tmp_path / "demo.png"
+    result = run_cli("demo", "--run", "--screenshot", str(shot))
+    assert result.returncode == 0, result.stderr[-2000:]
+    import imageio.v3 as iio
+
+    image = iio.imread(shot)
+    assert image.shape[0] > 400 and image.shape[1] > 800

@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--frames", type=int, default=None, help="write time-lapses of T frames")
     synth.add_argument("--cells", type=int, default=None, help="cells per image (default 20..600)")
-    synth.set_defaults(run=_cmd_synth)
+    synth.set_defaults(handler=_cmd_synth)
 
     seg = commands.add_parser("segment", help="segment images; write labels, outlines and COCO json")
     seg.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="overlapping tiles for frames larger than --imgsz (auto), always, or never",
     )
     seg.add_argument("--out", required=True, help="output folder")
-    seg.set_defaults(run=_cmd_segment)
+    seg.set_defaults(handler=_cmd_segment)
 
     train = commands.add_parser("train", help="train or fine-tune a YOLO-seg model, offline")
     train.add_argument("--data", required=True, help="COCO json (with --images) or YOLO dataset folder")
@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=int, default=2)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="output folder (best.pt, metrics.json)")
-    train.set_defaults(run=_cmd_train)
+    train.set_defaults(handler=_cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="box and mask AP with the LIVECell protocol")
     evaluate.add_argument("--gt", required=True, help="ground-truth COCO json")
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="COCO's maxDets 100 and area ranges instead of LIVECell's",
     )
-    evaluate.set_defaults(run=_cmd_evaluate, predictions_settings=None)
+    evaluate.set_defaults(handler=_cmd_evaluate, predictions_settings=None)
 
     conv = commands.add_parser("convert", help="COCO json <-> YOLO dataset <-> label TIFFs")
     conv.add_argument("input", help="COCO json, YOLO dataset folder, or folder of *_labels.tif")
@@ -338,12 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--reference", default=None, help="COCO json whose ids/sizes label TIFFs must match")
     conv.add_argument("--val", type=float, default=0.1, help="validation share (COCO -> YOLO)")
     conv.add_argument("--seed", type=int, default=0)
-    conv.set_defaults(run=_cmd_convert)
+    conv.set_defaults(handler=_cmd_convert)
 
     demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
     demo.add_argument("--run", action="store_true", help="segment the sample right away")
     demo.add_argument("--screenshot", default=None, help="save a window screenshot and exit")
-    demo.set_defaults(run=_cmd_demo)
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 
@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(args.handler(args) or 0)
     except (CommandError, *USER_ERRORS) as error:
         message = str(error).strip("'\"") or type(error).__name__
         print(f"napari-livecell: error: {message}", file=sys.stderr)
