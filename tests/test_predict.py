@@ -192,3 +192,20 @@ def test_static_onnx_keeps_small_frames_at_native_scale(small_frame, default_mod
     assert exported.labels.shape == small_frame.image.shape
     match = match_cells(native.labels, exported.labels)
     assert match.n_matched >= 0.9 * native.n_cells
+
+
+def test_torchscript_export_loads_and_agrees(tmp_path, small_frame, default_model):
+    import shutil
+
+    from ultralytics import YOLO
+
+    from napari_livecell.core.model import load_model
+
+    weights = tmp_path / "model.pt"
+    shutil.copyfile(default_model.path, weights)
+    exported = YOLO(str(weights)).export(format="torchscript", imgsz=[256, 320], verbose=False)
+    scripted = load_model(exported, device="cpu")
+    assert scripted.class_names == {0: "cell"}
+    reference = segment_frame(small_frame.image, default_model)
+    match = match_cells(reference.labels, segment_frame(small_frame.image, scripted).labels)
+    assert match.n_matched >= 0.95 * reference.n_cells
