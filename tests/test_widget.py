@@ -142,3 +142,17 @@ def test_detection_only_model_is_reported_not_raised(qtbot, viewer_and_widget, s
     run_and_wait(qtbot, widget)
     assert "detection-only" in widget._status.value
     assert [layer.name for layer in viewer.layers] == ["img"]
+
+
+def test_progress_moves_per_tile_in_a_large_frame(qtbot, viewer_and_widget):
+    from napari_livecell.core.synthetic import synthesize_image
+
+    viewer, widget = viewer_and_widget
+    viewer.add_image(synthesize_image(seed=4, n_cells=300, shape=(1040, 1408)).image, name="big")
+    seen = []
+    worker = widget.run()
+    worker.yielded.connect(seen.append)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    within_frame = {done for done, total in seen if 0 < done < total}
+    assert len(within_frame) >= 5  # 6 tiles of 704 x 704
+    assert viewer.layers["big cells"].data.max() > 200

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL_CHOICE = "default (shipped, synthetic LIVECell)"
 MAX_SPATIAL_STACK_AXES = 4  # T, Z, Y, X (+ colour)
 RESULT_KEY = "napari_livecell"
+TILE_STEPS = 100  # progress units per frame, so that tiles of a large frame show
 
 
 def _recent_models_file() -> Path:
@@ -96,7 +97,7 @@ def segment_generator(
     only adds layers.
     """
     from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import iter_frames, segment_frame
+    from napari_livecell.core.predict import iter_frames, segment_frame_steps
 
     try:
         model = load_model(weights, device=device)
@@ -105,16 +106,24 @@ def segment_generator(
         # a user's mistake, not a bug: reported in the widget, no traceback dialog
         return RunFailure(str(error))
     total = math.prod(leading) if leading else 1
-    yield 0, total
+    yield 0, total * TILE_STEPS
     results = []
-    for done, (_, frame) in enumerate(frames, start=1):
+    for done, (_, frame) in enumerate(frames):
+        steps = segment_frame_steps(frame, model, settings, tile)
         try:
-            result = segment_frame(frame, model, settings, tile)
+            while True:
+                try:
+                    tiles_done, tiles = next(steps)
+                except StopIteration as finished:
+                    result = finished.value
+                    break
+                # progress (and Cancel) move per tile inside a frame
+                yield done * TILE_STEPS + (TILE_STEPS * tiles_done) // tiles - 1, total * TILE_STEPS
         except (ValueError, OSError) as error:
-            return RunFailure(f"frame {done}: {error}")
+            return RunFailure(f"frame {done + 1}: {error}")
         result.polygons  # noqa: B018  (trace outlines off the GUI thread)
         results.append(result)
-        yield done, total
+        yield (done + 1) * TILE_STEPS, total * TILE_STEPS
     return results, leading
 
 
@@ -270,8 +279,9 @@ class SegmentCellsWidget(Container):
     def _on_progress(self, progress: tuple[int, int]) -> None:
         done, total = progress
         self._progress.max = max(total, 1)
-        self._progress.value = done
-        self._status.value = f"frame {done} of {total}"
+        self._progress.value = max(done, 0)
+        frames = total // TILE_STEPS
+        self._status.value = f"frame {min(frames, done // TILE_STEPS + 1)} of {frames}"
 
     def _on_cancelled(self) -> None:
         self._status.value = "cancelled; no layers changed"

@@ -8,7 +8,7 @@ than the model input are cut into overlapping tiles (:mod:`.tiling`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -233,6 +233,25 @@ def segment_frame(
     -------
     Segmentation
     """
+    steps = segment_frame_steps(frame, model, settings, tile)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
+
+
+def segment_frame_steps(
+    frame: np.ndarray,
+    model: LoadedModel | str | None = None,
+    settings: PredictSettings | None = None,
+    tile: bool | None = None,
+) -> Generator[tuple[int, int], None, Segmentation]:
+    """:func:`segment_frame` as a generator that yields ``(tiles done, tiles)``.
+
+    For progress bars and cancel buttons that act within a large frame;
+    the :class:`Segmentation` is the generator's return value.
+    """
     model = load_model(model)
     settings = settings or PredictSettings()
     bgr = to_bgr(frame)
@@ -247,18 +266,21 @@ def segment_frame(
 
         overlap = min(DEFAULT_OVERLAP, min(window) // 4)
         collected = []
-        for part in tile_grid(shape, window, overlap):
+        parts = tile_grid(shape, window, overlap)
+        for done, part in enumerate(parts, start=1):
             piece = np.ascontiguousarray(bgr[part.row, part.col])
             run = settings if fixed else replace(settings, imgsz=_native_size(piece.shape[:2], settings))
             if fixed:
                 piece = _pad_to(piece, fixed)
-            found = _collect(piece, model, run, (part.row.start, part.col.start), part.owns)
-            collected += found
-    elif fixed and fits:
-        collected = _collect(_pad_to(bgr, fixed), model, settings)
+            collected += _collect(piece, model, run, (part.row.start, part.col.start), part.owns)
+            yield done, len(parts)
     else:
-        run = replace(settings, imgsz=_native_size(shape, settings)) if fits else settings
-        collected = _collect(bgr, model, run)
+        if fixed and fits:
+            collected = _collect(_pad_to(bgr, fixed), model, settings)
+        else:
+            run = replace(settings, imgsz=_native_size(shape, settings)) if fits else settings
+            collected = _collect(bgr, model, run)
+        yield 1, 1
     labels, kept = paint_masks([entry[:4] for entry in collected], shape)
     return Segmentation.from_painted(
         labels,
