@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.atomic import write_text_atomic
 from napari_livecell.core.segmentation import Segmentation, polygons_to_mask
 
 
@@ -34,14 +33,8 @@ class CocoImage:
     statuses: Sequence[str] | None = None  # proofreading status of each cell
 
 
-def _round(values: Iterable[float]) -> list[float]:
-    return [round(float(v), 2) for v in values]
-
-
-def _has_holes(mask: np.ndarray) -> bool:
-    from scipy import ndimage as ndi
-
-    return bool((ndi.binary_fill_holes(mask) != mask).any())
+def _round(values: Iterable[float] | np.ndarray) -> list[float]:
+    return np.round(np.asarray(values, dtype=float), 2).ravel().tolist()
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -68,7 +61,7 @@ def segmentation_annotations(
     union) unless ``rle`` is set. A cell with a hole is always written as
     RLE, because a union of polygons cannot keep a hole.
     """
-    from napari_livecell.core.segmentation import cell_boxes
+    from napari_livecell.core.segmentation import cell_boxes, mask_rings
 
     annotations = []
     areas = segmentation.areas
@@ -77,15 +70,16 @@ def segmentation_annotations(
     for index in range(segmentation.n_cells):
         if areas[index] == 0 or slices[index] is None:
             continue
-        local = segmentation.labels[slices[index]] == index + 1
-        if rle or _has_holes(local):
-            shape = segmentation.labels.shape
-            full = np.zeros(shape, dtype=bool)
-            full[slices[index]] = local
+        box = slices[index]
+        local = segmentation.labels[box] == index + 1
+        rings, holes = mask_rings(local, (box[0].start, box[1].start))
+        if rle or any(holes):
+            full = np.zeros(segmentation.labels.shape, dtype=bool)
+            full[box] = local
             encoded = encode_rle(full)
         else:
-            rings = segmentation.polygons[index]
-            encoded = [_round(np.asarray(ring).ravel()) for ring in rings]
+            # traced vertices are exact quarter pixels: nothing to round
+            encoded = [ring.ravel().tolist() for ring in rings]
         annotation = {
             "id": first_annotation_id + len(annotations),
             "image_id": image_id,
@@ -164,8 +158,13 @@ def build_coco(
 
 
 def write_coco(path: str | os.PathLike, coco: dict) -> Path:
-    """Write a COCO dict to ``path`` atomically."""
-    return write_text_atomic(path, json.dumps(coco, separators=(",", ":")))
+    """Write a COCO dict to ``path`` atomically (orjson: ~10x faster than json)."""
+    import orjson
+
+    from napari_livecell.core.atomic import write_with
+
+    payload = orjson.dumps(coco, option=orjson.OPT_SERIALIZE_NUMPY)
+    return write_with(path, lambda temporary: temporary.write_bytes(payload))
 
 
 def load_coco(path: str | os.PathLike) -> dict:
