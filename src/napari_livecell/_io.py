@@ -303,7 +303,7 @@ def _layer_cells(data: np.ndarray, attributes: dict):
     entries = []
     for index, frame in enumerate(frames):
         segmentation = Segmentation.from_labels(frame, scores, classes, class_names)
-        present = np.unique(frame[frame > 0])
+        present = np.flatnonzero(np.bincount(frame.ravel(), minlength=2)[1:]) + 1
         file_name = file_names[index] if index < len(file_names) else base
         entries.append(
             CocoImage(

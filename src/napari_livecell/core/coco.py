@@ -64,13 +64,16 @@ def segmentation_annotations(
     from napari_livecell.core.segmentation import cell_boxes, mask_rings
 
     annotations = []
-    areas = segmentation.areas
-    boxes = segmentation.bboxes
+    # plain Python values once per frame: numpy scalars are slow per cell
+    areas = segmentation.areas.tolist()
+    boxes = segmentation.bboxes.tolist()
+    categories = (segmentation.classes + 1).tolist()
+    scores = np.round(segmentation.scores.astype(float), 5).tolist()
     slices = cell_boxes(segmentation.labels)
     for index in range(segmentation.n_cells):
-        if areas[index] == 0 or slices[index] is None:
+        box = slices[index] if index < len(slices) else None
+        if box is None or areas[index] == 0:
             continue
-        box = slices[index]
         local = segmentation.labels[box] == index + 1
         rings, holes = mask_rings(local, (box[0].start, box[1].start))
         if rle or any(holes):
@@ -83,14 +86,14 @@ def segmentation_annotations(
         annotation = {
             "id": first_annotation_id + len(annotations),
             "image_id": image_id,
-            "category_id": int(segmentation.classes[index]) + 1,
+            "category_id": categories[index],
             "segmentation": encoded,
-            "area": int(areas[index]),
-            "bbox": _round(boxes[index]),
+            "area": areas[index],
+            "bbox": boxes[index],
             "iscrowd": 0,
         }
         if with_scores:
-            annotation["score"] = round(float(segmentation.scores[index]), 5)
+            annotation["score"] = scores[index]
         if statuses is not None:
             annotation["status"] = str(statuses[index])
         annotations.append(annotation)

@@ -55,15 +55,16 @@ def mask_rings(
         np.asarray(mask, dtype=np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST
     )
     contours, hierarchy = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    rings, holes = [], []
-    for index, contour in enumerate(contours):
-        xy = (contour.reshape(-1, 2).astype(float) + 0.5) / 2
-        xy += (offset[1], offset[0])
-        if len(xy) < 3:  # a 1 x 1 px part traces as fewer points; keep a valid ring
-            xy = np.vstack([xy, np.repeat(xy[-1:], 3 - len(xy), axis=0)])
-        rings.append(xy)
-        holes.append(bool(hierarchy[0][index][3] != -1))  # RETR_CCOMP: holes have a parent
-    return rings, holes
+    if not contours:
+        return [], []
+    # one vectorised transform for all rings, then split (per-ring numpy calls dominate)
+    points = np.concatenate(contours).reshape(-1, 2) * 0.5 + (0.25 + offset[1], 0.25 + offset[0])
+    rings = np.split(points, np.cumsum([len(c) for c in contours[:-1]]))
+    for index, ring in enumerate(rings):
+        if len(ring) < 3:  # a 1 x 1 px part traces as fewer points; keep a valid ring
+            rings[index] = np.vstack([ring, np.repeat(ring[-1:], 3 - len(ring), axis=0)])
+    # RETR_CCOMP: a ring with a parent is a hole
+    return rings, (hierarchy[0][:, 3] != -1).tolist()
 
 
 def polygons_to_mask(polygons: list[Polygon], shape: tuple[int, int], combine: str = "xor") -> np.ndarray:
@@ -192,15 +193,21 @@ class Segmentation:
         ``scores`` and ``classes``, when given, are indexed by original label
         id - 1; they follow their cells through the renumbering.
         """
-        from skimage.segmentation import relabel_sequential
-
         labels = np.asarray(labels)
         if labels.ndim != 2:
             raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
-        relabelled, _, _ = relabel_sequential(labels.astype(np.int32))
-        old_ids = np.unique(labels[labels > 0])
+        if labels.size and labels.min() < 0:
+            raise ValueError("labels must not be negative")
+        size = int(labels.max()) if labels.size else 0
+        present = np.bincount(labels.ravel(), minlength=size + 1)[1:] > 0
+        old_ids = np.flatnonzero(present) + 1
+        if len(old_ids) == size:
+            relabelled = labels.astype(np.int32, copy=False)
+        else:
+            lookup = np.zeros(size + 1, dtype=np.int32)
+            lookup[old_ids] = np.arange(1, len(old_ids) + 1, dtype=np.int32)
+            relabelled = lookup[labels]
         # scores/classes are indexed by the *original* label id - 1
-        size = int(labels.max())
         scores = np.ones(size, np.float32) if scores is None else np.asarray(scores)
         classes = np.zeros(size, np.int32) if classes is None else np.asarray(classes)
         if len(scores) < size or len(classes) < size:
