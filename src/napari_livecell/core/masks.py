@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -59,6 +60,13 @@ def proto_to_image_matrices(
     return rows, cols
 
 
+@lru_cache(maxsize=16)
+def _proto_maps(proto_shape: tuple[int, int], image_shape: tuple[int, int]):
+    """Resampling matrices and their non-zero column spans, cached per shape pair."""
+    row_map, col_map = proto_to_image_matrices(proto_shape, image_shape)
+    return row_map, col_map, _support(row_map), _support(col_map)
+
+
 def _support(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nonzero = matrix != 0
     first = nonzero.argmax(axis=1)
@@ -91,9 +99,9 @@ def instance_masks(
     if len(raw.boxes) == 0:
         return
     n_channels, mh, mw = raw.protos.shape
-    row_map, col_map = proto_to_image_matrices((mh, mw), image_shape)
-    row_first, row_last = _support(row_map)
-    col_first, col_last = _support(col_map)
+    row_map, col_map, (row_first, row_last), (col_first, col_last) = _proto_maps(
+        (int(mh), int(mw)), (int(height), int(width))
+    )
     for index, (x1, y1, x2, y2) in enumerate(raw.boxes):
         # Ultralytics' crop_mask keeps pixel i when x1 <= i < x2
         r0, r1 = max(0, math.ceil(y1)), min(height, math.ceil(y2))
