@@ -51,9 +51,7 @@ def mask_rings(
     """:func:`mask_to_polygons`, plus which rings are holes."""
     import cv2
 
-    doubled = cv2.resize(
-        np.asarray(mask, dtype=np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST
-    )
+    doubled = cv2.resize(np.asarray(mask, dtype=np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     contours, hierarchy = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return [], []
