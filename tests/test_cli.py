@@ -121,3 +121,9 @@ def test_demo_docks_the_widget_segments_and_saves_a_screenshot(tmp_path):
 
     image = iio.imread(shot)
     assert image.shape[0] > 400 and image.shape[1] > 800
+
+
+def test_serve_refuses_missing_weights_before_starting(tmp_path):
+    result = run_cli("serve", "--model", str(tmp_path / "nope.pt"), "--port", "0")
+    assert result.returncode == 2
+    assert "model file not found" in result.stderr and "Traceback" not in result.stderr

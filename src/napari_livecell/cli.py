@@ -187,6 +187,23 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from napari_livecell.service import ServiceSettings, serve
+    except ImportError as error:
+        raise CommandError(
+            f"the service needs the 'server' extra (pip install 'napari-livecell[server]'): {error}"
+        ) from None
+    from napari_livecell.core.model import check_weights_path
+
+    check_weights_path(args.model)  # fail before the server starts, with the reason
+    settings = ServiceSettings(
+        model=args.model, device=args.device, concurrency=args.workers, queue=args.queue
+    )
+    serve(args.host, args.port, settings)
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from napari_livecell.core.model import DEFAULT_MODEL
     from napari_livecell.core.train import TrainSettings, coco_to_yolo_dataset, train_model
@@ -339,6 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--val", type=float, default=0.1, help="validation share (COCO -> YOLO)")
     conv.add_argument("--seed", type=int, default=0)
     conv.set_defaults(handler=_cmd_convert)
+
+    srv = commands.add_parser("serve", help="HTTP service: image in, outlined image / json out")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--model", default=None, help="weights; the shipped default if omitted")
+    srv.add_argument("--device", default="cpu", help="cpu, cuda:N, mps or auto")
+    srv.add_argument("--workers", type=int, default=1, help="inferences at once")
+    srv.add_argument("--queue", type=int, default=8, help="requests that may wait (more get 503)")
+    srv.set_defaults(handler=_cmd_serve)
 
     demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
     demo.add_argument("--run", action="store_true", help="segment the sample right away")
