@@ -30,3 +30,27 @@ def default_model():
 def as_uint16(image: np.ndarray) -> np.ndarray:
     """A 12-bit camera's view of an 8-bit image (Ultralytics alone sees black)."""
     return (image.astype(np.uint16) * 16 + 7).astype(np.uint16)
+
+
+@pytest.fixture(scope="session")
+def server():
+    import threading
+    import time
+
+    import uvicorn
+
+    from napari_livecell.service import ServiceSettings, create_app
+
+    app = create_app(ServiceSettings(device="cpu", concurrency=1, queue=4))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 120
+    while not instance.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert instance.started, "uvicorn did not start"
+    port = instance.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)

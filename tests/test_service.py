@@ -1,8 +1,6 @@
 """The HTTP service, served by a real uvicorn on 127.0.0.1 (ephemeral port)."""
 
 import io
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -11,27 +9,6 @@ import pytest
 pytest.importorskip("fastapi")
 import httpx
 import imageio.v3 as iio
-
-
-@pytest.fixture(scope="module")
-def server():
-    import uvicorn
-
-    from napari_livecell.service import ServiceSettings, create_app
-
-    app = create_app(ServiceSettings(device="cpu", concurrency=1, queue=4))
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 120
-    while not instance.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert instance.started, "uvicorn did not start"
-    port = instance.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
 
 
 def png_bytes(image: np.ndarray) -> bytes:

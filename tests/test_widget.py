@@ -156,3 +156,27 @@ def test_progress_moves_per_tile_in_a_large_frame(qtbot, viewer_and_widget):
     within_frame = {done for done, total in seen if 0 < done < total}
     assert len(within_frame) >= 5  # 6 tiles of 704 x 704
     assert viewer.layers["big cells"].data.max() > 200
+
+
+def test_service_url_as_model_gives_the_same_cells(qtbot, viewer_and_widget, small_frame, server):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(small_frame.image, name="local")
+    run_and_wait(qtbot, widget)
+    local = viewer.layers["local cells"]
+    viewer.add_image(small_frame.image, name="remote")
+    widget._image.value = viewer.layers["remote"]
+    widget._service.value = server
+    run_and_wait(qtbot, widget)
+    remote = viewer.layers["remote cells"]
+    assert remote.data.max() == local.data.max() > 10
+    assert np.array_equal(remote.data > 0, local.data > 0)
+    assert np.allclose(sorted(remote.features["score"]), sorted(local.features["score"]), atol=1e-4)
+
+
+def test_unreachable_service_is_reported(qtbot, viewer_and_widget, small_frame):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(small_frame.image, name="img")
+    widget._service.value = "http://127.0.0.1:9"  # discard port: nothing listens
+    run_and_wait(qtbot, widget)
+    assert "cannot reach" in widget._status.value
+    assert [layer.name for layer in viewer.layers] == ["img"]

@@ -22,6 +22,7 @@ from magicgui.widgets import (
     FileEdit,
     FloatSlider,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -98,9 +99,10 @@ def segment_generator(
     """
     from napari_livecell.core.model import load_model
     from napari_livecell.core.predict import iter_frames, segment_frame_steps
+    from napari_livecell.core.remote import is_service_url, segment_frame_remote
 
     try:
-        model = load_model(weights, device=device)
+        model = weights if is_service_url(weights) else load_model(weights, device=device)
         leading, frames = iter_frames(image, rgb)
     except (ValueError, OSError) as error:
         # a user's mistake, not a bug: reported in the widget, no traceback dialog
@@ -109,6 +111,15 @@ def segment_generator(
     yield 0, total * TILE_STEPS
     results = []
     for done, (_, frame) in enumerate(frames):
+        if isinstance(model, str):  # a service does the whole frame
+            try:
+                result = segment_frame_remote(frame, model, settings)
+            except (ValueError, OSError) as error:
+                return RunFailure(f"frame {done + 1}: {error}")
+            result.polygons  # noqa: B018
+            results.append(result)
+            yield (done + 1) * TILE_STEPS, total * TILE_STEPS
+            continue
         steps = segment_frame_steps(frame, model, settings, tile)
         try:
             while True:
@@ -149,6 +160,7 @@ class SegmentCellsWidget(Container):
         self._image = ComboBox(label="image", choices=self._image_layer_choices, nullable=True)
         self._model = ComboBox(label="model", choices=self._model_choices)
         self._weights = FileEdit(label="weights file", filter="*.pt *.onnx *.torchscript", mode="r")
+        self._service = LineEdit(label="or service URL", value="")
         self._conf = FloatSlider(label="confidence", value=DEFAULT_CONF, min=0.01, max=1.0, step=0.01)
         self._iou = FloatSlider(label="NMS IoU", value=DEFAULT_IOU, min=0.05, max=1.0, step=0.01)
         self._imgsz = SpinBox(label="image size", value=DEFAULT_IMGSZ, min=64, max=4096, step=32)
@@ -167,6 +179,7 @@ class SegmentCellsWidget(Container):
                 self._image,
                 self._model,
                 self._weights,
+                self._service,
                 self._conf,
                 self._iou,
                 self._imgsz,
@@ -253,6 +266,14 @@ class SegmentCellsWidget(Container):
             self._notify_error(str(error))
             return None
         weights = None if self._model.value == DEFAULT_MODEL_CHOICE else self._model.value
+        service = str(self._service.value).strip()
+        if service:
+            from napari_livecell.core.remote import is_service_url
+
+            if not is_service_url(service):
+                self._notify_error(f"service URL must start with http:// or https://, got {service!r}")
+                return None
+            weights = service
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         tile = None if self._tile.value else False
         worker = create_worker(segment_generator, data, rgb, weights, self._device.value, settings, tile)
