@@ -180,3 +180,21 @@ def test_unreachable_service_is_reported(qtbot, viewer_and_widget, small_frame):
     run_and_wait(qtbot, widget)
     assert "cannot reach" in widget._status.value
     assert [layer.name for layer in viewer.layers] == ["img"]
+
+
+def test_rerun_asks_before_replacing_edited_layers(qtbot, viewer_and_widget, small_frame):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(small_frame.image, name="img")
+    run_and_wait(qtbot, widget)
+    cells = viewer.layers["img cells"]
+    rows, cols = np.nonzero(cells.data == 1)
+    cells.data_setitem((rows, cols), 0)  # the user erases a cell
+    assert cells.metadata["napari_livecell"]["edited"]
+    asked = []
+    widget.confirm_replace = lambda names: asked.append(names) or False
+    run_and_wait(qtbot, widget)
+    assert asked == ["img cells"]
+    assert 1 not in viewer.layers["img cells"].data  # the edit survived
+    widget.confirm_replace = lambda names: True
+    run_and_wait(qtbot, widget)
+    assert 1 in viewer.layers["img cells"].data
