@@ -94,3 +94,30 @@ def test_bad_inputs(truth_and_predictions, tmp_path):
     broken.write_text(json.dumps(truth)[:100])
     with pytest.raises(CocoFormatError, match="not valid json"):
         evaluate(broken, predictions)
+
+
+def test_table_command_runs_the_shipped_model_end_to_end(tmp_path, capsys):
+    from napari_livecell.cli import main
+    from napari_livecell.core.synthetic import write_synthetic_dataset
+
+    json_path = write_synthetic_dataset(tmp_path / "set", 2, seed=77, n_cells=60)
+    code = main(
+        [
+            "evaluate",
+            "--gt",
+            str(json_path),
+            "--images",
+            str(tmp_path / "set" / "images"),
+            "--model",
+            "default",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| Model Arch | bbox (mAP) | mask(mAP) |"
+    model, box, mask = (cell.strip() for cell in lines[2].strip("|").split("|"))
+    assert model == "livecell-synth-yolov8n-seg.pt"
+    assert 40 < float(mask) <= 100 and 40 < float(box) <= 100
+    assert "conf 0.4" in lines[3] and "original benchmark" in lines[4]

@@ -146,10 +146,49 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from napari_livecell.core.evaluate import coco_default_settings, evaluate, livecell_settings
 
     settings = coco_default_settings() if args.coco_defaults else livecell_settings()
-    report = evaluate(args.gt, args.pred, settings)
-    if args.predictions_settings:
-        report["settings"]["predictions"] = args.predictions_settings
-    print(json.dumps(report) if args.json else _format_report(report))
+    if args.pred is not None:
+        if args.model or args.images:
+            raise CommandError("give either --pred, or --images with --model, not both")
+        report = evaluate(args.gt, args.pred, settings)
+        print(json.dumps(report) if args.json else _format_report(report))
+        return 0
+    if not args.images or not args.model:
+        raise CommandError("give --pred PRED.json, or --images DIR with one or more --model W")
+    return _evaluate_models(args, settings)
+
+
+def _evaluate_models(args: argparse.Namespace, settings) -> int:
+    """The original work's table: one row per model, run through the core."""
+    from napari_livecell.core.evaluate import evaluate, predict_dataset
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import PredictSettings
+
+    predict = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
+    rows = []
+    for weights in args.model:
+        model = load_model(None if weights == "default" else weights, device=args.device)
+        results = predict_dataset(args.gt, args.images, model, predict)
+        report = evaluate(args.gt, results, settings)
+        rows.append({"model": model.name, "bbox": report["bbox"], "segm": report["segm"]})
+    described = (
+        f"conf {predict.conf}, NMS IoU {predict.iou}, imgsz {predict.imgsz}, maxDets "
+        f"{settings.max_dets}, {settings.protocol} area ranges"
+    )
+    if args.json:
+        print(
+            json.dumps({"rows": rows, "settings": {"predict": vars(predict), "protocol": settings.protocol}})
+        )
+        return 0
+    print("| Model Arch | bbox (mAP) | mask(mAP) |")
+    print("|------------|------------|-----------|")
+    for row in rows:
+        print(f"| {row['model']} | {100 * row['bbox']['AP']:.1f} | {100 * row['segm']['AP']:.1f} |")
+    print(f"settings: {described}")
+    if predict.conf >= 0.1:
+        print(
+            f"note: AP at conf {predict.conf} is the original benchmark's setting; COCO tools expect "
+            "a low confidence (e.g. --conf 0.001), which gives a higher AP. Report the setting."
+        )
     return 0
 
 
@@ -338,14 +377,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="box and mask AP with the LIVECell protocol")
     evaluate.add_argument("--gt", required=True, help="ground-truth COCO json")
-    evaluate.add_argument("--pred", required=True, help="predictions (COCO json with scores)")
+    evaluate.add_argument("--pred", default=None, help="predictions (COCO json with scores)")
+    evaluate.add_argument("--images", default=None, help="image folder: run --model on the gt's images")
+    evaluate.add_argument(
+        "--model", action="append", default=[], help="weights (repeat for several rows; 'default')"
+    )
+    evaluate.add_argument("--conf", type=float, default=0.4, help="0.4: the original benchmark")
+    evaluate.add_argument("--iou", type=float, default=0.6)
+    evaluate.add_argument("--imgsz", type=int, default=704)
+    evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--json", action="store_true", help="print one json object")
     evaluate.add_argument(
         "--coco-defaults",
         action="store_true",
         help="COCO's maxDets 100 and area ranges instead of LIVECell's",
     )
-    evaluate.set_defaults(handler=_cmd_evaluate, predictions_settings=None)
+    evaluate.set_defaults(handler=_cmd_evaluate)
 
     conv = commands.add_parser("convert", help="COCO json <-> YOLO dataset <-> label TIFFs")
     conv.add_argument("input", help="COCO json, YOLO dataset folder, or folder of *_labels.tif")

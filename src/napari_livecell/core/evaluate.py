@@ -219,3 +219,34 @@ def evaluate(
             evaluator.accumulate()
         report[iou_type] = _summary(evaluator, settings)
     return report
+
+
+def predict_dataset(
+    ground_truth: str | os.PathLike | dict,
+    images_dir: str | os.PathLike,
+    model,
+    settings=None,
+    progress=None,
+) -> list[dict]:
+    """Segment every image of a COCO ground truth; return COCO results with scores.
+
+    Runs the same core as the widget and the CLI (``segment_frame``); image ids
+    are the ground truth's, so the results evaluate directly against it.
+    """
+    from napari_livecell.core.coco import segmentation_annotations
+    from napari_livecell.core.images import read_image
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import segment_frame
+
+    truth = _as_dict(ground_truth)
+    model = load_model(model)
+    results: list[dict] = []
+    for done, entry in enumerate(truth["images"], start=1):
+        path = Path(images_dir) / Path(str(entry["file_name"])).name
+        if not path.exists():
+            raise FileNotFoundError(f"image {entry['file_name']} not found in {images_dir}")
+        segmentation = segment_frame(read_image(path), model, settings)
+        results += segmentation_annotations(segmentation, entry["id"], len(results) + 1, with_scores=True)
+        if progress is not None:
+            progress(done, len(truth["images"]))
+    return results
