@@ -121,3 +121,41 @@ def test_table_command_runs_the_shipped_model_end_to_end(tmp_path, capsys):
     assert model == "livecell-synth-yolov8n-seg.pt"
     assert 40 < float(mask) <= 100 and 40 < float(box) <= 100
     assert "conf 0.4" in lines[3] and "original benchmark" in lines[4]
+
+
+def test_curation_finds_images_with_removed_annotations(tmp_path, capsys):
+    from napari_livecell.cli import main
+    from napari_livecell.core.synthetic import write_synthetic_dataset
+
+    json_path = write_synthetic_dataset(tmp_path / "train", 8, seed=123, n_cells=70)
+    coco = json.loads(json_path.read_text())
+    damaged = {2, 5, 7}
+    rng = np.random.default_rng(0)
+    kept = []
+    for annotation in coco["annotations"]:
+        if annotation["image_id"] in damaged and rng.random() < 0.4:
+            continue  # an annotator missed this cell
+        kept.append(annotation)
+    coco["annotations"] = kept
+    json_path.write_text(json.dumps(coco))
+    out = tmp_path / "curated"
+    assert (
+        main(
+            [
+                "curate",
+                "--gt",
+                str(json_path),
+                "--images",
+                str(tmp_path / "train" / "images"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "annotations_curation.json").read_text())
+    flagged = {row["image_id"] for row in report if row["dropped"]}
+    assert len(flagged & damaged) / len(damaged) >= 0.9
+    assert len(flagged - damaged) <= 1
+    curated = json.loads((out / "annotations_curated.json").read_text())
+    assert {image["id"] for image in curated["images"]} == {image["id"] for image in coco["images"]} - flagged

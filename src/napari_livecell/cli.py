@@ -243,6 +243,32 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_curate(args: argparse.Namespace) -> int:
+    from napari_livecell.core.atomic import write_text_atomic
+    from napari_livecell.core.coco import write_coco
+    from napari_livecell.core.curate import curate, report_rows
+
+    out = Path(args.out)
+    filtered, reports = curate(
+        args.gt, args.images, None if args.model == "default" else args.model, args.threshold, args.conf
+    )
+    stem = Path(args.gt).stem
+    write_coco(out / f"{stem}_curated.json", filtered)
+    write_text_atomic(out / f"{stem}_curation.json", json.dumps(report_rows(reports), indent=1))
+    dropped = [r for r in reports if r.dropped]
+    print(
+        f"{len(dropped)} of {len(reports)} image(s) dropped (more than {args.threshold:.0%} of "
+        f"confident cells unannotated); most suspicious first:"
+    )
+    for report in reports[:10]:
+        flag = "DROP" if report.dropped else "keep"
+        print(
+            f"  {flag} {report.missing_share:6.1%}  {report.unannotated:4d}/{report.predicted:<4d} {report.file_name}"
+        )
+    print(f"wrote {out / f'{stem}_curated.json'} and {out / f'{stem}_curation.json'}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from napari_livecell.core.model import DEFAULT_MODEL
     from napari_livecell.core.train import TrainSettings, coco_to_yolo_dataset, train_model
@@ -412,6 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--workers", type=int, default=1, help="inferences at once")
     srv.add_argument("--queue", type=int, default=8, help="requests that may wait (more get 503)")
     srv.set_defaults(handler=_cmd_serve)
+
+    cur = commands.add_parser("curate", help="rank images by likely missing annotations; filter them")
+    cur.add_argument("--gt", required=True, help="training COCO json")
+    cur.add_argument("--images", required=True, help="its image folder")
+    cur.add_argument("--model", default="default", help="weights, or 'default'")
+    cur.add_argument("--threshold", type=float, default=0.15, help="max share of unannotated cells")
+    cur.add_argument("--conf", type=float, default=0.5, help="confidence of the predictions compared")
+    cur.add_argument("--out", required=True, help="folder for the filtered json and the report")
+    cur.set_defaults(handler=_cmd_curate)
 
     demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
     demo.add_argument("--run", action="store_true", help="segment the sample right away")
