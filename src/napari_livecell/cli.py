@@ -262,9 +262,8 @@ def _cmd_curate(args: argparse.Namespace) -> int:
     )
     for report in reports[:10]:
         flag = "DROP" if report.dropped else "keep"
-        print(
-            f"  {flag} {report.missing_share:6.1%}  {report.unannotated:4d}/{report.predicted:<4d} {report.file_name}"
-        )
+        counts = f"{report.unannotated:4d}/{report.predicted:<4d}"
+        print(f"  {flag} {report.missing_share:6.1%}  {counts} {report.file_name}")
     print(f"wrote {out / f'{stem}_curated.json'} and {out / f'{stem}_curation.json'}")
     return 0
 
