@@ -92,7 +92,7 @@ def coco_to_yolo_dataset(
     names = {int(c["id"]) - 1: str(c["name"]) for c in coco["categories"]}
 
     order = np.random.default_rng(seed).permutation(len(coco["images"]))
-    n_val = max(1, round(val_fraction * len(order))) if len(order) > 1 else 0
+    n_val = max(1, round(val_fraction * len(order))) if len(order) > 1 and val_fraction > 0 else 0
     val_ids = set(order[:n_val].tolist())
     for position, entry in enumerate(coco["images"]):
         image_path = images_dir / entry["file_name"]
