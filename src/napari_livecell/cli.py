@@ -19,6 +19,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 TILE_MODES = {"auto": None, "on": True, "off": False}
+# fine-tuning a trained model: Ultralytics' warm-up (bias lr 0.1) wrecks it on small data
+FINETUNE_OVERRIDES = {"warmup_epochs": 0, "optimizer": "AdamW", "lr0": 0.0005}
 
 
 class CommandError(Exception):
@@ -268,6 +270,19 @@ def _cmd_curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from napari_livecell.core.export import export_onnx, export_triton
+
+    weights = None if args.weights == "default" else args.weights
+    size = (args.imgsz[0], args.imgsz[-1])
+    out = Path(args.out)
+    onnx_path = export_onnx(weights, out if out.suffix == ".onnx" else out / "model.onnx", imgsz=size)
+    print(f"wrote {onnx_path}")
+    if args.triton:
+        print(f"wrote Triton model repository {export_triton(onnx_path, args.triton)}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from napari_livecell.core.model import DEFAULT_MODEL
     from napari_livecell.core.train import TrainSettings, coco_to_yolo_dataset, train_model
@@ -292,7 +307,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         raise CommandError(f"{data} is neither a COCO json nor a YOLO dataset (folder with data.yaml)")
     base = str(DEFAULT_MODEL) if args.model == "default" else args.model
+    extra = dict(TrainSettings.__dataclass_fields__["extra"].default_factory())
+    if base.endswith(".pt"):
+        extra.update(FINETUNE_OVERRIDES)
     settings = TrainSettings(
+        extra=extra,
         data=str(data_yaml),
         model=base,
         epochs=args.epochs,
@@ -446,6 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     cur.add_argument("--conf", type=float, default=0.5, help="confidence of the predictions compared")
     cur.add_argument("--out", required=True, help="folder for the filtered json and the report")
     cur.set_defaults(handler=_cmd_curate)
+
+    exp = commands.add_parser("export", help="export a .pt model to ONNX (and a Triton repository)")
+    exp.add_argument("weights", help="a .pt file, or 'default'")
+    exp.add_argument("--format", choices=("onnx",), default="onnx")
+    exp.add_argument("--imgsz", type=int, nargs="+", default=[544, 704], help="H W of the input (544 704)")
+    exp.add_argument("--out", required=True, help="an .onnx path or a folder")
+    exp.add_argument("--triton", default=None, help="also write a Triton model repository here")
+    exp.set_defaults(handler=_cmd_export)
 
     demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
     demo.add_argument("--run", action="store_true", help="segment the sample right away")

@@ -57,3 +57,59 @@ def export_onnx(
     shutil.move(str(exported), temporary)
     os.replace(temporary, target)
     return target
+
+
+TRITON_CONFIG = """name: "{name}"
+platform: "onnxruntime_onnx"
+max_batch_size: 0
+input [
+  {{
+    name: "images"
+    data_type: TYPE_FP32
+    dims: [ 1, 3, {height}, {width} ]
+  }}
+]
+output [
+  {{
+    name: "output0"
+    data_type: TYPE_FP32
+    dims: {output0}
+  }},
+  {{
+    name: "output1"
+    data_type: TYPE_FP32
+    dims: {output1}
+  }}
+]
+instance_group [ {{ kind: KIND_CPU }} ]
+"""
+
+
+def export_triton(
+    onnx_path: str | os.PathLike, repository: str | os.PathLike, name: str = "livecell"
+) -> Path:
+    """Lay out a Triton Inference Server model repository around an ONNX export.
+
+    Writes ``<repository>/<name>/1/model.onnx`` and ``<repository>/<name>/config.pbtxt``
+    with the input and output shapes read from the ONNX graph.
+    """
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+
+    def dims(value) -> list[int]:
+        return [d.dim_value if d.dim_value > 0 else -1 for d in value.type.tensor_type.shape.dim]
+
+    (image,) = [i for i in model.graph.input]
+    outputs = {o.name: dims(o) for o in model.graph.output}
+    _, _, height, width = dims(image)
+    if set(outputs) != {"output0", "output1"}:
+        raise ModelError(f"{Path(onnx_path).name} is not a YOLO-seg ONNX export (outputs {sorted(outputs)})")
+    folder = Path(repository) / name
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_path, folder / "1" / "model.onnx")
+    config = TRITON_CONFIG.format(
+        name=name, height=height, width=width, output0=outputs["output0"], output1=outputs["output1"]
+    )
+    (folder / "config.pbtxt").write_text(config)
+    return folder
