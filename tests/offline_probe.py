@@ -50,7 +50,8 @@ attempts.clear()
 from napari_livecell.core.export import export_onnx  # noqa: E402
 from napari_livecell.core.model import load_model  # noqa: E402
 from napari_livecell.core.predict import segment  # noqa: E402
-from napari_livecell.core.synthetic import synthesize_image, write_synthetic_dataset  # noqa: E402
+from napari_livecell.core.synthetic import synthesize_image  # noqa: E402
+from napari_livecell.core.synthetic_dataset import write_synthetic_dataset  # noqa: E402
 from napari_livecell.core.train import TrainSettings, coco_to_yolo_dataset, train_model  # noqa: E402
 
 work = Path(tempfile.mkdtemp())

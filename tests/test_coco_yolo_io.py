@@ -208,7 +208,7 @@ def test_convert_livecell_json_to_a_yolo_dataset_ultralytics_trains_on(tmp_path)
     import logging
 
     from napari_livecell.cli import main
-    from napari_livecell.core.synthetic import write_synthetic_dataset
+    from napari_livecell.core.synthetic_dataset import write_synthetic_dataset
     from napari_livecell.core.train import TrainSettings, train_model
 
     json_path = write_synthetic_dataset(tmp_path / "lc", 3, seed=8, n_cells=40)

@@ -98,7 +98,7 @@ def test_bad_inputs(truth_and_predictions, tmp_path):
 
 def test_table_command_runs_the_shipped_model_end_to_end(tmp_path, capsys):
     from napari_livecell.cli import main
-    from napari_livecell.core.synthetic import write_synthetic_dataset
+    from napari_livecell.core.synthetic_dataset import write_synthetic_dataset
 
     json_path = write_synthetic_dataset(tmp_path / "set", 2, seed=77, n_cells=60)
     code = main(
@@ -125,7 +125,7 @@ def test_table_command_runs_the_shipped_model_end_to_end(tmp_path, capsys):
 
 def test_curation_finds_images_with_removed_annotations(tmp_path, capsys):
     from napari_livecell.cli import main
-    from napari_livecell.core.synthetic import write_synthetic_dataset
+    from napari_livecell.core.synthetic_dataset import write_synthetic_dataset
 
     json_path = write_synthetic_dataset(tmp_path / "train", 8, seed=123, n_cells=70)
     coco = json.loads(json_path.read_text())

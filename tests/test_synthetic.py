@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from napari_livecell.core.synthetic import (
-    LIVECELL_SHAPE,
-    livecell_file_name,
-    synthesize_image,
-    synthesize_timelapse,
-    write_synthetic_dataset,
-)
+from napari_livecell.core.synthetic import LIVECELL_SHAPE, synthesize_image, synthesize_timelapse
+from napari_livecell.core.synthetic_dataset import livecell_file_name, write_synthetic_dataset
 
 
 def test_frame_is_livecell_sized_uint8_with_consecutive_labels():

@@ -11,7 +11,7 @@ from napari_livecell.cli import main
 def test_finetune_default_model_then_segment(tmp_path, small_frame):
     from napari_livecell.core.model import load_model
     from napari_livecell.core.predict import segment_frame
-    from napari_livecell.core.synthetic import write_synthetic_dataset
+    from napari_livecell.core.synthetic_dataset import write_synthetic_dataset
 
     json_path = write_synthetic_dataset(tmp_path / "data", 3, seed=9, n_cells=50)
     out = tmp_path / "tuned"

@@ -1,367 +1,12 @@
-"""``napari-livecell`` command line: thin subcommands over the core."""
+"""``napari-livecell`` command line: the parser; the subcommands live in ``_commands``."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-# errors a user can fix: printed as one line, never as a traceback
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    FileNotFoundError,
-    NotADirectoryError,
-    PermissionError,
-    KeyError,
-)
-
-
-TILE_MODES = {"auto": None, "on": True, "off": False}
-# fine-tuning a trained model: Ultralytics' warm-up (bias lr 0.1) wrecks it on small data
-FINETUNE_OVERRIDES = {"warmup_epochs": 0, "optimizer": "AdamW", "lr0": 0.0005}
-
-
-class CommandError(Exception):
-    """A failure to report as one line and exit code 2."""
-
-
-def _progress_bar(total: int, description: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit="img", file=sys.stderr, leave=False)
-
-
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from napari_livecell.core.synthetic import write_synthetic_dataset
-
-    if args.n < 1:
-        raise CommandError("--n must be at least 1")
-    with _progress_bar(args.n, "synth") as bar:
-        json_path = write_synthetic_dataset(
-            args.out,
-            args.n,
-            seed=args.seed,
-            n_frames=args.frames,
-            n_cells=args.cells,
-            progress=lambda done, total: bar.update(1),
-        )
-    print(f"wrote {json_path} and images/, labels/ in {args.out}")
-    return 0
-
-
-def _cmd_segment(args: argparse.Namespace) -> int:
-    from napari_livecell.core.coco import CocoImage, build_coco, write_coco
-    from napari_livecell.core.images import find_images, read_image
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import PredictSettings, segment
-
-    settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
-    paths = find_images(args.paths)
-    model = load_model(args.model, device=args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    entries: list[CocoImage] = []
-    failures = []
-    with _progress_bar(len(paths), "segment") as bar:
-        for path in paths:
-            try:
-                image = read_image(path)
-                result = segment(image, model, settings, tile=TILE_MODES[args.tile])
-            except USER_ERRORS as error:
-                failures.append(f"{path.name}: {error}")
-                bar.update(1)
-                continue
-            frames = result if isinstance(result, list) else [result]
-            _write_segment_outputs(out, path.stem, image, frames, isinstance(result, list))
-            for frame_index, frame in enumerate(frames):
-                entries.append(
-                    CocoImage(
-                        image_id=len(entries) + 1,
-                        file_name=path.name,
-                        segmentation=frame,
-                        frame=frame_index if isinstance(result, list) else None,
-                    )
-                )
-            bar.update(1)
-            n_cells = sum(f.n_cells for f in frames)
-            bar.write(f"{path.name}: {n_cells} cells")
-    if entries:
-        coco = build_coco(entries, class_names=model.class_names, with_scores=True)
-        coco["info"]["settings"] = {
-            "model": model.name,
-            "conf": settings.conf,
-            "iou": settings.iou,
-            "imgsz": settings.imgsz,
-        }
-        write_coco(out / "predictions.json", coco)
-        print(f"wrote {len(entries)} frame(s) of results to {out}")
-    for failure in failures:
-        print(f"napari-livecell: error: {failure}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def _write_segment_outputs(out: Path, stem: str, image, frames: list, is_stack: bool) -> None:
-    """Write ``<stem>_labels.tif`` and the outlined image (PNG, or TIFF for stacks)."""
-    import numpy as np
-    import tifffile
-
-    from napari_livecell.core.atomic import write_with
-    from napari_livecell.core.predict import iter_frames
-    from napari_livecell.core.render import draw_outlines
-
-    leading, image_frames = iter_frames(image)
-    labels = np.stack([f.labels for f in frames]).reshape(*leading, *frames[0].labels.shape)
-    labels = labels.astype(np.uint16 if labels.max() < 65536 else np.uint32)
-    write_with(
-        out / f"{stem}_labels.tif",
-        lambda p: tifffile.imwrite(p, labels, compression="zlib"),
-    )
-    outlined = np.stack([draw_outlines(data, f.labels) for (_, data), f in zip(image_frames, frames)])
-    if is_stack:
-        outlined = outlined.reshape(*leading, *outlined.shape[1:])
-        write_with(out / f"{stem}_outlines.tif", lambda p: tifffile.imwrite(p, outlined))
-    else:
-        import imageio.v3 as iio
-
-        write_with(
-            out / f"{stem}_outlines.png",
-            lambda p: iio.imwrite(p, outlined[0], extension=".png"),
-        )
-
-
-def _format_report(report: dict) -> str:
-    settings = report["settings"]
-    lines = [
-        f"protocol: {settings['protocol']} (maxDets {settings['max_dets']}, "
-        f"area ranges {settings['area_ranges']}), {settings['n_images']} image(s)",
-        "| metric | bbox | mask |",
-        "|--------|------|------|",
-    ]
-    for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
-        lines.append(f"| {key} | {report['bbox'][key]:.4f} | {report['segm'][key]:.4f} |")
-    return "\n".join(lines)
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from napari_livecell.core.evaluate import coco_default_settings, evaluate, livecell_settings
-
-    settings = coco_default_settings() if args.coco_defaults else livecell_settings()
-    if args.pred is not None:
-        if args.model or args.images:
-            raise CommandError("give either --pred, or --images with --model, not both")
-        report = evaluate(args.gt, args.pred, settings)
-        print(json.dumps(report) if args.json else _format_report(report))
-        return 0
-    if not args.images or not args.model:
-        raise CommandError("give --pred PRED.json, or --images DIR with one or more --model W")
-    return _evaluate_models(args, settings)
-
-
-def _evaluate_models(args: argparse.Namespace, settings) -> int:
-    """The original work's table: one row per model, run through the core."""
-    from napari_livecell.core.evaluate import evaluate, predict_dataset
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import PredictSettings
-
-    predict = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
-    rows = []
-    for weights in args.model:
-        model = load_model(None if weights == "default" else weights, device=args.device)
-        results = predict_dataset(args.gt, args.images, model, predict)
-        report = evaluate(args.gt, results, settings)
-        rows.append({"model": model.name, "bbox": report["bbox"], "segm": report["segm"]})
-    described = (
-        f"conf {predict.conf}, NMS IoU {predict.iou}, imgsz {predict.imgsz}, maxDets "
-        f"{settings.max_dets}, {settings.protocol} area ranges"
-    )
-    if args.json:
-        print(
-            json.dumps({"rows": rows, "settings": {"predict": vars(predict), "protocol": settings.protocol}})
-        )
-        return 0
-    print("| Model Arch | bbox (mAP) | mask(mAP) |")
-    print("|------------|------------|-----------|")
-    for row in rows:
-        print(f"| {row['model']} | {100 * row['bbox']['AP']:.1f} | {100 * row['segm']['AP']:.1f} |")
-    print(f"settings: {described}")
-    if predict.conf >= 0.1:
-        print(
-            f"note: AP at conf {predict.conf} is the original benchmark's setting; COCO tools expect "
-            "a low confidence (e.g. --conf 0.001), which gives a higher AP. Report the setting."
-        )
-    return 0
-
-
-def _cmd_convert(args: argparse.Namespace) -> int:
-    from napari_livecell.core import convert
-    from napari_livecell.core.train import coco_to_yolo_dataset
-
-    source, out = Path(args.input), Path(args.output)
-    if not source.exists():
-        raise CommandError(f"input not found: {source}")
-    if source.suffix.lower() == ".json":
-        if args.to == "yolo":
-            if args.images is None:
-                raise CommandError("--images DIR is required to build a YOLO dataset from COCO")
-            data_yaml = coco_to_yolo_dataset(source, args.images, out, val_fraction=args.val, seed=args.seed)
-            print(f"wrote YOLO dataset {data_yaml}")
-        elif args.to == "tif":
-            written = convert.coco_to_label_tiffs(source, out)
-            print(f"wrote {len(written)} label TIFF(s) to {out}")
-        else:
-            raise CommandError("the input is already COCO json: use --to yolo or --to tif")
-    elif source.is_dir() and (source / "data.yaml").exists():
-        if args.to != "coco":
-            raise CommandError("a YOLO dataset converts --to coco")
-        print(f"wrote {convert.yolo_dataset_to_coco(source, out)}")
-    elif source.is_dir():
-        label_files = sorted(source.glob("*_labels.tif"))
-        if not label_files:
-            raise CommandError(f"no *_labels.tif files in {source}")
-        if args.to != "coco":
-            raise CommandError("label TIFFs convert --to coco")
-        print(f"wrote {convert.label_tiffs_to_coco(label_files, out, args.reference)}")
-    else:
-        raise CommandError(f"{source} is not a COCO json, a YOLO dataset folder or a folder of *_labels.tif")
-    return 0
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from napari_livecell.service import ServiceSettings, serve
-    except ImportError as error:
-        raise CommandError(
-            f"the service needs the 'server' extra (pip install 'napari-livecell[server]'): {error}"
-        ) from None
-    from napari_livecell.core.model import check_weights_path
-
-    check_weights_path(args.model)  # fail before the server starts, with the reason
-    settings = ServiceSettings(
-        model=args.model, device=args.device, concurrency=args.workers, queue=args.queue
-    )
-    serve(args.host, args.port, settings)
-    return 0
-
-
-def _cmd_curate(args: argparse.Namespace) -> int:
-    from napari_livecell.core.atomic import write_text_atomic
-    from napari_livecell.core.coco import write_coco
-    from napari_livecell.core.curate import curate, report_rows
-
-    out = Path(args.out)
-    filtered, reports = curate(
-        args.gt, args.images, None if args.model == "default" else args.model, args.threshold, args.conf
-    )
-    stem = Path(args.gt).stem
-    write_coco(out / f"{stem}_curated.json", filtered)
-    write_text_atomic(out / f"{stem}_curation.json", json.dumps(report_rows(reports), indent=1))
-    dropped = [r for r in reports if r.dropped]
-    print(
-        f"{len(dropped)} of {len(reports)} image(s) dropped (more than {args.threshold:.0%} of "
-        f"confident cells unannotated); most suspicious first:"
-    )
-    for report in reports[:10]:
-        flag = "DROP" if report.dropped else "keep"
-        counts = f"{report.unannotated:4d}/{report.predicted:<4d}"
-        print(f"  {flag} {report.missing_share:6.1%}  {counts} {report.file_name}")
-    print(f"wrote {out / f'{stem}_curated.json'} and {out / f'{stem}_curation.json'}")
-    return 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from napari_livecell.core.export import export_onnx, export_triton
-
-    weights = None if args.weights == "default" else args.weights
-    size = (args.imgsz[0], args.imgsz[-1])
-    out = Path(args.out)
-    onnx_path = export_onnx(weights, out if out.suffix == ".onnx" else out / "model.onnx", imgsz=size)
-    print(f"wrote {onnx_path}")
-    if args.triton:
-        print(f"wrote Triton model repository {export_triton(onnx_path, args.triton)}")
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from napari_livecell.core.model import DEFAULT_MODEL
-    from napari_livecell.core.train import TrainSettings, coco_to_yolo_dataset, train_model
-
-    data = Path(args.data)
-    out = Path(args.out)
-    if not data.exists():
-        raise CommandError(f"training data not found: {data}")
-    metadata: dict = {"command": " ".join(["napari-livecell", *sys.argv[1:]])}
-    if data.suffix.lower() == ".json":
-        if args.images is None:
-            raise CommandError("--images DIR is required with a COCO json")
-        data_yaml = coco_to_yolo_dataset(data, args.images, out / "dataset", crop=args.crop, seed=args.seed)
-        metadata["data"] = {"coco": data.name, "crop": args.crop}
-        provenance = data.parent / "synth.json"
-        if provenance.exists():
-            metadata["data"]["synth"] = json.loads(provenance.read_text())
-    elif data.is_dir() and (data / "data.yaml").exists():
-        data_yaml = data / "data.yaml"
-    elif data.suffix.lower() in (".yaml", ".yml"):
-        data_yaml = data
-    else:
-        raise CommandError(f"{data} is neither a COCO json nor a YOLO dataset (folder with data.yaml)")
-    base = str(DEFAULT_MODEL) if args.model == "default" else args.model
-    extra = dict(TrainSettings.__dataclass_fields__["extra"].default_factory())
-    if base.endswith(".pt"):
-        extra.update(FINETUNE_OVERRIDES)
-    settings = TrainSettings(
-        extra=extra,
-        data=str(data_yaml),
-        model=base,
-        epochs=args.epochs,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        device=args.device,
-        seed=args.seed,
-        workers=args.workers,
-    )
-
-    def report(epoch: int, epochs: int, metrics: dict) -> None:
-        mask_map = metrics.get("metrics/mAP50-95(M)", float("nan"))
-        box_map = metrics.get("metrics/mAP50-95(B)", float("nan"))
-        print(
-            f"epoch {min(epoch, epochs)}/{epochs}: mask mAP50-95 {mask_map:.3f}, box mAP50-95 {box_map:.3f}",
-            flush=True,
-        )
-
-    result = train_model(settings, out, metadata=metadata, on_epoch=report)
-    print(json.dumps({"weights": str(result.weights), "seconds": round(result.seconds)}))
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    import napari
-
-    viewer = napari.Viewer(title="napari-livecell demo")
-    viewer.open_sample("napari-livecell", "livecell_image")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
-    if args.run or args.screenshot:
-        import time
-
-        from qtpy.QtWidgets import QApplication
-
-        finished = []
-        worker = widget.run()
-        if worker is not None:
-            worker.finished.connect(lambda: finished.append(True))
-            while not finished:
-                QApplication.processEvents()
-                time.sleep(0.02)
-        QApplication.processEvents()
-    if args.screenshot:
-        viewer.window.resize(1400, 900)
-        QApplication.processEvents()
-        viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
-        viewer.close()
-        return 0
-    napari.run()
-    return 0
+from napari_livecell import _commands as handlers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -378,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--frames", type=int, default=None, help="write time-lapses of T frames")
     synth.add_argument("--cells", type=int, default=None, help="cells per image (default 20..600)")
-    synth.set_defaults(handler=_cmd_synth)
+    synth.set_defaults(handler=handlers.cmd_synth)
 
     seg = commands.add_parser("segment", help="segment images; write labels, outlines and COCO json")
     seg.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
@@ -394,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="overlapping tiles for frames larger than --imgsz (auto), always, or never",
     )
     seg.add_argument("--out", required=True, help="output folder")
-    seg.set_defaults(handler=_cmd_segment)
+    seg.set_defaults(handler=handlers.cmd_segment)
 
     train = commands.add_parser("train", help="train or fine-tune a YOLO-seg model, offline")
     train.add_argument("--data", required=True, help="COCO json (with --images) or YOLO dataset folder")
@@ -417,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=int, default=2)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="output folder (best.pt, metrics.json)")
-    train.set_defaults(handler=_cmd_train)
+    train.set_defaults(handler=handlers.cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="box and mask AP with the LIVECell protocol")
     evaluate.add_argument("--gt", required=True, help="ground-truth COCO json")
@@ -436,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="COCO's maxDets 100 and area ranges instead of LIVECell's",
     )
-    evaluate.set_defaults(handler=_cmd_evaluate)
+    evaluate.set_defaults(handler=handlers.cmd_evaluate)
 
     conv = commands.add_parser("convert", help="COCO json <-> YOLO dataset <-> label TIFFs")
     conv.add_argument("input", help="COCO json, YOLO dataset folder, or folder of *_labels.tif")
@@ -446,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--reference", default=None, help="COCO json whose ids/sizes label TIFFs must match")
     conv.add_argument("--val", type=float, default=0.1, help="validation share (COCO -> YOLO)")
     conv.add_argument("--seed", type=int, default=0)
-    conv.set_defaults(handler=_cmd_convert)
+    conv.set_defaults(handler=handlers.cmd_convert)
 
     srv = commands.add_parser("serve", help="HTTP service: image in, outlined image / json out")
     srv.add_argument("--host", default="127.0.0.1")
@@ -455,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--device", default="cpu", help="cpu, cuda:N, mps or auto")
     srv.add_argument("--workers", type=int, default=1, help="inferences at once")
     srv.add_argument("--queue", type=int, default=8, help="requests that may wait (more get 503)")
-    srv.set_defaults(handler=_cmd_serve)
+    srv.set_defaults(handler=handlers.cmd_serve)
 
     cur = commands.add_parser("curate", help="rank images by likely missing annotations; filter them")
     cur.add_argument("--gt", required=True, help="training COCO json")
@@ -464,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     cur.add_argument("--threshold", type=float, default=0.15, help="max share of unannotated cells")
     cur.add_argument("--conf", type=float, default=0.5, help="confidence of the predictions compared")
     cur.add_argument("--out", required=True, help="folder for the filtered json and the report")
-    cur.set_defaults(handler=_cmd_curate)
+    cur.set_defaults(handler=handlers.cmd_curate)
 
     exp = commands.add_parser("export", help="export a .pt model to ONNX (and a Triton repository)")
     exp.add_argument("weights", help="a .pt file, or 'default'")
@@ -472,12 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--imgsz", type=int, nargs="+", default=[544, 704], help="H W of the input (544 704)")
     exp.add_argument("--out", required=True, help="an .onnx path or a folder")
     exp.add_argument("--triton", default=None, help="also write a Triton model repository here")
-    exp.set_defaults(handler=_cmd_export)
+    exp.set_defaults(handler=handlers.cmd_export)
 
     demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
     demo.add_argument("--run", action="store_true", help="segment the sample right away")
     demo.add_argument("--screenshot", default=None, help="save a window screenshot and exit")
-    demo.set_defaults(handler=_cmd_demo)
+    demo.set_defaults(handler=handlers.cmd_demo)
     return parser
 
 
@@ -487,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (CommandError, *USER_ERRORS) as error:
+    except (handlers.CommandError, *handlers.USER_ERRORS) as error:
         message = str(error).strip("'\"") or type(error).__name__
         print(f"napari-livecell: error: {message}", file=sys.stderr)
         return 2
