@@ -288,3 +288,21 @@ def test_convert_coco_to_tiffs_and_back_checks_sizes(tmp_path, small_frame):
         == 2
     )
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_yolo_dataset_folder_with_split_round_trips(tmp_path):
+    from napari_livecell.core.convert import yolo_dataset_to_coco
+    from napari_livecell.core.yolo import YoloSample, read_data_yaml, write_yolo_dataset
+
+    samples = [
+        YoloSample(f"img{i}", frame.image, frame.labels)
+        for i, frame in enumerate(
+            synthesize_image(seed=40 + i, n_cells=30, shape=(128, 160)) for i in range(3)
+        )
+    ]
+    data_yaml = write_yolo_dataset(tmp_path / "ds", samples, {0: "cell"}, val_fraction=0.34)
+    data = read_data_yaml(data_yaml)
+    assert data["names"] == {0: "cell"} and data["train"] == "images/train" and data["val"] == "images/val"
+    assert len(list((tmp_path / "ds" / "images" / "val").glob("*.png"))) == 1
+    back = json.loads(yolo_dataset_to_coco(tmp_path / "ds", tmp_path / "back.json").read_text())
+    assert len(back["annotations"]) == sum(int(s.labels.max()) for s in samples)

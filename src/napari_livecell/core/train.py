@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -227,12 +226,3 @@ def train_model(
         )
     )
     return TrainResult(weights=target, metrics=metrics, settings=settings, seconds=seconds)
-
-
-def copy_model(source: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Copy a trained checkpoint into place atomically."""
-    target = Path(target)
-    temporary = target.with_suffix(".tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
-    return target
