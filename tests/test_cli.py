@@ -58,10 +58,13 @@ def test_segment_writes_labels_outlines_and_coco(sample_dir, tmp_path):
 
 def test_segment_a_stack(tmp_path, small_frame):
     stack_path = tmp_path / "stack.tif"
-    tifffile.imwrite(stack_path, np.stack([small_frame.image] * 3))
+    tifffile.imwrite(stack_path, np.stack([small_frame.image] * 3), photometric="minisblack")
     assert main(["segment", str(stack_path), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
-    labels = tifffile.imread(tmp_path / "out" / "stack_labels.tif")
+    labels_path = tmp_path / "out" / "stack_labels.tif"
+    labels = tifffile.imread(labels_path)
     assert labels.shape == (3, 256, 320) and labels.max() > 10
+    with tifffile.TiffFile(labels_path) as tif:  # three label frames, not one RGB picture
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
 
 
 @pytest.mark.parametrize(

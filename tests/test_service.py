@@ -96,5 +96,5 @@ def _tiff(array: np.ndarray) -> bytes:
     import tifffile
 
     buffer = io.BytesIO()
-    tifffile.imwrite(buffer, array)
+    tifffile.imwrite(buffer, array, photometric="minisblack")
     return buffer.getvalue()

@@ -114,7 +114,7 @@ def _write_segment_outputs(out: Path, stem: str, image, frames: list, is_stack: 
     labels = labels.astype(np.uint16 if labels.max() < 65536 else np.uint32)
     write_with(
         out / f"{stem}_labels.tif",
-        lambda p: tifffile.imwrite(p, labels, compression="zlib"),
+        lambda p: tifffile.imwrite(p, labels, compression="zlib", photometric="minisblack"),
     )
     outlined = np.stack([draw_outlines(data, f.labels) for (_, data), f in zip(image_frames, frames)])
     if is_stack:
