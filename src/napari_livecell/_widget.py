@@ -9,10 +9,9 @@ waits on the network. Result layers are built from the core's
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import (
@@ -29,117 +28,21 @@ from magicgui.widgets import (
 )
 
 from napari_livecell._layers import filter_colors, result_layer_data
+from napari_livecell._segment_work import (
+    TILE_STEPS,
+    RunFailure,
+    check_image_layer,
+    load_recent_models,
+    remember_model,
+    segment_generator,
+)
 from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
 
 if TYPE_CHECKING:
     import napari
 
 DEFAULT_MODEL_CHOICE = "default (shipped, synthetic LIVECell)"
-MAX_SPATIAL_STACK_AXES = 4  # T, Z, Y, X (+ colour)
 RESULT_KEY = "napari_livecell"
-TILE_STEPS = 100  # progress units per frame, so that tiles of a large frame show
-
-
-def _recent_models_file() -> Path:
-    from napari_livecell.core.offline import config_dir
-
-    return config_dir().parent / "recent_models.txt"
-
-
-def load_recent_models() -> list[str]:
-    """Model files used before (most recent first), those that still exist."""
-    try:
-        lines = _recent_models_file().read_text().splitlines()
-    except OSError:
-        return []
-    return [line for line in lines if line and Path(line).exists()][:8]
-
-
-def remember_model(path: str) -> None:
-    """Put a model file at the top of the recent list."""
-    recent = [path] + [p for p in load_recent_models() if p != path]
-    try:
-        _recent_models_file().write_text("\n".join(recent[:8]) + "\n")
-    except OSError:
-        pass  # a read-only home only loses the convenience
-
-
-def check_image_layer(layer: Any) -> tuple[bool, tuple[int, ...]]:
-    """Validate an image layer; return (rgb, leading shape) or raise ValueError."""
-    if layer is None:
-        raise ValueError("select an image layer first (File > Open, or File > Open Sample)")
-    data = layer.data
-    if getattr(layer, "multiscale", False):
-        data = data[0]
-    rgb = bool(getattr(layer, "rgb", False))
-    spatial_axes = data.ndim - (1 if rgb else 0)
-    if spatial_axes > MAX_SPATIAL_STACK_AXES:
-        kind = "RGB " if rgb else ""
-        raise ValueError(
-            f"{layer.name!r} is a {spatial_axes}-D {kind}stack; up to "
-            f"{MAX_SPATIAL_STACK_AXES}-D (T, Z, Y, X) is supported"
-        )
-    if spatial_axes < 2:
-        raise ValueError(f"{layer.name!r} is not a 2-D image (shape {data.shape})")
-    return rgb, tuple(data.shape[: spatial_axes - 2])
-
-
-def segment_generator(
-    image: Any,
-    rgb: bool,
-    weights: str | None,
-    device: str,
-    settings: Any,
-    tile: bool | None,
-) -> Iterator[tuple[int, int]]:
-    """Segment frame by frame, yielding (done, total); return (results, leading shape).
-
-    Runs in a worker thread. Outlines are traced here too, so the GUI thread
-    only adds layers.
-    """
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import iter_frames, segment_frame_steps
-    from napari_livecell.core.remote import is_service_url, segment_frame_remote
-
-    try:
-        model = weights if is_service_url(weights) else load_model(weights, device=device)
-        leading, frames = iter_frames(image, rgb)
-    except (ValueError, OSError) as error:
-        # a user's mistake, not a bug: reported in the widget, no traceback dialog
-        return RunFailure(str(error))
-    total = math.prod(leading) if leading else 1
-    yield 0, total * TILE_STEPS
-    results = []
-    for done, (_, frame) in enumerate(frames):
-        if isinstance(model, str):  # a service does the whole frame
-            try:
-                result = segment_frame_remote(frame, model, settings)
-            except (ValueError, OSError) as error:
-                return RunFailure(f"frame {done + 1}: {error}")
-            result.polygons  # noqa: B018
-            results.append(result)
-            yield (done + 1) * TILE_STEPS, total * TILE_STEPS
-            continue
-        steps = segment_frame_steps(frame, model, settings, tile)
-        try:
-            while True:
-                try:
-                    tiles_done, tiles = next(steps)
-                except StopIteration as finished:
-                    result = finished.value
-                    break
-                # progress (and Cancel) move per tile inside a frame
-                yield done * TILE_STEPS + (TILE_STEPS * tiles_done) // tiles - 1, total * TILE_STEPS
-        except (ValueError, OSError) as error:
-            return RunFailure(f"frame {done + 1}: {error}")
-        result.polygons  # noqa: B018  (trace outlines off the GUI thread)
-        results.append(result)
-        yield (done + 1) * TILE_STEPS, total * TILE_STEPS
-    return results, leading
-
-
-class RunFailure(str):
-    """The message of a run that failed on bad input (returned, not raised)."""
 
 
 class SegmentCellsWidget(Container):
