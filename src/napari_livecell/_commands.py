@@ -57,6 +57,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
     paths = find_images(args.paths)
+    if args.scheduler:
+        return _segment_on_cluster(args, paths, settings)
     model = load_model(args.model, device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +100,29 @@ def cmd_segment(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"napari-livecell: error: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _segment_on_cluster(args: argparse.Namespace, paths: list[Path], settings) -> int:
+    """Each stack's frames as tasks on a Dask cluster; resumable per frame."""
+    from napari_livecell.core.distributed import segment_stack_distributed
+    from napari_livecell.core.images import read_image
+    from napari_livecell.core.model import check_weights_path
+
+    weights = None if args.model is None else str(check_weights_path(args.model))
+    for path in paths:
+        image = read_image(path)
+        stack = image if image.ndim >= 3 and image.shape[-1] not in (3, 4) else image[None]
+        with _progress_bar(stack.shape[0], path.name) as bar:
+            predictions = segment_stack_distributed(
+                stack,
+                Path(args.out) / path.stem,
+                args.scheduler,
+                weights,
+                settings,
+                progress=lambda done, total: bar.update(done - bar.n),
+            )
+        print(f"{path.name}: {stack.shape[0]} frame(s) -> {predictions}")
+    return 0
 
 
 def _write_segment_outputs(out: Path, stem: str, image, frames: list, is_stack: bool) -> None:

@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="overlapping tiles for frames larger than --imgsz (auto), always, or never",
     )
     seg.add_argument("--out", required=True, help="output folder")
+    seg.add_argument(
+        "--scheduler",
+        default=None,
+        help="Dask scheduler address: frames of each stack run on the cluster, resumably",
+    )
     seg.set_defaults(handler=handlers.cmd_segment)
 
     train = commands.add_parser("train", help="train or fine-tune a YOLO-seg model, offline")

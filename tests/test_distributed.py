@@ -1,0 +1,78 @@
+"""Segmenting a stack on a real distributed.LocalCluster (2 worker processes on 127.0.0.1)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as local,
+        Client(local) as client,
+    ):
+        yield local, client
+
+
+@pytest.fixture(scope="module")
+def stack():
+    from napari_livecell.core.synthetic import synthesize_timelapse
+
+    return synthesize_timelapse(seed=12, n_frames=12, n_cells=40, shape=(192, 256)).image
+
+
+def test_same_results_as_local_survives_a_killed_worker_and_resumes(tmp_path, cluster, stack, default_model):
+    from napari_livecell.core.distributed import segment_stack_distributed
+    from napari_livecell.core.predict import segment
+
+    _, client = cluster
+    killed = []
+
+    def kill_one_worker_after_first_frame(done, total):
+        if done >= 1 and not killed:
+            victim = sorted(client.scheduler_info()["workers"])[0]
+            killed.append(victim)
+            try:
+                client.run(os._exit, 1, workers=[victim], wait=False)
+            except Exception:
+                pass
+
+    out = tmp_path / "out"
+    predictions = segment_stack_distributed(stack, out, client, progress=kill_one_worker_after_first_frame)
+    assert killed
+    reference = segment(stack, default_model)
+    for index, expected in enumerate(reference):
+        labels = tifffile.imread(out / f"frame_{index:05d}_labels.tif")
+        assert np.array_equal(labels, expected.labels)
+    coco = json.loads(predictions.read_text())
+    assert len(coco["images"]) == 12
+    assert len(coco["annotations"]) == sum(r.n_cells for r in reference)
+
+    (out / "frame_00003.json").unlink()  # as if the run had crashed before frame 3 was written
+    seen = []
+    segment_stack_distributed(stack, out, client, progress=lambda done, total: seen.append(done))
+    assert seen[0] == 11 and seen[-1] == 12  # only the missing frame was computed
+
+
+def test_cli_segment_with_a_scheduler(tmp_path, cluster, stack):
+    from napari_livecell.cli import main
+
+    _, client = cluster
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, stack[:4], photometric="minisblack")
+    assert (
+        main(["segment", str(path), "--out", str(tmp_path / "out"), "--scheduler", client.scheduler.address])
+        == 0
+    )
+    coco = json.loads((tmp_path / "out" / "movie" / "predictions.json").read_text())
+    assert [image["frame"] for image in coco["images"]] == [0, 1, 2, 3]
+    assert len(coco["annotations"]) > 20
