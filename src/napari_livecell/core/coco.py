@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.segmentation import Segmentation, polygons_to_mask
+from .segmentation import Segmentation, polygons_to_mask
 
 
 class CocoFormatError(ValueError):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_livecell.core.matching import match_cells
+from .matching import match_cells
 
 TRUE_POSITIVE, FALSE_POSITIVE, MISSED = 1, 2, 3
 COLORS = {TRUE_POSITIVE: "limegreen", FALSE_POSITIVE: "red", MISSED: "deepskyblue"}

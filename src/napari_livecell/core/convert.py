@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.coco import (
+from .coco import (
     CocoFormatError,
     CocoImage,
     annotations_by_image,
@@ -17,7 +17,7 @@ from napari_livecell.core.coco import (
     load_coco,
     write_coco,
 )
-from napari_livecell.core.segmentation import Segmentation
+from .segmentation import Segmentation
 
 
 def coco_to_label_tiffs(coco_json: str | os.PathLike, out: str | os.PathLike) -> list[Path]:

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from napari_livecell.core.coco import (
+from .coco import (
     annotations_by_image,
     annotations_to_labels,
     check_image_entry,

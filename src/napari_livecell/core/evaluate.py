@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.coco import CocoFormatError, load_coco
+from .coco import CocoFormatError, load_coco
 
 LIVECELL_MAX_DETS = 2000
 LIVECELL_AREA_RANGES = {

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from napari_livecell.core.model import ModelError, load_model
+from .model import ModelError, load_model
 
 # 520 x 704 LIVECell frames letterbox to 544 x 704 (stride 32); a square
 # 704 x 704 export would pad every frame and run slower

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from napari_livecell.core.masks import RawInstances, instance_masks, paint_masks
-from napari_livecell.core.model import LoadedModel, load_model
-from napari_livecell.core.segmentation import Segmentation
+from .masks import RawInstances, instance_masks, paint_masks
+from .model import LoadedModel, load_model
+from .segmentation import Segmentation
 
 DEFAULT_CONF = 0.4
 DEFAULT_IOU = 0.6

@@ -6,8 +6,8 @@ import io
 
 import numpy as np
 
-from napari_livecell.core.coco import annotations_to_labels
-from napari_livecell.core.segmentation import Segmentation
+from .coco import annotations_to_labels
+from .segmentation import Segmentation
 
 
 class RemoteError(ValueError):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.synthetic import synthesize_image, synthesize_timelapse
+from .synthetic import synthesize_image, synthesize_timelapse
 
 
 def livecell_file_name(cell_type: str, index: int, frame: int = 0, hours_per_frame: int = 3) -> str:

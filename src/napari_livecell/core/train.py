@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.coco import annotations_to_labels, load_coco
-from napari_livecell.core.yolo import YoloSample, write_data_yaml, write_yolo_sample
+from .coco import annotations_to_labels, load_coco
+from .yolo import YoloSample, write_data_yaml, write_yolo_sample
 
 MIN_FRAGMENT_AREA = 8  # px; cell pieces left at a crop border smaller than this are dropped
 

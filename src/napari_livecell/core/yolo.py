@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.atomic import write_text_atomic, write_with
-from napari_livecell.core.segmentation import cell_boxes
+from .atomic import write_text_atomic, write_with
+from .segmentation import cell_boxes
 
 
 def _cell_contour(mask: np.ndarray) -> np.ndarray | None:
