@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .coco import annotations_to_labels, load_coco
-from .yolo import YoloSample, write_data_yaml, write_yolo_sample
+from .coco import annotations_by_image, annotations_to_labels, load_coco
+from .yolo import YoloSample, validation_picks, write_data_yaml, write_yolo_sample
 
 MIN_FRAGMENT_AREA = 8  # px; cell pieces left at a crop border smaller than this are dropped
 
@@ -79,29 +79,21 @@ def coco_to_yolo_dataset(
     Path
         ``data.yaml``.
     """
-    import tifffile
+    from .images import read_image
 
     coco = load_coco(coco_json)
     images_dir, out = Path(images_dir), Path(out)
     if not coco["images"]:
         raise ValueError(f"{Path(coco_json).name} lists no images")
-    by_image: dict[int, list[dict]] = {}
-    for annotation in coco["annotations"]:
-        by_image.setdefault(annotation["image_id"], []).append(annotation)
+    by_image = annotations_by_image(coco)
     names = {int(c["id"]) - 1: str(c["name"]) for c in coco["categories"]}
 
-    order = np.random.default_rng(seed).permutation(len(coco["images"]))
-    n_val = max(1, round(val_fraction * len(order))) if len(order) > 1 and val_fraction > 0 else 0
-    val_ids = set(order[:n_val].tolist())
+    val_ids = validation_picks(len(coco["images"]), val_fraction, seed)
     for position, entry in enumerate(coco["images"]):
         image_path = images_dir / entry["file_name"]
         if not image_path.exists():
             raise FileNotFoundError(f"image {entry['file_name']} not found in {images_dir}")
-        image = tifffile.imread(image_path) if image_path.suffix in {".tif", ".tiff"} else None
-        if image is None:
-            import imageio.v3 as iio
-
-            image = iio.imread(image_path)
+        image = read_image(image_path)
         annotations = by_image.get(entry["id"], [])
         labels = annotations_to_labels(annotations, entry["height"], entry["width"])
         classes = [int(a["category_id"]) - 1 for a in annotations]
@@ -112,7 +104,7 @@ def coco_to_yolo_dataset(
                 split,
                 YoloSample(Path(entry["file_name"]).stem + suffix, image_piece, label_piece, classes),
             )
-    return write_data_yaml(out, names, ["train", "val"] if n_val else ["train"])
+    return write_data_yaml(out, names, ["train", "val"] if val_ids else ["train"])
 
 
 @dataclass

@@ -204,6 +204,14 @@ def read_data_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def validation_picks(n_items: int, fraction: float, seed: int = 0) -> set[int]:
+    """Positions held out for validation: a seeded random share, at least one when asked."""
+    if n_items < 2 or fraction <= 0:
+        return set()
+    order = np.random.default_rng(seed).permutation(n_items)
+    return set(order[: max(1, round(fraction * n_items))].tolist())
+
+
 def write_yolo_dataset(
     out: str | os.PathLike,
     samples: Sequence[YoloSample],
@@ -233,9 +241,7 @@ def write_yolo_dataset(
         ``data.yaml``.
     """
     out = Path(out)
-    order = np.random.default_rng(seed).permutation(len(samples))
-    n_val = round(val_fraction * len(samples)) if len(samples) > 1 else 0
-    val = set(order[:n_val].tolist())
+    val = validation_picks(len(samples), val_fraction, seed)
     for position, sample in enumerate(samples):
         write_yolo_sample(out, "val" if position in val else "train", sample)
-    return write_data_yaml(out, names, ["train", "val"] if n_val else ["train"])
+    return write_data_yaml(out, names, ["train", "val"] if val else ["train"])
