@@ -43,6 +43,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
             seed=args.seed,
             n_frames=args.frames,
             n_cells=args.cells,
+            look=args.look,
+            cell_type="SkBr3" if args.look == "skbr3" else args.look.capitalize(),
             progress=lambda done, total: bar.update(1),
         )
     print(f"wrote {json_path} and images/, labels/ in {args.out}")

@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--frames", type=int, default=None, help="write time-lapses of T frames")
     synth.add_argument("--cells", type=int, default=None, help="cells per image (default 20..600)")
+    synth.add_argument(
+        "--look",
+        choices=["skbr3", "bright"],
+        default="skbr3",
+        help="cell type: skbr3 (what the shipped model knows) or bright (large, bright, new)",
+    )
     synth.set_defaults(handler=handlers.cmd_synth)
 
     seg = commands.add_parser("segment", help="segment images; write labels, outlines and COCO json")

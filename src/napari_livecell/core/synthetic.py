@@ -75,14 +75,43 @@ class _Cell:
         return np.stack([rows, cols], axis=1)
 
 
-def _random_cell(rng: np.random.Generator, center: np.ndarray) -> _Cell:
+@dataclass(frozen=True)
+class CellLook:
+    """How a synthetic cell type looks.
+
+    Attributes
+    ----------
+    radius : tuple of float
+        Range of the mean cell radius in pixels.
+    elongation : float
+        Scale of the gamma-distributed elongation beyond 1 (0 = round).
+    darkness : tuple of float
+        Range of the body's gray level below the background; negative values
+        give cells brighter than the background.
+    """
+
+    radius: tuple[float, float] = (8.0, 16.0)
+    elongation: float = 0.35
+    darkness: tuple[float, float] = (18.0, 45.0)
+
+
+LOOKS: dict[str, CellLook] = {
+    # the SkBr3-like look the shipped model was trained on
+    "skbr3": CellLook(),
+    # large, flat, elongated cells with bodies brighter than the background: a
+    # "new cell type" the shipped model has never seen (fine-tuning demonstrations)
+    "bright": CellLook(radius=(16.0, 28.0), elongation=0.6, darkness=(-35.0, -15.0)),
+}
+
+
+def _random_cell(rng: np.random.Generator, center: np.ndarray, look: CellLook) -> _Cell:
     return _Cell(
         center=np.asarray(center, dtype=float),
-        radius=float(rng.uniform(8.0, 16.0)),
-        elongation=float(1.0 + rng.gamma(1.5, 0.35)),
+        radius=float(rng.uniform(*look.radius)),
+        elongation=float(1.0 + rng.gamma(1.5, look.elongation)),
         angle=float(rng.uniform(0, np.pi)),
         harmonics=rng.normal(0, 1, size=(_N_HARMONICS, 2)) * _HARMONIC_SCALE,
-        darkness=float(rng.uniform(18, 45)),
+        darkness=float(rng.uniform(*look.darkness)),
         velocity=rng.normal(0, 0.6, size=2),
     )
 
@@ -120,6 +149,7 @@ def _place_cells(
     shape: tuple[int, int],
     n_cells: int,
     cluster_probability: float,
+    look: CellLook,
 ) -> tuple[list[_Cell], np.ndarray]:
     height, width = shape
     labels = np.zeros(shape, dtype=np.int32)
@@ -134,7 +164,7 @@ def _place_cells(
             center = anchor.center + distance * np.array([math.sin(direction), math.cos(direction)])
         else:
             center = rng.uniform([-10, -10], [height + 10, width + 10])
-        cell = _random_cell(rng, center)
+        cell = _random_cell(rng, center, look)
         if _paint(labels, cell, len(cells) + 1, min_visible=0.8):
             cells.append(cell)
     return cells, labels
@@ -221,6 +251,15 @@ def render_phase_contrast(
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
+def _look(look: str | CellLook) -> CellLook:
+    if isinstance(look, CellLook):
+        return look
+    try:
+        return LOOKS[look]
+    except KeyError:
+        raise ValueError(f"unknown cell look {look!r}; choose from {', '.join(LOOKS)}") from None
+
+
 def _darkness_table(cells: list[_Cell]) -> np.ndarray:
     return np.array([0.0] + [cell.darkness for cell in cells])
 
@@ -230,6 +269,7 @@ def synthesize_image(
     n_cells: int | None = None,
     shape: tuple[int, int] = LIVECELL_SHAPE,
     cluster_probability: float | None = None,
+    look: str | CellLook = "skbr3",
 ) -> SyntheticImage:
     """Make one LIVECell-like frame and its exact labels.
 
@@ -245,6 +285,8 @@ def synthesize_image(
         ``(height, width)``; LIVECell's 520 x 704 by default.
     cluster_probability : float, optional
         Chance that a new cell is placed beside an existing one (clusters).
+    look : str or CellLook
+        Cell type: a name in :data:`LOOKS` or a :class:`CellLook`.
 
     Returns
     -------
@@ -258,7 +300,7 @@ def synthesize_image(
         raise ValueError(f"n_cells must be >= 0, got {n_cells}")
     if cluster_probability is None:
         cluster_probability = float(rng.uniform(0.2, 0.7))
-    cells, labels = _place_cells(rng, shape, n_cells, cluster_probability)
+    cells, labels = _place_cells(rng, shape, n_cells, cluster_probability, _look(look))
     image = render_phase_contrast(labels, _darkness_table(cells), rng)
     return SyntheticImage(image=image, labels=labels)
 
@@ -274,7 +316,7 @@ def _evolve(rng: np.random.Generator, cells: list[_Cell], shape) -> list[_Cell]:
             center=cell.center + velocity,
             velocity=velocity,
             harmonics=harmonics,
-            radius=min(cell.radius * rng.uniform(1.0, 1.03), 20.0),
+            radius=min(cell.radius * rng.uniform(1.0, 1.03), max(cell.radius, 20.0)),
             angle=cell.angle + rng.normal(0, 0.05),
         )
         if moved.radius > 13 and rng.random() < 0.04:
@@ -301,6 +343,7 @@ def synthesize_timelapse(
     n_frames: int = 5,
     n_cells: int | None = None,
     shape: tuple[int, int] = LIVECELL_SHAPE,
+    look: str | CellLook = "skbr3",
 ) -> SyntheticImage:
     """Make a time-lapse where cells drift, deform, grow and sometimes divide.
 
@@ -314,6 +357,8 @@ def synthesize_timelapse(
         Cells in the first frame; random (log-uniform 20..300) when omitted.
     shape : tuple of int
         ``(height, width)`` of each frame.
+    look : str or CellLook
+        Cell type: a name in :data:`LOOKS` or a :class:`CellLook`.
 
     Returns
     -------
@@ -325,7 +370,7 @@ def synthesize_timelapse(
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     if n_cells is None:
         n_cells = round(math.exp(rng.uniform(math.log(20), math.log(300))))
-    cells, _ = _place_cells(rng, shape, n_cells, float(rng.uniform(0.2, 0.6)))
+    cells, _ = _place_cells(rng, shape, n_cells, float(rng.uniform(0.2, 0.6)), _look(look))
     background = float(rng.uniform(110, 145))
     contrast = math.exp(rng.uniform(math.log(0.7), math.log(2.2)))
     images = np.empty((n_frames, *shape), dtype=np.uint8)

@@ -32,6 +32,7 @@ def write_synthetic_dataset(
     n_frames: int | None = None,
     cell_type: str = "SkBr3",
     n_cells: int | None = None,
+    look: str = "skbr3",
     progress=None,
 ) -> Path:
     """Write images, label images and a LIVECell-layout COCO json.
@@ -53,6 +54,8 @@ def write_synthetic_dataset(
         Cell-type prefix of the file names.
     n_cells : int, optional
         Cells per image (random in 20..600 when omitted).
+    look : str
+        Cell look, a name in :data:`napari_livecell.core.synthetic.LOOKS`.
     progress : callable, optional
         Called with ``(done, total)`` after each image.
 
@@ -74,10 +77,10 @@ def write_synthetic_dataset(
     for index, child in enumerate(seeds):
         rng = np.random.default_rng(child)
         if n_frames is None:
-            sample = synthesize_image(rng, n_cells=n_cells)
+            sample = synthesize_image(rng, n_cells=n_cells, look=look)
             frames = [(0, sample.image, sample.labels)]
         else:
-            sample = synthesize_timelapse(rng, n_frames=n_frames, n_cells=n_cells)
+            sample = synthesize_timelapse(rng, n_frames=n_frames, n_cells=n_cells, look=look)
             frames = list(zip(range(n_frames), sample.image, sample.labels))
         for frame, image, labels in frames:
             name = livecell_file_name(cell_type, index, frame)
@@ -105,6 +108,7 @@ def write_synthetic_dataset(
         "frames": n_frames,
         "cells": n_cells,
         "cell_type": cell_type,
+        "look": look,
     }
     (out / "synth.json").write_text(json.dumps(provenance, indent=2))
     return json_path
