@@ -18,9 +18,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 TILE_MODES = {"auto": None, "on": True, "off": False}
 # fine-tuning a trained model: Ultralytics' warm-up (bias lr 0.1) wrecks it on small data
-FINETUNE_OVERRIDES = {"warmup_epochs": 0, "optimizer": "AdamW", "lr0": 0.0005}
-
-
 class CommandError(Exception):
     """A failure to report as one line and exit code 2."""
 
@@ -310,54 +307,72 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from napari_livecell.core.model import DEFAULT_MODEL
-    from napari_livecell.core.train import TrainSettings, coco_to_yolo_dataset, train_model
+    from napari_livecell.core.train import PRESETS, TrainSettings, saved_run, train_model
 
-    data = Path(args.data)
     out = Path(args.out)
+    if args.resume:
+        settings, metadata = saved_run(out)
+        settings.device, settings.workers = args.device, args.workers
+    else:
+        preset = PRESETS[args.preset]
+        base = args.model or preset["model"]
+        base = str(DEFAULT_MODEL) if base == "default" else base
+        crop = preset["crop"] if args.crop is None else (args.crop or None)
+        data_yaml, metadata = _training_data(args, out, crop)
+        metadata["preset"] = args.preset
+        settings = TrainSettings.for_base(
+            str(data_yaml),
+            base,
+            epochs=args.epochs,
+            imgsz=args.imgsz or preset["imgsz"],
+            batch=args.batch or preset["batch"],
+            device=args.device,
+            seed=args.seed,
+            workers=args.workers,
+        )
+
+    def report(epoch: int, epochs: int, metrics: dict) -> None:
+        mask_map = metrics.get("metrics/mAP50-95(M)", float("nan"))
+        box_map = metrics.get("metrics/mAP50-95(B)", float("nan"))
+        print(
+            f"epoch {epoch}/{epochs}: mask mAP50-95 {mask_map:.3f}, box mAP50-95 {box_map:.3f}",
+            flush=True,
+        )
+
+    result = train_model(settings, out, metadata=metadata, on_epoch=report, resume=args.resume)
+    summary = {"weights": str(result.weights), "seconds": round(result.seconds)}
+    if args.export == "onnx":
+        from napari_livecell.core.export import export_onnx
+
+        summary["onnx"] = str(export_onnx(result.weights, out / "best.onnx"))
+    print(json.dumps(summary))
+    return 0
+
+
+def _training_data(args: argparse.Namespace, out: Path, crop: int | None) -> tuple[Path, dict]:
+    """The data.yaml to train on (converting a COCO json first) and its provenance."""
+    from napari_livecell.core.train import coco_to_yolo_dataset
+
+    if args.data is None:
+        raise CommandError("--data is required (or --resume to continue a run)")
+    data = Path(args.data)
     if not data.exists():
         raise CommandError(f"training data not found: {data}")
     metadata: dict = {"command": " ".join(["napari-livecell", *sys.argv[1:]])}
     if data.suffix.lower() == ".json":
         if args.images is None:
             raise CommandError("--images DIR is required with a COCO json")
-        data_yaml = coco_to_yolo_dataset(data, args.images, out / "dataset", crop=args.crop, seed=args.seed)
-        metadata["data"] = {"coco": data.name, "crop": args.crop}
+        data_yaml = coco_to_yolo_dataset(data, args.images, out / "dataset", crop=crop, seed=args.seed)
+        metadata["data"] = {"coco": data.name, "crop": crop}
         provenance = data.parent / "synth.json"
         if provenance.exists():
             metadata["data"]["synth"] = json.loads(provenance.read_text())
-    elif data.is_dir() and (data / "data.yaml").exists():
-        data_yaml = data / "data.yaml"
-    elif data.suffix.lower() in (".yaml", ".yml"):
-        data_yaml = data
-    else:
-        raise CommandError(f"{data} is neither a COCO json nor a YOLO dataset (folder with data.yaml)")
-    base = str(DEFAULT_MODEL) if args.model == "default" else args.model
-    extra = dict(TrainSettings.__dataclass_fields__["extra"].default_factory())
-    if base.endswith(".pt"):
-        extra.update(FINETUNE_OVERRIDES)
-    settings = TrainSettings(
-        extra=extra,
-        data=str(data_yaml),
-        model=base,
-        epochs=args.epochs,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        device=args.device,
-        seed=args.seed,
-        workers=args.workers,
-    )
-
-    def report(epoch: int, epochs: int, metrics: dict) -> None:
-        mask_map = metrics.get("metrics/mAP50-95(M)", float("nan"))
-        box_map = metrics.get("metrics/mAP50-95(B)", float("nan"))
-        print(
-            f"epoch {min(epoch, epochs)}/{epochs}: mask mAP50-95 {mask_map:.3f}, box mAP50-95 {box_map:.3f}",
-            flush=True,
-        )
-
-    result = train_model(settings, out, metadata=metadata, on_epoch=report)
-    print(json.dumps({"weights": str(result.weights), "seconds": round(result.seconds)}))
-    return 0
+        return data_yaml, metadata
+    if data.is_dir() and (data / "data.yaml").exists():
+        return data / "data.yaml", metadata
+    if data.suffix.lower() in (".yaml", ".yml"):
+        return data, metadata
+    raise CommandError(f"{data} is neither a COCO json nor a YOLO dataset (folder with data.yaml)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -52,27 +52,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seg.set_defaults(handler=handlers.cmd_segment)
 
-    train = commands.add_parser("train", help="train or fine-tune a YOLO-seg model, offline")
-    train.add_argument("--data", required=True, help="COCO json (with --images) or YOLO dataset folder")
+    train = commands.add_parser(
+        "train",
+        help="train or fine-tune a YOLO-seg model, offline",
+        description="Presets set model, imgsz, batch and crop; explicit options override them. "
+        "nano (default): YOLOv8n-seg at 320 on native-resolution 320 px crops, fits a laptop CPU. "
+        "livecell-x: the original LIVECell recipe, YOLOv8x-seg on square 704 inputs (a GPU job).",
+    )
+    train.add_argument("--data", default=None, help="COCO json (with --images) or YOLO dataset folder")
     train.add_argument("--images", default=None, help="image folder for a COCO json")
+    train.add_argument("--preset", choices=["nano", "livecell-x"], default="nano")
     train.add_argument(
         "--model",
-        default="yolov8n-seg.yaml",
-        help="base: an architecture yaml (from scratch), a .pt, or 'default'",
+        default=None,
+        help="base: an architecture yaml (from scratch), a .pt (fine-tune), or 'default' (shipped model)",
     )
     train.add_argument("--epochs", type=int, default=15)
-    train.add_argument("--imgsz", type=int, default=320)
-    train.add_argument("--batch", type=int, default=8)
+    train.add_argument("--imgsz", type=int, default=None)
+    train.add_argument("--batch", type=int, default=None)
     train.add_argument(
         "--crop",
         type=int,
         default=None,
-        help="cut images into native-resolution crops of this size",
+        help="cut images into native-resolution crops of this size (0: whole images)",
     )
     train.add_argument("--device", default="cpu")
     train.add_argument("--workers", type=int, default=2)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", required=True, help="output folder (best.pt, metrics.json)")
+    train.add_argument("--out", required=True, help="output folder (best.pt, metrics.json, settings.json)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run in --out where it stopped"
+    )
+    train.add_argument("--export", choices=["onnx"], default=None, help="also export best.pt")
     train.set_defaults(handler=handlers.cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="box and mask AP with the LIVECell protocol")
