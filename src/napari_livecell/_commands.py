@@ -17,6 +17,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 TILE_MODES = {"auto": None, "on": True, "off": False}
+
+
 # fine-tuning a trained model: Ultralytics' warm-up (bias lr 0.1) wrecks it on small data
 class CommandError(Exception):
     """A failure to report as one line and exit code 2."""
