@@ -9,6 +9,7 @@ waits on the network. Result layers are built from the core's
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +44,15 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL_CHOICE = "default (shipped, synthetic LIVECell)"
 RESULT_KEY = "napari_livecell"
+_OPEN_WIDGETS: weakref.WeakSet = weakref.WeakSet()
+
+
+def offer_model(path: str) -> None:
+    """Add a model file to the recent list and choose it in every open Segment cells widget."""
+    remember_model(path)
+    for widget in list(_OPEN_WIDGETS):
+        widget._model.reset_choices()
+        widget._model.value = path
 
 
 class SegmentCellsWidget(Container):
@@ -107,6 +117,7 @@ class SegmentCellsWidget(Container):
         viewer.layers.events.removed.connect(self._image.reset_choices)
         viewer.layers.events.reordered.connect(self._image.reset_choices)
         self._select_first_image()
+        _OPEN_WIDGETS.add(self)
 
     # choices -------------------------------------------------------------
     def _image_layer_choices(self, _widget=None) -> list:

@@ -1,0 +1,101 @@
+"""The "Train on corrections" widget: real viewer, real fine-tuning of the shipped model."""
+
+import numpy as np
+import pytest
+
+from napari_livecell._train_widget import TrainOnCorrectionsWidget
+from napari_livecell._widget import SegmentCellsWidget
+from napari_livecell.core.synthetic import synthesize_image
+
+
+@pytest.fixture
+def corrected_viewer(make_napari_viewer, small_frame):
+    """A viewer with a 2-frame image and its corrected cells, plus both widgets docked."""
+    viewer = make_napari_viewer()
+    second = synthesize_image(seed=77, n_cells=40, shape=small_frame.image.shape)
+    viewer.add_image(np.stack([small_frame.image, second.image]), name="plate")
+    viewer.add_labels(np.stack([small_frame.labels, second.labels]), name="plate cells")
+    _, segment = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    _, train = viewer.window.add_plugin_dock_widget("napari-livecell", "Train on corrections")
+    assert isinstance(train, TrainOnCorrectionsWidget) and isinstance(segment, SegmentCellsWidget)
+    train._layers.value = [viewer.layers["plate cells"]]
+    train._epochs.value = 1
+    train._crop.value = 0
+    train._batch.value = 2
+    train._val_fraction.value = 0.5
+    return viewer, segment, train
+
+
+def wait_for(qtbot, worker, timeout=180_000):
+    with qtbot.waitSignal(worker.finished, timeout=timeout):
+        pass
+
+
+def test_trains_on_corrected_layers_and_offers_the_model(qtbot, tmp_path, corrected_viewer, small_frame):
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import segment_frame
+
+    _, segment, train = corrected_viewer
+    train._out.value = tmp_path / "model"
+    reports = []
+    train._relay.report.connect(reports.append)
+    worker = train.train()
+    assert worker is not None
+    wait_for(qtbot, worker)
+
+    weights = tmp_path / "model" / "best.pt"
+    assert weights.exists(), train._status.value
+    assert "mask mAP50-95" in train._status.value
+    assert segment._model.value == str(weights), "the new model is chosen in Segment cells"
+    assert any(r.epoch_done for r in reports) and reports[0].loss is not None
+    # both frames went into the dataset: one to train, one to validate
+    assert len(list((tmp_path / "model" / "dataset" / "images").rglob("*.png"))) == 2
+    tuned = load_model(weights, device="cpu")
+    n_true = int(small_frame.labels.max())
+    assert abs(segment_frame(small_frame.image, tuned).n_cells - n_true) <= 0.25 * n_true
+
+
+def test_cancel_stops_in_the_first_epoch_and_writes_no_model(qtbot, tmp_path, corrected_viewer):
+    viewer, _, train = corrected_viewer
+    train._epochs.value = 20
+    train._crop.value = 128  # several batches per epoch
+    train._out.value = tmp_path / "model"
+    layers_before = [layer.name for layer in viewer.layers]
+    reports = []
+
+    def cancel_on_first_batch(progress):
+        reports.append(progress)
+        train.cancel()
+
+    train._relay.report.connect(cancel_on_first_batch)
+    worker = train.train()
+    wait_for(qtbot, worker)
+
+    # the click lands while epoch 1 runs; the trainer stops at its next batch
+    clicked_in = reports[0].epoch
+    stopped_in = int(train._status.value.split("cancelled in epoch ")[1].split(";")[0])
+    assert clicked_in == 1 and stopped_in <= clicked_in + 1, train._status.value
+    assert not (tmp_path / "model" / "best.pt").exists()
+    assert [layer.name for layer in viewer.layers] == layers_before
+    assert train._train.enabled and not train._cancel.enabled
+
+
+def test_labels_without_their_image_give_a_clear_message(corrected_viewer):
+    viewer, _, train = corrected_viewer
+    orphan = viewer.add_labels(np.ones((32, 32), np.int32), name="orphan")
+    train._layers.reset_choices()
+    train._layers.value = [orphan]
+    assert train.train() is None
+    assert "no image layer found for 'orphan'" in train._status.value
+
+
+def test_an_empty_export_folder_is_refused_with_its_name(qtbot, tmp_path, corrected_viewer):
+    _, _, train = corrected_viewer
+    (tmp_path / "export").mkdir()
+    train._layers.value = []
+    train._folder.value = tmp_path / "export"
+    train._out.value = tmp_path / "model"
+    worker = train.train()
+    wait_for(qtbot, worker)
+    assert "is not an export folder" in train._status.value
+    assert not (tmp_path / "model" / "best.pt").exists()
