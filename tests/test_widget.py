@@ -2,6 +2,7 @@
 
 import time
 
+import dask.array as da
 import numpy as np
 import pytest
 
@@ -59,6 +60,41 @@ def test_stack_gives_one_labels_layer_with_frames(qtbot, viewer_and_widget, smal
     assert {int(shape[0, 0]) for shape in outlines.data} == {0, 1, 2}
 
 
+def test_stack_labels_fill_in_frame_by_frame_and_become_the_result(qtbot, viewer_and_widget, small_frame):
+    viewer, widget = viewer_and_widget
+    # a lazily read (dask) time-lapse, as napari opens large files
+    movie = da.from_array(np.stack([small_frame.image] * 4), chunks=(1, -1, -1))
+    viewer.add_image(movie, name="lazy")
+    cells_per_frame_seen = []
+
+    def look(_progress):
+        cells_per_frame_seen.append([len(np.unique(frame)) - 1 for frame in filling.data])
+
+    worker = widget.run()
+    worker.yielded.connect(look)
+    filling = viewer.layers["lazy cells"]
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+
+    filled = [sum(count > 0 for count in seen) for seen in cells_per_frame_seen]
+    assert filled[0] == 0 and filled[-1] == 4
+    assert set(range(5)) <= set(filled), "frames appear one at a time"
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["lazy", "lazy cells", "lazy outlines"]
+    cells = viewer.layers["lazy cells"]
+    assert cells is filling, "the layer that filled in is the result (not built twice)"
+    reference = widget_free_result(small_frame.image)
+    assert len(cells.features) == 4 * reference.n_cells
+    assert np.array_equal(cells.data[2] > 0, reference.labels > 0)
+    assert cells.data.max() == 4 * reference.n_cells, "ids run on across frames"
+
+
+def widget_free_result(image):
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import segment_frame
+
+    return segment_frame(image, load_model(device="cpu"))
+
+
 def test_cancel_mid_stack_leaves_no_layers(qtbot, viewer_and_widget, small_frame):
     viewer, widget = viewer_and_widget
     viewer.add_image(np.stack([small_frame.image] * 30), name="long")
@@ -72,7 +108,14 @@ def test_cancel_mid_stack_leaves_no_layers(qtbot, viewer_and_widget, small_frame
 
 
 def test_gui_stays_responsive_while_segmenting(qtbot, viewer_and_widget, small_frame):
-    """Inference never blocks the event loop; adding the two layers costs napari ~0.3 s."""
+    """Inference never blocks the event loop; napari's own layer building is bounded.
+
+    Three phases, measured with a 10 ms heartbeat: the Run click (it adds the
+    stack's fill-in Labels layer: 0.2-0.4 s here), inference (nothing on the
+    GUI thread but copying finished frames: gaps under 0.1 s), and finishing
+    (the outlines Shapes layer: 0.45-0.65 s here, nearly all of it napari and
+    vispy compiling shaders and drawing with Mesa's software OpenGL).
+    """
     from qtpy.QtCore import QTimer
 
     viewer, widget = viewer_and_widget
@@ -81,15 +124,23 @@ def test_gui_stays_responsive_while_segmenting(qtbot, viewer_and_widget, small_f
     timer = QTimer()
     timer.timeout.connect(lambda: beats.append(time.perf_counter()))
     timer.start(10)
+    clicked = time.perf_counter()
     worker = widget.run()
+    started_at = []
+    worker.started.connect(lambda: started_at.append(time.perf_counter()))
     worker.returned.connect(lambda _: returned_at.append(time.perf_counter()))
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
     timer.stop()
-    beats = np.asarray(beats)
-    during_inference = np.diff(beats[beats < returned_at[0]])
+    beats = np.asarray(sorted([clicked, *beats]))
+    gaps, gap_ends = np.diff(beats), beats[1:]
+    click = started_at[0] - clicked  # Run until the model starts: the empty layers are built and drawn
+    running = (gap_ends > started_at[0]) & (gap_ends < returned_at[0])
+    during_inference = gaps[running]
+    finishing = gaps[gap_ends >= returned_at[0]]
     assert len(during_inference) > 20
+    assert click < 0.6, f"the Run click took {click:.3f} s"
     assert during_inference.max() < 0.2, f"GUI froze for {during_inference.max():.3f} s"
-    assert np.diff(beats).max() < 0.6, "adding the result layers blocked the GUI too long"
+    assert finishing.max() < 0.8, f"adding the outlines blocked the GUI for {finishing.max():.3f} s"
 
 
 def test_filters_hide_cells_in_both_layers(qtbot, viewer_and_widget, small_frame):

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 MAX_SPATIAL_STACK_AXES = 4  # T, Z, Y, X (+ colour)
 TILE_STEPS = 100  # progress units per frame, so that tiles of a large frame show
@@ -59,6 +62,20 @@ def check_image_layer(layer: Any) -> tuple[bool, tuple[int, ...]]:
     return rgb, tuple(data.shape[: spatial_axes - 2])
 
 
+@dataclass
+class FrameReady:
+    """A finished frame of a stack, for the Labels layer that fills in during a run.
+
+    ``labels`` already carries the ids the final layer gives this frame (they
+    run on across frames), so the GUI only copies it into place.
+    """
+
+    index: tuple[int, ...]
+    labels: np.ndarray
+    done: int
+    total: int
+
+
 def segment_generator(
     image: Any,
     rgb: bool,
@@ -70,7 +87,8 @@ def segment_generator(
     """Segment frame by frame, yielding (done, total); return (results, leading shape).
 
     Runs in a worker thread. Outlines are traced here too, so the GUI thread
-    only adds layers.
+    only adds layers. For a stack, each finished frame is also yielded as a
+    :class:`FrameReady`.
     """
     from napari_livecell.core.model import load_model
     from napari_livecell.core.predict import iter_frames, segment_frame_steps
@@ -85,32 +103,35 @@ def segment_generator(
     total = math.prod(leading) if leading else 1
     yield 0, total * TILE_STEPS
     results = []
-    for done, (_, frame) in enumerate(frames):
-        if isinstance(model, str):  # a service does the whole frame
-            try:
-                result = segment_frame_remote(frame, model, settings)
-            except (ValueError, OSError) as error:
-                return RunFailure(f"frame {done + 1}: {error}")
-            result.polygons  # noqa: B018
-            results.append(result)
-            yield (done + 1) * TILE_STEPS, total * TILE_STEPS
-            continue
-        steps = segment_frame_steps(frame, model, settings, tile)
+    first_id = 0
+    for done, (index, frame) in enumerate(frames):
         try:
-            while True:
-                try:
-                    tiles_done, tiles = next(steps)
-                except StopIteration as finished:
-                    result = finished.value
-                    break
-                # progress (and Cancel) move per tile inside a frame
-                yield done * TILE_STEPS + (TILE_STEPS * tiles_done) // tiles - 1, total * TILE_STEPS
+            if isinstance(model, str):  # a service does the whole frame
+                result = segment_frame_remote(frame, model, settings)
+            else:
+                steps = segment_frame_steps(frame, model, settings, tile)
+                while True:
+                    try:
+                        tiles_done, tiles = next(steps)
+                    except StopIteration as finished:
+                        result = finished.value
+                        break
+                    # progress (and Cancel) move per tile inside a frame
+                    yield done * TILE_STEPS + (TILE_STEPS * tiles_done) // tiles - 1, total * TILE_STEPS
         except (ValueError, OSError) as error:
             return RunFailure(f"frame {done + 1}: {error}")
         result.polygons  # noqa: B018  (trace outlines off the GUI thread)
         results.append(result)
+        if leading:
+            yield FrameReady(index, _offset_ids(result.labels, first_id), done + 1, total)
+        first_id += result.n_cells
         yield (done + 1) * TILE_STEPS, total * TILE_STEPS
     return results, leading
+
+
+def _offset_ids(labels: np.ndarray, first_id: int) -> np.ndarray:
+    """A frame's labels with ids that follow the previous frames' (as in the result layer)."""
+    return np.where(labels > 0, labels + first_id, 0).astype(np.int32)
 
 
 class RunFailure(str):
