@@ -69,10 +69,17 @@ def test_cli_segment_with_a_scheduler(tmp_path, cluster, stack):
     _, client = cluster
     path = tmp_path / "movie.tif"
     tifffile.imwrite(path, stack[:4], photometric="minisblack")
-    assert (
-        main(["segment", str(path), "--out", str(tmp_path / "out"), "--scheduler", client.scheduler.address])
-        == 0
-    )
+    command = ["segment", str(path), "--out", str(tmp_path / "out"), "--scheduler", client.scheduler.address]
+    assert main([*command, "--threads", "2"]) == 0
     coco = json.loads((tmp_path / "out" / "movie" / "predictions.json").read_text())
     assert [image["frame"] for image in coco["images"]] == [0, 1, 2, 3]
     assert len(coco["annotations"]) > 20
+
+    def torch_threads():
+        import torch
+
+        return torch.get_num_threads()
+
+    # each worker ran its frame tasks with the thread count asked for
+    # (Dask starts worker processes with OMP_NUM_THREADS=1, so torch would use 1)
+    assert set(client.run(torch_threads).values()) == {2}

@@ -58,9 +58,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
     paths = find_images(args.paths)
+    if args.threads is not None and args.threads < 1:
+        raise CommandError("--threads must be at least 1")
     if args.scheduler:
         return _segment_on_cluster(args, paths, settings)
     model = load_model(args.model, device=args.device)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     entries: list[CocoImage] = []
@@ -121,6 +127,7 @@ def _segment_on_cluster(args: argparse.Namespace, paths: list[Path], settings) -
                 weights,
                 settings,
                 progress=lambda done, total: bar.update(done - bar.n),
+                torch_threads=args.threads,
             )
         print(f"{path.name}: {stack.shape[0]} frame(s) -> {predictions}")
     return 0

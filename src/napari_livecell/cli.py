@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Dask scheduler address: frames of each stack run on the cluster, resumably",
     )
+    seg.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per frame task (default: all cores); with several Dask worker "
+        "processes per machine, give cores // processes",
+    )
     seg.set_defaults(handler=handlers.cmd_segment)
 
     train = commands.add_parser(
