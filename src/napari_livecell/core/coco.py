@@ -66,14 +66,14 @@ def segmentation_annotations(
     annotations = []
     # plain Python values once per frame: numpy scalars are slow per cell
     areas = segmentation.areas.tolist()
-    boxes = segmentation.bboxes.tolist()
     categories = (segmentation.classes + 1).tolist()
     scores = np.round(segmentation.scores.astype(float), 5).tolist()
-    slices = cell_boxes(segmentation.labels)
+    slices = cell_boxes(segmentation.labels)  # once: Segmentation.bboxes would search again
     for index in range(segmentation.n_cells):
         box = slices[index] if index < len(slices) else None
         if box is None or areas[index] == 0:
             continue
+        rows, cols = box
         local = segmentation.labels[box] == index + 1
         rings, holes = mask_rings(local, (box[0].start, box[1].start))
         if rle or any(holes):
@@ -89,7 +89,12 @@ def segmentation_annotations(
             "category_id": categories[index],
             "segmentation": encoded,
             "area": areas[index],
-            "bbox": boxes[index],
+            "bbox": [
+                float(cols.start),
+                float(rows.start),
+                float(cols.stop - cols.start),
+                float(rows.stop - rows.start),
+            ],
             "iscrowd": 0,
         }
         if with_scores:

@@ -55,8 +55,12 @@ def mask_rings(
     contours, hierarchy = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return [], []
+    shift = (0.25 + offset[1], 0.25 + offset[0])
+    if len(contours) == 1 and len(contours[0]) >= 3:
+        # most cells: one ring, no hole (and no split/concatenate, which cost more than tracing)
+        return [contours[0].reshape(-1, 2) * 0.5 + shift], [False]
     # one vectorised transform for all rings, then split (per-ring numpy calls dominate)
-    points = np.concatenate(contours).reshape(-1, 2) * 0.5 + (0.25 + offset[1], 0.25 + offset[0])
+    points = np.concatenate(contours).reshape(-1, 2) * 0.5 + shift
     rings = np.split(points, np.cumsum([len(c) for c in contours[:-1]]))
     for index, ring in enumerate(rings):
         if len(ring) < 3:  # a 1 x 1 px part traces as fewer points; keep a valid ring
