@@ -83,3 +83,47 @@ def test_cli_segment_with_a_scheduler(tmp_path, cluster, stack):
     # each worker ran its frame tasks with the thread count asked for
     # (Dask starts worker processes with OMP_NUM_THREADS=1, so torch would use 1)
     assert set(client.run(torch_threads).values()) == {2}
+
+
+def test_widget_segments_a_lazy_stack_on_the_cluster(
+    qtbot, make_napari_viewer, cluster, stack, default_model
+):
+    import dask.array as da
+
+    from napari_livecell.core.predict import segment_frame
+
+    local_cluster, _ = cluster
+    viewer = make_napari_viewer()
+    viewer.add_image(da.from_array(stack[:5], chunks=(1, -1, -1)), name="lazy")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    widget._scheduler.value = local_cluster.scheduler_address
+    filled_frames = []
+    worker = widget.run()
+    worker.yielded.connect(
+        lambda _: filled_frames.append(sum(frame.any() for frame in viewer.layers["lazy cells"].data))
+    )
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+
+    cells = viewer.layers["lazy cells"]
+    assert set(range(6)) <= set(filled_frames), "the layer filled in frame by frame"
+    assert len(viewer.layers["lazy outlines"].data) >= len(cells.features)
+    first_id = 0
+    for frame, labels in zip(stack[:5], cells.data):
+        reference = segment_frame(frame, default_model)
+        assert len(np.unique(labels)) - 1 == reference.n_cells
+        assert labels.max() == first_id + reference.n_cells, "ids run on in frame order"
+        found, expected = labels > 0, reference.labels > 0
+        overlap = (found & expected).sum() / (found | expected).sum()
+        assert overlap > 0.99
+        first_id += reference.n_cells
+
+
+def test_widget_reports_an_unreachable_scheduler(qtbot, make_napari_viewer, stack):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[:2], name="movie")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    widget._scheduler.value = "tcp://127.0.0.1:9"  # nothing listens on the discard port
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in widget._status.value
+    assert [layer.name for layer in viewer.layers] == ["movie"]

@@ -83,20 +83,24 @@ def segment_generator(
     device: str,
     settings: Any,
     tile: bool | None,
-) -> Iterator[tuple[int, int]]:
+    scheduler: str | None = None,
+) -> Iterator[tuple[int, int] | FrameReady]:
     """Segment frame by frame, yielding (done, total); return (results, leading shape).
 
     Runs in a worker thread. Outlines are traced here too, so the GUI thread
     only adds layers. For a stack, each finished frame is also yielded as a
-    :class:`FrameReady`.
+    :class:`FrameReady`, in frame order. With a Dask ``scheduler`` address
+    the frames run on that cluster (weights must be a path its workers can
+    read), a few at a time.
     """
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import iter_frames, segment_frame_steps
-    from napari_livecell.core.remote import is_service_url, segment_frame_remote
+    from napari_livecell.core.predict import iter_frames
 
     try:
-        model = weights if is_service_url(weights) else load_model(weights, device=device)
         leading, frames = iter_frames(image, rgb)
+        if scheduler:
+            client, outcomes = _cluster_outcomes(frames, leading, weights, settings, scheduler)
+        else:
+            client, outcomes = None, _local_outcomes(frames, weights, device, settings, tile)
     except (ValueError, OSError) as error:
         # a user's mistake, not a bug: reported in the widget, no traceback dialog
         return RunFailure(str(error))
@@ -104,29 +108,68 @@ def segment_generator(
     yield 0, total * TILE_STEPS
     results = []
     first_id = 0
-    for done, (index, frame) in enumerate(frames):
-        try:
+    try:
+        for done in range(total):
+            try:
+                while not isinstance(outcome := next(outcomes), _Outcome):
+                    tiles_done, tiles = outcome  # progress (and Cancel) move per tile inside a frame
+                    yield done * TILE_STEPS + (TILE_STEPS * tiles_done) // tiles - 1, total * TILE_STEPS
+            except (ValueError, OSError) as error:
+                return RunFailure(f"frame {done + 1}: {error}")
+            index, result = outcome.index, outcome.result
+            results.append(result)
+            if leading:
+                yield FrameReady(index, _offset_ids(result.labels, first_id), done + 1, total)
+            first_id += result.n_cells
+            yield (done + 1) * TILE_STEPS, total * TILE_STEPS
+    finally:
+        if client is not None:
+            client.close()
+    return results, leading
+
+
+@dataclass
+class _Outcome:
+    index: tuple[int, ...]
+    result: Any
+
+
+def _local_outcomes(frames, weights, device, settings, tile) -> Iterator:
+    """Load the model (or check the service URL) now; then per frame (tiles done, tiles)..., _Outcome."""
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import segment_frame_steps
+    from napari_livecell.core.remote import is_service_url, segment_frame_remote
+
+    model = weights if is_service_url(weights) else load_model(weights, device=device)
+
+    def outcomes() -> Iterator:
+        for index, frame in frames:
             if isinstance(model, str):  # a service does the whole frame
                 result = segment_frame_remote(frame, model, settings)
             else:
-                steps = segment_frame_steps(frame, model, settings, tile)
-                while True:
-                    try:
-                        tiles_done, tiles = next(steps)
-                    except StopIteration as finished:
-                        result = finished.value
-                        break
-                    # progress (and Cancel) move per tile inside a frame
-                    yield done * TILE_STEPS + (TILE_STEPS * tiles_done) // tiles - 1, total * TILE_STEPS
-        except (ValueError, OSError) as error:
-            return RunFailure(f"frame {done + 1}: {error}")
-        result.polygons  # noqa: B018  (trace outlines off the GUI thread)
-        results.append(result)
-        if leading:
-            yield FrameReady(index, _offset_ids(result.labels, first_id), done + 1, total)
-        first_id += result.n_cells
-        yield (done + 1) * TILE_STEPS, total * TILE_STEPS
-    return results, leading
+                result = yield from segment_frame_steps(frame, model, settings, tile)
+            result.polygons  # noqa: B018  (trace outlines off the GUI thread)
+            yield _Outcome(index, result)
+
+    return outcomes()
+
+
+def _cluster_outcomes(frames, leading, weights, settings, scheduler: str):
+    """Connect to a Dask scheduler; return the client and the in-order outcomes."""
+    from distributed import Client
+
+    from napari_livecell.core.distributed import iter_segment_distributed
+    from napari_livecell.core.remote import is_service_url
+
+    if is_service_url(weights):
+        raise ValueError("a service URL and a Dask scheduler cannot be used together")
+    try:
+        client = Client(scheduler, timeout=10)
+    except (OSError, TimeoutError) as error:
+        raise OSError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+    indices = list(np.ndindex(*leading)) if leading else [()]
+    results = iter_segment_distributed((frame for _, frame in frames), client, weights, settings)
+    return client, (_Outcome(index, result) for index, result in zip(indices, results))
 
 
 def _offset_ids(labels: np.ndarray, first_id: int) -> np.ndarray:

@@ -79,6 +79,7 @@ class SegmentCellsWidget(Container):
         self._model = ComboBox(label="model", choices=self._model_choices)
         self._weights = FileEdit(label="weights file", filter="*.pt *.onnx *.torchscript", mode="r")
         self._service = LineEdit(label="or service URL", value="")
+        self._scheduler = LineEdit(label="Dask scheduler (optional)", value="")
         self._conf = FloatSlider(label="confidence", value=DEFAULT_CONF, min=0.01, max=1.0, step=0.01)
         self._iou = FloatSlider(label="NMS IoU", value=DEFAULT_IOU, min=0.05, max=1.0, step=0.01)
         self._imgsz = SpinBox(label="image size", value=DEFAULT_IMGSZ, min=64, max=4096, step=32)
@@ -98,6 +99,7 @@ class SegmentCellsWidget(Container):
                 self._model,
                 self._weights,
                 self._service,
+                self._scheduler,
                 self._conf,
                 self._iou,
                 self._imgsz,
@@ -193,9 +195,15 @@ class SegmentCellsWidget(Container):
                 self._notify_error(f"service URL must start with http:// or https://, got {service!r}")
                 return None
             weights = service
+        scheduler = str(self._scheduler.value).strip() or None
+        if scheduler and service:
+            self._notify_error("use either a service URL or a Dask scheduler, not both")
+            return None
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         tile = None if self._tile.value else False
-        worker = create_worker(segment_generator, data, rgb, weights, self._device.value, settings, tile)
+        worker = create_worker(
+            segment_generator, data, rgb, weights, self._device.value, settings, tile, scheduler
+        )
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda result, layer=layer: self._on_returned(layer, result))
         worker.errored.connect(lambda error: self._notify_error(f"segmentation failed: {error}"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +21,12 @@ def _frame_paths(out: Path, index: int) -> tuple[Path, Path]:
     return out / f"frame_{index:05d}_labels.tif", out / f"frame_{index:05d}.json"
 
 
-def _segment_one(
-    frame: np.ndarray, weights: str | None, settings, torch_threads: int | None = None
-) -> tuple[np.ndarray, list[dict]]:
-    """Runs on a worker: segment one frame, return labels and COCO annotations."""
-    from napari_livecell.core.coco import segmentation_annotations
+def segment_frame_task(frame: np.ndarray, weights: str | None, settings, torch_threads: int | None = None):
+    """Runs on a worker: segment one frame with the worker's cached model.
+
+    Returns the :class:`~napari_livecell.core.segmentation.Segmentation` with
+    its outlines already traced (the worker's cores do it, not the client's).
+    """
     from napari_livecell.core.model import load_model
     from napari_livecell.core.predict import segment_frame
 
@@ -35,7 +36,82 @@ def _segment_one(
 
         torch.set_num_threads(torch_threads)
     result = segment_frame(frame, model, settings)
+    result.polygons  # noqa: B018
+    return result
+
+
+def _segment_one(
+    frame: np.ndarray, weights: str | None, settings, torch_threads: int | None = None
+) -> tuple[np.ndarray, list[dict]]:
+    """Runs on a worker: segment one frame, return labels and COCO annotations."""
+    from napari_livecell.core.coco import segmentation_annotations
+
+    result = segment_frame_task(frame, weights, settings, torch_threads)
     return result.labels, segmentation_annotations(result, 0, 1, with_scores=True)
+
+
+def iter_segment_distributed(
+    frames: Iterable[np.ndarray],
+    client,
+    weights: str | None = None,
+    settings=None,
+    torch_threads: int | None = None,
+    in_flight: int | None = None,
+) -> Iterator:
+    """Segment frames on a Dask cluster, yielding results in frame order.
+
+    Frames are read from ``frames`` only as tasks are submitted, at most
+    ``in_flight`` at a time (two per worker by default), so a lazily read
+    stack never has to fit in memory and stopping the iteration leaves at
+    most that many tasks running.
+
+    Parameters
+    ----------
+    frames : iterable of numpy.ndarray
+        2-D (or RGB) frames.
+    client : distributed.Client
+        A connected client.
+    weights, settings, torch_threads
+        As for :func:`segment_stack_distributed`.
+    in_flight : int, optional
+        Most frames submitted and not yet yielded.
+
+    Yields
+    ------
+    Segmentation
+        One per frame, in the order of ``frames``.
+    """
+    from collections import deque
+
+    from napari_livecell.core.predict import PredictSettings
+
+    settings = settings or PredictSettings()
+    in_flight = in_flight or max(2, 2 * len(client.scheduler_info().get("workers", {})))
+    pending: deque = deque()
+    source = iter(frames)
+    try:
+        for frame in source:
+            pending.append(
+                client.submit(
+                    segment_frame_task,
+                    np.asarray(frame),
+                    weights,
+                    settings,
+                    torch_threads,
+                    pure=False,
+                    retries=3,
+                )
+            )
+            if len(pending) >= in_flight:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        if pending:  # stopped early: do not leave the cluster working for nobody
+            try:
+                client.cancel(list(pending))
+            except RuntimeError:
+                pass  # the client is closed already, and its tasks with it
 
 
 def segment_stack_distributed(
