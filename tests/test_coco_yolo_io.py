@@ -306,3 +306,27 @@ def test_yolo_dataset_folder_with_split_round_trips(tmp_path):
     assert len(list((tmp_path / "ds" / "images" / "val").glob("*.png"))) == 1
     back = json.loads(yolo_dataset_to_coco(tmp_path / "ds", tmp_path / "back.json").read_text())
     assert len(back["annotations"]) == sum(int(s.labels.max()) for s in samples)
+
+
+def test_image_and_labels_save_as_a_yolo_dataset_through_npe2(tmp_path, small_frame):
+    import npe2
+
+    from napari_livecell.core.train import check_yolo_dataset
+    from napari_livecell.core.yolo import parse_yolo_lines, yolo_to_labels
+
+    npe2.PluginManager.instance().discover()
+    second = synthesize_image(seed=41, n_cells=30, shape=small_frame.image.shape)
+    movie = np.stack([small_frame.image, second.image, small_frame.image])
+    cells = np.stack([small_frame.labels, second.labels, np.zeros_like(small_frame.labels)])
+    written = npe2.write(
+        str(tmp_path / "corrections.yaml"),
+        [(movie, {"name": "movie"}, "image"), (cells, {"name": "movie cells"}, "labels")],
+        plugin_name="napari-livecell",
+    )
+    assert written == [str(tmp_path / "corrections" / "data.yaml")]
+    counts = check_yolo_dataset(written[0])
+    assert counts == {"train": 1, "val": 1}, "the empty frame is left out; one of two frames validates"
+    for txt in (tmp_path / "corrections" / "labels").rglob("*.txt"):
+        truth = small_frame.labels if txt.stem.endswith("t0000") else second.labels
+        back, _ = yolo_to_labels(parse_yolo_lines(txt.read_text()), *truth.shape)
+        assert back.max() == truth.max()

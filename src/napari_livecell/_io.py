@@ -339,3 +339,33 @@ def write_labels_yolo(path: str, data: Any, attributes: dict) -> list[str]:
         frame_path = target.with_name(f"{target.stem}_t{index:04d}.txt")
         written.append(str(write_yolo_txt(frame_path, entry.segmentation.labels, entry.segmentation.classes)))
     return written
+
+
+def write_yolo_dataset_layers(path: str, layer_data: list[tuple]) -> list[str]:
+    """Write an image layer and its corrected Labels layer as a YOLO training dataset.
+
+    ``path`` names the dataset: ``corrections.yaml`` becomes the folder
+    ``corrections/`` with ``images/``, ``labels/`` and ``data.yaml``, which
+    ``napari-livecell train`` and Ultralytics read as is. A stack gives one
+    sample per frame with cells; a fifth of them (when there are several)
+    go to the validation split.
+    """
+    from napari_livecell._train_work import CorrectedLayer, training_frames
+    from napari_livecell.core.train import write_training_dataset
+
+    images = [(data, meta) for data, meta, kind in layer_data if kind == "image"]
+    labels = [(data, meta) for data, meta, kind in layer_data if kind == "labels"]
+    if len(images) != 1 or len(labels) != 1:
+        raise ValueError("select one image layer and its Labels layer to save a YOLO dataset")
+    (image, image_meta), (label_data, label_meta) = images[0], labels[0]
+    corrected = CorrectedLayer(
+        label_meta.get("name", "labels"),
+        label_data,
+        label_meta,
+        np.asarray(image),
+        bool(image_meta.get("rgb")),
+    )
+    frames, names = training_frames([corrected])
+    folder = Path(path).with_suffix("")
+    data_yaml = write_training_dataset(frames, len(frames), names, folder, val_fraction=0.2)
+    return [str(data_yaml)]
