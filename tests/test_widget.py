@@ -110,11 +110,12 @@ def test_cancel_mid_stack_leaves_no_layers(qtbot, viewer_and_widget, small_frame
 def test_gui_stays_responsive_while_segmenting(qtbot, viewer_and_widget, small_frame):
     """Inference never blocks the event loop; napari's own layer building is bounded.
 
-    Three phases, measured with a 10 ms heartbeat: the Run click (it adds the
-    stack's fill-in Labels layer: 0.2-0.4 s here), inference (nothing on the
-    GUI thread but copying finished frames: gaps under 0.1 s), and finishing
-    (the outlines Shapes layer: 0.45-0.65 s here, nearly all of it napari and
-    vispy compiling shaders and drawing with Mesa's software OpenGL).
+    Three phases, measured with a 10 ms heartbeat: the Run click until the
+    stack's empty fill-in Labels layer is built and drawn (0.2-0.6 s here),
+    inference (nothing on the GUI thread but copying finished frames: gaps
+    under 0.1 s), and finishing (the outlines Shapes layer: 0.45-0.65 s here).
+    Layer building is napari and vispy compiling shaders and drawing with
+    Mesa's software OpenGL; it is bounded here, not under 0.2 s.
     """
     from qtpy.QtCore import QTimer
 
@@ -126,20 +127,22 @@ def test_gui_stays_responsive_while_segmenting(qtbot, viewer_and_widget, small_f
     timer.start(10)
     clicked = time.perf_counter()
     worker = widget.run()
-    started_at = []
-    worker.started.connect(lambda: started_at.append(time.perf_counter()))
+    answered = time.perf_counter()
     worker.returned.connect(lambda _: returned_at.append(time.perf_counter()))
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
     timer.stop()
     beats = np.asarray(sorted([clicked, *beats]))
     gaps, gap_ends = np.diff(beats), beats[1:]
-    click = started_at[0] - clicked  # Run until the model starts: the empty layers are built and drawn
-    running = (gap_ends > started_at[0]) & (gap_ends < returned_at[0])
+    # the Run click: building the empty Labels layer, then (next event-loop turn) drawing it
+    first_turn = np.flatnonzero(gap_ends > answered)[0]
+    click = gap_ends[first_turn] - clicked
+    running = (gap_ends > gap_ends[first_turn]) & (gap_ends < returned_at[0])
     during_inference = gaps[running]
     finishing = gaps[gap_ends >= returned_at[0]]
     assert len(during_inference) > 20
-    assert click < 0.6, f"the Run click took {click:.3f} s"
+    assert click < 0.8, f"the Run click took {click:.3f} s"
     assert during_inference.max() < 0.2, f"GUI froze for {during_inference.max():.3f} s"
+    print(f"click {click:.3f} s, inference {during_inference.max():.3f} s, finishing {finishing.max():.3f} s")
     assert finishing.max() < 0.8, f"adding the outlines blocked the GUI for {finishing.max():.3f} s"
 
 

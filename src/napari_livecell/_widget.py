@@ -52,8 +52,11 @@ def offer_model(path: str) -> None:
     """Add a model file to the recent list and choose it in every open Segment cells widget."""
     remember_model(path)
     for widget in list(_OPEN_WIDGETS):
-        widget._model.reset_choices()
-        widget._model.value = path
+        try:
+            widget._model.reset_choices()
+            widget._model.value = path
+        except RuntimeError:  # its Qt widget was closed (deleted) with its viewer
+            _OPEN_WIDGETS.discard(widget)
 
 
 class SegmentCellsWidget(Container):
