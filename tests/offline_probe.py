@@ -52,7 +52,8 @@ from napari_livecell.core.model import load_model  # noqa: E402
 from napari_livecell.core.predict import segment  # noqa: E402
 from napari_livecell.core.synthetic import synthesize_image  # noqa: E402
 from napari_livecell.core.synthetic_dataset import write_synthetic_dataset  # noqa: E402
-from napari_livecell.core.train import TrainSettings, coco_to_yolo_dataset, train_model  # noqa: E402
+from napari_livecell.core.train import TrainSettings, train_model  # noqa: E402
+from napari_livecell.core.training_data import coco_to_yolo_dataset  # noqa: E402
 
 work = Path(tempfile.mkdtemp())
 image = synthesize_image(seed=11, n_cells=40).image

@@ -311,7 +311,7 @@ def test_yolo_dataset_folder_with_split_round_trips(tmp_path):
 def test_image_and_labels_save_as_a_yolo_dataset_through_npe2(tmp_path, small_frame):
     import npe2
 
-    from napari_livecell.core.train import check_yolo_dataset
+    from napari_livecell.core.training_data import check_yolo_dataset
     from napari_livecell.core.yolo import parse_yolo_lines, yolo_to_labels
 
     npe2.PluginManager.instance().discover()

@@ -109,7 +109,7 @@ def test_bad_yolo_dataset_is_refused_before_training(tmp_path, capsys, labels_te
 
 
 def test_coco_annotation_with_unknown_category_is_refused(tmp_path):
-    from napari_livecell.core.train import DatasetError, coco_to_yolo_dataset
+    from napari_livecell.core.training_data import DatasetError, coco_to_yolo_dataset
 
     json_path = write_synthetic_dataset_small(tmp_path)
     coco = json.loads(json_path.read_text())
@@ -128,13 +128,8 @@ def write_synthetic_dataset_small(root):
 def test_cancel_stops_within_an_epoch_and_resume_finishes_the_run(tmp_path, small_frame):
     from napari_livecell.core.model import DEFAULT_MODEL, load_model
     from napari_livecell.core.predict import segment_frame
-    from napari_livecell.core.train import (
-        TrainingCancelled,
-        TrainSettings,
-        coco_to_yolo_dataset,
-        saved_run,
-        train_model,
-    )
+    from napari_livecell.core.train import TrainingCancelled, TrainSettings, saved_run, train_model
+    from napari_livecell.core.training_data import coco_to_yolo_dataset
 
     json_path = write_synthetic_dataset_small(tmp_path)
     data_yaml = coco_to_yolo_dataset(json_path, json_path.parent / "images", tmp_path / "ds", crop=320)

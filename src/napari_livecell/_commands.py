@@ -227,7 +227,7 @@ def _evaluate_models(args: argparse.Namespace, settings) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from napari_livecell.core import convert
-    from napari_livecell.core.train import coco_to_yolo_dataset
+    from napari_livecell.core.training_data import coco_to_yolo_dataset
 
     source, out = Path(args.input), Path(args.output)
     if not source.exists():
@@ -360,7 +360,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _training_data(args: argparse.Namespace, out: Path, crop: int | None) -> tuple[Path, dict]:
     """The data.yaml to train on (converting a COCO json first) and its provenance."""
-    from napari_livecell.core.train import coco_to_yolo_dataset
+    from napari_livecell.core.training_data import coco_to_yolo_dataset
 
     if args.data is None:
         raise CommandError("--data is required (or --resume to continue a run)")

@@ -351,7 +351,7 @@ def write_yolo_dataset_layers(path: str, layer_data: list[tuple]) -> list[str]:
     go to the validation split.
     """
     from napari_livecell._train_work import CorrectedLayer, training_frames
-    from napari_livecell.core.train import write_training_dataset
+    from napari_livecell.core.training_data import write_training_dataset
 
     images = [(data, meta) for data, meta, kind in layer_data if kind == "image"]
     labels = [(data, meta) for data, meta, kind in layer_data if kind == "labels"]

@@ -26,7 +26,6 @@ from magicgui.widgets import (
 )
 from qtpy.QtCore import QObject, Signal
 
-from napari_livecell._segment_work import load_recent_models, remember_model
 from napari_livecell._train_work import (
     CorrectedLayer,
     TrainOutcome,
@@ -35,7 +34,7 @@ from napari_livecell._train_work import (
     run_training,
     training_frames,
 )
-from napari_livecell._widget import DEFAULT_MODEL_CHOICE, offer_model
+from napari_livecell._widget import DEFAULT_MODEL_CHOICE, model_choices, notify_error, offer_model
 
 if TYPE_CHECKING:
     import napari
@@ -66,7 +65,7 @@ class TrainOnCorrectionsWidget(Container):
 
         self._layers = Select(label="corrected labels", choices=self._labels_choices)
         self._folder = FileEdit(label="or export folder", mode="d", value="")
-        self._base = ComboBox(label="base model", choices=self._model_choices)
+        self._base = ComboBox(label="base model", choices=model_choices)
         self._epochs = SpinBox(label="epochs", value=10, min=1, max=1000)
         self._imgsz = SpinBox(label="image size", value=320, min=64, max=4096, step=32)
         self._crop = SpinBox(label="crop (0: whole)", value=320, min=0, max=4096, step=32)
@@ -105,9 +104,6 @@ class TrainOnCorrectionsWidget(Container):
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
 
-    def _model_choices(self, _widget=None) -> list[str]:
-        return [DEFAULT_MODEL_CHOICE, *load_recent_models()]
-
     # running -------------------------------------------------------------
     @property
     def worker(self):
@@ -115,10 +111,7 @@ class TrainOnCorrectionsWidget(Container):
         return self._worker
 
     def _notify_error(self, message: str) -> None:
-        from napari.utils.notifications import show_warning
-
-        self._status.value = message
-        show_warning(message)
+        notify_error(self._status, message)
 
     def _request(self) -> TrainRequest:
         """Read the controls into a request; raises ValueError for a wrong choice."""
@@ -206,9 +199,8 @@ class TrainOnCorrectionsWidget(Container):
             else:
                 self._notify_error(outcome.message)
             return
-        remember_model(str(outcome.weights))
-        self._base.reset_choices()
         offer_model(str(outcome.weights))
+        self._base.reset_choices()
         self._progress.value = self._progress.max
         self._status.value = f"{outcome.message}; chosen in Segment cells"
 

@@ -47,7 +47,7 @@ class CorrectedLayer:
 
 
 def training_frames(layers: Sequence[CorrectedLayer]) -> tuple[list, dict[int, str]]:
-    """Frames with at least one cell, as :class:`~napari_livecell.core.train.TrainingFrame`.
+    """Frames with at least one cell, as :class:`~napari_livecell.core.training_data.TrainingFrame`.
 
     Class names are collected over all layers (features ``class``), so the
     same name gets the same class id everywhere.
@@ -58,7 +58,7 @@ def training_frames(layers: Sequence[CorrectedLayer]) -> tuple[list, dict[int, s
         An image whose frames do not match its labels, or no cells at all.
     """
     from napari_livecell._io import _layer_cells
-    from napari_livecell.core.train import DatasetError, TrainingFrame
+    from napari_livecell.core.training_data import DatasetError, TrainingFrame
 
     per_layer = []
     all_names: set[str] = set()
@@ -103,7 +103,7 @@ def _safe_stem(name: str) -> str:
 
 def export_folder_data(folder: Path, out: Path, crop: int | None, val_fraction: float) -> Path:
     """The data.yaml of an export folder: a YOLO dataset as is, or a COCO json + images."""
-    from napari_livecell.core.train import DatasetError, coco_to_yolo_dataset
+    from napari_livecell.core.training_data import DatasetError, coco_to_yolo_dataset
 
     folder = Path(folder)
     if (folder / "data.yaml").is_file():
@@ -150,12 +150,8 @@ def run_training(
     stop: threading.Event,
 ) -> TrainOutcome:
     """Build the dataset and fine-tune; every expected failure becomes a message."""
-    from napari_livecell.core.train import (
-        TrainingCancelled,
-        TrainSettings,
-        train_model,
-        write_training_dataset,
-    )
+    from napari_livecell.core.train import TrainingCancelled, TrainSettings, train_model
+    from napari_livecell.core.training_data import write_training_dataset
 
     try:
         dataset = request.out / "dataset"

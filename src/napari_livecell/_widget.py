@@ -48,6 +48,19 @@ RESULT_KEY = "napari_livecell"
 _OPEN_WIDGETS: weakref.WeakSet = weakref.WeakSet()
 
 
+def model_choices(_widget=None) -> list[str]:
+    """Model picker entries: the shipped default, then recently used model files."""
+    return [DEFAULT_MODEL_CHOICE, *load_recent_models()]
+
+
+def notify_error(status: Label, message: str) -> None:
+    """Show a user's problem in a widget's status line and as a napari notification."""
+    from napari.utils.notifications import show_warning
+
+    status.value = message
+    show_warning(message)
+
+
 def offer_model(path: str) -> None:
     """Add a model file to the recent list and choose it in every open Segment cells widget."""
     remember_model(path)
@@ -79,7 +92,7 @@ class SegmentCellsWidget(Container):
         self.confirm_replace: Callable[[str], bool] = self._ask_replace
 
         self._image = ComboBox(label="image", choices=self._image_layer_choices, nullable=True)
-        self._model = ComboBox(label="model", choices=self._model_choices)
+        self._model = ComboBox(label="model", choices=model_choices)
         self._weights = FileEdit(label="weights file", filter="*.pt *.onnx *.torchscript", mode="r")
         self._service = LineEdit(label="or service URL", value="")
         self._scheduler = LineEdit(label="Dask scheduler (optional)", value="")
@@ -135,9 +148,6 @@ class SegmentCellsWidget(Container):
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
 
-    def _model_choices(self, _widget=None) -> list[str]:
-        return [DEFAULT_MODEL_CHOICE, *load_recent_models()]
-
     @staticmethod
     def _device_choices() -> list[str]:
         import torch
@@ -167,10 +177,7 @@ class SegmentCellsWidget(Container):
         return self._worker
 
     def _notify_error(self, message: str) -> None:
-        from napari.utils.notifications import show_warning
-
-        self._status.value = message
-        show_warning(message)
+        notify_error(self._status, message)
 
     def run(self, _=None):
         """Start segmenting the selected image layer; return the worker (or None)."""
