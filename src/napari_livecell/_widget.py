@@ -85,10 +85,9 @@ class SegmentCellsWidget(Container):
         self._worker = None
         self._busy = False
         self._adding_layers = False
-        # result layers made empty at Run (a stack's Labels fills in frame by frame);
+        # the result Labels layer made empty at Run (a stack fills it frame by frame);
         # removed again if the run does not finish
-        self._placeholders: list = []
-        self._fill_target = None
+        self._placeholder = None
         self.confirm_replace: Callable[[str], bool] = self._ask_replace
 
         self._image = ComboBox(label="image", choices=self._image_layer_choices, nullable=True)
@@ -219,7 +218,7 @@ class SegmentCellsWidget(Container):
         worker.errored.connect(lambda error: self._notify_error(f"segmentation failed: {error}"))
         worker.aborted.connect(self._on_cancelled)
         worker.finished.connect(self._on_finished)
-        self._add_placeholders(layer, data.shape[len(leading) : len(leading) + 2], leading)
+        self._add_placeholder(layer, data.shape[len(leading) : len(leading) + 2], leading)
         self._worker = worker
         self._busy = True
         self._run.enabled = False
@@ -235,7 +234,7 @@ class SegmentCellsWidget(Container):
             self._worker.quit()
             self._status.value = "cancelling after this frame..."
 
-    def _add_placeholders(self, image_layer, frame_shape: tuple[int, ...], leading: tuple[int, ...]) -> None:
+    def _add_placeholder(self, image_layer, frame_shape: tuple[int, ...], leading: tuple[int, ...]) -> None:
         """An empty ``<image> cells`` layer, made at Run when it does not exist yet.
 
         A stack's frames are copied into it as they finish. napari needs
@@ -246,7 +245,7 @@ class SegmentCellsWidget(Container):
         Existing result layers are not touched until the run has finished, so
         Cancel leaves them as they were.
         """
-        self._discard_placeholders()
+        self._discard_placeholder()
         common = {"scale": tuple(image_layer.scale), "translate": tuple(image_layer.translate)}
         cells = f"{image_layer.name} cells"
         if cells not in self._viewer.layers:
@@ -254,21 +253,19 @@ class SegmentCellsWidget(Container):
             empty = np.zeros((*leading, *frame_shape), np.int32)
             labels = self._viewer.add_labels(empty, name=cells, **common)
             labels.events.paint.connect(lambda _event, layer=labels: _mark_edited(layer))
-            self._placeholders.append(labels)
-            self._fill_target = labels if leading else None
+            self._placeholder = labels
 
     def _fill_in(self, ready: FrameReady) -> None:
-        target = self._fill_target
+        target = self._placeholder
         if target is None or target not in self._viewer.layers:
-            return
+            return  # a re-run: the old result stays untouched until the new one is complete
         target.data[ready.index] = ready.labels
         target.refresh()
 
-    def _discard_placeholders(self) -> None:
-        placeholders, self._placeholders, self._fill_target = self._placeholders, [], None
-        for layer in placeholders:
-            if layer in self._viewer.layers:
-                self._viewer.layers.remove(layer)
+    def _discard_placeholder(self) -> None:
+        placeholder, self._placeholder = self._placeholder, None
+        if placeholder is not None and placeholder in self._viewer.layers:
+            self._viewer.layers.remove(placeholder)
 
     def _on_progress(self, progress: tuple[int, int] | FrameReady) -> None:
         if isinstance(progress, FrameReady):
@@ -281,7 +278,7 @@ class SegmentCellsWidget(Container):
         self._status.value = f"frame {min(frames, done // TILE_STEPS + 1)} of {frames}"
 
     def _on_cancelled(self) -> None:
-        self._discard_placeholders()
+        self._discard_placeholder()
         self._status.value = "cancelled; no layers changed"
 
     def _on_finished(self) -> None:
@@ -294,7 +291,7 @@ class SegmentCellsWidget(Container):
         return self._busy
 
     def _set_idle(self) -> None:
-        self._discard_placeholders()  # still listed only when the run did not finish
+        self._discard_placeholder()  # still set only when the run did not finish
         self._busy = False
         self._adding_layers = False
         self._run.enabled = True
@@ -320,7 +317,7 @@ class SegmentCellsWidget(Container):
         if edited and not self.confirm_replace(", ".join(edited)):
             self._status.value = "kept the edited layers; new result discarded"
             return
-        self._placeholders, self._fill_target = [], None  # they are the result layers now
+        self._placeholder = None  # it is the result layer now
         n_cells = sum(r.n_cells for r in results)
         self._status.value = f"{n_cells} cells in {len(results)} frame(s)"
         # one layer per event-loop turn, so that the GUI breathes between them
