@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_livecell._layers import OUTLINE_EDGE_COLOR
+from napari_livecell._layers import OUTLINE_EDGE_COLOR, RESULT_KEY
 from napari_livecell.core.coco import (
     CocoFormatError,
     CocoImage,
@@ -29,7 +29,6 @@ from napari_livecell.core.segmentation import Segmentation, mask_to_polygons
 from napari_livecell.core.yolo import parse_yolo_lines, write_yolo_txt, yolo_to_labels
 
 MAX_OUTLINES = 20_000  # more cells than this: labels only (napari would stall on shapes)
-RESULT_KEY = "napari_livecell"
 
 
 # readers -----------------------------------------------------------------

@@ -9,6 +9,8 @@ import numpy as np
 from napari_livecell.core.segmentation import Segmentation
 
 OUTLINE_EDGE_COLOR = "yellow"
+# key of our entry in a layer's metadata (source image, edited flag, corrections...)
+RESULT_KEY = "napari_livecell"
 
 
 def cell_features(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 
+from napari_livecell._layers import RESULT_KEY
 from napari_livecell.core.edit import (
     PixelEdit,
     cell_centroid,
@@ -25,7 +26,6 @@ from napari_livecell.core.segmentation import mask_to_polygons
 if TYPE_CHECKING:
     import napari
 
-RESULT_KEY = "napari_livecell"
 OUTLINE_DELAY_MS = 300
 
 

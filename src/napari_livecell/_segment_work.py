@@ -72,8 +72,6 @@ class FrameReady:
 
     index: tuple[int, ...]
     labels: np.ndarray
-    done: int
-    total: int
 
 
 def segment_generator(
@@ -119,7 +117,7 @@ def segment_generator(
             index, result = outcome.index, outcome.result
             results.append(result)
             if leading:
-                yield FrameReady(index, _offset_ids(result.labels, first_id), done + 1, total)
+                yield FrameReady(index, _offset_ids(result.labels, first_id))
             first_id += result.n_cells
             yield (done + 1) * TILE_STEPS, total * TILE_STEPS
     finally:

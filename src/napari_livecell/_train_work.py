@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-RESULT_KEY = "napari_livecell"
+from napari_livecell._layers import RESULT_KEY
+
 RESULT_SUFFIX = " cells"
 
 

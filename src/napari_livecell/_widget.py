@@ -28,7 +28,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_livecell._layers import filter_colors, result_layer_data
+from napari_livecell._layers import RESULT_KEY, filter_colors, result_layer_data
 from napari_livecell._segment_work import (
     TILE_STEPS,
     FrameReady,
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     import napari
 
 DEFAULT_MODEL_CHOICE = "default (shipped, synthetic LIVECell)"
-RESULT_KEY = "napari_livecell"
 _OPEN_WIDGETS: weakref.WeakSet = weakref.WeakSet()
 
 
