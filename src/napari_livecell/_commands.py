@@ -340,15 +340,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             workers=args.workers,
         )
 
-    def report(epoch: int, epochs: int, metrics: dict) -> None:
-        mask_map = metrics.get("metrics/mAP50-95(M)", float("nan"))
-        box_map = metrics.get("metrics/mAP50-95(B)", float("nan"))
-        print(
-            f"epoch {epoch}/{epochs}: mask mAP50-95 {mask_map:.3f}, box mAP50-95 {box_map:.3f}",
-            flush=True,
-        )
+    printed_epochs: set[int] = set()
 
-    result = train_model(settings, out, metadata=metadata, on_epoch=report, resume=args.resume)
+    def report(progress) -> None:
+        if not progress.epoch_done:
+            return
+        mask_map = progress.metrics.get("metrics/mAP50-95(M)", float("nan"))
+        box_map = progress.metrics.get("metrics/mAP50-95(B)", float("nan"))
+        scores = f"mask mAP50-95 {mask_map:.3f}, box mAP50-95 {box_map:.3f}"
+        if progress.epoch in printed_epochs:  # Ultralytics validates best.pt once more at the end
+            print(f"best.pt: {scores}", flush=True)
+            return
+        printed_epochs.add(progress.epoch)
+        loss = float("nan") if progress.loss is None else progress.loss
+        print(f"epoch {progress.epoch}/{progress.epochs}: loss {loss:.3f}, {scores}", flush=True)
+
+    result = train_model(settings, out, metadata=metadata, on_progress=report, resume=args.resume)
     summary = {"weights": str(result.weights), "seconds": round(result.seconds)}
     if args.export == "onnx":
         from napari_livecell.core.export import export_onnx

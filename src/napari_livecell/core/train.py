@@ -137,7 +137,6 @@ def train_model(
     settings: TrainSettings,
     out: str | os.PathLike,
     metadata: dict | None = None,
-    on_epoch: Callable[[int, int, dict], None] | None = None,
     on_progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
@@ -154,8 +153,6 @@ def train_model(
     metadata : dict, optional
         Extra provenance (e.g. the data recipe) stored in the checkpoint under
         ``napari_livecell``.
-    on_epoch : callable, optional
-        Called as ``on_epoch(epoch, epochs, metrics)`` after each epoch.
     on_progress : callable, optional
         Called with a :class:`TrainProgress` after every batch and epoch.
     should_stop : callable, optional
@@ -196,7 +193,7 @@ def train_model(
             json.dumps({"settings": asdict(settings), "metadata": metadata or {}}, indent=2),
         )
     model = YOLO(str(checkpoint_to_resume or settings.model), task="segment")
-    _add_callbacks(model, on_epoch, on_progress, should_stop)
+    _add_callbacks(model, on_progress, should_stop)
     started = time.perf_counter()
     try:
         if checkpoint_to_resume is not None:
@@ -247,7 +244,7 @@ def train_model(
     return TrainResult(weights=target, metrics=metrics, settings=settings, seconds=seconds)
 
 
-def _add_callbacks(model, on_epoch, on_progress, should_stop) -> None:
+def _add_callbacks(model, on_progress, should_stop) -> None:
     def progress(trainer, epoch_done: bool) -> TrainProgress:
         batches = len(trainer.train_loader) if getattr(trainer, "train_loader", None) is not None else 0
         loss = getattr(trainer, "tloss", None)
@@ -274,8 +271,6 @@ def _add_callbacks(model, on_epoch, on_progress, should_stop) -> None:
             raise TrainingCancelled(f"training cancelled in epoch {trainer.epoch + 1}")
 
     def epoch_done(trainer) -> None:
-        if on_epoch is not None:
-            on_epoch(min(trainer.epoch + 1, trainer.epochs), trainer.epochs, dict(trainer.metrics or {}))
         if on_progress is not None:
             on_progress(progress(trainer, epoch_done=True))
 
