@@ -28,6 +28,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from napari_livecell._layer_updates import layer_kind, mark_edited, update_layer, warm_up_layer_code
 from napari_livecell._layers import RESULT_KEY, filter_colors, result_layer_data
 from napari_livecell._segment_work import (
     TILE_STEPS,
@@ -78,7 +79,7 @@ class SegmentCellsWidget(Container):
         from napari_livecell.core.predict import import_inference_modules
 
         import_inference_modules()  # here, not in the worker thread (see its docstring)
-        _warm_up_layer_code()
+        warm_up_layer_code()
         super().__init__(labels=True)
         self._viewer = viewer
         self._worker = None
@@ -251,7 +252,7 @@ class SegmentCellsWidget(Container):
             # np.zeros maps untouched frames lazily: a long stack costs memory only as it fills
             empty = np.zeros((*leading, *frame_shape), np.int32)
             labels = self._viewer.add_labels(empty, name=cells, **common)
-            labels.events.paint.connect(lambda _event, layer=labels: _mark_edited(layer))
+            labels.events.paint.connect(lambda _event, layer=labels: mark_edited(layer))
             self._placeholder = labels
 
     def _fill_in(self, ready: FrameReady) -> None:
@@ -345,15 +346,15 @@ class SegmentCellsWidget(Container):
         name = kwargs["name"]
         old = self._viewer.layers[name] if name in self._viewer.layers else None
         ndim = kwargs.get("ndim") or np.ndim(data)
-        if old is not None and _layer_kind(old) == layer_type and old.ndim == ndim:
+        if old is not None and layer_kind(old) == layer_type and old.ndim == ndim:
             # in place: removing a layer makes napari run a full garbage collection
-            _update_layer(old, data, kwargs)
+            update_layer(old, data, kwargs)
             return
         if old is not None:
             self._viewer.layers.remove(old)
         layer = getattr(self._viewer, f"add_{layer_type}")(data, **kwargs)
         if layer_type == "labels":
-            layer.events.paint.connect(lambda _event, layer=layer: _mark_edited(layer))
+            layer.events.paint.connect(lambda _event, layer=layer: mark_edited(layer))
 
     def _ask_replace(self, names: str) -> bool:
         from qtpy.QtWidgets import QMessageBox
@@ -379,45 +380,7 @@ class SegmentCellsWidget(Container):
                 int(self._max_area.value),
             )
             if colors is not None:
-                if _layer_kind(layer) == "labels":
+                if layer_kind(layer) == "labels":
                     layer.colormap = colors
                 else:
                     layer.edge_color = colors
-
-
-def _warm_up_layer_code() -> None:
-    """Build throwaway layers so that napari's lazy imports happen now, not after a run."""
-    from napari.layers import Labels, Shapes
-
-    Labels(np.zeros((4, 4), np.int32), features={"index": [1], "score": [1.0]})
-    Shapes([np.array([[0, 0], [0, 2], [2, 2]], float)], shape_type="polygon")
-
-
-def _layer_kind(layer) -> str:
-    from napari.layers import Labels, Shapes
-
-    return "labels" if isinstance(layer, Labels) else "shapes" if isinstance(layer, Shapes) else ""
-
-
-def _update_layer(layer, data, kwargs: dict) -> None:
-    """Give an existing result layer new data, features and placement."""
-    if _layer_kind(layer) == "labels":
-        if layer.data.shape != data.shape or not np.array_equal(layer.data, data):
-            layer.data = data
-    else:
-        layer.data = []
-        layer.add(
-            data,
-            shape_type=kwargs["shape_type"],
-            edge_color=kwargs["edge_color"],
-            face_color=kwargs["face_color"],
-            edge_width=kwargs["edge_width"],
-        )
-    layer.features = kwargs["features"]
-    layer.scale = kwargs["scale"]
-    layer.translate = kwargs["translate"]
-    layer.metadata = kwargs["metadata"]
-
-
-def _mark_edited(layer) -> None:
-    layer.metadata.setdefault(RESULT_KEY, {})["edited"] = True

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from napari_livecell import _commands as handlers
+from napari_livecell import _train_commands as train_handlers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the interrupted run in --out where it stopped"
     )
     train.add_argument("--export", choices=["onnx"], default=None, help="also export best.pt")
-    train.set_defaults(handler=handlers.cmd_train)
+    train.set_defaults(handler=train_handlers.cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="box and mask AP with the LIVECell protocol")
     evaluate.add_argument("--gt", required=True, help="ground-truth COCO json")
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--imgsz", type=int, nargs="+", default=[544, 704], help="H W of the input (544 704)")
     exp.add_argument("--out", required=True, help="an .onnx path or a folder")
     exp.add_argument("--triton", default=None, help="also write a Triton model repository here")
-    exp.set_defaults(handler=handlers.cmd_export)
+    exp.set_defaults(handler=train_handlers.cmd_export)
 
     demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
     demo.add_argument("--run", action="store_true", help="segment the sample right away")
