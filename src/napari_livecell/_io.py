@@ -361,7 +361,7 @@ def write_yolo_dataset_layers(path: str, layer_data: list[tuple]) -> list[str]:
         label_meta.get("name", "labels"),
         label_data,
         label_meta,
-        np.asarray(image),
+        image[0] if isinstance(image, list) else image,  # multiscale: full resolution; read per frame
         bool(image_meta.get("rgb")),
     )
     frames, names = training_frames([corrected])

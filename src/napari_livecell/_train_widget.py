@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
@@ -32,7 +33,6 @@ from napari_livecell._train_work import (
     TrainRequest,
     image_layer_for,
     run_training,
-    training_frames,
 )
 from napari_livecell._widget import DEFAULT_MODEL_CHOICE, model_choices, notify_error, offer_model
 
@@ -146,10 +146,11 @@ class TrainOnCorrectionsWidget(Container):
             if image is None:
                 raise ValueError(f"no image layer found for {layer.name!r}; open the image it annotates")
             data = image.data[0] if getattr(image, "multiscale", False) else image.data
-            corrected.append(
-                CorrectedLayer(layer.name, layer.data, layer.as_layer_data_tuple()[1], data, bool(image.rgb))
-            )
-        request.frames, request.class_names = training_frames(corrected)
+            # a copy: the user may go on editing while the worker reads it
+            labels = np.array(layer.data)
+            attributes = layer.as_layer_data_tuple()[1]
+            corrected.append(CorrectedLayer(layer.name, labels, attributes, data, bool(image.rgb)))
+        request.layers = corrected
         return request
 
     def train(self, _=None):

@@ -121,7 +121,7 @@ def export_folder_data(folder: Path, out: Path, crop: int | None, val_fraction: 
 
 @dataclass
 class TrainRequest:
-    """What the widget asks for; ``frames`` or ``folder`` gives the data."""
+    """What the widget asks for; ``layers`` or ``folder`` gives the data."""
 
     base: str
     out: Path
@@ -131,8 +131,7 @@ class TrainRequest:
     crop: int | None
     val_fraction: float
     device: str = "cpu"
-    frames: list | None = None
-    class_names: dict[int, str] | None = None
+    layers: list[CorrectedLayer] | None = None
     folder: Path | None = None
 
 
@@ -159,8 +158,8 @@ def run_training(
         if request.folder is not None:
             data_yaml = export_folder_data(request.folder, dataset, request.crop, request.val_fraction)
         else:
-            frames = request.frames or []
-            names = request.class_names or {0: "cell"}
+            # relabelling every frame is real work: here in the worker, not on the GUI thread
+            frames, names = training_frames(request.layers or [])
             data_yaml = write_training_dataset(
                 frames, len(frames), names, dataset, request.crop, request.val_fraction
             )

@@ -115,21 +115,21 @@ def write_training_dataset(
         raise DatasetError("empty dataset: no annotated frames to train on")
     out = Path(out)
     val_ids = validation_picks(n_frames, val_fraction, seed)
-    n_cells = 0
+    n_classes = len(names)
+    any_cells = False
     for position, frame in enumerate(frames):
-        n_classes = len(names)
         if frame.classes is not None and len(frame.classes) and max(frame.classes) >= n_classes:
             raise DatasetError(
                 f"{frame.name}: class id {max(frame.classes)} is not among the {n_classes} "
                 f"class name(s) ({', '.join(names.values())})"
             )
-        n_cells += len(np.unique(frame.labels)) - (1 if (frame.labels == 0).any() else 0)
+        any_cells = any_cells or bool(np.any(frame.labels))
         split = "val" if position in val_ids else "train"
         image = to_uint8(np.asarray(frame.image))
         for suffix, image_piece, label_piece in _crops(image, np.asarray(frame.labels), crop):
             sample = YoloSample(frame.name + suffix, image_piece, label_piece, frame.classes)
             write_yolo_sample(out, split, sample)
-    if n_cells == 0:
+    if not any_cells:
         raise DatasetError("empty dataset: the frames hold no annotated cells")
     return write_data_yaml(out, names, ["train", "val"] if val_ids else ["train"])
 
