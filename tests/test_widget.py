@@ -1,5 +1,6 @@
 """The "Segment cells" widget in a real viewer with the real default model."""
 
+import gc
 import time
 
 import dask.array as da
@@ -101,21 +102,23 @@ def test_cancel_mid_stack_leaves_no_layers(qtbot, viewer_and_widget, small_frame
     worker = widget.run()
     with qtbot.waitSignal(worker.yielded, timeout=60_000):
         pass
+    assert gc.get_freeze_count() > 0, "the collector is held during a run"
     widget.cancel()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
     assert [layer.name for layer in viewer.layers] == ["long"]
+    assert gc.get_freeze_count() == 0, "a cancelled run releases the collector"
 
 
 def test_gui_stays_responsive_while_segmenting(qtbot, viewer_and_widget, small_frame):
-    """Inference never blocks the event loop; napari's own layer building is bounded.
+    """No gap in a 10 ms heartbeat reaches 0.2 s, from the Run click to the result layers.
 
-    Three phases, measured with a 10 ms heartbeat: the Run click until the
-    stack's empty fill-in Labels layer is built and drawn (0.2-0.6 s here),
-    inference (nothing on the GUI thread but copying finished frames: gaps
-    under 0.1 s), and finishing (the outlines Shapes layer: 0.45-0.65 s here).
-    Layer building is napari and vispy compiling shaders and drawing with
-    Mesa's software OpenGL; it is bounded here, not under 0.2 s.
+    Three phases: the click (the stack's empty fill-in Labels layer is made),
+    inference (the GUI thread only copies finished frames) and finishing (the
+    outlines layer, built in the worker, is put in place and shown). Measured
+    here: 0.10-0.15 s, < 0.1 s, 0.08-0.13 s. Before the garbage collector was
+    held back during runs, full collections of the ~500k objects of torch,
+    Ultralytics and napari stalled the finishing phase for 0.5-0.8 s.
     """
     from qtpy.QtCore import QTimer
 
@@ -130,20 +133,23 @@ def test_gui_stays_responsive_while_segmenting(qtbot, viewer_and_widget, small_f
     answered = time.perf_counter()
     worker.returned.connect(lambda _: returned_at.append(time.perf_counter()))
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    qtbot.wait(100)  # the last step's paint
     timer.stop()
     beats = np.asarray(sorted([clicked, *beats]))
     gaps, gap_ends = np.diff(beats), beats[1:]
-    # the Run click: building the empty Labels layer, then (next event-loop turn) drawing it
     first_turn = np.flatnonzero(gap_ends > answered)[0]
     click = gap_ends[first_turn] - clicked
     running = (gap_ends > gap_ends[first_turn]) & (gap_ends < returned_at[0])
     during_inference = gaps[running]
     finishing = gaps[gap_ends >= returned_at[0]]
-    assert len(during_inference) > 20
-    assert click < 0.8, f"the Run click took {click:.3f} s"
-    assert during_inference.max() < 0.2, f"GUI froze for {during_inference.max():.3f} s"
     print(f"click {click:.3f} s, inference {during_inference.max():.3f} s, finishing {finishing.max():.3f} s")
-    assert finishing.max() < 0.8, f"adding the outlines blocked the GUI for {finishing.max():.3f} s"
+    assert len(during_inference) > 20
+    assert click < 0.2, f"the Run click blocked the GUI for {click:.3f} s"
+    assert during_inference.max() < 0.2, f"GUI froze for {during_inference.max():.3f} s while segmenting"
+    assert finishing.max() < 0.2, f"placing the result layers blocked the GUI for {finishing.max():.3f} s"
+    assert [layer.name for layer in viewer.layers] == ["beats", "beats cells", "beats outlines"]
+    assert viewer.layers["beats outlines"].visible
+    assert gc.get_freeze_count() == 0, "after the run every object is collectable again"
 
 
 def test_filters_hide_cells_in_both_layers(qtbot, viewer_and_widget, small_frame):

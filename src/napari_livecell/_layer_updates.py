@@ -8,11 +8,18 @@ from napari_livecell._layers import RESULT_KEY
 
 
 def warm_up_layer_code() -> None:
-    """Build throwaway layers so that napari's lazy imports happen now, not after a run."""
+    """Pay napari's and vispy's one-time costs now, not when a run's layers appear.
+
+    Throwaway layers do napari's lazy imports; a first ``DashAtlas`` fills the
+    pattern cache every vispy line visual uses (0.1 s, measured in the first
+    Labels layer of a process).
+    """
     from napari.layers import Labels, Shapes
+    from vispy.visuals.line.dash_atlas import DashAtlas
 
     Labels(np.zeros((4, 4), np.int32), features={"index": [1], "score": [1.0]})
     Shapes([np.array([[0, 0], [0, 2], [2, 2]], float)], shape_type="polygon")
+    DashAtlas()
 
 
 def layer_kind(layer) -> str:
@@ -22,24 +29,48 @@ def layer_kind(layer) -> str:
     return "labels" if isinstance(layer, Labels) else "shapes" if isinstance(layer, Shapes) else ""
 
 
-def update_layer(layer, data, kwargs: dict) -> None:
-    """Give an existing result layer new data, features and placement."""
-    if layer_kind(layer) == "labels":
-        if layer.data.shape != data.shape or not np.array_equal(layer.data, data):
-            layer.data = data
-    else:
-        layer.data = []
-        layer.add(
-            data,
-            shape_type=kwargs["shape_type"],
-            edge_color=kwargs["edge_color"],
-            face_color=kwargs["face_color"],
-            edge_width=kwargs["edge_width"],
-        )
+def warm_up_text_glyphs(widget) -> None:
+    """Rasterize, once per canvas, the glyphs vispy measures every text with.
+
+    napari draws a (blank) text visual with every Shapes layer; the first one
+    in a canvas renders 10 glyphs on the GUI thread (0.09 s measured), which
+    would land on the moment a run's outlines appear. The canvas is found
+    from a docked ``widget`` through Qt (napari's viewer proxy refuses
+    private attributes to plugins); if napari's internals move, only the
+    warm-up is lost.
+    """
+    try:
+        from napari._qt.qt_viewer import QtViewer
+
+        qt_viewer = widget.native.window().findChild(QtViewer)
+        font_info = qt_viewer.canvas.font_info()
+        font = font_info.font_manager.get_font(font_info.face)
+        for char in "ÅÉÑŐjgpqy ":  # vispy's ascender/descender probe, and the blank
+            font[char]
+    except Exception:  # an optimisation only, never worth an error
+        pass
+
+
+def update_layer(layer, data: np.ndarray, kwargs: dict) -> None:
+    """Give an existing result Labels layer new data, features and placement."""
+    if layer.data.shape != data.shape or not np.array_equal(layer.data, data):
+        layer.data = data
     layer.features = kwargs["features"]
     layer.scale = kwargs["scale"]
     layer.translate = kwargs["translate"]
     layer.metadata = kwargs["metadata"]
+
+
+def replace_layer(layers, old, new) -> None:
+    """Put ``new`` where ``old`` was (or on top), with ``old``'s opacity and blending."""
+    if old is None:
+        layers.append(new)
+        return
+    for setting in ("opacity", "blending"):
+        setattr(new, setting, getattr(old, setting))
+    index = layers.index(old)
+    layers.remove(old)
+    layers.insert(index, new)
 
 
 def mark_edited(layer) -> None:

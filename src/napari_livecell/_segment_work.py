@@ -7,7 +7,7 @@ and the list of recently used models.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,7 @@ def segment_generator(
     settings: Any,
     tile: bool | None,
     scheduler: str | None = None,
+    finish: Callable[[list, tuple[int, ...]], Any] | None = None,
 ) -> Iterator[tuple[int, int] | FrameReady]:
     """Segment frame by frame, yielding (done, total); return (results, leading shape).
 
@@ -89,7 +90,8 @@ def segment_generator(
     only adds layers. For a stack, each finished frame is also yielded as a
     :class:`FrameReady`, in frame order. With a Dask ``scheduler`` address
     the frames run on that cluster (weights must be a path its workers can
-    read), a few at a time.
+    read), a few at a time. ``finish(results, leading)``, when given, also
+    runs here and its value is returned instead.
     """
     from napari_livecell.core.predict import iter_frames
 
@@ -123,7 +125,41 @@ def segment_generator(
     finally:
         if client is not None:
             client.close()
-    return results, leading
+    return finish(results, leading) if finish is not None else (results, leading)
+
+
+@dataclass
+class PreparedLayers:
+    """A finished run's result layers, made in the worker thread.
+
+    ``layer_data`` holds ``(data, kwargs, layer_type)`` tuples; the outlines
+    entry's data is a ready napari Shapes layer: building its 1000s of
+    polygons (0.1 s and more) would otherwise stall the GUI thread.
+    """
+
+    layer_data: list[tuple]
+    n_cells: int
+    n_frames: int
+
+
+def prepare_result_layers(
+    image_name: str, layer_kwargs: dict
+) -> Callable[[list, tuple[int, ...]], PreparedLayers]:
+    """A ``finish`` for :func:`segment_generator` that builds the result layers."""
+
+    def finish(results: list, leading: tuple[int, ...]) -> PreparedLayers:
+        from napari.layers import Shapes
+
+        from napari_livecell._layers import result_layer_data
+
+        layer_data = result_layer_data(results, image_name, leading, layer_kwargs)
+        ready = [
+            (Shapes(data, **kwargs) if kind == "shapes" else data, kwargs, kind)
+            for data, kwargs, kind in layer_data
+        ]
+        return PreparedLayers(ready, sum(result.n_cells for result in results), len(results))
+
+    return finish
 
 
 @dataclass

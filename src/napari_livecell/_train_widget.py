@@ -27,6 +27,7 @@ from magicgui.widgets import (
 )
 from qtpy.QtCore import QObject, Signal
 
+from napari_livecell._collector import hold_collector, release_collector
 from napari_livecell._train_work import (
     CorrectedLayer,
     TrainOutcome,
@@ -172,6 +173,7 @@ class TrainOnCorrectionsWidget(Container):
         self._cancel.enabled = True
         self._progress.value = 0
         self._status.value = f"building the dataset in {request.out}..."
+        hold_collector()  # the training thread's full collections would stall the GUI too
         worker.start()
         return worker
 
@@ -208,6 +210,7 @@ class TrainOnCorrectionsWidget(Container):
     def _set_idle(self) -> None:
         self._train.enabled = True
         self._cancel.enabled = False
+        release_collector()
 
 
 def _chosen_path(value) -> Path | None:

@@ -28,14 +28,24 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_livecell._layer_updates import layer_kind, mark_edited, update_layer, warm_up_layer_code
-from napari_livecell._layers import RESULT_KEY, filter_colors, result_layer_data
+from napari_livecell._collector import hold_collector, release_collector
+from napari_livecell._layer_updates import (
+    layer_kind,
+    mark_edited,
+    replace_layer,
+    update_layer,
+    warm_up_layer_code,
+    warm_up_text_glyphs,
+)
+from napari_livecell._layers import RESULT_KEY, filter_colors
 from napari_livecell._segment_work import (
     TILE_STEPS,
     FrameReady,
+    PreparedLayers,
     RunFailure,
     check_image_layer,
     load_recent_models,
+    prepare_result_layers,
     remember_model,
     segment_generator,
 )
@@ -45,6 +55,7 @@ if TYPE_CHECKING:
     import napari
 
 DEFAULT_MODEL_CHOICE = "default (shipped, synthetic LIVECell)"
+STEP_PAUSE_MS = 5  # between the steps that put result layers in place
 _OPEN_WIDGETS: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -88,6 +99,7 @@ class SegmentCellsWidget(Container):
         # the result Labels layer made empty at Run (a stack fills it frame by frame);
         # removed again if the run does not finish
         self._placeholder = None
+        self._holding_collector = False
         self.confirm_replace: Callable[[str], bool] = self._ask_replace
 
         self._image = ComboBox(label="image", choices=self._image_layer_choices, nullable=True)
@@ -140,6 +152,9 @@ class SegmentCellsWidget(Container):
         viewer.layers.events.reordered.connect(self._image.reset_choices)
         self._select_first_image()
         _OPEN_WIDGETS.add(self)
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: warm_up_text_glyphs(self))  # once docked in napari's window
 
     # choices -------------------------------------------------------------
     def _image_layer_choices(self, _widget=None) -> list:
@@ -210,14 +225,22 @@ class SegmentCellsWidget(Container):
             return None
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         tile = None if self._tile.value else False
+        common = {
+            "scale": tuple(layer.scale),
+            "translate": tuple(layer.translate),
+            "metadata": {RESULT_KEY: {"source": layer.name, "edited": False}},
+        }
+        finish = prepare_result_layers(layer.name, common)
         worker = create_worker(
-            segment_generator, data, rgb, weights, self._device.value, settings, tile, scheduler
+            segment_generator, data, rgb, weights, self._device.value, settings, tile, scheduler, finish
         )
         worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda result, layer=layer: self._on_returned(layer, result))
+        worker.returned.connect(self._on_returned)
         worker.errored.connect(lambda error: self._notify_error(f"segmentation failed: {error}"))
         worker.aborted.connect(self._on_cancelled)
         worker.finished.connect(self._on_finished)
+        hold_collector()
+        self._holding_collector = True
         self._add_placeholder(layer, data.shape[len(leading) : len(leading) + 2], leading)
         self._worker = worker
         self._busy = True
@@ -292,38 +315,37 @@ class SegmentCellsWidget(Container):
 
     def _set_idle(self) -> None:
         self._discard_placeholder()  # still set only when the run did not finish
+        if self._holding_collector:
+            self._holding_collector = False
+            release_collector()
         self._busy = False
         self._adding_layers = False
         self._run.enabled = True
         self._cancel.enabled = False
 
-    def _on_returned(self, image_layer, result) -> None:
+    def _on_returned(self, result: PreparedLayers | RunFailure) -> None:
         if isinstance(result, RunFailure):
             self._notify_error(str(result))
             return
-        self._on_done(image_layer, *result)
+        self._on_done(result)
 
-    def _on_done(self, image_layer, results: list, leading: tuple[int, ...]) -> None:
-        common = {
-            "scale": tuple(image_layer.scale),
-            "translate": tuple(image_layer.translate),
-            "metadata": {RESULT_KEY: {"source": image_layer.name, "edited": False}},
-        }
-        layer_data = result_layer_data(results, image_layer.name, leading, common)
-        existing = [kwargs["name"] for _, kwargs, _ in layer_data if kwargs["name"] in self._viewer.layers]
+    def _on_done(self, prepared: PreparedLayers) -> None:
+        names = [kwargs["name"] for _, kwargs, _ in prepared.layer_data]
+        layers = self._viewer.layers
         edited = [
-            name for name in existing if self._viewer.layers[name].metadata.get(RESULT_KEY, {}).get("edited")
+            name
+            for name in names
+            if name in layers and layers[name].metadata.get(RESULT_KEY, {}).get("edited")
         ]
         if edited and not self.confirm_replace(", ".join(edited)):
             self._status.value = "kept the edited layers; new result discarded"
             return
         self._placeholder = None  # it is the result layer now
-        n_cells = sum(r.n_cells for r in results)
-        self._status.value = f"{n_cells} cells in {len(results)} frame(s)"
+        self._status.value = f"{prepared.n_cells} cells in {prepared.n_frames} frame(s)"
         # one layer per event-loop turn, so that the GUI breathes between them
         steps = [
             lambda data=data, kwargs=kwargs, kind=kind: self._replace_or_add(data, kwargs, kind)
-            for data, kwargs, kind in layer_data
+            for data, kwargs, kind in prepared.layer_data
         ]
         steps.append(self.apply_filters)
         self._run_steps(steps)
@@ -332,29 +354,41 @@ class SegmentCellsWidget(Container):
         from qtpy.QtCore import QTimer
 
         self._adding_layers = True
+        rest = steps[1:]
         try:
-            steps[0]()
+            follow_up = steps[0]()
         except Exception as error:  # a napari failure must not leave the widget stuck
             self._notify_error(f"could not add the result layers: {error}")
-            steps = steps[:1]
-        if len(steps) > 1:
-            QTimer.singleShot(0, lambda: self._run_steps(steps[1:]))
+            rest = []
+        else:
+            if callable(follow_up):  # a step may leave part of its work for the next turn
+                rest = [follow_up, *rest]
+        if rest:
+            # a timer, not a 0 ms call: Qt runs those before paints and other timers are due
+            QTimer.singleShot(STEP_PAUSE_MS, lambda: self._run_steps(rest))
         else:
             self._set_idle()
 
-    def _replace_or_add(self, data, kwargs: dict, layer_type: str) -> None:
+    def _replace_or_add(self, data, kwargs: dict, layer_type: str) -> Callable[[], None] | None:
+        from napari.layers import Layer
+
         name = kwargs["name"]
         old = self._viewer.layers[name] if name in self._viewer.layers else None
-        ndim = kwargs.get("ndim") or np.ndim(data)
-        if old is not None and layer_kind(old) == layer_type and old.ndim == ndim:
-            # in place: removing a layer makes napari run a full garbage collection
-            update_layer(old, data, kwargs)
-            return
+        if isinstance(data, Layer):  # made in the worker: only inserted here
+            visible = data.visible if old is None else old.visible
+            # shown one step later: its first paint builds ~5 GL programs (0.1-0.25 s), apart from this
+            data.visible = False
+            replace_layer(self._viewer.layers, old, data)
+            return lambda: setattr(data, "visible", visible)
+        if old is not None and layer_kind(old) == layer_type and old.ndim == np.ndim(data):
+            update_layer(old, data, kwargs)  # a stack's filled-in placeholder, or a re-run's Labels
+            return None
         if old is not None:
             self._viewer.layers.remove(old)
         layer = getattr(self._viewer, f"add_{layer_type}")(data, **kwargs)
         if layer_type == "labels":
             layer.events.paint.connect(lambda _event, layer=layer: mark_edited(layer))
+        return None
 
     def _ask_replace(self, names: str) -> bool:
         from qtpy.QtWidgets import QMessageBox
