@@ -5,12 +5,15 @@ Run under a display (``xvfb-run -a python benchmarks/bench_gui_heartbeat.py``). 
 longest gaps between beats are reported for three phases: the Run click, the
 inference, and finishing (result layers put in place). Each setting runs in a
 fresh viewer, shown (so paints count) or hidden (as in the tests), alternating
-"collector held" (what the widget does) and "not held" in one process.
+"collector held" (what the widget does) and "not held" in one process. Whether
+an automatic full collection falls inside a run is chance, so the script also
+times one directly, with and without the objects from before the run frozen.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 
@@ -76,19 +79,37 @@ def main() -> None:
     frame = synthesize_image(seed=5151, n_cells=40, shape=(256, 320)).image
     load_model(device="cpu")
     results: dict[tuple[bool, bool], list[tuple[float, float, float]]] = {}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for show in (False, True):
-            for hold in (True, False):
+            for hold in (True, False) if repeat % 2 == 0 else (False, True):  # no order effect
                 results.setdefault((show, hold), []).append(one_run(show, hold, frame))
     print("| viewer | collector | click | inference | finishing | worst |")
     print("|---|---|---|---|---|---|")
-    for (show, hold), runs in results.items():
+    for (show, hold), runs in sorted(results.items(), key=lambda item: (item[0][0], not item[0][1])):
         medians = [statistics.median(run[i] for run in runs) for i in range(3)]
         worst = max(max(run) for run in runs)
         cells = " | ".join(f"{value:.3f} s" for value in medians)
         viewer, collector = ("shown" if show else "hidden"), ("held" if hold else "not held")
         print(f"| {viewer} | {collector} | {cells} | {worst:.3f} s |")
     print(f"medians of {args.repeats} runs each (max gap per phase per run); worst = longest gap of any run")
+    print(
+        f"a full garbage collection now ({len(gc.get_objects()):,} objects tracked): "
+        f"{full_collection_seconds(frozen=False):.3f} s; "
+        f"with the older objects frozen (collector held): {full_collection_seconds(frozen=True):.3f} s"
+    )
+
+
+def full_collection_seconds(frozen: bool, repeats: int = 3) -> float:
+    """Median time of ``gc.collect()``: what an automatic full collection stalls every thread for."""
+    times = []
+    for _ in range(repeats):
+        if frozen:
+            gc.freeze()
+        start = time.perf_counter()
+        gc.collect()
+        times.append(time.perf_counter() - start)
+        gc.unfreeze()
+    return statistics.median(times)
 
 
 if __name__ == "__main__":
