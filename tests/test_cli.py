@@ -122,8 +122,11 @@ def test_demo_docks_the_widget_segments_and_saves_a_screenshot(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     import imageio.v3 as iio
 
-    image = iio.imread(shot)
+    image = iio.imread(shot)[..., :3].astype(int)
     assert image.shape[0] > 400 and image.shape[1] > 800
+    red, green, blue = image[..., 0], image[..., 1], image[..., 2]
+    outline_pixels = np.count_nonzero((red > 200) & (green > 200) & (blue < 80))  # yellow outlines
+    assert outline_pixels > 3000, "the screenshot shows the cells' outlines"
 
 
 def test_serve_refuses_missing_weights_before_starting(tmp_path):

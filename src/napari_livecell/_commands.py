@@ -311,16 +311,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         from qtpy.QtWidgets import QApplication
 
-        finished = []
-        worker = widget.run()
-        if worker is not None:
-            worker.finished.connect(lambda: finished.append(True))
-            while not finished:
-                QApplication.processEvents()
-                time.sleep(0.02)
+        widget.run()
+        while widget.busy:  # until the result layers are in place and shown, not only computed
+            QApplication.processEvents()
+            time.sleep(0.02)
         QApplication.processEvents()
     if args.screenshot:
-        viewer.window.resize(1400, 900)
+        viewer.window.resize(1500, 920)
+        QApplication.processEvents()
+        viewer.reset_view()  # the whole image in the resized canvas
         QApplication.processEvents()
         viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
         viewer.close()
