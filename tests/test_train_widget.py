@@ -26,9 +26,9 @@ def corrected_viewer(make_napari_viewer, small_frame):
     return viewer, segment, train
 
 
-def wait_for(qtbot, worker, timeout=180_000):
-    with qtbot.waitSignal(worker.finished, timeout=timeout):
-        pass
+def wait_for(qtbot, train, timeout=180_000):
+    # not worker.finished: a run that fails at once can finish before a test connects to it
+    qtbot.waitUntil(lambda: not train.busy, timeout=timeout)
 
 
 def test_trains_on_corrected_layers_and_offers_the_model(qtbot, tmp_path, corrected_viewer, small_frame):
@@ -41,7 +41,7 @@ def test_trains_on_corrected_layers_and_offers_the_model(qtbot, tmp_path, correc
     train._relay.report.connect(reports.append)
     worker = train.train()
     assert worker is not None
-    wait_for(qtbot, worker)
+    wait_for(qtbot, train)
 
     weights = tmp_path / "model" / "best.pt"
     assert weights.exists(), train._status.value
@@ -68,8 +68,8 @@ def test_cancel_stops_in_the_first_epoch_and_writes_no_model(qtbot, tmp_path, co
         train.cancel()
 
     train._relay.report.connect(cancel_on_first_batch)
-    worker = train.train()
-    wait_for(qtbot, worker)
+    assert train.train() is not None
+    wait_for(qtbot, train)
 
     # the click lands while epoch 1 runs; the trainer stops at its next batch
     clicked_in = reports[0].epoch
@@ -95,7 +95,7 @@ def test_an_empty_export_folder_is_refused_with_its_name(qtbot, tmp_path, correc
     train._layers.value = []
     train._folder.value = tmp_path / "export"
     train._out.value = tmp_path / "model"
-    worker = train.train()
-    wait_for(qtbot, worker)
+    assert train.train() is not None
+    wait_for(qtbot, train)
     assert "is not an export folder" in train._status.value
     assert not (tmp_path / "model" / "best.pt").exists()

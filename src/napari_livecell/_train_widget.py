@@ -35,7 +35,7 @@ from napari_livecell._train_work import (
     image_layer_for,
     run_training,
 )
-from napari_livecell._widget import DEFAULT_MODEL_CHOICE, model_choices, notify_error, offer_model
+from napari_livecell._widget_common import DEFAULT_MODEL_CHOICE, model_choices, notify_error, offer_model
 
 if TYPE_CHECKING:
     import napari
@@ -60,6 +60,7 @@ class TrainOnCorrectionsWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._worker = None
+        self._busy = False
         self._stop = threading.Event()
         self._relay = _ProgressRelay()
         self._relay.report.connect(self._on_report)
@@ -110,6 +111,11 @@ class TrainOnCorrectionsWidget(Container):
     def worker(self):
         """The running (or last) thread worker, for tests and scripts."""
         return self._worker
+
+    @property
+    def busy(self) -> bool:
+        """True from Train until the run has ended (finished, failed or cancelled)."""
+        return self._busy
 
     def _notify_error(self, message: str) -> None:
         notify_error(self._status, message)
@@ -169,6 +175,7 @@ class TrainOnCorrectionsWidget(Container):
         worker.errored.connect(lambda error: self._notify_error(f"training failed: {error}"))
         worker.finished.connect(self._set_idle)
         self._worker = worker
+        self._busy = True
         self._train.enabled = False
         self._cancel.enabled = True
         self._progress.value = 0
@@ -208,6 +215,7 @@ class TrainOnCorrectionsWidget(Container):
         self._status.value = f"{outcome.message}; chosen in Segment cells"
 
     def _set_idle(self) -> None:
+        self._busy = False
         self._train.enabled = True
         self._cancel.enabled = False
         release_collector()

@@ -9,7 +9,6 @@ waits on the network. Result layers are built from the core's
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,43 +43,22 @@ from napari_livecell._segment_work import (
     PreparedLayers,
     RunFailure,
     check_image_layer,
-    load_recent_models,
     prepare_result_layers,
     remember_model,
     segment_generator,
+)
+from napari_livecell._widget_common import (
+    DEFAULT_MODEL_CHOICE,
+    model_choices,
+    notify_error,
+    register_segment_model_picker,
 )
 from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
 
 if TYPE_CHECKING:
     import napari
 
-DEFAULT_MODEL_CHOICE = "default (shipped, synthetic LIVECell)"
 STEP_PAUSE_MS = 5  # between the steps that put result layers in place
-_OPEN_WIDGETS: weakref.WeakSet = weakref.WeakSet()
-
-
-def model_choices(_widget=None) -> list[str]:
-    """Model picker entries: the shipped default, then recently used model files."""
-    return [DEFAULT_MODEL_CHOICE, *load_recent_models()]
-
-
-def notify_error(status: Label, message: str) -> None:
-    """Show a user's problem in a widget's status line and as a napari notification."""
-    from napari.utils.notifications import show_warning
-
-    status.value = message
-    show_warning(message)
-
-
-def offer_model(path: str) -> None:
-    """Add a model file to the recent list and choose it in every open Segment cells widget."""
-    remember_model(path)
-    for widget in list(_OPEN_WIDGETS):
-        try:
-            widget._model.reset_choices()
-            widget._model.value = path
-        except RuntimeError:  # its Qt widget was closed (deleted) with its viewer
-            _OPEN_WIDGETS.discard(widget)
 
 
 class SegmentCellsWidget(Container):
@@ -152,7 +130,7 @@ class SegmentCellsWidget(Container):
         viewer.layers.events.reordered.connect(self._image.reset_choices)
         self._select_first_image()
         self.max_width = 460  # a form: left at its width, it took half the window from the canvas
-        _OPEN_WIDGETS.add(self)
+        register_segment_model_picker(self._model)
         from qtpy.QtCore import QTimer
 
         QTimer.singleShot(0, lambda: warm_up_text_glyphs(self))  # once docked in napari's window
