@@ -203,6 +203,20 @@ def test_failed_write_keeps_the_previous_export(tmp_path, small_frame):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]
 
 
+def test_exports_get_the_permissions_of_a_plainly_written_file(tmp_path, small_frame):
+    """Atomic writes go through a private temporary file; the export must not stay private."""
+    import os
+
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    export = tmp_path / "export.json"
+    write_labels_coco(str(export), small_frame.labels, {"name": "frame"})
+    assert export.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    os.chmod(export, 0o640)  # rewriting a file keeps the permissions its owner gave it
+    write_labels_coco(str(export), small_frame.labels, {"name": "frame"})
+    assert export.stat().st_mode & 0o777 == 0o640
+
+
 def test_convert_livecell_json_to_a_yolo_dataset_ultralytics_trains_on(tmp_path):
     """The job the original work did with JSON2YOLO: COCO -> dataset -> 1 epoch, no label warnings."""
     import logging
