@@ -42,10 +42,10 @@ def main() -> None:
         return time.perf_counter() - started
 
     def core_png():
-        from napari_livecell.core.render import draw_outlines
+        from napari_livecell.core.render import draw_outlines, png_bytes
 
         result = segment_frame(image, model)
-        iio.imwrite("<bytes>", draw_outlines(image, result.labels), extension=".png")
+        png_bytes(draw_outlines(image, result.labels))
 
     with httpx.Client(timeout=120) as client:
 

@@ -139,7 +139,7 @@ def _write_segment_outputs(out: Path, stem: str, image, frames: list, is_stack: 
 
     from napari_livecell.core.atomic import write_with
     from napari_livecell.core.predict import iter_frames
-    from napari_livecell.core.render import draw_outlines
+    from napari_livecell.core.render import draw_outlines, png_bytes
 
     leading, image_frames = iter_frames(image)
     labels = np.stack([f.labels for f in frames]).reshape(*leading, *frames[0].labels.shape)
@@ -153,12 +153,7 @@ def _write_segment_outputs(out: Path, stem: str, image, frames: list, is_stack: 
         outlined = outlined.reshape(*leading, *outlined.shape[1:])
         write_with(out / f"{stem}_outlines.tif", lambda p: tifffile.imwrite(p, outlined))
     else:
-        import imageio.v3 as iio
-
-        write_with(
-            out / f"{stem}_outlines.png",
-            lambda p: iio.imwrite(p, outlined[0], extension=".png"),
-        )
+        write_with(out / f"{stem}_outlines.png", lambda p: p.write_bytes(png_bytes(outlined[0])))
 
 
 def _format_report(report: dict) -> str:

@@ -104,20 +104,16 @@ def render_response(image: np.ndarray, segmentation: Any, response_format: str, 
 
         coco = build_coco([CocoImage(1, filename or "upload", segmentation)], with_scores=True)
         return JSONResponse(coco)
-    import imageio.v3 as iio
+    from napari_livecell.core.render import draw_outlines, png_bytes
 
     if response_format == "labels":
         labels = segmentation.labels
         if labels.max() > 65535:
             raise RequestError(422, "more than 65,535 cells do not fit a 16-bit label PNG")
-        return Response(
-            iio.imwrite("<bytes>", labels.astype(np.uint16), extension=".png"), media_type="image/png"
-        )
-    from napari_livecell.core.render import draw_outlines
-
+        return Response(png_bytes(labels.astype(np.uint16)), media_type="image/png")
     outlined = draw_outlines(image, segmentation.labels)
     return Response(
-        iio.imwrite("<bytes>", outlined, extension=".png"),
+        png_bytes(outlined),
         media_type="image/png",
         headers={"X-Cell-Count": str(segmentation.n_cells)},
     )
