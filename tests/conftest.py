@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
 from napari_livecell.core.synthetic import SyntheticImage, synthesize_image
+
+# the suite's own settings folder (recent models, Ultralytics config): a user's
+# model picker must never list a test's temporary weights
+os.environ["NAPARI_LIVECELL_HOME"] = tempfile.mkdtemp(prefix="napari-livecell-tests-")
 
 
 @pytest.fixture(scope="session")
