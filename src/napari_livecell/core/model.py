@@ -101,6 +101,18 @@ def resolve_device(device: str | None = None) -> str:
     raise ModelError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
+def available_devices() -> list[str]:
+    """Device choices for a picker: ``auto``, ``cpu``, then every GPU torch can use here."""
+    import torch
+
+    devices = ["auto", "cpu"]
+    devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
 def check_weights_path(weights: str | os.PathLike | None) -> Path:
     """Validate a weights path without loading it (``None`` is the default model)."""
     path = DEFAULT_MODEL if weights is None else Path(weights).expanduser()
