@@ -42,10 +42,19 @@ class SyntheticImage:
     labels : numpy.ndarray
         int32 label image of the same shape; 0 is background, cells are 1..N
         per frame.
+    track_labels : numpy.ndarray or None
+        Time-lapses only: ``(T, H, W)`` int32 ground-truth track ids. A cell
+        keeps its id in every frame; each daughter of a division gets a new id.
+    lineage : numpy.ndarray or None
+        Time-lapses only: ``(N, 4)`` int64 table ``id, first_frame,
+        last_frame, parent`` (parent 0 = none), as in the Cell Tracking
+        Challenge's ``man_track.txt``.
     """
 
     image: np.ndarray
     labels: np.ndarray
+    track_labels: np.ndarray | None = None
+    lineage: np.ndarray | None = None
 
 
 @dataclass
@@ -57,6 +66,9 @@ class _Cell:
     harmonics: np.ndarray  # (_N_HARMONICS, 2): cos/sin amplitudes of orders 2..
     darkness: float
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    # ground-truth lineage; 0 = not yet given an id (a daughter just born)
+    track_id: int = 0
+    parent: int = 0
 
     def outline(self) -> np.ndarray:
         """Closed outline as ``(N, 2)`` (row, col) points."""
@@ -331,6 +343,8 @@ def _evolve(rng: np.random.Generator, cells: list[_Cell], shape) -> list[_Cell]:
                         elongation=float(1.0 + rng.gamma(1.5, 0.25)),
                         harmonics=rng.normal(0, 1, size=moved.harmonics.shape) * _HARMONIC_SCALE,
                         velocity=rng.normal(0, 0.6, size=2) + sign * axis * 0.5,
+                        track_id=0,
+                        parent=moved.track_id,
                     )
                 )
         else:
@@ -363,7 +377,11 @@ def synthesize_timelapse(
     Returns
     -------
     SyntheticImage
-        ``(T, H, W)`` uint8 images and int32 labels (ids consecutive per frame).
+        ``(T, H, W)`` uint8 images and int32 labels (ids consecutive per
+        frame), plus the ground truth over time: ``track_labels`` (one id per
+        cell for its whole life) and ``lineage`` (``id, first_frame,
+        last_frame, parent`` rows). Cells never skip a frame: a cell that is
+        crowded out or leaves the field ends its track.
     """
     rng = np.random.default_rng(seed)
     if n_frames < 1:
@@ -375,6 +393,10 @@ def synthesize_timelapse(
     contrast = math.exp(rng.uniform(math.log(0.7), math.log(2.2)))
     images = np.empty((n_frames, *shape), dtype=np.uint8)
     all_labels = np.empty((n_frames, *shape), dtype=np.int32)
+    track_labels = np.empty((n_frames, *shape), dtype=np.int32)
+    # id -> [first_frame, last_frame, parent]; bookkeeping only, so the random
+    # stream (and hence every image and label) is the same as before tracking existed
+    lineage: dict[int, list[int]] = {}
     for frame in range(n_frames):
         if frame:
             cells = _evolve(rng, cells, shape)
@@ -384,6 +406,15 @@ def synthesize_timelapse(
             if _paint(labels, cell, len(visible) + 1, min_visible=0.5):
                 visible.append(cell)
         cells = visible  # cells that are crowded out or leave the field are gone
+        for cell in cells:
+            if cell.track_id == 0:
+                # a parent that divided was visible in the previous frame, so its id is known
+                cell.track_id = len(lineage) + 1
+                lineage[cell.track_id] = [frame, frame, cell.parent]
+            lineage[cell.track_id][1] = frame
+        ids = np.array([0] + [cell.track_id for cell in cells], dtype=np.int32)
         all_labels[frame] = labels
+        track_labels[frame] = ids[labels]
         images[frame] = render_phase_contrast(labels, _darkness_table(visible), rng, background, contrast)
-    return SyntheticImage(image=images, labels=all_labels)
+    table = np.array([[track, *row] for track, row in lineage.items()], dtype=np.int64).reshape(-1, 4)
+    return SyntheticImage(image=images, labels=all_labels, track_labels=track_labels, lineage=table)

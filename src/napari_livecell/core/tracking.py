@@ -1,0 +1,524 @@
+"""Follow cells through a time-lapse: link, relabel, lineage, per-track features.
+
+Linking is done by `laptrack <https://github.com/yfukai/laptrack>`_
+(linear-assignment tracking after Jaqaman et al. 2008: frame-to-frame
+assignment, then gap closing and splitting in one second assignment); see
+docs/tracking.md for why a library and not a hand-written linker.
+
+Everything here is plain numpy/pandas: a label stack ``(T, Y, X)`` goes in
+(numpy, dask, zarr or a tifffile memmap: anything indexable by frame), and
+the stack is read one frame at a time, so memory stays at one frame plus a
+table of centroids.
+
+Conventions
+-----------
+* Track ids start at 1; 0 is background.
+* A division ends the parent track; each daughter starts a new track whose
+  parent is the mother (the Cell Tracking Challenge's convention).
+* ``graph`` is napari's Tracks-layer graph: ``{child_track: [parent_track]}``.
+
+Examples
+--------
+>>> from napari_livecell.core.synthetic import synthesize_timelapse
+>>> lapse = synthesize_timelapse(seed=0, n_frames=4, n_cells=20, shape=(160, 200))
+>>> result = track_cells(lapse.labels)
+>>> result.labels.shape, list(result.table.columns[:4])
+((4, 160, 200), ['track_id', 't', 'y', 'x'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+TABLE_COLUMNS = ["track_id", "t", "y", "x", "area", "label"]
+LINEAGE_COLUMNS = ["id", "first_frame", "last_frame", "parent"]
+
+
+def _frame(labels, t: int) -> np.ndarray:
+    """One frame as a numpy array (computes a dask chunk; reads a memmap page)."""
+    frame = labels[t]
+    if hasattr(frame, "compute"):
+        frame = frame.compute()
+    return np.asarray(frame)
+
+
+def _overlaps(previous: np.ndarray, current: np.ndarray) -> dict[int, dict[int, int]]:
+    """``{cell in current: {cell in previous: shared pixels}}`` of two frames."""
+    both = (previous > 0) & (current > 0)
+    if not both.any():
+        return {}
+    width = int(previous.max()) + 1
+    codes, counts = np.unique(current[both].astype(np.int64) * width + previous[both], return_counts=True)
+    shared: dict[int, dict[int, int]] = {}
+    for code, count in zip((codes // width).tolist(), zip((codes % width).tolist(), counts.tolist())):
+        shared.setdefault(code, {})[count[0]] = count[1]
+    return shared
+
+
+def cell_table(labels, frames: Iterable[int] | None = None, overlaps: dict | None = None) -> pd.DataFrame:
+    """Centroid and area of every cell of every frame, read frame by frame.
+
+    Parameters
+    ----------
+    labels : array-like
+        ``(T, Y, X)`` integer label stack; numpy, dask or anything that
+        returns a 2-D frame for ``labels[t]``.
+    frames : iterable of int, optional
+        Frames to measure; all by default.
+    overlaps : dict, optional
+        Filled with ``{(t, label): {label in frame t - 1: shared pixels}}``
+        while the frames are read (what division detection needs, without
+        a second pass over the stack).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``t, label, y, x, area`` (one row per cell and frame, sorted
+        by ``t`` then ``label``).
+    """
+    from skimage.measure import regionprops_table
+
+    if len(labels.shape) != 3:
+        raise ValueError(f"expected a (T, Y, X) label stack, got shape {labels.shape}")
+    parts = []
+    previous: tuple[int, np.ndarray] | None = None
+    for t in range(labels.shape[0]) if frames is None else frames:
+        frame = _frame(labels, t)
+        props = regionprops_table(frame, properties=("label", "centroid", "area"))
+        if overlaps is not None:
+            if previous is not None and previous[0] == t - 1:
+                for label, shared in _overlaps(previous[1], frame).items():
+                    overlaps[(t, label)] = shared
+            previous = (t, frame)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "t": np.full(len(props["label"]), t, dtype=np.int64),
+                    "label": props["label"].astype(np.int64),
+                    "y": props["centroid-0"],
+                    "x": props["centroid-1"],
+                    "area": props["area"].astype(np.int64),
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame({"t": [], "label": [], "y": [], "x": [], "area": []})
+    return pd.concat(parts, ignore_index=True)
+
+
+def tracks_from_labels(labels) -> pd.DataFrame:
+    """Tracks table of a stack whose label ids already are track ids.
+
+    Use it for stacks tracked earlier, proofread by hand, or read from the
+    Cell Tracking Challenge format.
+
+    Parameters
+    ----------
+    labels : array-like
+        ``(T, Y, X)`` label stack, one id per cell for its whole life.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``track_id, t, y, x, area, label`` sorted by track then time
+        (napari's Tracks layer needs that order); ``label == track_id``.
+    """
+    table = cell_table(labels)
+    table["track_id"] = table["label"]
+    return table[TABLE_COLUMNS].sort_values(["track_id", "t"], ignore_index=True)
+
+
+@dataclass
+class TrackingResult:
+    """Tracks of a label stack.
+
+    Attributes
+    ----------
+    labels : array-like
+        ``(T, Y, X)`` int32 stack relabelled so that a cell keeps one id
+        (its track id) in every frame. A numpy array for numpy input; a lazy
+        dask array (relabelled frame by frame when computed) for dask input.
+    table : pandas.DataFrame
+        One row per cell and frame: ``track_id, t, y, x, area, label``
+        (``label`` is the cell's id in the input stack), sorted by track then
+        time. ``table[["track_id", "t", "y", "x"]]`` is a napari Tracks layer.
+    graph : dict of int to list of int
+        ``{daughter_track: [mother_track]}``, napari's Tracks ``graph``.
+    features : pandas.DataFrame
+        One row per track, see :func:`track_features`.
+    """
+
+    labels: object
+    table: pd.DataFrame
+    graph: dict[int, list[int]]
+    features: pd.DataFrame
+
+    @property
+    def napari_tracks(self) -> np.ndarray:
+        """``(N, 4)`` float array ``track_id, t, y, x`` for ``viewer.add_tracks``."""
+        return self.table[["track_id", "t", "y", "x"]].to_numpy(dtype=float)
+
+    @property
+    def lineage(self) -> pd.DataFrame:
+        """CTC-style table ``id, first_frame, last_frame, parent`` (parent 0 = none)."""
+        return lineage_table(self.table, self.graph)
+
+
+def lineage_table(table: pd.DataFrame, graph: dict[int, list[int]]) -> pd.DataFrame:
+    """Cell Tracking Challenge lineage (``man_track.txt`` rows) of a tracks table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tracks table with ``track_id`` and ``t`` columns.
+    graph : dict of int to list of int
+        ``{daughter: [mother]}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``id, first_frame, last_frame, parent`` (int64), sorted by id.
+    """
+    spans = table.groupby("track_id")["t"].agg(["min", "max"])
+    parents = [int(graph.get(int(track), [0])[0]) for track in spans.index]
+    return pd.DataFrame(
+        {
+            "id": spans.index.to_numpy(dtype=np.int64),
+            "first_frame": spans["min"].to_numpy(dtype=np.int64),
+            "last_frame": spans["max"].to_numpy(dtype=np.int64),
+            "parent": np.asarray(parents, dtype=np.int64),
+        },
+        columns=LINEAGE_COLUMNS,
+    )
+
+
+def graph_from_lineage(lineage) -> dict[int, list[int]]:
+    """``{daughter: [mother]}`` from a lineage table (DataFrame or ``(N, 4)`` array)."""
+    rows = np.asarray(lineage, dtype=np.int64).reshape(-1, 4)
+    return {int(track): [int(parent)] for track, _, _, parent in rows if parent > 0}
+
+
+def track_features(table: pd.DataFrame, graph: dict[int, list[int]]) -> pd.DataFrame:
+    """Per-track summary: lifetime, motion and divisions.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tracks table (``track_id, t, y, x``), as :attr:`TrackingResult.table`.
+    graph : dict of int to list of int
+        ``{daughter: [mother]}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per track: ``track_id, first_frame, last_frame, length``
+        (frames in which the cell was seen), ``gaps`` (frames missed between
+        first and last), ``mean_speed`` (pixels per frame over the steps
+        between successive sightings; NaN for a single sighting),
+        ``mean_area``, ``parent`` (0 = none), ``divides`` (has daughters).
+    """
+    ordered = table.sort_values(["track_id", "t"])
+    track = ordered["track_id"].to_numpy()
+    same = np.r_[False, track[1:] == track[:-1]]
+    dt = np.diff(ordered["t"].to_numpy(), prepend=0).astype(float)
+    step = np.hypot(np.diff(ordered["y"].to_numpy(), prepend=0), np.diff(ordered["x"].to_numpy(), prepend=0))
+    # a step over a missed frame covers two frames of motion: divide by the frames it spans
+    speed = np.where(same, step / np.where(same, dt, 1.0), np.nan)
+    grouped = ordered.assign(speed=speed).groupby("track_id")
+    features = pd.DataFrame(
+        {
+            "first_frame": grouped["t"].min(),
+            "last_frame": grouped["t"].max(),
+            "length": grouped["t"].size(),
+            "mean_speed": grouped["speed"].mean(),
+        }
+    )
+    if "area" in ordered:
+        features["mean_area"] = grouped["area"].mean()
+    features["gaps"] = features["last_frame"] - features["first_frame"] + 1 - features["length"]
+    features.index.name = "track_id"
+    features = features.reset_index()
+    mothers = {parents[0] for parents in graph.values()}
+    features["parent"] = [int(graph.get(int(t), [0])[0]) for t in features["track_id"]]
+    features["divides"] = features["track_id"].isin(mothers)
+    return features
+
+
+def _default_max_distance(cells: pd.DataFrame) -> float:
+    """A cell diameter: cells rarely move farther than that between frames."""
+    if cells.empty:
+        return 20.0
+    return float(max(2 * np.sqrt(np.median(cells["area"]) / np.pi), 5.0))
+
+
+def track_cells(
+    labels,
+    *,
+    max_distance: float | None = None,
+    max_gap: int = 1,
+    divisions: bool = True,
+    relabel: bool = True,
+) -> TrackingResult:
+    """Link the cells of a segmented time-lapse into tracks with lineage.
+
+    Cells are linked by their centroids with laptrack: a linear assignment
+    between successive frames (cost: squared distance), then a second
+    assignment that closes gaps (a cell missed in up to ``max_gap`` frames)
+    and splits tracks at divisions: a track that starts on top of a cell of
+    the previous frame becomes that cell's daughter. The mother is chosen by
+    overlap (the share of the daughter's pixels the mother covered one frame
+    earlier), because at a division the nearest centroid is often a
+    neighbour's: the daughters sit half a cell away from their mother's
+    centre.
+
+    Parameters
+    ----------
+    labels : array-like
+        ``(T, Y, X)`` integer label stack (ids per frame need not be
+        consecutive nor related between frames). Numpy, dask or anything
+        indexable by frame; read one frame at a time.
+    max_distance : float, optional
+        Farthest a cell may move between frames (pixels), also the farthest a
+        daughter may appear from its mother. Default: the median cell
+        diameter.
+    max_gap : int
+        Frames a cell may be missed (undetected) and still keep its track;
+        0 disables gap closing.
+    divisions : bool
+        Detect divisions (track splitting).
+    relabel : bool
+        Build the relabelled stack (``result.labels``); with ``False`` the
+        input is returned unchanged and only the tables are computed.
+
+    Returns
+    -------
+    TrackingResult
+        Relabelled stack, tracks table, lineage graph and per-track features.
+    """
+    from laptrack import LapTrack
+
+    overlaps: dict[tuple[int, int], dict[int, int]] = {}
+    cells = cell_table(labels, overlaps=overlaps if divisions else None)
+    if max_distance is None:
+        max_distance = _default_max_distance(cells)
+    # coordinates are (y, x, t): t makes every centroid a unique key for the
+    # division cost below and adds the same 1 to every frame-to-frame cost
+    cutoff = float(max_distance) ** 2 + 1.0
+    tracker = LapTrack(
+        metric="sqeuclidean",
+        cutoff=cutoff,
+        gap_closing_metric="sqeuclidean",
+        # laptrack counts the frame difference: one missed frame is a difference of 2
+        gap_closing_cutoff=cutoff + (max_gap + 1) ** 2 if max_gap > 0 else False,
+        gap_closing_max_frame_count=max_gap + 1,
+        splitting_metric=_division_cost(cells, overlaps, cutoff),
+        splitting_cutoff=cutoff if divisions else False,
+        merging_cutoff=False,
+    )
+    if cells.empty:
+        table = pd.DataFrame({column: pd.Series(dtype=np.int64) for column in TABLE_COLUMNS})
+        graph: dict[int, list[int]] = {}
+    else:
+        cells = cells.sort_values(["t", "label"], ignore_index=True)
+        points = cells.assign(tt=cells["t"].astype(float))
+        linked, splits, _ = tracker.predict_dataframe(points, ["y", "x", "tt"], frame_col="t")
+        # laptrack returns rows in input order with its own 0-based track ids;
+        # renumber by first appearance (then input id), so frame 0's cells keep
+        # their order and ids are deterministic
+        raw = linked["track_id"].to_numpy()
+        first = pd.DataFrame({"raw": raw, "t": cells["t"].to_numpy(), "label": cells["label"].to_numpy()})
+        order = first.sort_values(["t", "label"]).drop_duplicates("raw")["raw"].to_numpy()
+        renumber = dict(zip(order.tolist(), range(1, len(order) + 1)))
+        table = cells.assign(track_id=[renumber[r] for r in raw.tolist()])[TABLE_COLUMNS]
+        table = table.sort_values(["track_id", "t"], ignore_index=True)
+        graph = {}
+        for mother, daughter in zip(splits["parent_track_id"].tolist(), splits["child_track_id"].tolist()):
+            graph.setdefault(renumber[daughter], []).append(renumber[mother])
+    result_labels = relabel_stack(labels, table) if relabel else labels
+    return TrackingResult(
+        labels=result_labels, table=table, graph=graph, features=track_features(table, graph)
+    )
+
+
+def _division_cost(cells: pd.DataFrame, overlaps: dict, cutoff: float):
+    """Division (splitting) cost for laptrack: low when the mother covered most of the daughter.
+
+    laptrack calls it with coordinate rows ``(y, x, t)`` of a track's first
+    cell and of a candidate mother one frame earlier. The cost is in the
+    units of the linking cost (squared pixels), so that laptrack's
+    automatic "no division" cost stays meaningful: ``(1 - covered) *
+    cutoff``, where ``covered`` is the share of the daughter's pixels that the
+    candidate held in the previous frame. No overlap: no division.
+    """
+    key = dict(
+        zip(
+            zip(cells["t"].tolist(), cells["y"].tolist(), cells["x"].tolist()),
+            zip(cells["label"].tolist(), cells["area"].tolist()),
+        )
+    )
+
+    def cost(u: np.ndarray, v: np.ndarray) -> float:
+        if u[2] < v[2]:
+            u, v = v, u
+        daughter = key.get((int(u[2]), u[0], u[1]))
+        mother = key.get((int(v[2]), v[0], v[1]))
+        if daughter is None or mother is None:
+            return np.inf
+        shared = overlaps.get((int(u[2]), daughter[0]), {}).get(mother[0], 0)
+        covered = shared / daughter[1]
+        return np.inf if covered <= 0 else (1.0 - covered) * cutoff
+
+    return cost
+
+
+def _lookups(table: pd.DataFrame) -> dict[int, np.ndarray]:
+    """Per frame, an array mapping input label -> track id."""
+    lookups: dict[int, np.ndarray] = {}
+    for t, rows in table.groupby("t"):
+        old = rows["label"].to_numpy(dtype=np.int64)
+        lookup = np.zeros(int(old.max()) + 1, dtype=np.int32)
+        lookup[old] = rows["track_id"].to_numpy(dtype=np.int32)
+        lookups[int(t)] = lookup
+    return lookups
+
+
+def _apply_lookup(frame: np.ndarray, lookup: np.ndarray | None) -> np.ndarray:
+    if lookup is None:
+        return np.zeros(frame.shape, dtype=np.int32)
+    # ids above the table's largest (none if the table came from this stack) become background
+    return lookup[np.minimum(frame, len(lookup) - 1)] * (frame < len(lookup))
+
+
+def relabel_stack(labels, table: pd.DataFrame):
+    """Give every cell its track id: ``out[t][labels[t] == label] = track_id``.
+
+    Parameters
+    ----------
+    labels : array-like
+        ``(T, Y, X)`` input label stack.
+    table : pandas.DataFrame
+        Rows ``t, label, track_id``.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        int32 stack; lazy (relabelled chunk by chunk) when ``labels`` is a
+        dask array, so a lazy stack stays lazy.
+    """
+    lookups = _lookups(table)
+    if hasattr(labels, "map_blocks") and hasattr(labels, "chunks"):
+
+        def relabel_block(block: np.ndarray, block_info=None) -> np.ndarray:
+            start = block_info[0]["array-location"][0][0]
+            out = np.empty(block.shape, dtype=np.int32)
+            for offset in range(block.shape[0]):
+                out[offset] = _apply_lookup(block[offset], lookups.get(start + offset))
+            return out
+
+        return labels.map_blocks(relabel_block, dtype=np.int32)
+    out = np.empty(labels.shape, dtype=np.int32)
+    for t in range(labels.shape[0]):
+        out[t] = _apply_lookup(_frame(labels, t), lookups.get(t))
+    return out
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def _node_links(table: pd.DataFrame, graph: dict[int, list[int]]) -> set[tuple[int, int, int, int]]:
+    """Links ``(t0, track0, t1, track1)`` between successive sightings and at divisions."""
+    ordered = table.sort_values(["track_id", "t"])
+    track = ordered["track_id"].to_numpy()
+    t = ordered["t"].to_numpy()
+    same = track[1:] == track[:-1]
+    links = set(
+        zip(t[:-1][same].tolist(), track[:-1][same].tolist(), t[1:][same].tolist(), track[1:][same].tolist())
+    )
+    last = ordered.groupby("track_id")["t"].max()
+    first = ordered.groupby("track_id")["t"].min()
+    for daughter, parents in graph.items():
+        for mother in parents:
+            if mother in last.index and daughter in first.index:
+                links.add((int(last[mother]), int(mother), int(first[daughter]), int(daughter)))
+    return links
+
+
+def _match_to_truth(true_labels, pred_labels, min_iou: float = 0.5) -> dict[tuple[int, int], int]:
+    """``(t, predicted id) -> true id`` for cells overlapping a true cell with IoU > ``min_iou``.
+
+    IoU above 0.5 makes the match one-to-one; computed frame by frame from the
+    joint histogram of the two label frames.
+    """
+    matches: dict[tuple[int, int], int] = {}
+    for t in range(true_labels.shape[0]):
+        truth = _frame(true_labels, t).ravel().astype(np.int64)
+        pred = _frame(pred_labels, t).ravel().astype(np.int64)
+        both = (truth > 0) & (pred > 0)
+        pairs, overlap = np.unique(np.stack([truth[both], pred[both]]), axis=1, return_counts=True)
+        true_area = np.bincount(truth)
+        pred_area = np.bincount(pred)
+        iou = overlap / (true_area[pairs[0]] + pred_area[pairs[1]] - overlap)
+        for true_id, pred_id in pairs[:, iou > min_iou].T.tolist():
+            matches[(t, pred_id)] = true_id
+    return matches
+
+
+def link_accuracy(
+    true_labels,
+    true_graph: dict[int, list[int]],
+    pred_labels,
+    pred_graph: dict[int, list[int]],
+) -> dict[str, float]:
+    """Fraction of correct links of a tracking result against ground truth.
+
+    A link joins two sightings of a cell (the same track in successive
+    frames, or a mother's last sighting and a daughter's first). Predicted
+    cells are matched to true cells by IoU > 0.5 in each frame; a true link
+    is found when both its ends are matched and the predicted cells are
+    linked.
+
+    Parameters
+    ----------
+    true_labels, pred_labels : array-like
+        ``(T, Y, X)`` stacks whose ids are track ids.
+    true_graph, pred_graph : dict of int to list of int
+        ``{daughter: [mother]}`` of each.
+
+    Returns
+    -------
+    dict
+        ``recall`` (true links found / true links: "fraction of correct
+        links"), ``precision`` (predicted links that are true / predicted
+        links), ``links``, ``divisions`` (true divisions), ``divisions_found``
+        (true divisions whose mother -> daughter links were all found),
+        ``divisions_predicted``.
+    """
+    true_table = tracks_from_labels(true_labels)
+    pred_table = tracks_from_labels(pred_labels)
+    true_links = _node_links(true_table, true_graph)
+    pred_links = _node_links(pred_table, pred_graph)
+    match = _match_to_truth(true_labels, pred_labels)
+    mapped = set()
+    for t0, a, t1, b in pred_links:
+        if (t0, a) in match and (t1, b) in match:
+            mapped.add((t0, match[(t0, a)], t1, match[(t1, b)]))
+    found = true_links & mapped
+    true_divisions: dict[int, set] = {}
+    for daughter, parents in true_graph.items():
+        true_divisions.setdefault(parents[0], set()).add(daughter)
+    division_links = {(t0, a, t1, b) for (t0, a, t1, b) in true_links if a != b}
+    divisions_found = sum(
+        all(link in found for link in division_links if link[1] == mother) for mother in true_divisions
+    )
+    return {
+        "recall": len(found) / max(len(true_links), 1),
+        "precision": len(found) / max(len(pred_links), 1),
+        "links": float(len(true_links)),
+        "divisions": float(len(true_divisions)),
+        "divisions_found": float(divisions_found),
+        "divisions_predicted": float(len({p[0] for p in pred_graph.values()})),
+    }
