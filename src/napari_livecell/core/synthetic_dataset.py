@@ -25,6 +25,12 @@ def livecell_file_name(cell_type: str, index: int, frame: int = 0, hours_per_fra
     return f"{cell_type}_Phase_{well}_{location}_{timestamp}_{crop}.tif"
 
 
+def timelapse_name(cell_type: str, index: int) -> str:
+    """Name of time-lapse ``index``: its frames' file name without the timestamp."""
+    name = livecell_file_name(cell_type, index, 0)
+    return name.replace("_00d00h00m", "").removesuffix(".tif")
+
+
 def write_synthetic_dataset(
     out: str | Path,
     n_images: int,
@@ -42,7 +48,11 @@ def write_synthetic_dataset(
     out : str or Path
         Output folder; gets ``images/``, ``labels/``, ``annotations.json`` and
         ``synth.json`` (the arguments, so that models trained on it can say
-        how to rebuild their data).
+        how to rebuild their data). Time-lapses also get their ground-truth
+        tracks in the Cell Tracking Challenge layout,
+        ``tracks/<time-lapse name>/man_track000.tif ...`` (label ids = track
+        ids) and ``man_track.txt`` (lineage: id, first frame, last frame,
+        parent); see :func:`timelapse_name`.
     n_images : int
         Number of independent images, or of time-lapses when ``n_frames`` is set.
     seed : int
@@ -67,6 +77,7 @@ def write_synthetic_dataset(
     import tifffile
 
     from napari_livecell.core.coco import CocoImage, build_coco, write_coco
+    from napari_livecell.core.ctc import write_ctc
     from napari_livecell.core.segmentation import Segmentation
 
     out = Path(out)
@@ -82,6 +93,14 @@ def write_synthetic_dataset(
         else:
             sample = synthesize_timelapse(rng, n_frames=n_frames, n_cells=n_cells, look=look)
             frames = list(zip(range(n_frames), sample.image, sample.labels))
+            lineage = sample.lineage
+            graph = {int(track): [int(parent)] for track, _, _, parent in lineage if parent > 0}
+            write_ctc(
+                out / "tracks" / timelapse_name(cell_type, index),
+                sample.track_labels,
+                graph,
+                ground_truth=True,
+            )
         for frame, image, labels in frames:
             name = livecell_file_name(cell_type, index, frame)
             tifffile.imwrite(out / "images" / name, image)

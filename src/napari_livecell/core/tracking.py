@@ -522,3 +522,163 @@ def link_accuracy(
         "divisions_found": float(divisions_found),
         "divisions_predicted": float(len({p[0] for p in pred_graph.values()})),
     }
+
+
+# --------------------------------------------------------------------------- review
+
+
+REVIEW_COLUMNS = ["track_id", "kind", "t", "y", "x", "score", "detail"]
+
+
+def review_flags(
+    table: pd.DataFrame,
+    *,
+    jump_distance: float | None = None,
+    flicker_gaps: int = 2,
+) -> pd.DataFrame:
+    """Tracks worth a look, in the order to review them.
+
+    Three kinds of suspicious tracks:
+
+    * ``"singleton"``: a cell seen in one frame only (a false detection, or a
+      track broken on both sides);
+    * ``"flicker"``: a track that disappears and reappears ``flicker_gaps``
+      times or more (an unstable detection, or ids swapped between cells);
+    * ``"jump"``: a step between successive sightings longer than
+      ``jump_distance`` (an id passed on to another cell).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tracks table with ``track_id, t, y, x`` (:attr:`TrackingResult.table`
+        or :func:`tracks_from_labels` of a stack whose ids are track ids).
+    jump_distance : float, optional
+        Step length in pixels per frame that counts as a jump. Default: the
+        larger of a cell diameter (from ``area`` when present) and 4 times
+        the median step.
+    flicker_gaps : int
+        Disappearances (runs of missed frames inside a track) that make it
+        flicker.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``track_id, kind, t, y, x, score, detail``: one row per flag,
+        at the frame and position to look at, sorted by frame, then
+        position, so that "next" walks through the movie. ``score`` orders
+        flags of one kind by severity (frames missed, pixels jumped).
+    """
+    if table.empty:
+        return pd.DataFrame({column: [] for column in REVIEW_COLUMNS})
+    ordered = table.sort_values(["track_id", "t"], ignore_index=True)
+    track = ordered["track_id"].to_numpy()
+    t = ordered["t"].to_numpy()
+    y, x = ordered["y"].to_numpy(dtype=float), ordered["x"].to_numpy(dtype=float)
+    same = np.r_[False, track[1:] == track[:-1]]
+    dt = np.r_[0, np.diff(t)]
+    step = np.hypot(np.r_[0.0, np.diff(y)], np.r_[0.0, np.diff(x)])
+    per_frame = np.where(same, step / np.maximum(dt, 1), np.nan)
+    if jump_distance is None:
+        steps = per_frame[same]
+        typical = 4 * float(np.median(steps)) if steps.size else 0.0
+        diameter = 2 * float(np.sqrt(np.median(ordered["area"]) / np.pi)) if "area" in ordered else 0.0
+        jump_distance = max(typical, diameter, 1.0)
+    rows: list[dict] = []
+    sizes = ordered.groupby("track_id")["t"].size()
+    starts = np.flatnonzero(~same)
+    for index in starts[sizes.loc[track[starts]].to_numpy() == 1]:
+        rows.append(_flag(track[index], "singleton", t[index], y[index], x[index], 1.0, "seen in one frame"))
+    gap = same & (dt > 1)
+    gaps = pd.Series(gap).groupby(track).sum()
+    for track_id, count in gaps[gaps >= flicker_gaps].items():
+        index = np.flatnonzero((track == track_id) & gap)[0]
+        missed = int((dt[(track == track_id) & gap] - 1).sum())
+        rows.append(
+            _flag(
+                track_id,
+                "flicker",
+                t[index],
+                y[index],
+                x[index],
+                float(missed),
+                f"disappears {int(count)} times ({missed} frames missed)",
+            )
+        )
+    for index in np.flatnonzero(same & (per_frame > jump_distance)):
+        rows.append(
+            _flag(
+                track[index],
+                "jump",
+                t[index],
+                y[index],
+                x[index],
+                float(step[index]),
+                f"moves {step[index]:.0f} px from frame {t[index - 1]}",
+            )
+        )
+    flags = pd.DataFrame(rows, columns=REVIEW_COLUMNS)
+    return flags.sort_values(["t", "y", "x", "track_id"], ignore_index=True)
+
+
+def _flag(track_id, kind: str, t, y, x, score: float, detail: str) -> dict:
+    return {
+        "track_id": int(track_id),
+        "kind": kind,
+        "t": int(t),
+        "y": float(y),
+        "x": float(x),
+        "score": score,
+        "detail": detail,
+    }
+
+
+# --------------------------------------------------------------------------- export
+
+
+TRACKS_CSV_COLUMNS = ["frame", "id", "parent", "y", "x", "area"]
+
+
+def tracks_csv_table(table: pd.DataFrame, graph: dict[int, list[int]]) -> pd.DataFrame:
+    """The tracks table as labs exchange it: ``frame, id, parent, y, x, area``.
+
+    ``parent`` is the mother track of the cell's track (0 = none), repeated on
+    every row of the track so that each row stands alone in a spreadsheet.
+    """
+    ordered = table.sort_values(["t", "track_id"], ignore_index=True)
+    parents = ordered["track_id"].map(lambda track: graph.get(int(track), [0])[0])
+    return pd.DataFrame(
+        {
+            "frame": ordered["t"].astype(np.int64),
+            "id": ordered["track_id"].astype(np.int64),
+            "parent": parents.astype(np.int64),
+            "y": ordered["y"].round(3),
+            "x": ordered["x"].round(3),
+            "area": ordered["area"].astype(np.int64),
+        },
+        columns=TRACKS_CSV_COLUMNS,
+    )
+
+
+def write_tracks_csv(path, table: pd.DataFrame, graph: dict[int, list[int]]):
+    """Write :func:`tracks_csv_table` to ``path`` atomically; returns the path."""
+    from napari_livecell.core.atomic import write_text_atomic
+
+    return write_text_atomic(path, tracks_csv_table(table, graph).to_csv(index=False))
+
+
+def read_tracks_csv(path) -> tuple[pd.DataFrame, dict[int, list[int]]]:
+    """Read a tracks CSV back: ``(table, graph)`` as :class:`TrackingResult` has them."""
+    rows = pd.read_csv(path)
+    table = pd.DataFrame(
+        {
+            "track_id": rows["id"].astype(np.int64),
+            "t": rows["frame"].astype(np.int64),
+            "y": rows["y"].astype(float),
+            "x": rows["x"].astype(float),
+            "area": rows["area"].astype(np.int64),
+            "label": rows["id"].astype(np.int64),
+        }
+    ).sort_values(["track_id", "t"], ignore_index=True)
+    parents = rows.drop_duplicates("id").set_index("id")["parent"]
+    graph = {int(track): [int(parent)] for track, parent in parents.items() if parent > 0}
+    return table, graph
