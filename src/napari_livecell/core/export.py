@@ -42,6 +42,9 @@ def export_onnx(
         raise ModelError(f"only .pt models can be exported, got {model.path.name}")
     from ultralytics import YOLO
 
+    from napari_livecell.core.safe_load import use_in_ultralytics
+
+    use_in_ultralytics()  # load_model did too; the fresh YOLO below must read the file the same way
     # a fresh model object: export mutates the one it runs on
     exported = YOLO(str(model.path)).export(
         format="onnx",

@@ -114,7 +114,19 @@ def available_devices() -> list[str]:
 
 
 def check_weights_path(weights: str | os.PathLike | None) -> Path:
-    """Validate a weights path without loading it (``None`` is the default model)."""
+    """Validate a weights path before Ultralytics sees it (``None`` is the default model).
+
+    Checks that the file exists and has a supported suffix; a ``.pt`` is also
+    read with the restricted unpickler of :mod:`napari_livecell.core.safe_load`,
+    so that a file carrying a pickle payload is refused here, before any
+    other loader touches it.
+
+    Raises
+    ------
+    ModelError
+        Missing, empty or unsupported files; a ``.pt`` that needs a type a
+        model checkpoint does not hold (named in the message) or cannot be read.
+    """
     path = DEFAULT_MODEL if weights is None else Path(weights).expanduser()
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
@@ -127,7 +139,23 @@ def check_weights_path(weights: str | os.PathLike | None) -> Path:
         )
     if path.stat().st_size == 0:
         raise ModelError(f"model file is empty: {path}")
-    return path.resolve()
+    path = path.resolve()
+    if path.suffix.lower() == ".pt":
+        stat = path.stat()
+        _check_pickle(path, stat.st_mtime_ns, stat.st_size)
+    return path
+
+
+@lru_cache(maxsize=16)
+def _check_pickle(path: Path, mtime_ns: int, size: int) -> None:
+    """Load a ``.pt`` with the restricted unpickler once per file version (see core.safe_load).
+
+    A ``.pt`` is a pickle that could run code when opened; every entry point
+    (CLI, widget, service) validates its path here before anything else opens it.
+    """
+    from napari_livecell.core.safe_load import check_checkpoint
+
+    check_checkpoint(path)
 
 
 def _describe_task(task: str | None) -> str:
@@ -147,8 +175,13 @@ def _load_cached(path: Path, mtime_ns: int, device: str) -> LoadedModel:
     import_ultralytics()
     from ultralytics import YOLO
 
+    from napari_livecell.core.safe_load import use_in_ultralytics
+
+    use_in_ultralytics()
     try:
         yolo = YOLO(str(path))
+    except ModelError:
+        raise
     except Exception as error:  # Ultralytics raises many types for bad files
         kind = SUPPORTED_SUFFIXES[path.suffix.lower()]
         raise ModelError(

@@ -113,13 +113,14 @@ SETTINGS_FILE = "settings.json"
 
 def last_checkpoint(out: str | os.PathLike) -> Path | None:
     """The checkpoint of an interrupted run in ``out``, if there is one to resume."""
-    import torch
+    from napari_livecell.core.safe_load import load_checkpoint
 
     last = Path(out) / "run" / "weights" / "last.pt"
     if not last.is_file():
         return None
     # Ultralytics strips the optimizer from last.pt when a run finishes
-    finished = torch.load(last, map_location="cpu", weights_only=False).get("optimizer") is None
+    checkpoint = load_checkpoint(last)
+    finished = not isinstance(checkpoint, dict) or checkpoint.get("optimizer") is None
     return None if finished else last
 
 
@@ -175,13 +176,19 @@ def train_model(
     TrainingCancelled
         ``should_stop`` returned True.
     """
+    from napari_livecell.core.model import check_weights_path
     from napari_livecell.core.offline import import_ultralytics
+    from napari_livecell.core.safe_load import load_checkpoint, use_in_ultralytics
 
     out = Path(out).resolve()
+    if not resume and str(settings.model).lower().endswith(".pt"):
+        # a base .pt is a pickle: refuse a payload before anything opens it
+        check_weights_path(settings.model)
     import_ultralytics()
     import torch
     from ultralytics import YOLO
 
+    use_in_ultralytics()
     checkpoint_to_resume = last_checkpoint(out) if resume else None
     if resume and checkpoint_to_resume is None:
         raise FileNotFoundError(f"nothing to resume in {out}: no unfinished run (run/weights/last.pt)")
@@ -226,7 +233,7 @@ def train_model(
     best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
 
-    checkpoint = torch.load(best, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(best)
     checkpoint["napari_livecell"] = {
         "settings": asdict(settings),
         "metrics": metrics,
