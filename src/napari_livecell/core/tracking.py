@@ -336,6 +336,8 @@ def track_cells(
         table = cells.assign(track_id=[renumber[r] for r in raw.tolist()])[TABLE_COLUMNS]
         table = table.sort_values(["track_id", "t"], ignore_index=True)
         graph = {}
+        if splits.empty:  # laptrack's empty frame has no columns
+            splits = pd.DataFrame({"parent_track_id": [], "child_track_id": []})
         for mother, daughter in zip(splits["parent_track_id"].tolist(), splits["child_track_id"].tolist()):
             graph.setdefault(renumber[daughter], []).append(renumber[mother])
     result_labels = relabel_stack(labels, table) if relabel else labels
@@ -541,7 +543,8 @@ def review_flags(
     Three kinds of suspicious tracks:
 
     * ``"singleton"``: a cell seen in one frame only (a false detection, or a
-      track broken on both sides);
+      track broken on both sides), except in the movie's first and last
+      frames, where a cell may simply enter or be born;
     * ``"flicker"``: a track that disappears and reappears ``flicker_gaps``
       times or more (an unstable detection, or ids swapped between cells);
     * ``"jump"``: a step between successive sightings longer than
@@ -586,7 +589,10 @@ def review_flags(
     rows: list[dict] = []
     sizes = ordered.groupby("track_id")["t"].size()
     starts = np.flatnonzero(~same)
+    first_frame, last_frame = t.min(), t.max()
     for index in starts[sizes.loc[track[starts]].to_numpy() == 1]:
+        if t[index] in (first_frame, last_frame):
+            continue
         rows.append(_flag(track[index], "singleton", t[index], y[index], x[index], 1.0, "seen in one frame"))
     gap = same & (dt > 1)
     gaps = pd.Series(gap).groupby(track).sum()
