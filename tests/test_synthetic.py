@@ -86,3 +86,42 @@ def test_timelapse_dataset_has_successive_timestamps(tmp_path):
         "SkBr3_Phase_A1_1_00d03h00m_1.tif",
         "SkBr3_Phase_A1_1_00d06h00m_1.tif",
     ]
+
+
+def test_timelapse_ground_truth_lineage_is_consistent():
+    lapse = synthesize_timelapse(seed=2, n_frames=8, n_cells=40, shape=(200, 260))
+    tracks, lineage = lapse.track_labels, lapse.lineage
+    assert tracks.shape == lapse.labels.shape and tracks.dtype == np.int32
+    assert np.array_equal(tracks > 0, lapse.labels > 0)
+    assert lineage.shape[1] == 4 and np.array_equal(lineage[:, 0], np.arange(1, len(lineage) + 1))
+    spans = {int(i): (int(a), int(b), int(p)) for i, a, b, p in lineage}
+    for t in range(8):
+        # each cell of the frame is exactly one track, and the tracks alive are those of the table
+        pairs = np.unique(np.stack([lapse.labels[t].ravel(), tracks[t].ravel()]), axis=1)
+        assert len(np.unique(pairs[0])) == pairs.shape[1]
+        alive = {i for i, (a, b, _) in spans.items() if a <= t <= b}
+        assert set(np.unique(tracks[t][tracks[t] > 0]).tolist()) == alive
+    daughters = [(i, a, p) for i, (a, _, p) in spans.items() if p]
+    assert len(daughters) >= 2
+    for _, first, parent in daughters:
+        assert spans[parent][1] == first - 1  # the mother ends the frame before her daughters start
+    # single frames carry no lineage
+    assert synthesize_image(seed=1, n_cells=5).lineage is None
+
+
+def test_timelapse_dataset_writes_ctc_ground_truth(tmp_path):
+    import tifffile
+
+    from napari_livecell.core.ctc import read_ctc
+    from napari_livecell.core.synthetic_dataset import timelapse_name
+
+    write_synthetic_dataset(tmp_path, 1, seed=1, n_frames=3, n_cells=30)
+    name = timelapse_name("SkBr3", 0)
+    assert name == "SkBr3_Phase_A1_1_1"
+    tracks, lineage = read_ctc(tmp_path / "tracks" / name)
+    assert tracks.shape == (3, 520, 704) and (lineage["first_frame"] <= lineage["last_frame"]).all()
+    for t in range(3):
+        labels = tifffile.imread(
+            tmp_path / "labels" / livecell_file_name("SkBr3", 0, t).replace(".tif", "_labels.tif")
+        )
+        assert np.array_equal(labels > 0, tracks[t] > 0)
