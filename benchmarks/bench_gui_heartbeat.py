@@ -25,7 +25,7 @@ def one_run(show: bool, hold: bool, frame: np.ndarray) -> tuple[float, float, fl
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    import napari_livecell._widget as widget_module
+    import napari_livecell._qt.run_controls as widget_module  # where the widgets take the hold
 
     real_hold, real_release = widget_module.hold_collector, widget_module.release_collector
     if not hold:

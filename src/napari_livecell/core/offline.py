@@ -1,7 +1,7 @@
 """Keep Ultralytics offline: the one place that configures it before import.
 
 Ultralytics reaches the network in several places even when nothing needs it
-(measured with 8.4, see the project's DOMAIN notes):
+(observed with 8.4; docs/ultralytics.md has the whole list):
 
 * ``import ultralytics`` makes a DNS "online" check unless ``YOLO_OFFLINE`` is
   set *before* the import; the same flag gates analytics and update checks;

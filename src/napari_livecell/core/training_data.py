@@ -206,6 +206,72 @@ def coco_to_yolo_dataset(
     return write_training_dataset(frames(), len(coco["images"]), names, out, crop, val_fraction, seed)
 
 
+def resolve_training_data(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    images: str | os.PathLike | None = None,
+    crop: int | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> tuple[Path, dict]:
+    """The ``data.yaml`` to train on, converting a COCO json (and its images) first.
+
+    Parameters
+    ----------
+    data : path
+        A YOLO dataset folder (with ``data.yaml``), a ``data.yaml``, a COCO
+        json, or an export folder holding one COCO json beside its images.
+    out : path
+        Folder for the converted dataset (COCO input only).
+    images : path, optional
+        The COCO json's image folder; by default ``images/`` beside the json
+        when it exists, else the json's own folder.
+    crop, val_fraction, seed
+        As for :func:`coco_to_yolo_dataset`.
+
+    Returns
+    -------
+    data_yaml : Path
+    provenance : dict
+        ``{"data": {"coco": name, "crop": crop, ...}}`` for a converted json
+        (with the synthetic recipe when a ``synth.json`` lies beside it), else ``{}``.
+
+    Raises
+    ------
+    DatasetError
+        ``data`` is none of the above.
+    FileNotFoundError
+        ``data`` does not exist.
+    """
+    import json
+
+    data = Path(data)
+    if not data.exists():
+        raise FileNotFoundError(f"training data not found: {data}")
+    if data.is_dir() and (data / "data.yaml").is_file():
+        return data / "data.yaml", {}
+    if data.is_file() and data.suffix.lower() in (".yaml", ".yml"):
+        return data, {}
+    if data.is_dir():
+        jsons = sorted(data.glob("*.json"))
+        if len(jsons) != 1:
+            raise DatasetError(
+                f"{data} is not an export folder: expected a YOLO dataset (data.yaml) "
+                "or one COCO json beside its images"
+            )
+        data = jsons[0]
+    if data.suffix.lower() != ".json":
+        raise DatasetError(f"{data} is neither a COCO json nor a YOLO dataset (folder with data.yaml)")
+    if images is None:
+        images = data.parent / "images" if (data.parent / "images").is_dir() else data.parent
+    data_yaml = coco_to_yolo_dataset(data, images, out, crop=crop, val_fraction=val_fraction, seed=seed)
+    provenance: dict = {"data": {"coco": data.name, "crop": crop}}
+    recipe = data.parent / "synth.json"
+    if recipe.is_file():
+        provenance["data"]["synth"] = json.loads(recipe.read_text())
+    return data_yaml, provenance
+
+
 def check_yolo_dataset(data_yaml: str | os.PathLike) -> dict[str, int]:
     """Check a YOLO-seg dataset before training; return image counts per split.
 

@@ -4,7 +4,7 @@ One line per cell: ``class x1 y1 x2 y2 ...`` normalised to 0..1 by the image
 width and height. Ultralytics' loader truncates the scaled coordinates to int
 and fills with OpenCV (pixel centres), so points are written as
 ``(centre + 0.5) / size``; a 2-point row makes it drop the whole image, so
-tiny cells are padded to 3 points (see DOMAIN.md).
+tiny cells are padded to 3 points (docs/ultralytics.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ import gc
 
 import pytest
 
-from napari_livecell._collector import collector_held, hold_collector, release_collector
+from napari_livecell._qt.gc_hold import collector_held, hold_collector, release_collector
 
 
 @pytest.fixture

@@ -1,13 +1,13 @@
 """Python's garbage collector held back from old objects while a run is in flight.
 
-With torch, Ultralytics and napari loaded the process tracks ~500,000
-objects, and a full collection of them stops every thread, the GUI thread
-included, for 0.2-0.6 s on a 2-core machine. Measured: those pauses were the
-longest GUI stalls of a Segment cells run (while napari built the result
-layers, and now and then in the worker). While a run holds the collector,
-the objects that existed before it are exempt (``gc.freeze``), so collections
-scan only what the run made; afterwards everything is collectable again
-(``gc.unfreeze``), so nothing is kept longer than one run.
+With torch, Ultralytics and napari loaded the process tracks hundreds of
+thousands of objects, and a full collection of them stops every thread, the
+GUI thread included: those pauses were the longest GUI stalls of a Segment
+cells run (benchmarks/README.md, "GUI heartbeat", has the measurements).
+While a run holds the collector, the objects that existed before it are
+exempt (``gc.freeze``), so collections scan only what the run made;
+afterwards everything is collectable again (``gc.unfreeze``), so nothing is
+kept longer than one run.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 
+from napari_livecell._qt.layer_updates import shown_frame
 from napari_livecell.core.compare import COLORS, compare_frame
 
 if TYPE_CHECKING:
@@ -40,13 +41,6 @@ class CompareWidget(Container):
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
 
-    def _frame(self, layer) -> tuple[int, ...]:
-        leading = layer.ndim - 2
-        if leading == 0:
-            return ()
-        point = layer.world_to_data(self._viewer.dims.point)
-        return tuple(round(v) for v in np.asarray(point)[:leading])
-
     def compare(self):
         """Compare the shown frame; add or update ``<prediction> vs truth``."""
         from napari.utils.colormaps import DirectLabelColormap
@@ -56,7 +50,7 @@ class CompareWidget(Container):
         if truth is None or predicted is None or truth is predicted:
             show_warning("choose a ground-truth and a different prediction Labels layer")
             return None
-        frame = self._frame(predicted)
+        frame = shown_frame(self._viewer, predicted)
         truth_plane = np.asarray(truth.data[frame] if truth.ndim > 2 else truth.data)
         predicted_plane = np.asarray(predicted.data[frame] if frame else predicted.data)
         if truth_plane.shape != predicted_plane.shape:

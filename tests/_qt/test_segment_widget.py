@@ -7,7 +7,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_livecell._widget import SegmentCellsWidget
+from napari_livecell._qt.segment_widget import SegmentCellsWidget
 
 
 @pytest.fixture

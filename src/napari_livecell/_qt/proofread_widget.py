@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 
-from napari_livecell._layers import RESULT_KEY
+from napari_livecell._qt.layer_updates import mark_edited, shown_frame
 from napari_livecell.core.edit import (
     PixelEdit,
     cell_centroid,
@@ -22,20 +22,12 @@ from napari_livecell.core.edit import (
     split_cell,
 )
 from napari_livecell.core.segmentation import mask_to_polygons
+from napari_livecell.layers import OUTLINE_STYLE, RESULT_KEY, outlines_name_for, ring_to_vertices
 
 if TYPE_CHECKING:
     import napari
 
 OUTLINE_DELAY_MS = 300
-
-
-def _frame_of(viewer, layer) -> tuple[int, ...]:
-    """Leading index of the frame a stack shows now."""
-    leading = layer.ndim - 2
-    if leading == 0:
-        return ()
-    point = layer.world_to_data(viewer.dims.point)
-    return tuple(round(v) for v in np.asarray(point)[:leading])
 
 
 class OutlineFollower:
@@ -100,10 +92,7 @@ class OutlineFollower:
                 rows, cols = np.nonzero(mask)
                 window = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
                 for ring in mask_to_polygons(window, (rows.min(), cols.min())):
-                    vertices = ring[:, ::-1] - 0.5
-                    if frame:
-                        vertices = np.hstack([np.tile(np.asarray(frame, float), (len(ring), 1)), vertices])
-                    data.append(vertices)
+                    data.append(ring_to_vertices(ring, frame))
                     new_rows.append(
                         {
                             "label": cell,
@@ -116,9 +105,7 @@ class OutlineFollower:
             features = pd.concat([features, pd.DataFrame(new_rows)], ignore_index=True)
         self.shapes.data = []
         if data:
-            self.shapes.add(
-                data, shape_type="polygon", edge_color="yellow", face_color="transparent", edge_width=1
-            )
+            self.shapes.add(data, **OUTLINE_STYLE)
         self.shapes.features = features
 
 
@@ -157,7 +144,7 @@ def _set_status(labels_layer, ids: set[int], status: str, only_from: tuple[str, 
 
 
 def _mark_edited(labels_layer, ids: set[int]) -> None:
-    labels_layer.metadata.setdefault(RESULT_KEY, {})["edited"] = True
+    mark_edited(labels_layer)
     _set_status(labels_layer, ids, "edited", only_from=("predicted", "accepted"))
 
 
@@ -224,7 +211,7 @@ class ProofreadWidget(Container):
     def _attach(self, layer) -> None:
         if layer is None or id(layer) in self._followers:
             return
-        outlines_name = layer.name.removesuffix(" cells") + " outlines"
+        outlines_name = outlines_name_for(layer.name)
         if outlines_name in self._viewer.layers:
             shapes = self._viewer.layers[outlines_name]
             self._followers[id(layer)] = OutlineFollower(self._viewer, layer, shapes)
@@ -246,7 +233,7 @@ class ProofreadWidget(Container):
         return int(value or 0)
 
     def _frame(self) -> tuple[int, ...]:
-        return _frame_of(self._viewer, self.layer)
+        return shown_frame(self._viewer, self.layer)
 
     def _plane(self) -> np.ndarray:
         frame = self._frame()

@@ -27,15 +27,15 @@ from magicgui.widgets import (
 )
 from qtpy.QtCore import QObject, Signal
 
-from napari_livecell._collector import hold_collector, release_collector
-from napari_livecell._train_work import (
-    CorrectedLayer,
-    TrainOutcome,
-    TrainRequest,
-    image_layer_for,
-    run_training,
-)
-from napari_livecell._widget_common import DEFAULT_MODEL_CHOICE, model_choices, notify_error, offer_model
+from napari_livecell._qt.model_picker import chosen_weights, model_choices, offer_model
+from napari_livecell._qt.run_controls import RunControls
+from napari_livecell._qt.train_worker import TrainOutcome, TrainRequest, run_training
+from napari_livecell.core.train import PRESETS
+from napari_livecell.layers import CorrectedLayer, image_layer_for
+
+# the widget fine-tunes with the laptop recipe; a run on a GPU changes the fields
+WIDGET_PRESET = PRESETS["nano"]
+WIDGET_EPOCHS = 10
 
 if TYPE_CHECKING:
     import napari
@@ -59,8 +59,6 @@ class TrainOnCorrectionsWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
-        self._worker = None
-        self._busy = False
         self._stop = threading.Event()
         self._relay = _ProgressRelay()
         self._relay.report.connect(self._on_report)
@@ -68,16 +66,19 @@ class TrainOnCorrectionsWidget(Container):
         self._layers = Select(label="corrected labels", choices=self._labels_choices)
         self._folder = FileEdit(label="or export folder", mode="d", value="")
         self._base = ComboBox(label="base model", choices=model_choices)
-        self._epochs = SpinBox(label="epochs", value=10, min=1, max=1000)
-        self._imgsz = SpinBox(label="image size", value=320, min=64, max=4096, step=32)
-        self._crop = SpinBox(label="crop (0: whole)", value=320, min=0, max=4096, step=32)
-        self._batch = SpinBox(label="batch", value=8, min=1, max=256)
+        self._epochs = SpinBox(label="epochs", value=WIDGET_EPOCHS, min=1, max=1000)
+        self._imgsz = SpinBox(label="image size", value=WIDGET_PRESET["imgsz"], min=64, max=4096, step=32)
+        self._crop = SpinBox(
+            label="crop (0: whole)", value=WIDGET_PRESET["crop"] or 0, min=0, max=4096, step=32
+        )
+        self._batch = SpinBox(label="batch", value=WIDGET_PRESET["batch"], min=1, max=256)
         self._val_fraction = FloatSlider(label="validation share", value=0.2, min=0.0, max=0.5, step=0.05)
         self._out = FileEdit(label="save to (empty: new folder)", mode="d", value="")
         self._train = PushButton(text="Train")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self._status = Label(label="status", value="")
+        self._controls = RunControls(self._train, self._cancel, self._status, "training")
         self.extend(
             [
                 self._layers,
@@ -110,15 +111,15 @@ class TrainOnCorrectionsWidget(Container):
     @property
     def worker(self):
         """The running (or last) thread worker, for tests and scripts."""
-        return self._worker
+        return self._controls.worker
 
     @property
     def busy(self) -> bool:
         """True from Train until the run has ended (finished, failed or cancelled)."""
-        return self._busy
+        return self._controls.busy
 
     def _notify_error(self, message: str) -> None:
-        notify_error(self._status, message)
+        self._controls.notify_error(message)
 
     def _request(self) -> TrainRequest:
         """Read the controls into a request; raises ValueError for a wrong choice."""
@@ -130,7 +131,7 @@ class TrainOnCorrectionsWidget(Container):
         chosen = list(self._layers.value or [])
         if folder is None and not chosen:
             raise ValueError("choose corrected Labels layers, or an export folder")
-        base = str(DEFAULT_MODEL) if self._base.value == DEFAULT_MODEL_CHOICE else str(self._base.value)
+        base = chosen_weights(self._base.value) or str(DEFAULT_MODEL)
         name = folder.name if folder is not None else chosen[0].name
         request = TrainRequest(
             base=base,
@@ -172,17 +173,9 @@ class TrainOnCorrectionsWidget(Container):
         self._stop.clear()
         worker = create_worker(run_training, request, self._relay.report.emit, self._stop)
         worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda error: self._notify_error(f"training failed: {error}"))
-        worker.finished.connect(self._set_idle)
-        self._worker = worker
-        self._busy = True
-        self._train.enabled = False
-        self._cancel.enabled = True
+        worker.finished.connect(self._controls.end)
         self._progress.value = 0
-        self._status.value = f"building the dataset in {request.out}..."
-        hold_collector()  # the training thread's full collections would stall the GUI too
-        worker.start()
-        return worker
+        return self._controls.begin(worker, f"building the dataset in {request.out}...")
 
     def cancel(self, _=None) -> None:
         """Stop after the batch in progress; no model is written."""
@@ -213,12 +206,6 @@ class TrainOnCorrectionsWidget(Container):
         self._base.reset_choices()
         self._progress.value = self._progress.max
         self._status.value = f"{outcome.message}; chosen in Segment cells"
-
-    def _set_idle(self) -> None:
-        self._busy = False
-        self._train.enabled = True
-        self._cancel.enabled = False
-        release_collector()
 
 
 def _chosen_path(value) -> Path | None:

@@ -5,17 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from napari_livecell._io import (
-    get_coco_reader,
-    get_yolo_reader,
-    read_coco_layers,
-    write_labels_coco,
-    write_labels_yolo,
-)
 from napari_livecell.core.coco import CocoFormatError, annotations_to_labels, load_coco
 from napari_livecell.core.matching import match_cells
 from napari_livecell.core.synthetic import synthesize_image
 from napari_livecell.core.yolo import YoloFormatError, parse_yolo_lines, yolo_to_labels
+from napari_livecell.io.read import get_coco_reader, get_yolo_reader, read_coco_layers
+from napari_livecell.io.write import write_labels_coco, write_labels_yolo
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_livecell._layers import result_layer_data
 from napari_livecell.core.segmentation import Segmentation
+from napari_livecell.layers import result_layer_data
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_accept_and_review_the_least_certain_first(proofreading):
     first = widget.next_to_review()
     assert first == 1  # lowest score
     centre = np.argwhere(cells.data == 1).mean(axis=0)
-    from napari_livecell._proofread import _camera
+    from napari_livecell._qt.proofread_widget import _camera
 
     assert np.allclose(_camera(viewer).center[-2:], centre, atol=1)
     widget.accept(first)
@@ -113,7 +113,7 @@ def _touching_pair(labels):
 def test_correction_summary_travels_into_the_coco_export(proofreading, tmp_path):
     import json
 
-    from napari_livecell._io import write_labels_coco
+    from napari_livecell.io.write import write_labels_coco
 
     viewer, widget = proofreading
     cells = viewer.layers["img cells"]

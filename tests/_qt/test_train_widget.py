@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_livecell._train_widget import TrainOnCorrectionsWidget
-from napari_livecell._widget import SegmentCellsWidget
+from napari_livecell._qt.segment_widget import SegmentCellsWidget
+from napari_livecell._qt.train_widget import TrainOnCorrectionsWidget
 from napari_livecell.core.synthetic import synthesize_image
 
 

@@ -1,18 +1,18 @@
-"""Changing live result layers in place (napari imported lazily, inside functions)."""
+"""Changing live result layers in place: data, colours, the frame on show."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from napari_livecell._layers import RESULT_KEY
+from napari_livecell.layers import OUTLINE_EDGE_COLOR, RESULT_KEY, filter_mask
 
 
 def warm_up_layer_code() -> None:
     """Pay napari's and vispy's one-time costs now, not when a run's layers appear.
 
     Throwaway layers do napari's lazy imports; a first ``DashAtlas`` fills the
-    pattern cache every vispy line visual uses (0.1 s, measured in the first
-    Labels layer of a process).
+    pattern cache every vispy line visual uses (otherwise filled when the
+    first Labels layer of a process is drawn).
     """
     from napari.layers import Labels, Shapes
     from vispy.visuals.line.dash_atlas import DashAtlas
@@ -33,8 +33,8 @@ def warm_up_text_glyphs(widget) -> None:
     """Rasterize, once per canvas, the glyphs vispy measures every text with.
 
     napari draws a (blank) text visual with every Shapes layer; the first one
-    in a canvas renders 10 glyphs on the GUI thread (0.09 s measured), which
-    would land on the moment a run's outlines appear. The canvas is found
+    in a canvas renders 10 glyphs on the GUI thread, which would land on the
+    moment a run's outlines appear. The canvas is found
     from a docked ``widget`` through Qt (napari's viewer proxy refuses
     private attributes to plugins); if napari's internals move, only the
     warm-up is lost.
@@ -76,3 +76,43 @@ def replace_layer(layers, old, new) -> None:
 def mark_edited(layer) -> None:
     """Flag a result layer as edited, so that a re-run asks before replacing it."""
     layer.metadata.setdefault(RESULT_KEY, {})["edited"] = True
+
+
+def shown_frame(viewer, layer) -> tuple[int, ...]:
+    """Leading (stack) index of the frame of ``layer`` the viewer shows now; ``()`` for 2-D."""
+    leading = layer.ndim - 2
+    if leading <= 0:
+        return ()
+    point = layer.world_to_data(viewer.dims.point)
+    return tuple(round(v) for v in np.asarray(point)[:leading])
+
+
+def filter_colors(layer, min_score: float, min_area: int, max_area: int):
+    """Colours that hide cells failing the filters, for a result Labels or Shapes layer.
+
+    Returns a ``DirectLabelColormap`` for Labels (hidden cells transparent, the
+    layer's own colours otherwise; cells painted later use one extra colour)
+    or an ``(N, 4)`` edge-colour array for Shapes; ``None`` if nothing applies.
+    """
+    features = layer.features
+    if len(features) == 0:
+        return None
+    keep = filter_mask(features, min_score, min_area, max_area)
+    if layer_kind(layer) == "shapes":
+        from napari.utils.colormaps.standardize_color import transform_color
+
+        colors = np.repeat(transform_color(OUTLINE_EDGE_COLOR), len(keep), axis=0)
+        colors[~keep, 3] = 0.0
+        return colors
+    from napari.utils.colormaps import DirectLabelColormap
+
+    base = layer.metadata.setdefault(RESULT_KEY, {}).setdefault("base_colormap", layer.colormap)
+    if keep.all():
+        return base
+    ids = np.array(features["index"], dtype=np.int64)
+    colors = np.asarray(base.map(ids), dtype=np.float32)
+    colors[~keep, 3] = 0.0
+    color_dict = {int(i): c for i, c in zip(ids, colors)}
+    color_dict[0] = np.zeros(4, np.float32)
+    color_dict[None] = np.array([1.0, 0.0, 1.0, 1.0], np.float32)
+    return DirectLabelColormap(color_dict=color_dict)

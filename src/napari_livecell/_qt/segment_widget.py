@@ -1,10 +1,10 @@
 """The "Segment cells" dock widget: thin glue between napari and the core.
 
-The model runs in a napari thread worker that yields once per frame, so the
-progress bar moves, Cancel takes effect within one frame and the GUI never
-waits on the network. Result layers are built from the core's
+The model runs in a napari thread worker that yields once per frame (and
+tile), so the progress bar moves, Cancel takes effect within one frame and
+the GUI never waits on the network. Result layers are built from the core's
 :class:`~napari_livecell.core.segmentation.Segmentation` by
-:func:`napari_livecell._layers.result_layer_data`.
+:func:`napari_livecell.layers.result_layer_data`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_livecell._collector import hold_collector, release_collector
-from napari_livecell._layer_updates import (
+from napari_livecell._qt.layer_updates import (
+    filter_colors,
     layer_kind,
     mark_edited,
     replace_layer,
@@ -36,24 +36,25 @@ from napari_livecell._layer_updates import (
     warm_up_layer_code,
     warm_up_text_glyphs,
 )
-from napari_livecell._layers import RESULT_KEY, filter_colors
-from napari_livecell._segment_work import (
+from napari_livecell._qt.model_picker import (
+    chosen_weights,
+    model_choices,
+    register_segment_model_picker,
+    remember_model,
+)
+from napari_livecell._qt.run_controls import RunControls
+from napari_livecell._qt.segment_worker import (
     TILE_STEPS,
     FrameReady,
     PreparedLayers,
     RunFailure,
     check_image_layer,
     prepare_result_layers,
-    remember_model,
     segment_generator,
 )
-from napari_livecell._widget_common import (
-    DEFAULT_MODEL_CHOICE,
-    model_choices,
-    notify_error,
-    register_segment_model_picker,
-)
+from napari_livecell.core.model import available_devices
 from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
+from napari_livecell.layers import RESULT_KEY, cells_layer_name
 
 if TYPE_CHECKING:
     import napari
@@ -71,13 +72,10 @@ class SegmentCellsWidget(Container):
         warm_up_layer_code()
         super().__init__(labels=True)
         self._viewer = viewer
-        self._worker = None
-        self._busy = False
         self._adding_layers = False
         # the result Labels layer made empty at Run (a stack fills it frame by frame);
         # removed again if the run does not finish
         self._placeholder = None
-        self._holding_collector = False
         self.confirm_replace: Callable[[str], bool] = self._ask_replace
 
         self._image = ComboBox(label="image", choices=self._image_layer_choices, nullable=True)
@@ -88,7 +86,7 @@ class SegmentCellsWidget(Container):
         self._conf = FloatSlider(label="confidence", value=DEFAULT_CONF, min=0.01, max=1.0, step=0.01)
         self._iou = FloatSlider(label="NMS IoU", value=DEFAULT_IOU, min=0.05, max=1.0, step=0.01)
         self._imgsz = SpinBox(label="image size", value=DEFAULT_IMGSZ, min=64, max=4096, step=32)
-        self._device = ComboBox(label="device", choices=self._device_choices())
+        self._device = ComboBox(label="device", choices=available_devices())
         self._tile = CheckBox(label="tile large frames", value=True)
         self._run = PushButton(text="Run")
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -97,6 +95,7 @@ class SegmentCellsWidget(Container):
         self._min_score = FloatSlider(label="min score", value=0.0, min=0.0, max=1.0, step=0.01)
         self._min_area = SpinBox(label="min area", value=0, min=0, max=10**7)
         self._max_area = SpinBox(label="max area", value=10**7, min=0, max=10**7)
+        self._controls = RunControls(self._run, self._cancel, self._status, "segmentation")
 
         self.extend(
             [
@@ -141,17 +140,6 @@ class SegmentCellsWidget(Container):
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
 
-    @staticmethod
-    def _device_choices() -> list[str]:
-        import torch
-
-        devices = ["auto", "cpu"]
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            devices.append("mps")
-        return devices
-
     def _select_first_image(self) -> None:
         choices = self._image_layer_choices()
         if choices and self._image.value is None:
@@ -167,16 +155,17 @@ class SegmentCellsWidget(Container):
     @property
     def worker(self):
         """The running (or last) thread worker, for tests and scripts."""
-        return self._worker
+        return self._controls.worker
 
     def _notify_error(self, message: str) -> None:
-        notify_error(self._status, message)
+        self._controls.notify_error(message)
 
     def run(self, _=None):
         """Start segmenting the selected image layer; return the worker (or None)."""
         from napari.qt.threading import create_worker
 
         from napari_livecell.core.predict import PredictSettings
+        from napari_livecell.core.run import Backend
 
         self._image.reset_choices()
         self._select_first_image()
@@ -189,7 +178,7 @@ class SegmentCellsWidget(Container):
         except ValueError as error:
             self._notify_error(str(error))
             return None
-        weights = None if self._model.value == DEFAULT_MODEL_CHOICE else self._model.value
+        weights = chosen_weights(self._model.value)
         service = str(self._service.value).strip()
         if service:
             from napari_livecell.core.remote import is_service_url
@@ -203,53 +192,48 @@ class SegmentCellsWidget(Container):
             self._notify_error("use either a service URL or a Dask scheduler, not both")
             return None
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-        tile = None if self._tile.value else False
+        backend = Backend(
+            weights=weights,
+            device=self._device.value,
+            tile=None if self._tile.value else False,
+            scheduler=scheduler,
+        )
         common = {
             "scale": tuple(layer.scale),
             "translate": tuple(layer.translate),
             "metadata": {RESULT_KEY: {"source": layer.name, "edited": False}},
         }
         finish = prepare_result_layers(layer.name, common)
-        worker = create_worker(
-            segment_generator, data, rgb, weights, self._device.value, settings, tile, scheduler, finish
-        )
+        worker = create_worker(segment_generator, data, rgb, backend, settings, finish)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda error: self._notify_error(f"segmentation failed: {error}"))
         worker.aborted.connect(self._on_cancelled)
         worker.finished.connect(self._on_finished)
-        hold_collector()
-        self._holding_collector = True
         self._add_placeholder(layer, data.shape[len(leading) : len(leading) + 2], leading)
-        self._worker = worker
-        self._busy = True
-        self._run.enabled = False
-        self._cancel.enabled = True
-        self._status.value = f"segmenting {layer.name}..."
         self._progress.value = 0
-        worker.start()
-        return worker
+        return self._controls.begin(worker, f"segmenting {layer.name}...")
 
     def cancel(self, _=None) -> None:
         """Stop after the frame in progress; the viewer's layers are left as they were."""
-        if self._worker is not None:
-            self._worker.quit()
+        if self._controls.worker is not None:
+            self._controls.worker.quit()
             self._status.value = "cancelling after this frame..."
 
     def _add_placeholder(self, image_layer, frame_shape: tuple[int, ...], leading: tuple[int, ...]) -> None:
         """An empty ``<image> cells`` layer, made at Run when it does not exist yet.
 
-        A stack's frames are copied into it as they finish. napari needs
-        0.12-0.15 s of the GUI thread to insert a Labels layer on this 2-core
-        machine, and its first paint comes on top: so it is inserted hidden and
-        shown one event-loop turn later. Existing result layers are not touched
-        until the run has finished, so Cancel leaves them as they were.
+        A stack's frames are copied into it as they finish. Inserting a Labels
+        layer is one of the longest GUI-thread steps of a run, and its first
+        paint comes on top: so it is inserted hidden and shown one event-loop
+        turn later (benchmarks/README.md has the costs). Existing result layers
+        are not touched until the run has finished, so Cancel leaves them as
+        they were.
         """
         from qtpy.QtCore import QTimer
 
         self._discard_placeholder()
         common = {"scale": tuple(image_layer.scale), "translate": tuple(image_layer.translate)}
-        cells = f"{image_layer.name} cells"
+        cells = cells_layer_name(image_layer.name)
         if cells not in self._viewer.layers:
             # np.zeros maps untouched frames lazily: a long stack costs memory only as it fills
             empty = np.zeros((*leading, *frame_shape), np.int32)
@@ -291,17 +275,12 @@ class SegmentCellsWidget(Container):
     @property
     def busy(self) -> bool:
         """True from Run until the result layers are in place (or the run ended)."""
-        return self._busy
+        return self._controls.busy
 
     def _set_idle(self) -> None:
         self._discard_placeholder()  # still set only when the run did not finish
-        if self._holding_collector:
-            self._holding_collector = False
-            release_collector()
-        self._busy = False
         self._adding_layers = False
-        self._run.enabled = True
-        self._cancel.enabled = False
+        self._controls.end()
 
     def _on_returned(self, result: PreparedLayers | RunFailure) -> None:
         if isinstance(result, RunFailure):
@@ -356,7 +335,7 @@ class SegmentCellsWidget(Container):
         old = self._viewer.layers[name] if name in self._viewer.layers else None
         if isinstance(data, Layer):  # made in the worker: only inserted here
             visible = data.visible if old is None else old.visible
-            # shown one step later: its first paint builds ~5 GL programs (0.1-0.25 s), apart from this
+            # shown one step later: its first paint builds several GL programs, apart from this
             data.visible = False
             replace_layer(self._viewer.layers, old, data)
             return lambda: setattr(data, "visible", visible)

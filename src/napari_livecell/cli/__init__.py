@@ -1,0 +1,39 @@
+"""``napari-livecell`` command line: the parser and ``main``; one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from napari_livecell.cli import convert, curate, demo, evaluate, segment, serve, synth, train
+from napari_livecell.cli.common import USER_ERRORS, CommandError
+
+SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``napari-livecell`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="napari-livecell",
+        description="Segment cells in phase-contrast images with YOLO-seg models.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (CommandError, *USER_ERRORS) as error:
+        message = str(error).strip("'\"") or type(error).__name__
+        print(f"napari-livecell: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("napari-livecell: interrupted", file=sys.stderr)
+        return 130

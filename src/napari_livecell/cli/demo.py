@@ -1,0 +1,42 @@
+"""``napari-livecell demo``: napari with the sample image (the only CLI module that imports napari)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(commands) -> None:
+    """Register the subcommand."""
+    demo = commands.add_parser("demo", help="open napari with the sample image and its cells")
+    demo.add_argument("--run", action="store_true", help="segment the sample right away")
+    demo.add_argument("--screenshot", default=None, help="save a window screenshot and exit")
+    demo.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open napari (or save a screenshot of it and exit)."""
+    import napari
+
+    viewer = napari.Viewer(title="napari-livecell demo")
+    viewer.open_sample("napari-livecell", "livecell_image")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    if args.run or args.screenshot:
+        import time
+
+        from qtpy.QtWidgets import QApplication
+
+        widget.run()
+        while widget.busy:  # until the result layers are in place and shown, not only computed
+            QApplication.processEvents()
+            time.sleep(0.02)
+        QApplication.processEvents()
+    if args.screenshot:
+        viewer.window.resize(1500, 920)
+        QApplication.processEvents()
+        viewer.reset_view()  # the whole image in the resized canvas
+        QApplication.processEvents()
+        viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
+        viewer.close()
+        return 0
+    napari.run()
+    return 0

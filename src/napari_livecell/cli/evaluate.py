@@ -1,0 +1,97 @@
+"""``napari-livecell evaluate``: box and mask AP with the LIVECell protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from napari_livecell.cli.common import CommandError, weights_argument
+from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
+
+
+def add_parser(commands) -> None:
+    """Register the subcommand."""
+    evaluate = commands.add_parser("evaluate", help="box and mask AP with the LIVECell protocol")
+    evaluate.add_argument("--gt", required=True, help="ground-truth COCO json")
+    evaluate.add_argument("--pred", default=None, help="predictions (COCO json with scores)")
+    evaluate.add_argument("--images", default=None, help="image folder: run --model on the gt's images")
+    evaluate.add_argument(
+        "--model", action="append", default=[], help="weights (repeat for several rows; 'default')"
+    )
+    evaluate.add_argument(
+        "--conf", type=float, default=DEFAULT_CONF, help=f"{DEFAULT_CONF}: the original benchmark"
+    )
+    evaluate.add_argument("--iou", type=float, default=DEFAULT_IOU)
+    evaluate.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--json", action="store_true", help="print one json object")
+    evaluate.add_argument(
+        "--coco-defaults",
+        action="store_true",
+        help="COCO's maxDets 100 and area ranges instead of LIVECell's",
+    )
+    evaluate.set_defaults(handler=run)
+
+
+def _format_report(report: dict) -> str:
+    settings = report["settings"]
+    lines = [
+        f"protocol: {settings['protocol']} (maxDets {settings['max_dets']}, "
+        f"area ranges {settings['area_ranges']}), {settings['n_images']} image(s)",
+        "| metric | bbox | mask |",
+        "|--------|------|------|",
+    ]
+    for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
+        lines.append(f"| {key} | {report['bbox'][key]:.4f} | {report['segm'][key]:.4f} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate a prediction file, or run models on the ground truth's images."""
+    from napari_livecell.core.evaluate import coco_default_settings, evaluate, livecell_settings
+
+    settings = coco_default_settings() if args.coco_defaults else livecell_settings()
+    if args.pred is not None:
+        if args.model or args.images:
+            raise CommandError("give either --pred, or --images with --model, not both")
+        report = evaluate(args.gt, args.pred, settings)
+        print(json.dumps(report) if args.json else _format_report(report))
+        return 0
+    if not args.images or not args.model:
+        raise CommandError("give --pred PRED.json, or --images DIR with one or more --model W")
+    return _evaluate_models(args, settings)
+
+
+def _evaluate_models(args: argparse.Namespace, settings) -> int:
+    """The original work's table: one row per model, run through the core."""
+    from napari_livecell.core.evaluate import evaluate, predict_dataset
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import PredictSettings
+
+    predict = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
+    rows = []
+    for weights in args.model:
+        model = load_model(weights_argument(weights), device=args.device)
+        results = predict_dataset(args.gt, args.images, model, predict)
+        report = evaluate(args.gt, results, settings)
+        rows.append({"model": model.name, "bbox": report["bbox"], "segm": report["segm"]})
+    described = (
+        f"conf {predict.conf}, NMS IoU {predict.iou}, imgsz {predict.imgsz}, maxDets "
+        f"{settings.max_dets}, {settings.protocol} area ranges"
+    )
+    if args.json:
+        print(
+            json.dumps({"rows": rows, "settings": {"predict": vars(predict), "protocol": settings.protocol}})
+        )
+        return 0
+    print("| Model Arch | bbox (mAP) | mask(mAP) |")
+    print("|------------|------------|-----------|")
+    for row in rows:
+        print(f"| {row['model']} | {100 * row['bbox']['AP']:.1f} | {100 * row['segm']['AP']:.1f} |")
+    print(f"settings: {described}")
+    if predict.conf >= 0.1:
+        print(
+            f"note: AP at conf {predict.conf} is the original benchmark's setting; COCO tools expect "
+            "a low confidence (e.g. --conf 0.001), which gives a higher AP. Report the setting."
+        )
+    return 0

@@ -1,0 +1,142 @@
+"""``napari-livecell train`` and ``export``: a model from data, and a model for other runtimes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from napari_livecell.cli.common import CommandError, weights_argument
+from napari_livecell.core.export import DEFAULT_EXPORT_SIZE
+
+
+def add_parser(commands) -> None:
+    """Register ``train`` and ``export``."""
+    train = commands.add_parser(
+        "train",
+        help="train or fine-tune a YOLO-seg model, offline",
+        description="Presets set model, imgsz, batch and crop; explicit options override them. "
+        "nano (default): YOLOv8n-seg at 320 on native-resolution 320 px crops, fits a laptop CPU. "
+        "livecell-x: the original LIVECell recipe, YOLOv8x-seg on square 704 inputs (a GPU job).",
+    )
+    train.add_argument("--data", default=None, help="COCO json (with --images) or YOLO dataset folder")
+    train.add_argument("--images", default=None, help="image folder for a COCO json")
+    train.add_argument("--preset", choices=["nano", "livecell-x"], default="nano")
+    train.add_argument(
+        "--model",
+        default=None,
+        help="base: an architecture yaml (from scratch), a .pt (fine-tune), or 'default' (shipped model)",
+    )
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--imgsz", type=int, default=None)
+    train.add_argument("--batch", type=int, default=None)
+    train.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        help="cut images into native-resolution crops of this size (0: whole images)",
+    )
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--workers", type=int, default=2)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="output folder (best.pt, metrics.json, settings.json)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run in --out where it stopped"
+    )
+    train.add_argument("--export", choices=["onnx"], default=None, help="also export best.pt")
+    train.set_defaults(handler=cmd_train)
+
+    exp = commands.add_parser("export", help="export a .pt model to ONNX (and a Triton repository)")
+    exp.add_argument("weights", help="a .pt file, or 'default'")
+    exp.add_argument("--format", choices=("onnx",), default="onnx")
+    exp.add_argument(
+        "--imgsz",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_EXPORT_SIZE),
+        help="H W of the input ({} {})".format(*DEFAULT_EXPORT_SIZE),
+    )
+    exp.add_argument("--out", required=True, help="an .onnx path or a folder")
+    exp.add_argument("--triton", default=None, help="also write a Triton model repository here")
+    exp.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export weights to ONNX (and a Triton model repository)."""
+    from napari_livecell.core.export import export_onnx, export_triton
+
+    weights = weights_argument(args.weights)
+    size = (args.imgsz[0], args.imgsz[-1])
+    out = Path(args.out)
+    onnx_path = export_onnx(weights, out if out.suffix == ".onnx" else out / "model.onnx", imgsz=size)
+    print(f"wrote {onnx_path}")
+    if args.triton:
+        print(f"wrote Triton model repository {export_triton(onnx_path, args.triton)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (or resume) and print a json summary."""
+    from napari_livecell.core.model import DEFAULT_MODEL
+    from napari_livecell.core.train import PRESETS, TrainSettings, saved_run, train_model
+
+    out = Path(args.out)
+    if args.resume:
+        settings, metadata = saved_run(out)
+        settings.device, settings.workers = args.device, args.workers
+    else:
+        preset = PRESETS[args.preset]
+        base = args.model or preset["model"]
+        base = str(DEFAULT_MODEL) if base == "default" else base
+        crop = preset["crop"] if args.crop is None else (args.crop or None)
+        data_yaml, metadata = _training_data(args, out, crop)
+        metadata["preset"] = args.preset
+        settings = TrainSettings.for_base(
+            str(data_yaml),
+            base,
+            epochs=args.epochs,
+            imgsz=args.imgsz or preset["imgsz"],
+            batch=args.batch or preset["batch"],
+            device=args.device,
+            seed=args.seed,
+            workers=args.workers,
+        )
+
+    printed_epochs: set[int] = set()
+
+    def report(progress) -> None:
+        if not progress.epoch_done:
+            return
+        mask_map = progress.metrics.get("metrics/mAP50-95(M)", float("nan"))
+        box_map = progress.metrics.get("metrics/mAP50-95(B)", float("nan"))
+        scores = f"mask mAP50-95 {mask_map:.3f}, box mAP50-95 {box_map:.3f}"
+        if progress.epoch in printed_epochs:  # Ultralytics validates best.pt once more at the end
+            print(f"best.pt: {scores}", flush=True)
+            return
+        printed_epochs.add(progress.epoch)
+        loss = float("nan") if progress.loss is None else progress.loss
+        print(f"epoch {progress.epoch}/{progress.epochs}: loss {loss:.3f}, {scores}", flush=True)
+
+    result = train_model(settings, out, metadata=metadata, on_progress=report, resume=args.resume)
+    summary = {"weights": str(result.weights), "seconds": round(result.seconds)}
+    if args.export == "onnx":
+        from napari_livecell.core.export import export_onnx
+
+        summary["onnx"] = str(export_onnx(result.weights, out / "best.onnx"))
+    print(json.dumps(summary))
+    return 0
+
+
+def _training_data(args: argparse.Namespace, out: Path, crop: int | None) -> tuple[Path, dict]:
+    """The data.yaml to train on (converting a COCO json first) and its provenance."""
+    from napari_livecell.core.training_data import resolve_training_data
+
+    if args.data is None:
+        raise CommandError("--data is required (or --resume to continue a run)")
+    if Path(args.data).suffix.lower() == ".json" and args.images is None:
+        raise CommandError("--images DIR is required with a COCO json")
+    data_yaml, provenance = resolve_training_data(
+        args.data, out / "dataset", args.images, crop, seed=args.seed
+    )
+    return data_yaml, {"command": " ".join(["napari-livecell", *sys.argv[1:]]), **provenance}

@@ -1,0 +1,165 @@
+"""One generator over the three places a model can run: here, an HTTP service, a Dask cluster.
+
+The Segment cells widget and the CLI both segment through :func:`iter_segment`;
+which backend does the work is a setting (:class:`Backend`), not a code path
+of each entry point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from napari_livecell.core.predict import PredictSettings, iter_frames
+from napari_livecell.core.segmentation import Segmentation
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where segmentation runs.
+
+    Attributes
+    ----------
+    weights : str, optional
+        A model file (``None``: the shipped default), or the ``http(s)://``
+        address of a ``napari-livecell serve`` service.
+    device : str, optional
+        ``auto``, ``cpu``, ``cuda:N`` or ``mps`` for a local model.
+    tile : bool, optional
+        Overlapping tiles for large frames: ``None`` when needed, or always/never.
+    scheduler : str, optional
+        A Dask scheduler address: frames run as tasks on that cluster (the
+        weights must be a path its workers can read).
+    """
+
+    weights: str | None = None
+    device: str | None = "auto"
+    tile: bool | None = None
+    scheduler: str | None = None
+
+
+@dataclass
+class RunStarted:
+    """First event of a run: the stack's leading shape and its number of frames."""
+
+    leading: tuple[int, ...]
+    n_frames: int
+
+
+@dataclass
+class TileProgress:
+    """Tiles done inside frame number ``frame`` (0-based) of a run."""
+
+    frame: int
+    done: int
+    total: int
+
+
+@dataclass
+class FrameResult:
+    """A finished frame: its position in the run, its leading index and its cells."""
+
+    number: int
+    index: tuple[int, ...]
+    segmentation: Segmentation
+
+
+RunEvent = RunStarted | TileProgress | FrameResult
+
+
+def iter_segment(
+    image: Any,
+    backend: Backend,
+    settings: PredictSettings | None = None,
+    rgb: bool | None = None,
+) -> Iterator[RunEvent]:
+    """Segment an image or stack frame by frame, wherever the backend says.
+
+    Parameters
+    ----------
+    image : array-like
+        A frame or a stack with leading axes (numpy or dask; read lazily).
+    backend : Backend
+        A local model, a service or a Dask cluster.
+    settings : PredictSettings, optional
+        Thresholds and image size.
+    rgb : bool, optional
+        Whether the last axis holds colour (guessed when omitted).
+
+    Yields
+    ------
+    RunStarted, then TileProgress and FrameResult events
+        A :class:`FrameResult` per frame, in C order of the leading axes;
+        :class:`TileProgress` within large frames run here.
+
+    Raises
+    ------
+    ValueError, OSError
+        Bad input, a model that cannot be loaded, an unreachable service or
+        scheduler: raised before the first event, or for the frame concerned.
+    """
+    from napari_livecell.core.remote import is_service_url
+
+    settings = settings or PredictSettings()
+    leading, frames = iter_frames(image, rgb)
+    if backend.scheduler and is_service_url(backend.weights):
+        raise ValueError("a service URL and a Dask scheduler cannot be used together")
+    if backend.scheduler:
+        results = _cluster_results(frames, backend, settings)
+    else:
+        results = _local_results(frames, backend, settings)
+    # the model is loaded (or the cluster reached) before the run counts as started
+    results.send(None)
+    yield RunStarted(leading, math.prod(leading) if leading else 1)
+    yield from results
+
+
+def _local_results(frames: Iterator, backend: Backend, settings: PredictSettings) -> Any:
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import segment_frame_steps
+    from napari_livecell.core.remote import is_service_url, segment_frame_remote
+
+    service = backend.weights if is_service_url(backend.weights) else None
+    model = None if service else load_model(backend.weights, device=backend.device)
+    yield None  # primed: setup errors surface before the run starts
+    for number, (index, frame) in enumerate(frames):
+        if service:
+            result = segment_frame_remote(frame, service, settings)
+        else:
+            steps = segment_frame_steps(frame, model, settings, backend.tile)
+            while True:
+                try:
+                    done, total = next(steps)
+                except StopIteration as finished:
+                    result = finished.value
+                    break
+                yield TileProgress(number, done, total)
+        result.polygons  # noqa: B018  (outlines traced here, in the worker, off any GUI thread)
+        yield FrameResult(number, index, result)
+
+
+def _cluster_results(frames: Iterator, backend: Backend, settings: PredictSettings) -> Any:
+    from distributed import Client
+
+    from napari_livecell.core.distributed import iter_segment_distributed
+
+    try:
+        client = Client(backend.scheduler, timeout=10)
+    except (OSError, TimeoutError) as error:
+        raise OSError(f"cannot reach the Dask scheduler at {backend.scheduler}: {error}") from None
+    try:
+        indices = []
+
+        def frame_data():
+            for index, frame in frames:
+                indices.append(index)
+                yield frame
+
+        yield None
+        results = iter_segment_distributed(frame_data(), client, backend.weights, settings)
+        for number, result in enumerate(results):
+            yield FrameResult(number, indices[number], result)
+    finally:
+        client.close()

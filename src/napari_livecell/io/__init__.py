@@ -1,0 +1,1 @@
+"""npe2 readers, writers and sample data: thin adapters over the core and :mod:`napari_livecell.layers`."""
