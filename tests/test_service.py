@@ -98,3 +98,181 @@ def _tiff(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, array, photometric="minisblack")
     return buffer.getvalue()
+
+
+# --- hardening: bounded time and memory, timeouts (issue 15) ---------------------------------
+
+
+def _start(settings):
+    """A real uvicorn running the service in a thread, configured as ``serve`` does."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from napari_livecell.service import create_app, uvicorn_config
+
+    config = uvicorn_config(create_app(settings), "127.0.0.1", 0, settings)
+    config.log_level = "warning"
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 120
+    while not instance.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert instance.started, "uvicorn did not start"
+    port = instance.servers[0].sockets[0].getsockname()[1]
+    return instance, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def strict_server():
+    """Low limits so that each test stays short: 3 s per request, 1 s to send a request."""
+    from napari_livecell.service import ServiceSettings
+
+    settings = ServiceSettings(device="cpu", queue=8, request_timeout_s=3.0, read_timeout_s=1.0)
+    instance, thread, url = _start(settings)
+    yield url
+    instance.should_exit = True
+    thread.join(timeout=15)
+
+
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _large_frame_png(size: int = 6000) -> bytes:
+    rng = np.random.default_rng(0)
+    tile = (rng.random((500, 500)) * 60 + 100).astype(np.uint8)
+    return png_bytes(np.tile(tile, (size // 500, size // 500)))
+
+
+def test_a_6000px_json_request_is_cancelled_with_504_while_health_answers(strict_server, small_frame):
+    """6000 x 6000 with ?format=json: over the 3 s limit, so 504 within seconds; the worker stops."""
+    import time
+
+    payload = _large_frame_png()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.perf_counter()
+        pending = pool.submit(post, strict_server, payload, "big.png", format="json")
+        health_seconds = []
+        while not pending.done():
+            asked = time.perf_counter()
+            assert httpx.get(f"{strict_server}/health", timeout=5).status_code == 200
+            health_seconds.append(time.perf_counter() - asked)
+            time.sleep(0.2)
+        response = pending.result()
+        seconds = time.perf_counter() - started
+    assert response.status_code == 504, response.text
+    assert "longer than its limit of 3 s" in response.json()["detail"]
+    assert seconds < 15, seconds
+    assert health_seconds and max(health_seconds) < 1.0
+    # the cancelled work let go of the only inference slot: a small request goes through at once
+    started = time.perf_counter()
+    assert post(strict_server, png_bytes(small_frame.image)).status_code == 200
+    assert time.perf_counter() - started < 8
+
+
+def _bomb(dtype, side: int = 12288) -> bytes:
+    """A ~1 MB zlib TIFF whose header declares side^2 pixels of ``dtype`` (1.2 GB as float64)."""
+    import zlib
+
+    import tifffile
+
+    tile = zlib.compress(np.zeros((1024, 1024), dtype).tobytes())
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer,
+        data=(tile for _ in range((side // 1024) ** 2)),
+        shape=(side, side),
+        dtype=dtype,
+        tile=(1024, 1024),
+        compression="zlib",
+    )
+    return buffer.getvalue()
+
+
+def test_six_concurrent_tiff_bombs_get_413_and_memory_stays_bounded(strict_server):
+    import threading
+
+    bombs = [_bomb(np.float64), _bomb(np.complex128), _bomb(np.complex64)] * 2
+    assert max(len(b) for b in bombs) < 3_000_000
+    before = _rss_mb()
+    peak = [before]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            sampling.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            responses = list(pool.map(lambda b: post(strict_server, b, name="bomb.tif"), bombs))
+    finally:
+        sampling.set()
+        sampler.join()
+    assert [r.status_code for r in responses] == [413] * 6
+    assert all("MB decoded; the limit is" in r.json()["detail"] for r in responses)
+    # the uploads themselves (6 x ~1.2 MB, held by client and server) and request handling only
+    assert peak[0] - before < 150, f"RSS grew by {peak[0] - before:.0f} MB"
+
+
+def test_complex_pixels_get_415_not_500(strict_server):
+    response = post(strict_server, _tiff(np.ones((64, 64), np.complex64)), name="complex.tif")
+    assert response.status_code == 415
+    assert "complex64 are not supported" in response.json()["detail"]
+
+
+def test_float64_is_counted_in_bytes():
+    """A float64 frame's limit is its bytes: 8 per pixel, not 1."""
+    from napari_livecell.service import RequestError, ServiceSettings, decode_image
+
+    settings = ServiceSettings(max_image_bytes=1_000_000)
+    decode_image(_tiff(np.zeros((400, 400), np.uint8)), "ok.tif", settings)  # 160 kB
+    with pytest.raises(RequestError, match="400 x 400 float64 would take 1 MB decoded") as refused:
+        decode_image(_tiff(np.zeros((400, 400), np.float64)), "f.tif", settings)  # 1.28 MB
+    assert refused.value.status == 413
+
+
+def test_a_client_that_stalls_in_its_headers_is_disconnected(strict_server):
+    import socket
+    import time
+
+    host, port = strict_server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(b"POST /segment HTTP/1.1\r\nHost: x\r\nContent-Ty")  # and nothing more
+        started = time.perf_counter()
+        assert client.recv(1024) == b"", "the server closed the connection"
+        assert time.perf_counter() - started < 5
+
+
+def test_shutdown_finishes_within_seconds_during_a_long_request(small_frame):
+    """should_exit (what SIGTERM sets) while a 6000^2 json request runs: the server is gone in seconds."""
+    import time
+
+    from napari_livecell.service import ServiceSettings
+
+    settings = ServiceSettings(device="cpu", request_timeout_s=600, shutdown_timeout_s=2)
+    instance, thread, url = _start(settings)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(post, url, _large_frame_png(), "big.png", format="json")
+        deadline = time.time() + 30
+        while httpx.get(f"{url}/health").json()["running"] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        started = time.perf_counter()
+        instance.should_exit = True
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        assert time.perf_counter() - started < 8
+        response = None
+        try:
+            response = pending.result(timeout=30)
+        except httpx.HTTPError:
+            pass  # the connection was closed: as good as an answer
+        assert response is None or response.status_code >= 500

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import threading
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +23,40 @@ import numpy as np
 # at module level: FastAPI resolves the endpoint's (string) annotations here
 from fastapi import File, Query, UploadFile
 
+from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
+
 MAX_UPLOAD_BYTES = 50 * 2**20
 MAX_PIXELS = 40_000_000  # 40 megapixels per request
+# decoded bytes of one upload (shape x itemsize): a 40 MP float32 or RGBA frame
+MAX_IMAGE_BYTES = 160_000_000
+REQUEST_TIMEOUT_S = 120.0
 FORMATS = ("png", "json", "labels")
 
 
 @dataclass
 class ServiceSettings:
-    """How the service runs (all settable from ``napari-livecell serve``)."""
+    """How the service runs (all settable from ``napari-livecell serve``).
+
+    Attributes
+    ----------
+    max_upload_bytes : int
+        Largest upload accepted (413 beyond).
+    max_pixels : int
+        Largest frame, in pixels (413 beyond).
+    max_image_bytes : int
+        Largest decoded image, in bytes (shape x bytes per value), read from
+        the file's header before anything is decoded (413 beyond).
+    request_timeout_s : float
+        Time limit of one request, queueing included. The work stops at the
+        next tile once it is over and the client gets a 504.
+    read_timeout_s : float
+        Time a client has to send a whole request (headers and body); a
+        connection that stalls longer is closed.
+    keep_alive_s : int
+        How long an idle keep-alive connection stays open.
+    shutdown_timeout_s : int
+        On SIGTERM, how long running requests may finish before they are cancelled.
+    """
 
     model: str | None = None
     device: str | None = "cpu"
@@ -36,6 +64,11 @@ class ServiceSettings:
     queue: int = 8  # requests that may wait for a slot; more get 503
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_pixels: int = MAX_PIXELS
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+    read_timeout_s: float = 60.0
+    keep_alive_s: int = 5
+    shutdown_timeout_s: int = 5
 
 
 class RequestError(Exception):
@@ -46,63 +79,160 @@ class RequestError(Exception):
         self.status = status
 
 
-def decode_image(payload: bytes, filename: str, max_pixels: int) -> np.ndarray:
-    """Decode an uploaded TIFF/PNG/JPEG into one 2-D gray or RGB(A) frame.
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an upload's header says, read without decoding its pixels."""
+
+    kind: str  # "tiff", "png" or "jpeg"
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the decoded image takes."""
+        return int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize
+
+
+def _describe(header: ImageHeader) -> str:
+    return f"{' x '.join(str(n) for n in header.shape)} {header.dtype}"
+
+
+def read_header(payload: bytes, filename: str) -> ImageHeader:
+    """Shape and dtype of an uploaded TIFF/PNG/JPEG from its header (no pixels decoded).
 
     Raises
     ------
     RequestError
-        415 for a file that is not an image, 422 for a corrupt one or one that
-        is not a single 2-D frame, 413 for too many pixels.
+        415 for a file that is not an image, 422 for an unreadable header.
     """
+    name = filename or "the upload"
     if not payload:
         raise RequestError(422, "the upload is empty")
-    is_tiff = payload[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-    is_png = payload[:8] == b"\x89PNG\r\n\x1a\n"
-    is_jpeg = payload[:3] == b"\xff\xd8\xff"
-    if not (is_tiff or is_png or is_jpeg):
-        raise RequestError(415, f"{filename or 'the upload'} is not a TIFF, PNG or JPEG image")
+    if payload[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        kind = "tiff"
+    elif payload[:8] == b"\x89PNG\r\n\x1a\n":
+        kind = "png"
+    elif payload[:3] == b"\xff\xd8\xff":
+        kind = "jpeg"
+    else:
+        raise RequestError(415, f"{name} is not a TIFF, PNG or JPEG image")
     try:
-        if is_tiff:
+        if kind == "tiff":
             import tifffile
 
             with tifffile.TiffFile(io.BytesIO(payload)) as tiff:
-                shape = tiff.series[0].shape
-                if int(np.prod(shape)) > max_pixels * 4:
-                    raise RequestError(413, f"image of shape {shape} is too large")
-                image = tiff.asarray()
+                series = tiff.series[0]
+                return ImageHeader(kind, tuple(int(n) for n in series.shape), np.dtype(series.dtype))
+        import imageio.v3 as iio
+
+        properties = iio.improps(payload)
+        return ImageHeader(kind, tuple(int(n) for n in properties.shape), np.dtype(properties.dtype))
+    except Exception as error:  # decoders raise many types for corrupt data
+        raise RequestError(422, f"cannot decode {name}: {type(error).__name__}") from None
+
+
+def check_header(header: ImageHeader, settings: ServiceSettings) -> None:
+    """Refuse what the header already shows to be too large or unusable, before decoding.
+
+    Raises
+    ------
+    RequestError
+        413 for more decoded bytes than ``max_image_bytes`` or more pixels
+        than ``max_pixels``; 415 for complex or other non-real pixel types;
+        422 for anything but one 2-D gray or RGB(A) frame.
+    """
+    if header.nbytes > settings.max_image_bytes:
+        raise RequestError(
+            413,
+            f"image of {_describe(header)} would take {header.nbytes / 1e6:,.0f} MB decoded; the limit is "
+            f"{settings.max_image_bytes / 1e6:,.0f} MB (ServiceSettings.max_image_bytes)",
+        )
+    if header.dtype.kind not in "buif":
+        raise RequestError(
+            415, f"images of type {header.dtype} are not supported: send integer or float pixels"
+        )
+    shape = tuple(n for n in header.shape if n != 1) or header.shape[-2:]
+    rgb = len(shape) == 3 and shape[-1] in (3, 4)
+    if len(shape) != 2 and not rgb:
+        raise RequestError(422, f"expected one 2-D gray or RGB image, got an array of shape {header.shape}")
+    if shape[0] * shape[1] > settings.max_pixels:
+        raise RequestError(
+            413,
+            f"image of {shape[1]} x {shape[0]} px is too large: the limit is {settings.max_pixels:,} px "
+            "(ServiceSettings.max_pixels)",
+        )
+    if min(shape[:2]) < 8:
+        raise RequestError(422, f"image of {shape[1]} x {shape[0]} px is too small")
+
+
+def decode_image(payload: bytes, filename: str, settings: ServiceSettings | int) -> np.ndarray:
+    """Decode an uploaded TIFF/PNG/JPEG into one 2-D gray or RGB(A) frame.
+
+    The header is checked first (:func:`check_header`): nothing is decoded
+    that would exceed the limits.
+
+    Parameters
+    ----------
+    payload : bytes
+        The uploaded file.
+    filename : str
+        Its name, for messages.
+    settings : ServiceSettings or int
+        The limits (an int is ``max_pixels`` with the other limits at their defaults).
+
+    Raises
+    ------
+    RequestError
+        415 for a file that is not an image or has complex pixels, 422 for a
+        corrupt one or one that is not a single 2-D frame, 413 beyond the limits.
+    """
+    if not isinstance(settings, ServiceSettings):
+        settings = ServiceSettings(max_pixels=int(settings))
+    header = read_header(payload, filename)
+    check_header(header, settings)
+    try:
+        if header.kind == "tiff":
+            import tifffile
+
+            with tifffile.TiffFile(io.BytesIO(payload)) as tiff:
+                image = tiff.series[0].asarray()
         else:
             import imageio.v3 as iio
 
-            properties = iio.improps(payload)
-            if int(np.prod(properties.shape[:2])) > max_pixels:
-                raise RequestError(
-                    413, f"image of {properties.shape[1]} x {properties.shape[0]} px is too large"
-                )
             image = iio.imread(payload)
-    except RequestError:
-        raise
     except Exception as error:  # decoders raise many types for corrupt data
         raise RequestError(422, f"cannot decode {filename or 'the upload'}: {type(error).__name__}") from None
     image = np.squeeze(np.asarray(image))
+    if image.nbytes > settings.max_image_bytes or image.ndim < 2:
+        # a header that lied about its size
+        raise RequestError(422, f"{filename or 'the upload'} decodes to {image.shape}, unlike its header")
     rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
     if image.ndim != 2 and not rgb:
         raise RequestError(422, f"expected one 2-D gray or RGB image, got an array of shape {image.shape}")
-    if image.shape[0] * image.shape[1] > max_pixels:
-        raise RequestError(413, f"image of {image.shape[1]} x {image.shape[0]} px exceeds {max_pixels} px")
+    if image.shape[0] * image.shape[1] > settings.max_pixels:
+        size = f"{image.shape[1]} x {image.shape[0]}"
+        raise RequestError(413, f"image of {size} px exceeds {settings.max_pixels} px")
     if min(image.shape[:2]) < 8:
         raise RequestError(422, f"image of {image.shape[1]} x {image.shape[0]} px is too small")
     return image
 
 
-def render_response(image: np.ndarray, segmentation: Any, response_format: str, filename: str):
+def render_response(
+    image: np.ndarray,
+    segmentation: Any,
+    response_format: str,
+    filename: str,
+    should_stop: Callable[[], bool] | None = None,
+):
     """Encode a result as PNG (outlined), COCO-style json, or a 16-bit label PNG."""
     from fastapi.responses import JSONResponse, Response
 
     if response_format == "json":
         from napari_livecell.core.coco import CocoImage, build_coco
 
-        coco = build_coco([CocoImage(1, filename or "upload", segmentation)], with_scores=True)
+        coco = build_coco(
+            [CocoImage(1, filename or "upload", segmentation)], with_scores=True, should_stop=should_stop
+        )
         return JSONResponse(coco)
     from napari_livecell.core.render import draw_outlines, png_bytes
 
@@ -119,16 +249,46 @@ def render_response(image: np.ndarray, segmentation: Any, response_format: str, 
     )
 
 
+def _run_request(
+    payload: bytes,
+    filename: str,
+    settings: ServiceSettings,
+    model: Any,
+    predict: Any,
+    response_format: str,
+    stop: threading.Event,
+):
+    """Decode, segment and encode one upload in a worker thread, stopping when ``stop`` is set.
+
+    ``stop`` is checked between tiles of the frame and every 256 cells of the
+    json, so a request over its time limit (or a server shutting down) frees
+    its worker within one tile.
+    """
+    from napari_livecell.core.predict import Cancelled, segment_frame_steps
+
+    frame = decode_image(payload, filename, settings)
+    steps = segment_frame_steps(frame, model, predict)
+    while True:
+        if stop.is_set():
+            raise Cancelled("stopped between tiles")
+        try:
+            next(steps)
+        except StopIteration as finished:
+            result = finished.value
+            break
+    return render_response(frame, result, response_format, filename, should_stop=stop.is_set)
+
+
 def create_app(settings: ServiceSettings | None = None):
     """Build the FastAPI application (the model loads at start-up)."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
     from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import PredictSettings, import_inference_modules, segment_frame
+    from napari_livecell.core.predict import Cancelled, PredictSettings, import_inference_modules
 
     settings = settings or ServiceSettings()
-    state: dict[str, Any] = {"model": None}
+    state: dict[str, Any] = {"model": None, "running": set()}
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -137,6 +297,10 @@ def create_app(settings: ServiceSettings | None = None):
         state["slots"] = asyncio.Semaphore(settings.concurrency)
         state["waiting"] = 0
         yield
+        # shutting down: running inferences stop at their next tile, so the
+        # process can exit (worker threads are joined at exit)
+        for stop in list(state["running"]):
+            stop.set()
 
     app = FastAPI(
         title="napari-livecell",
@@ -152,7 +316,7 @@ def create_app(settings: ServiceSettings | None = None):
     async def health():
         if state["model"] is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        return {"status": "ok", "waiting": state["waiting"]}
+        return {"status": "ok", "waiting": state["waiting"], "running": len(state["running"])}
 
     @app.get("/model")
     async def model_info():
@@ -165,37 +329,139 @@ def create_app(settings: ServiceSettings | None = None):
             "device": model.device,
         }
 
+    def too_slow() -> RequestError:
+        return RequestError(
+            504,
+            f"the request took longer than its limit of {settings.request_timeout_s:g} s and was "
+            "cancelled: send a smaller image, or raise ServiceSettings.request_timeout_s",
+        )
+
     @app.post("/segment")
     async def segment_image(
         image: UploadFile = File(..., description="TIFF, PNG or JPEG; 8- or 16-bit; gray or RGB"),
-        conf: float = Query(0.4, ge=0.0, le=1.0, description="confidence threshold"),
-        iou: float = Query(0.6, ge=0.0, le=1.0, description="NMS IoU threshold"),
-        imgsz: int = Query(704, ge=32, le=4096, description="network input size"),
+        conf: float = Query(DEFAULT_CONF, ge=0.0, le=1.0, description="confidence threshold"),
+        iou: float = Query(DEFAULT_IOU, ge=0.0, le=1.0, description="NMS IoU threshold"),
+        imgsz: int = Query(DEFAULT_IMGSZ, ge=32, le=4096, description="network input size"),
         format: str = Query("png", pattern="^(png|json|labels)$", description="png, json or labels"),
     ):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.request_timeout_s
         payload = await image.read(settings.max_upload_bytes + 1)
         if len(payload) > settings.max_upload_bytes:
             raise RequestError(413, f"upload larger than {settings.max_upload_bytes} bytes")
-        frame = await asyncio.to_thread(decode_image, payload, image.filename or "", settings.max_pixels)
+        filename = image.filename or ""
+        # the header decides before any pixel is decoded (a small zlib TIFF can declare gigabytes)
+        check_header(read_header(payload, filename), settings)
         if state["waiting"] >= settings.queue:
             raise RequestError(503, "busy: too many requests are waiting; retry shortly")
         state["waiting"] += 1
         try:
-            await state["slots"].acquire()
+            await asyncio.wait_for(state["slots"].acquire(), max(deadline - loop.time(), 0.001))
+        except TimeoutError:
+            raise RequestError(503, "busy: no inference slot freed up in time; retry later") from None
         finally:
             state["waiting"] -= 1
-        try:
-            predict = PredictSettings(conf=conf, iou=iou, imgsz=imgsz)
-            result = await asyncio.to_thread(segment_frame, frame, state["model"], predict)
-        finally:
+        stop = threading.Event()
+        state["running"].add(stop)
+        predict = PredictSettings(conf=conf, iou=iou, imgsz=imgsz)
+        arguments = (payload, filename, settings, state["model"], predict, format, stop)
+        work = asyncio.ensure_future(asyncio.to_thread(_run_request, *arguments))
+
+        def finished(_task) -> None:
+            # the slot is free only when the thread is: a cancelled request keeps it until the next tile
             state["slots"].release()
-        return await asyncio.to_thread(render_response, frame, result, format, image.filename or "")
+            state["running"].discard(stop)
+
+        work.add_done_callback(finished)
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), max(deadline - loop.time(), 0.001))
+        except TimeoutError:
+            stop.set()
+            raise too_slow() from None
+        except Cancelled:
+            raise too_slow() from None
+        except BaseException:
+            stop.set()  # the client left or the server is stopping
+            raise
 
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, settings: ServiceSettings | None = None) -> None:
-    """Run the service with uvicorn (blocks)."""
+def _protocol_with_read_timeout(seconds: float):
+    """Uvicorn's h11 protocol, closing connections that do not send a whole request in time.
+
+    uvicorn times out idle keep-alive connections but waits forever for the
+    headers (and body) of a request that has begun: a client that sends half
+    its headers and stalls would hold its connection open for good.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class ReadTimeoutH11Protocol(H11Protocol):
+        read_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self.read_timer is not None:
+                self.read_timer.cancel()
+            self.read_timer = self.loop.call_later(seconds, self._read_timed_out)
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()  # the next request on this connection gets the same time
+
+        def connection_lost(self, exc) -> None:
+            if self.read_timer is not None:
+                self.read_timer.cancel()
+            super().connection_lost(exc)
+
+        def _read_timed_out(self) -> None:
+            cycle = self.cycle
+            received = cycle is not None and not cycle.more_body and not cycle.response_complete
+            if not received and not self.transport.is_closing():
+                self.transport.close()  # the request never arrived whole
+
+    return ReadTimeoutH11Protocol
+
+
+def uvicorn_config(app, host: str = "127.0.0.1", port: int = 8000, settings: ServiceSettings | None = None):
+    """The uvicorn configuration the service runs with: its timeouts and limits.
+
+    Parameters
+    ----------
+    app : fastapi.FastAPI
+        From :func:`create_app`.
+    host : str
+        ``127.0.0.1`` (default) answers this machine only; ``0.0.0.0`` the network.
+    port : int
+        TCP port (0: any free one).
+    settings : ServiceSettings, optional
+        Timeouts: ``read_timeout_s``, ``keep_alive_s``, ``shutdown_timeout_s``.
+
+    Returns
+    -------
+    uvicorn.Config
+    """
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=os.environ.get("LOG_LEVEL", "info"))
+    settings = settings or ServiceSettings()
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=os.environ.get("LOG_LEVEL", "info"),
+        http=_protocol_with_read_timeout(settings.read_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        h11_max_incomplete_event_size=16 * 1024,  # headers larger than 16 KiB are refused
+        limit_concurrency=64 + settings.queue,  # connections beyond get 503 from uvicorn itself
+    )
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, settings: ServiceSettings | None = None) -> None:
+    """Run the service with uvicorn until SIGINT/SIGTERM (blocks)."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn_config(create_app(settings), host, port, settings)).run()

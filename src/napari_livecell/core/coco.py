@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,13 +103,16 @@ def segmentation_annotations(
     with_scores: bool,
     statuses: Sequence[str] | None = None,
     rle: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[dict]:
     """COCO annotation dicts for every cell of ``segmentation``.
 
     Category ids are the model's class ids + 1 (COCO reserves 0). Cells are
     written as polygons (one per part; COCO joins the parts of a cell by
     union) unless ``rle`` is set. A cell with a hole is always written as
-    RLE, because a union of polygons cannot keep a hole.
+    RLE, because a union of polygons cannot keep a hole. ``should_stop`` is
+    polled every 256 cells; when it returns True,
+    :class:`napari_livecell.core.predict.Cancelled` is raised.
     """
     from napari_livecell.core.segmentation import cell_boxes, mask_rings
 
@@ -120,6 +123,10 @@ def segmentation_annotations(
     scores = np.round(segmentation.scores.astype(float), 5).tolist()
     slices = cell_boxes(segmentation.labels)  # once: Segmentation.bboxes would search again
     for index in range(segmentation.n_cells):
+        if should_stop is not None and index % 256 == 0 and should_stop():
+            from napari_livecell.core.predict import Cancelled
+
+            raise Cancelled(f"cancelled after {index} of {segmentation.n_cells} cells")
         box = slices[index] if index < len(slices) else None
         if box is None or areas[index] == 0:
             continue
@@ -158,6 +165,7 @@ def build_coco(
     class_names: dict[int, str] | None = None,
     with_scores: bool = False,
     rle: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Assemble a COCO dict (LIVECell layout) from segmented images.
 
@@ -171,6 +179,9 @@ def build_coco(
         Write each cell's ``score`` (prediction files).
     rle : bool
         Write every cell as compressed RLE instead of polygons.
+    should_stop : callable, optional
+        Polled every 256 cells; returning True raises
+        :class:`napari_livecell.core.predict.Cancelled`.
 
     Returns
     -------
@@ -208,6 +219,7 @@ def build_coco(
                 with_scores,
                 entry.statuses,
                 rle,
+                should_stop,
             )
         )
     return coco
