@@ -159,3 +159,20 @@ def test_curation_finds_images_with_removed_annotations(tmp_path, capsys):
     assert len(flagged - damaged) <= 1
     curated = json.loads((out / "annotations_curated.json").read_text())
     assert {image["id"] for image in curated["images"]} == {image["id"] for image in coco["images"]} - flagged
+
+
+@pytest.mark.parametrize("with_bbox", [False, True], ids=["no-bbox", "bbox"])
+def test_a_prediction_with_an_empty_segmentation_is_a_one_line_error(
+    truth_and_predictions, tmp_path, capsys, with_bbox
+):
+    from napari_livecell.cli import main
+
+    truth, predictions = truth_and_predictions
+    empty = dict(predictions["annotations"][0], segmentation=[])
+    if not with_bbox:
+        empty.pop("bbox")
+    (tmp_path / "gt.json").write_text(json.dumps(truth))
+    (tmp_path / "pred.json").write_text(json.dumps([empty, *predictions["annotations"][1:]]))
+    assert main(["evaluate", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json")]) == 2
+    err = capsys.readouterr().err
+    assert "empty segmentation" in err and "Traceback" not in err and err.count("\n") == 1

@@ -122,6 +122,22 @@ def _add_box_from_mask(result: dict, height: int, width: int) -> None:
     result["bbox"] = [float(v) for v in mask_utils.toBbox(rle)]
 
 
+def _check_segmentation(result: dict, number: int) -> None:
+    """Refuse a prediction whose mask is empty or malformed (pycocotools would raise IndexError)."""
+    if "segmentation" not in result:
+        return
+    segmentation = result["segmentation"]
+    where = f"prediction {number} (image {result.get('image_id')})"
+    if isinstance(segmentation, list):
+        if not segmentation or not all(isinstance(ring, list) and len(ring) >= 6 for ring in segmentation):
+            raise CocoFormatError(
+                f"{where} has an empty segmentation or a polygon of fewer than 3 points: "
+                "remove it or give it a polygon or RLE"
+            )
+    elif not isinstance(segmentation, dict) or not segmentation.get("counts"):
+        raise CocoFormatError(f"{where} has an empty segmentation (no polygon and no RLE counts)")
+
+
 def _summary(evaluator, settings: EvaluationSettings) -> dict[str, float]:
     """AP, AP50, AP75, APs, APm, APl at the last maxDets, as COCO's summarize does."""
     precision = evaluator.eval["precision"]  # [T, R, K, A, M]
@@ -195,9 +211,10 @@ def evaluate(
             f"ground truth does not define ({sorted(category_ids)})"
         )
     sizes = {image["id"]: (image["height"], image["width"]) for image in truth["images"]}
-    for result in results:
+    for number, result in enumerate(results, start=1):
         if "score" not in result:
             raise CocoFormatError("every prediction needs a 'score'")
+        _check_segmentation(result, number)
         result.pop("id", None)
         if "bbox" not in result:
             _add_box_from_mask(result, *sizes[result["image_id"]])
