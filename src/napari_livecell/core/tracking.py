@@ -324,26 +324,55 @@ def track_cells(
         graph: dict[int, list[int]] = {}
     else:
         cells = cells.sort_values(["t", "label"], ignore_index=True)
-        points = cells.assign(tt=cells["t"].astype(float))
-        linked, splits, _ = tracker.predict_dataframe(points, ["y", "x", "tt"], frame_col="t")
-        # laptrack returns rows in input order with its own 0-based track ids;
-        # renumber by first appearance (then input id), so frame 0's cells keep
-        # their order and ids are deterministic
-        raw = linked["track_id"].to_numpy()
+        raw, splits = _predict(tracker, cells, labels.shape[0])
+        # renumber laptrack's segments by first appearance (then input id), so
+        # frame 0's cells keep their order and ids are deterministic
         first = pd.DataFrame({"raw": raw, "t": cells["t"].to_numpy(), "label": cells["label"].to_numpy()})
         order = first.sort_values(["t", "label"]).drop_duplicates("raw")["raw"].to_numpy()
-        renumber = dict(zip(order.tolist(), range(1, len(order) + 1)))
-        table = cells.assign(track_id=[renumber[r] for r in raw.tolist()])[TABLE_COLUMNS]
+        renumber = np.zeros(int(raw.max()) + 1, dtype=np.int64)
+        renumber[order] = np.arange(1, len(order) + 1)
+        table = cells.assign(track_id=renumber[raw])[TABLE_COLUMNS]
         table = table.sort_values(["track_id", "t"], ignore_index=True)
         graph = {}
-        if splits.empty:  # laptrack's empty frame has no columns
-            splits = pd.DataFrame({"parent_track_id": [], "child_track_id": []})
-        for mother, daughter in zip(splits["parent_track_id"].tolist(), splits["child_track_id"].tolist()):
-            graph.setdefault(renumber[daughter], []).append(renumber[mother])
+        for mother, daughter in splits:
+            graph.setdefault(int(renumber[daughter]), []).append(int(renumber[mother]))
     result_labels = relabel_stack(labels, table) if relabel else labels
     return TrackingResult(
         labels=result_labels, table=table, graph=graph, features=track_features(table, graph)
     )
+
+
+def _predict(tracker, cells: pd.DataFrame, n_frames: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Run laptrack; return a segment number per row of ``cells`` and ``(mother, daughter)`` segments.
+
+    laptrack's own ``predict_dataframe`` converts its graph with one pandas
+    assignment per cell (26 of 29 s for 40 frames x 300 cells); the graph is
+    converted here with arrays instead: a node with two successors is a
+    division, and cutting those edges leaves one chain per track.
+    """
+    import networkx as nx
+
+    t = cells["t"].to_numpy()
+    counts = np.bincount(t, minlength=n_frames)
+    offsets = np.r_[0, np.cumsum(counts)]
+    points = np.column_stack([cells["y"].to_numpy(), cells["x"].to_numpy(), t.astype(float)])
+    coords = [points[offsets[frame] : offsets[frame + 1]] for frame in range(n_frames)]
+    tree = tracker.predict(coords)
+    chains = nx.Graph()
+    chains.add_nodes_from(tree.nodes)
+    divisions: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    for node in tree.nodes:
+        children = list(tree.successors(node))
+        if len(children) > 1:
+            divisions += [(node, child) for child in children]
+        else:
+            chains.add_edges_from((node, child) for child in children)
+    segment = np.empty(len(cells), dtype=np.int64)
+    for number, component in enumerate(nx.connected_components(chains)):
+        rows = [offsets[frame] + index for frame, index in component]
+        segment[rows] = number
+    splits = [(int(segment[offsets[m[0]] + m[1]]), int(segment[offsets[d[0]] + d[1]])) for m, d in divisions]
+    return segment, splits
 
 
 def _division_cost(cells: pd.DataFrame, overlaps: dict, cutoff: float):
