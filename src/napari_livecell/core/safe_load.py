@@ -168,7 +168,7 @@ def _unsafe_globals(path: Path) -> list[str]:
             ) from None
         return _legacy_globals(path)
     except Exception as error:  # a damaged zip raises RuntimeError, others vary
-        raise ModelError(f"cannot read {path.name} as a PyTorch checkpoint: {_first_line(error)}") from None
+        raise _unreadable(path, _first_line(error)) from None
 
 
 def _legacy_globals(path: Path) -> list[str]:
@@ -208,6 +208,10 @@ def _unpickler_reason(error: BaseException) -> str:
     """The restricted unpickler's own reason, without torch's paragraph around it."""
     found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(error), re.DOTALL)
     return found.group(1).strip().splitlines()[0] if found else _first_line(error)
+
+
+def _unreadable(path: Path, reason: str) -> ModelError:
+    return ModelError(f"cannot read {path.name} as a PyTorch checkpoint (corrupt or not a model): {reason}")
 
 
 def _first_line(error: BaseException) -> str:
@@ -287,9 +291,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         reason = _unpickler_reason(error)
         if "getattr(" in reason:
             raise _refusal(path, reason) from None
-        raise ModelError(f"cannot read {path.name} as a PyTorch checkpoint: {reason}") from None
+        raise _unreadable(path, reason) from None
     except (RuntimeError, EOFError, OSError) as error:
-        raise ModelError(f"cannot read {path.name} as a PyTorch checkpoint: {_first_line(error)}") from None
+        raise _unreadable(path, _first_line(error)) from None
 
 
 def _ultralytics_torch_load(f, *args, map_location: Any = "cpu", weights_only: bool | None = None, **kwargs):
