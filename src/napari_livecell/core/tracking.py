@@ -46,20 +46,147 @@ def _frame(labels, t: int) -> np.ndarray:
     return np.asarray(frame)
 
 
-def _overlaps(previous: np.ndarray, current: np.ndarray) -> dict[int, dict[int, int]]:
-    """``{cell in current: {cell in previous: shared pixels}}`` of two frames."""
-    both = (previous > 0) & (current > 0)
-    if not both.any():
-        return {}
-    width = int(previous.max()) + 1
-    codes, counts = np.unique(current[both].astype(np.int64) * width + previous[both], return_counts=True)
-    shared: dict[int, dict[int, int]] = {}
-    for code, count in zip((codes // width).tolist(), zip((codes % width).tolist(), counts.tolist())):
-        shared.setdefault(code, {})[count[0]] = count[1]
-    return shared
+def _ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct ``values`` and each value's index among them (``np.unique`` with inverse).
+
+    Label ids are small integers in practice, so a presence table is used
+    instead of a sort whenever it is not much larger than the input.
+    """
+    if values.size == 0:
+        return values.astype(np.int64), np.zeros(0, dtype=np.intp)
+    top = int(values.max())
+    if top > 4 * values.size + 65536:
+        return np.unique(values, return_inverse=True)
+    present = np.zeros(top + 1, dtype=bool)
+    present[values] = True
+    ids = np.flatnonzero(present)
+    index = np.zeros(top + 1, dtype=np.intp)
+    index[ids] = np.arange(len(ids))
+    return ids, index[values]
 
 
-def cell_table(labels, frames: Iterable[int] | None = None, overlaps: dict | None = None) -> pd.DataFrame:
+@dataclass
+class FrameCells:
+    """What one pass over a label frame measures (see :func:`measure_frame`).
+
+    Attributes
+    ----------
+    label, y, x, area : numpy.ndarray
+        Per cell, sorted by label: id, centroid (row, column) and pixels.
+    overlap_label, overlap_previous, overlap_pixels : numpy.ndarray
+        Pairs (cell, cell of the previous frame) that share pixels, and how
+        many; empty when no previous frame was given.
+    """
+
+    label: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    area: np.ndarray
+    overlap_label: np.ndarray
+    overlap_previous: np.ndarray
+    overlap_pixels: np.ndarray
+
+
+def measure_frame(frame: np.ndarray, previous: np.ndarray | None = None) -> FrameCells:
+    """Centroid and area of every cell of a label frame, and its overlaps with the previous frame.
+
+    One vectorised pass over the frame: the frame is cut into horizontal runs
+    of one label (and one label of ``previous``), and every sum is taken over
+    the runs, which are ~20x fewer than the pixels. The centroids equal
+    ``skimage.measure.regionprops_table``'s bit for bit (both divide an exact
+    integer sum of coordinates by the area); regionprops builds one Python
+    object per cell and costs 15-45 ms for a 704 x 520 frame of 300 cells,
+    this ~1-2 ms.
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        2-D integer label image; 0 is background.
+    previous : numpy.ndarray, optional
+        The previous frame (same shape), for the overlaps.
+
+    Returns
+    -------
+    FrameCells
+        Per-cell measurements sorted by label, and the overlap pairs.
+    """
+    frame = np.asarray(frame)
+    if frame.ndim != 2:
+        raise ValueError(f"expected a 2-D label frame, got shape {frame.shape}")
+    if previous is not None:
+        previous = np.asarray(previous)
+        if previous.shape != frame.shape:
+            raise ValueError(f"frames differ in shape: {previous.shape} and {frame.shape}")
+    empty = np.zeros(0, dtype=np.int64)
+    width = frame.shape[1]
+    flat = frame.ravel()
+    if flat.size == 0:
+        return FrameCells(empty, empty.astype(float), empty.astype(float), empty, empty, empty, empty)
+    # a run ends where the label changes, where the previous frame's label
+    # changes (so each run lies in one overlap pair) and at the end of a row
+    change = flat[1:] != flat[:-1]
+    if previous is not None:
+        before = previous.ravel()
+        change |= before[1:] != before[:-1]
+    change[width - 1 :: width] = True
+    starts = np.empty(int(np.count_nonzero(change)) + 1, dtype=np.intp)
+    starts[0] = 0
+    starts[1:] = np.flatnonzero(change) + 1
+    lengths = np.diff(starts, append=flat.size)
+    labels = flat[starts].astype(np.int64)
+    cell = labels > 0
+    starts, lengths, labels = starts[cell], lengths[cell], labels[cell]
+    rows, cols = np.divmod(starts, width)
+    ids, which = _ids(labels)
+    n = len(ids)
+    # float64 sums of integers stay exact below 2**53: centroids are exact means
+    area = np.bincount(which, weights=lengths, minlength=n)
+    sum_y = np.bincount(which, weights=rows * lengths, minlength=n)
+    sum_x = np.bincount(which, weights=cols * lengths + lengths * (lengths - 1) // 2, minlength=n)
+    overlap = (empty, empty, empty)
+    if previous is not None:
+        earlier = before[starts].astype(np.int64)
+        both = earlier > 0
+        if both.any():
+            span = int(earlier.max()) + 1
+            codes, where = _ids(which[both].astype(np.int64) * span + earlier[both])
+            shared = np.bincount(where, weights=lengths[both], minlength=len(codes)).astype(np.int64)
+            overlap = (ids[codes // span], codes % span, shared)
+    return FrameCells(ids.astype(np.int64), sum_y / area, sum_x / area, area.astype(np.int64), *overlap)
+
+
+class Overlaps:
+    """Pixels shared by a cell and the cells of the previous frame, for every frame measured.
+
+    Filled by :func:`cell_table`; :meth:`shared` looks one pair up. Stored
+    as arrays per frame (a dict per cell costs more than measuring the frame).
+    """
+
+    def __init__(self) -> None:
+        self._frames: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._lookups: dict[int, dict[tuple[int, int], int]] = {}
+
+    def add(self, t: int, cells: FrameCells) -> None:
+        """Record frame ``t``'s overlaps with frame ``t - 1``."""
+        self._frames[t] = (cells.overlap_label, cells.overlap_previous, cells.overlap_pixels)
+
+    def shared(self, t: int, label: int, previous_label: int) -> int:
+        """Pixels of cell ``label`` in frame ``t`` that ``previous_label`` held in frame ``t - 1``."""
+        lookup = self._lookups.get(t)
+        if lookup is None:
+            label_, previous_, pixels = self._frames.get(t, (np.zeros(0),) * 3)
+            lookup = dict(zip(zip(label_.tolist(), previous_.tolist()), pixels.tolist()))
+            self._lookups[t] = lookup
+        return lookup.get((int(label), int(previous_label)), 0)
+
+    def of(self, t: int, label: int) -> dict[int, int]:
+        """``{cell of frame t - 1: shared pixels}`` of cell ``label`` in frame ``t``."""
+        label_, previous_, pixels = self._frames.get(t, (np.zeros(0),) * 3)
+        mine = label_ == label
+        return dict(zip(previous_[mine].tolist(), pixels[mine].tolist()))
+
+
+def cell_table(labels, frames: Iterable[int] | None = None, overlaps: Overlaps | None = None) -> pd.DataFrame:
     """Centroid and area of every cell of every frame, read frame by frame.
 
     Parameters
@@ -69,45 +196,43 @@ def cell_table(labels, frames: Iterable[int] | None = None, overlaps: dict | Non
         returns a 2-D frame for ``labels[t]``.
     frames : iterable of int, optional
         Frames to measure; all by default.
-    overlaps : dict, optional
-        Filled with ``{(t, label): {label in frame t - 1: shared pixels}}``
-        while the frames are read (what division detection needs, without
-        a second pass over the stack).
+    overlaps : Overlaps, optional
+        Filled with the pixels each cell shares with the cells of frame
+        ``t - 1`` (what division detection needs), from the same pass.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``t, label, y, x, area`` (one row per cell and frame, sorted
-        by ``t`` then ``label``).
+        by ``t`` then ``label``); the same numbers as
+        ``skimage.measure.regionprops_table`` (see :func:`measure_frame`).
     """
-    from skimage.measure import regionprops_table
-
     if len(labels.shape) != 3:
         raise ValueError(f"expected a (T, Y, X) label stack, got shape {labels.shape}")
-    parts = []
+    parts: list[FrameCells] = []
+    times: list[int] = []
     previous: tuple[int, np.ndarray] | None = None
     for t in range(labels.shape[0]) if frames is None else frames:
         frame = _frame(labels, t)
-        props = regionprops_table(frame, properties=("label", "centroid", "area"))
+        # previous is only kept when overlaps are wanted
+        before = previous[1] if previous is not None and previous[0] == t - 1 else None
+        cells = measure_frame(frame, before)
         if overlaps is not None:
-            if previous is not None and previous[0] == t - 1:
-                for label, shared in _overlaps(previous[1], frame).items():
-                    overlaps[(t, label)] = shared
+            overlaps.add(t, cells)
             previous = (t, frame)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "t": np.full(len(props["label"]), t, dtype=np.int64),
-                    "label": props["label"].astype(np.int64),
-                    "y": props["centroid-0"],
-                    "x": props["centroid-1"],
-                    "area": props["area"].astype(np.int64),
-                }
-            )
-        )
+        parts.append(cells)
+        times.append(t)
     if not parts:
         return pd.DataFrame({"t": [], "label": [], "y": [], "x": [], "area": []})
-    return pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(
+        {
+            "t": np.repeat(np.asarray(times, dtype=np.int64), [len(p.label) for p in parts]),
+            "label": np.concatenate([p.label for p in parts]),
+            "y": np.concatenate([p.y for p in parts]),
+            "x": np.concatenate([p.x for p in parts]),
+            "area": np.concatenate([p.area for p in parts]),
+        }
+    )
 
 
 def tracks_from_labels(labels) -> pd.DataFrame:
@@ -301,7 +426,7 @@ def track_cells(
     """
     from laptrack import LapTrack
 
-    overlaps: dict[tuple[int, int], dict[int, int]] = {}
+    overlaps = Overlaps()
     cells = cell_table(labels, overlaps=overlaps if divisions else None)
     if max_distance is None:
         max_distance = _default_max_distance(cells)
@@ -375,7 +500,7 @@ def _predict(tracker, cells: pd.DataFrame, n_frames: int) -> tuple[np.ndarray, l
     return segment, splits
 
 
-def _division_cost(cells: pd.DataFrame, overlaps: dict, cutoff: float):
+def _division_cost(cells: pd.DataFrame, overlaps: Overlaps, cutoff: float):
     """Division (splitting) cost for laptrack: low when the mother covered most of the daughter.
 
     laptrack calls it with coordinate rows ``(y, x, t)`` of a track's first
@@ -385,22 +510,30 @@ def _division_cost(cells: pd.DataFrame, overlaps: dict, cutoff: float):
     cutoff``, where ``covered`` is the share of the daughter's pixels that the
     candidate held in the previous frame. No overlap: no division.
     """
-    key = dict(
-        zip(
-            zip(cells["t"].tolist(), cells["y"].tolist(), cells["x"].tolist()),
-            zip(cells["label"].tolist(), cells["area"].tolist()),
-        )
-    )
+    t_all = cells["t"].to_numpy()
+    bounds = np.searchsorted(t_all, np.arange(int(t_all.max()) + 2)) if len(t_all) else np.zeros(1, int)
+    keys: dict[int, dict[tuple[float, float], tuple[int, int]]] = {}
+
+    def find(t: int, y: float, x: float) -> tuple[int, int] | None:
+        # one frame's (y, x) -> (label, area), built when laptrack first asks about that frame
+        if t not in keys:
+            rows = cells.iloc[bounds[t] : bounds[t + 1]] if 0 <= t < len(bounds) - 1 else cells.iloc[:0]
+            keys[t] = dict(
+                zip(
+                    zip(rows["y"].tolist(), rows["x"].tolist()),
+                    zip(rows["label"].tolist(), rows["area"].tolist()),
+                )
+            )
+        return keys[t].get((y, x))
 
     def cost(u: np.ndarray, v: np.ndarray) -> float:
         if u[2] < v[2]:
             u, v = v, u
-        daughter = key.get((int(u[2]), u[0], u[1]))
-        mother = key.get((int(v[2]), v[0], v[1]))
+        daughter = find(int(u[2]), u[0], u[1])
+        mother = find(int(v[2]), v[0], v[1])
         if daughter is None or mother is None:
             return np.inf
-        shared = overlaps.get((int(u[2]), daughter[0]), {}).get(mother[0], 0)
-        covered = shared / daughter[1]
+        covered = overlaps.shared(int(u[2]), daughter[0], mother[0]) / daughter[1]
         return np.inf if covered <= 0 else (1.0 - covered) * cutoff
 
     return cost
@@ -420,6 +553,8 @@ def _lookups(table: pd.DataFrame) -> dict[int, np.ndarray]:
 def _apply_lookup(frame: np.ndarray, lookup: np.ndarray | None) -> np.ndarray:
     if lookup is None:
         return np.zeros(frame.shape, dtype=np.int32)
+    if frame.size and int(frame.max()) < len(lookup):
+        return lookup[frame]
     # ids above the table's largest (none if the table came from this stack) become background
     return lookup[np.minimum(frame, len(lookup) - 1)] * (frame < len(lookup))
 
