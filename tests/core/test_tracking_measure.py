@@ -95,3 +95,30 @@ def test_wrong_shapes_are_refused():
         measure_frame(np.zeros((2, 3, 4), np.int32))
     with pytest.raises(ValueError, match="differ in shape"):
         measure_frame(np.zeros((3, 4), np.int32), np.zeros((4, 3), np.int32))
+
+
+def test_lazy_frames_come_block_by_block_in_order(lapse):
+    da = pytest.importorskip("dask.array")
+    from napari_livecell.core.tracking import iter_frames
+
+    for chunks in ((1, -1, -1), (2, -1, -1), (2, 50, 60)):
+        lazy = da.from_array(lapse.labels, chunks=chunks)
+        frames = list(iter_frames(lazy))
+        assert [t for t, _ in frames] == [0, 1, 2]
+        assert all(np.array_equal(frame, lapse.labels[t]) for t, frame in frames)
+
+
+def test_iter_track_cells_reports_every_frame(lapse):
+    from napari_livecell.core.tracking import iter_track_cells, track_cells
+
+    steps = iter_track_cells(lapse.labels)
+    seen = []
+    while True:
+        try:
+            seen.append(next(steps))
+        except StopIteration as done:
+            result = done.value
+            break
+    assert [s for s in seen if s[0] == "measuring"] == [("measuring", t, 3) for t in (1, 2, 3)]
+    assert [s for s in seen if s[0] == "relabelling"][-1] == ("relabelling", 3, 3)
+    assert np.array_equal(result.labels, track_cells(lapse.labels).labels)

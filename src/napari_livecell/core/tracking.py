@@ -28,7 +28,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +44,27 @@ def _frame(labels, t: int) -> np.ndarray:
     if hasattr(frame, "compute"):
         frame = frame.compute()
     return np.asarray(frame)
+
+
+def iter_frames(labels, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(t, frame)`` for each frame of a stack, as numpy arrays.
+
+    A dask stack is computed block by block from its delayed chunks: computing
+    ``labels[t]`` one frame at a time costs ~20 ms per frame of graph handling
+    (more the longer the stack), against ~1 ms to decode a label TIFF.
+    """
+    if frames is not None or not _is_lazy(labels):
+        for t in range(labels.shape[0]) if frames is None else frames:
+            yield t, _frame(labels, t)
+        return
+    whole_frames = (
+        labels.rechunk({1: -1, 2: -1}) if len(labels.chunks[1]) + len(labels.chunks[2]) > 2 else labels
+    )
+    t = 0
+    for block in whole_frames.to_delayed().reshape(-1):
+        for frame in np.asarray(block.compute()):
+            yield t, frame
+            t += 1
 
 
 def _ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,13 +228,22 @@ def cell_table(labels, frames: Iterable[int] | None = None, overlaps: Overlaps |
         by ``t`` then ``label``); the same numbers as
         ``skimage.measure.regionprops_table`` (see :func:`measure_frame`).
     """
+    steps = _measure_stack(labels, frames, overlaps)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def _measure_stack(labels, frames: Iterable[int] | None, overlaps: Overlaps | None):
+    """:func:`cell_table` as a generator: yields ``(frames done, frames in all)`` after each frame."""
     if len(labels.shape) != 3:
         raise ValueError(f"expected a (T, Y, X) label stack, got shape {labels.shape}")
+    order = list(range(labels.shape[0]) if frames is None else frames)
     parts: list[FrameCells] = []
-    times: list[int] = []
     previous: tuple[int, np.ndarray] | None = None
-    for t in range(labels.shape[0]) if frames is None else frames:
-        frame = _frame(labels, t)
+    for done, (t, frame) in enumerate(iter_frames(labels, frames), start=1):
         # previous is only kept when overlaps are wanted
         before = previous[1] if previous is not None and previous[0] == t - 1 else None
         cells = measure_frame(frame, before)
@@ -221,12 +251,12 @@ def cell_table(labels, frames: Iterable[int] | None = None, overlaps: Overlaps |
             overlaps.add(t, cells)
             previous = (t, frame)
         parts.append(cells)
-        times.append(t)
+        yield done, len(order)
     if not parts:
         return pd.DataFrame({"t": [], "label": [], "y": [], "x": [], "area": []})
     return pd.DataFrame(
         {
-            "t": np.repeat(np.asarray(times, dtype=np.int64), [len(p.label) for p in parts]),
+            "t": np.repeat(np.asarray(order, dtype=np.int64), [len(p.label) for p in parts]),
             "label": np.concatenate([p.label for p in parts]),
             "y": np.concatenate([p.y for p in parts]),
             "x": np.concatenate([p.x for p in parts]),
@@ -424,10 +454,44 @@ def track_cells(
     TrackingResult
         Relabelled stack, tracks table, lineage graph and per-track features.
     """
+    steps = iter_track_cells(
+        labels, max_distance=max_distance, max_gap=max_gap, divisions=divisions, relabel=relabel
+    )
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def iter_track_cells(
+    labels,
+    *,
+    max_distance: float | None = None,
+    max_gap: int = 1,
+    divisions: bool = True,
+    relabel: bool = True,
+) -> Generator[tuple[str, int, int], None, TrackingResult]:
+    """:func:`track_cells` step by step, for a thread worker that shows progress and can stop.
+
+    Yields ``(stage, done, total)``: ``"measuring"`` after each frame read,
+    ``"linking"`` before and after laptrack (one step: it cannot be
+    interrupted), ``"relabelling"`` after each frame relabelled (numpy input
+    only; a lazy input's relabelled stack stays lazy). Returns the
+    :class:`TrackingResult` (``result = yield from iter_track_cells(...)``).
+    Parameters as :func:`track_cells`.
+    """
     from laptrack import LapTrack
 
     overlaps = Overlaps()
-    cells = cell_table(labels, overlaps=overlaps if divisions else None)
+    measuring = _measure_stack(labels, None, overlaps if divisions else None)
+    while True:
+        try:
+            done, total = next(measuring)
+        except StopIteration as stop:
+            cells = stop.value
+            break
+        yield "measuring", done, total
     if max_distance is None:
         max_distance = _default_max_distance(cells)
     # coordinates are (y, x, t): t makes every centroid a unique key for the
@@ -449,7 +513,9 @@ def track_cells(
         graph: dict[int, list[int]] = {}
     else:
         cells = cells.sort_values(["t", "label"], ignore_index=True)
+        yield "linking", 0, 1
         raw, splits = _predict(tracker, cells, labels.shape[0])
+        yield "linking", 1, 1
         # renumber laptrack's segments by first appearance (then input id), so
         # frame 0's cells keep their order and ids are deterministic
         first = pd.DataFrame({"raw": raw, "t": cells["t"].to_numpy(), "label": cells["label"].to_numpy()})
@@ -461,7 +527,15 @@ def track_cells(
         graph = {}
         for mother, daughter in splits:
             graph.setdefault(int(renumber[daughter]), []).append(int(renumber[mother]))
-    result_labels = relabel_stack(labels, table) if relabel else labels
+    result_labels = labels
+    if relabel and _is_lazy(labels):
+        result_labels = relabel_stack(labels, table)
+    elif relabel:
+        result_labels = np.empty(labels.shape, dtype=np.int32)
+        lookups = _lookups(table)
+        for t, frame in iter_frames(labels):
+            result_labels[t] = _apply_lookup(frame, lookups.get(t))
+            yield "relabelling", t + 1, labels.shape[0]
     return TrackingResult(
         labels=result_labels, table=table, graph=graph, features=track_features(table, graph)
     )
@@ -559,6 +633,11 @@ def _apply_lookup(frame: np.ndarray, lookup: np.ndarray | None) -> np.ndarray:
     return lookup[np.minimum(frame, len(lookup) - 1)] * (frame < len(lookup))
 
 
+def _is_lazy(labels) -> bool:
+    """A dask array: relabelled block by block when computed."""
+    return hasattr(labels, "map_blocks") and hasattr(labels, "chunks")
+
+
 def relabel_stack(labels, table: pd.DataFrame):
     """Give every cell its track id: ``out[t][labels[t] == label] = track_id``.
 
@@ -576,7 +655,7 @@ def relabel_stack(labels, table: pd.DataFrame):
         dask array, so a lazy stack stays lazy.
     """
     lookups = _lookups(table)
-    if hasattr(labels, "map_blocks") and hasattr(labels, "chunks"):
+    if _is_lazy(labels):
 
         def relabel_block(block: np.ndarray, block_info=None) -> np.ndarray:
             start = block_info[0]["array-location"][0][0]
@@ -587,8 +666,8 @@ def relabel_stack(labels, table: pd.DataFrame):
 
         return labels.map_blocks(relabel_block, dtype=np.int32)
     out = np.empty(labels.shape, dtype=np.int32)
-    for t in range(labels.shape[0]):
-        out[t] = _apply_lookup(_frame(labels, t), lookups.get(t))
+    for t, frame in iter_frames(labels):
+        out[t] = _apply_lookup(frame, lookups.get(t))
     return out
 
 
