@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from napari_livecell.cli import convert, curate, demo, evaluate, segment, serve, synth, train
-from napari_livecell.cli.common import USER_ERRORS, CommandError
+from napari_livecell.cli import convert, curate, demo, evaluate, segment, serve, synth, track, train
+from napari_livecell.cli.common import USER_ERRORS, CommandError, describe_os_error
 
-SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo)
+SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo, track)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,10 +30,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (CommandError, *USER_ERRORS) as error:
-        message = str(error).strip("'\"") or type(error).__name__
-        print(f"napari-livecell: error: {message}", file=sys.stderr)
+    # OSError as a last resort: a disk that fills up, a mount that goes read-only mid-run
+    except (CommandError, *USER_ERRORS, OSError) as error:
+        print(f"napari-livecell: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("napari-livecell: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of a user error, on one line."""
+    if isinstance(error, OSError):
+        message = describe_os_error(error)
+    else:
+        message = str(error).strip("'\"") or type(error).__name__
+    return " ".join(message.split()) if "\n" in message else message

@@ -1,8 +1,11 @@
-"""What every subcommand shares: one-line errors and progress bars."""
+"""What every subcommand shares: one-line errors, output checks and progress bars."""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 # errors a user can fix: printed as one line, never as a traceback
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -18,11 +21,99 @@ class CommandError(Exception):
     """A failure to report as one line and exit code 2."""
 
 
-def progress_bar(total: int, description: str, unit: str = "img"):
+def describe_os_error(error: OSError) -> str:
+    """An ``OSError`` as one readable line: the reason and the file(s) it concerns.
+
+    ``str(OSError)`` reads ``[Errno 20] Not a directory: 'x'``; this gives
+    ``Not a directory: x`` (and ``a -> b`` for a failed rename).
+    """
+    if error.strerror and error.filename is not None:
+        target = os.fsdecode(error.filename)
+        if error.filename2 is not None:
+            target += f" -> {os.fsdecode(error.filename2)}"
+        return f"{error.strerror}: {target}"
+    return str(error) or type(error).__name__
+
+
+def _first_file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` that is a file, not a folder."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def ensure_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Create an output folder if needed and prove that files can be written in it.
+
+    Called before any work, so that a run that could not save its results
+    does not start.
+
+    Parameters
+    ----------
+    path : path
+        The folder.
+    option : str
+        How the user named it (``--out``, ``--triton``), for the message.
+
+    Returns
+    -------
+    Path
+        The folder, now existing and writable.
+
+    Raises
+    ------
+    CommandError
+        One line naming the folder and the reason: it is a file, it cannot be
+        created (a parent is a file, no permission, read-only file system), or
+        a file cannot be written in it.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise CommandError(f"{option} {folder} is a file, not a folder: give a folder")
+    if not folder.exists():
+        blocker = _first_file_above(folder)
+        if blocker is not None:
+            raise CommandError(f"cannot create output folder {folder}: {blocker} is a file")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise CommandError(f"cannot create output folder {folder}: {reason}") from None
+    try:
+        with tempfile.TemporaryFile(prefix=".napari-livecell-write-test-", dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise CommandError(f"cannot write to output folder {folder}: {reason}") from None
+    return folder
+
+
+def ensure_output_file(path: str | os.PathLike, option: str = "output") -> Path:
+    """Check that a file can be written at ``path`` (its folder is created if needed).
+
+    An existing file is replaced later (atomically); an existing folder is refused.
+
+    Raises
+    ------
+    CommandError
+        ``path`` is a folder, or its folder cannot be created or written to.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise CommandError(f"{option} {target} is a folder: give a file name")
+    parent = target.parent
+    if parent.exists() and not parent.is_dir():
+        raise CommandError(f"cannot write {target}: {parent} is a file, not a folder")
+    ensure_output_folder(parent, option=f"the folder of {option}")
+    return target
+
+
+def progress_bar(total: int | None, description: str, unit: str = "img", position: int | None = None):
     """A tqdm bar on stderr that disappears when done."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, leave=False, position=position)
 
 
 def weights_argument(value: str | None) -> str | None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_livecell.cli.common import USER_ERRORS, CommandError, progress_bar
+from napari_livecell.cli.common import USER_ERRORS, CommandError, ensure_output_folder, progress_bar
 from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
 
 TILE_MODES = {"auto": None, "on": True, "off": False}
@@ -46,18 +46,28 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Segment every image; write per-image outputs and one ``predictions.json``."""
+    """Segment every image; write per-image outputs and one ``predictions.json``.
+
+    Before any work: the inputs are found (leaving earlier results and the
+    output folder out), every input gets output names of its own, and the
+    output folder is created and proven writable.
+    """
     from napari_livecell.core.coco import CocoImage, build_coco, write_coco
-    from napari_livecell.core.images import find_images, read_image
+    from napari_livecell.core.images import read_image, search_images
     from napari_livecell.core.model import load_model
     from napari_livecell.core.predict import PredictSettings
     from napari_livecell.core.render import write_segment_outputs
-    from napari_livecell.core.run import Backend, FrameResult, iter_segment
+    from napari_livecell.core.run import Backend, iter_segment
 
     settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
-    paths = find_images(args.paths)
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1")
+    out = Path(args.out)
+    search = search_images(args.paths, out)
+    paths = search.paths
+    check_output_names(paths, out)
+    ensure_output_folder(out)
+    _report_skipped(search, out)
     if args.scheduler:
         return _segment_on_cluster(args, paths, settings)
     model = load_model(args.model, device=args.device)
@@ -66,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     backend = Backend(weights=args.model, device=args.device, tile=TILE_MODES[args.tile])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     entries: list[CocoImage] = []
     failures = []
     with progress_bar(len(paths), "segment") as bar:
@@ -76,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                 image = read_image(path)
                 events = iter_segment(image, backend, settings)
                 started = next(events)
-                frames = [event.segmentation for event in events if isinstance(event, FrameResult)]
+                frames = _frames_with_progress(events, started.n_frames, path.name)
             except USER_ERRORS as error:
                 failures.append(f"{path.name}: {error}")
                 bar.update(1)
@@ -108,6 +116,88 @@ def run(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"napari-livecell: error: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def output_names(stem: str) -> tuple[str, ...]:
+    """The files ``segment`` may write for an input with this stem (a stack's outlines are a TIFF)."""
+    return (f"{stem}_labels.tif", f"{stem}_outlines.png", f"{stem}_outlines.tif")
+
+
+def check_output_names(paths: list[Path], out: Path) -> None:
+    """Refuse a run in which two inputs would write the same files, or one would overwrite an input.
+
+    Names are compared without case: ``A.tif`` and ``a.png`` clash on macOS
+    and Windows file systems, and results should not depend on where they are
+    written.
+
+    Raises
+    ------
+    CommandError
+        Naming both inputs and the shared file, or the input at risk.
+    """
+    owners: dict[str, Path] = {}
+    inputs = {path.resolve() for path in paths}
+    for path in paths:
+        key = path.stem.casefold()
+        if key in owners:
+            raise CommandError(
+                f"{owners[key]} and {path} would both write {owners[key].stem}_labels.tif in {out}: "
+                "rename one, or segment them into separate --out folders"
+            )
+        owners[key] = path
+        for name in output_names(path.stem):
+            target = (out / name).resolve()
+            if target in inputs:
+                raise CommandError(
+                    f"the results of {path.name} would overwrite the input {target}: choose another --out"
+                )
+
+
+def _report_skipped(search, out: Path) -> None:
+    """Say which matched files are left out of the run, and why."""
+    from napari_livecell.core.images import OUTPUT_SUFFIXES
+
+    reasons = []
+    if search.outputs:
+        patterns = ", ".join(f"*{suffix}" for suffix in OUTPUT_SUFFIXES)
+        reasons.append(f"{len(search.outputs)} segmentation output(s) ({patterns})")
+    if search.inside_out:
+        reasons.append(f"{len(search.inside_out)} file(s) inside --out {out}")
+    if reasons:
+        print(
+            f"napari-livecell: skipped {' and '.join(reasons)}: results are never read as inputs",
+            file=sys.stderr,
+        )
+
+
+def _frames_with_progress(events, n_frames: int, name: str) -> list:
+    """Collect a run's frames, with a bar over a stack's frames and one over a large frame's tiles."""
+    from napari_livecell.core.run import FrameResult, TileProgress
+
+    frames = []
+    frame_bar = progress_bar(n_frames, name, unit="frame") if n_frames > 1 else None
+    tile_bar = None
+    try:
+        for event in events:
+            if isinstance(event, TileProgress) and event.total > 1:
+                if tile_bar is None:
+                    tile_bar = progress_bar(event.total, "", unit="tile")
+                if event.done == 1 or tile_bar.total != event.total:
+                    tile_bar.reset(total=event.total)
+                    where = f" frame {event.frame + 1}/{n_frames}" if n_frames > 1 else ""
+                    tile_bar.set_description(f"{name}{where}", refresh=False)
+                tile_bar.update(event.done - tile_bar.n)
+                if event.done == event.total:
+                    tile_bar.refresh()  # show the last tile, however soon it came
+            elif isinstance(event, FrameResult):
+                frames.append(event.segmentation)
+                if frame_bar is not None:
+                    frame_bar.update(1)
+    finally:
+        for bar in (tile_bar, frame_bar):
+            if bar is not None:
+                bar.close()
+    return frames
 
 
 def _segment_on_cluster(args: argparse.Namespace, paths: list[Path], settings) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,31 +51,125 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
-def find_images(patterns: list[str]) -> list[Path]:
+# what ``napari-livecell segment`` writes beside each input: never read back as an input
+OUTPUT_SUFFIXES = ("_labels.tif", "_outlines.png", "_outlines.tif")
+
+
+@dataclass
+class ImageSearch:
+    """Images found for a run, and the files left out on purpose.
+
+    Attributes
+    ----------
+    paths : list of Path
+        Images to read (resolved, sorted per pattern, unique).
+    outputs : list of Path
+        Files named like segmentation outputs (``*_labels.tif``,
+        ``*_outlines.png``, ``*_outlines.tif``) that a folder or glob matched.
+    inside_out : list of Path
+        Files that a folder or glob matched inside the run's output folder.
+    """
+
+    paths: list[Path] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    inside_out: list[Path] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        """How many matched files were left out."""
+        return len(self.outputs) + len(self.inside_out)
+
+
+def is_output_name(path: str | os.PathLike) -> bool:
+    """Whether a file is named like a segmentation output (``<stem>_labels.tif``, ...)."""
+    name = Path(path).name.lower()
+    return any(name.endswith(suffix) and len(name) > len(suffix) for suffix in OUTPUT_SUFFIXES)
+
+
+def search_images(patterns: list[str], out: str | os.PathLike | None = None) -> ImageSearch:
+    """Expand files, folders and glob patterns into image paths, leaving outputs out.
+
+    Folders and glob patterns never yield segmentation outputs
+    (:func:`is_output_name`) nor anything inside ``out``, so that a run never
+    reads what it (or an earlier run) wrote. A file named explicitly is always
+    taken.
+
+    Parameters
+    ----------
+    patterns : list of str
+        Files, folders (their images, not recursive) or glob patterns
+        (``**`` recurses).
+    out : path, optional
+        The run's output folder.
+
+    Returns
+    -------
+    ImageSearch
+
+    Raises
+    ------
+    ImageReadError
+        A pattern that matches nothing, or a folder without images to read
+        (the message says how many files were left out, and why).
+    """
+    out_folder = None if out is None else Path(out).resolve()
+    search = ImageSearch()
+    found: list[Path] = []
+
+    def keep(matches: list[Path], nothing: str) -> list[Path]:
+        kept = []
+        outputs, inside = 0, 0
+        for match in matches:
+            resolved = match.resolve()
+            if out_folder is not None and resolved.is_relative_to(out_folder):
+                search.inside_out.append(resolved)
+                inside += 1
+            elif is_output_name(match):
+                search.outputs.append(resolved)
+                outputs += 1
+            else:
+                kept.append(match)
+        if not kept:
+            reasons = []
+            if inside:
+                reasons.append(f"{inside} inside --out {out}")
+            if outputs:
+                names = ", ".join("*" + suffix for suffix in OUTPUT_SUFFIXES)
+                reasons.append(f"{outputs} named like outputs ({names})")
+            detail = f" ({' and '.join(reasons)}: results are never read as inputs)" if reasons else ""
+            raise ImageReadError(f"{nothing}{detail}")
+        return kept
+
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found += keep(matches, f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+        elif path.exists():
+            found.append(path)
+        elif glob.has_magic(pattern):
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+            matches = [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+            found += keep(matches, f"no images match {pattern!r}")
+        else:
+            raise ImageReadError(f"image not found: {path}")
+    search.paths = list(dict.fromkeys(p.resolve() for p in found))
+    # a file matched by one pattern and named by another is an input, not a skipped file
+    taken = set(search.paths)
+    search.outputs = [p for p in dict.fromkeys(search.outputs) if p not in taken]
+    search.inside_out = [p for p in dict.fromkeys(search.inside_out) if p not in taken]
+    return search
+
+
+def find_images(patterns: list[str], out: str | os.PathLike | None = None) -> list[Path]:
     """Expand files, folders and glob patterns into image paths (sorted, unique).
+
+    Segmentation outputs and files inside ``out`` are left out of folders and
+    globs (see :func:`search_images`).
 
     Raises
     ------
     ImageReadError
         A pattern that matches nothing, or a folder without images.
     """
-    found: list[Path] = []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not matches:
-                raise ImageReadError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
-            found += matches
-        elif path.exists():
-            found.append(path)
-        elif glob.has_magic(pattern):
-            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
-            matches = [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES]
-            if not matches:
-                raise ImageReadError(f"no images match {pattern!r}")
-            found += matches
-        else:
-            raise ImageReadError(f"image not found: {path}")
-    unique: dict[Path, None] = dict.fromkeys(p.resolve() for p in found)
-    return list(unique)
+    return search_images(patterns, out).paths
