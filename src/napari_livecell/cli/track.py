@@ -1,0 +1,137 @@
+"""``napari-livecell track``: link the cells of a segmented time-lapse and export what labs use."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from napari_livecell.cli.common import CommandError, progress_bar
+
+
+def add_parser(commands) -> None:
+    """Register the subcommand."""
+    track = commands.add_parser(
+        "track",
+        help="track cells over time in a label stack: one id per cell, lineage, growth curves",
+        description=(
+            "Link the cells of a (T, Y, X) label stack (a multi-frame TIFF, or a folder of one "
+            "label TIFF per frame in name order) into tracks, and write the relabelled stack, "
+            "tracks CSV, per-track features, review flags and growth curves (CSV + PNG)."
+        ),
+    )
+    track.add_argument("labels", metavar="LABELS_STACK", help="label stack TIFF, or a folder of label TIFFs")
+    track.add_argument("--out", required=True, help="output folder")
+    track.add_argument("--ctc", action="store_true", help="also write a Cell Tracking Challenge folder")
+    track.add_argument("--roi", action="store_true", help="also write an ImageJ/Fiji ROI set (.zip)")
+    track.add_argument(
+        "--max-distance",
+        type=float,
+        default=None,
+        help="farthest a cell moves between frames, px (default: the median cell diameter)",
+    )
+    track.add_argument("--max-gap", type=int, default=1, help="frames a cell may be missed (default 1)")
+    track.add_argument("--no-divisions", action="store_true", help="do not look for divisions")
+    track.add_argument("--pixel-size", type=float, default=None, help="micrometres per pixel (growth CSV)")
+    track.set_defaults(handler=run)
+
+
+def read_stack(path: Path):
+    """A ``(T, Y, X)`` label stack: a TIFF read whole, or a folder of frames read lazily."""
+    import numpy as np
+    import tifffile
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        import dask
+        import dask.array as da
+
+        frames = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+        if not frames:
+            raise CommandError(f"{path} holds no .tif label frames")
+        first = tifffile.imread(frames[0])
+        if first.ndim != 2:
+            raise CommandError(f"{frames[0].name} is not a 2-D label frame (shape {first.shape})")
+        # read lazily: a long movie is measured one frame at a time
+        reads = [dask.delayed(tifffile.imread)(p) for p in frames]
+        return da.stack([da.from_delayed(r, first.shape, first.dtype) for r in reads]), path.name
+    try:
+        stack = tifffile.imread(path)
+    except (tifffile.TiffFileError, ValueError) as error:
+        raise CommandError(f"{path} is not a readable TIFF ({error})") from error
+    stack = np.squeeze(stack)
+    if stack.ndim != 3:
+        raise CommandError(f"{path} is not a (T, Y, X) label stack (shape {stack.shape})")
+    if not np.issubdtype(stack.dtype, np.integer):
+        raise CommandError(f"{path} holds {stack.dtype} values, not integer labels")
+    return stack, path.stem
+
+
+def run(args: argparse.Namespace) -> int:
+    """Track, then write every output into ``--out``."""
+    import numpy as np
+    import tifffile
+
+    from napari_livecell.core.atomic import write_text_atomic, write_with
+    from napari_livecell.core.growth import growth_curves, write_growth_csv, write_growth_png
+    from napari_livecell.core.tracking import iter_frames, iter_track_cells, review_flags, write_tracks_csv
+
+    if args.max_gap < 0:
+        raise CommandError("--max-gap must be 0 or more")
+    labels, name = read_stack(Path(args.labels))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_frames = labels.shape[0]
+    steps = iter_track_cells(
+        labels, max_distance=args.max_distance, max_gap=args.max_gap, divisions=not args.no_divisions
+    )
+    with progress_bar(2 * n_frames + 1, "track", unit="frame") as bar:
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                result = done.value
+                break
+            bar.update(1)
+
+    def write_stack(temporary: Path) -> None:
+        frames = (frame for _, frame in iter_frames(result.labels))
+        tifffile.imwrite(
+            temporary,
+            frames,
+            shape=result.labels.shape,
+            dtype=np.int32,
+            compression="zlib",
+            photometric="minisblack",
+        )
+
+    written = [write_with(out / f"{name}_tracked.tif", write_stack)]
+    written.append(write_tracks_csv(out / f"{name}_tracks.csv", result.table, result.graph))
+    written.append(
+        write_text_atomic(
+            out / f"{name}_track_features.csv", result.features.to_csv(index=False, float_format="%.4g")
+        )
+    )
+    flags = review_flags(result.table)
+    written.append(
+        write_text_atomic(out / f"{name}_review.csv", flags.to_csv(index=False, float_format="%.4g"))
+    )
+    growth = growth_curves(result.labels, pixel_size_um=args.pixel_size)
+    written.append(write_growth_csv(out / f"{name}_growth.csv", growth))
+    written.append(write_growth_png(out / f"{name}_growth.png", growth, title=name))
+    if args.ctc:
+        from napari_livecell.core.ctc import write_ctc
+
+        write_ctc(out / f"{name}_ctc", result.labels, result.graph)
+        written.append(out / f"{name}_ctc")
+    if args.roi:
+        from napari_livecell.core.roi import write_roi_zip
+
+        written.append(write_roi_zip(out / f"{name}_rois.zip", result.labels))
+    n_tracks = int(result.table["track_id"].nunique()) if not result.table.empty else 0
+    divisions = len({parents[0] for parents in result.graph.values()})
+    print(
+        f"{len(result.table)} cells in {n_frames} frames: {n_tracks} tracks, {divisions} divisions, "
+        f"{len(flags)} to review; wrote {', '.join(p.name for p in written)} in {out}"
+    )
+    return 0
