@@ -10,6 +10,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import imageio.v3 as iio
 import numpy as np
@@ -109,6 +111,48 @@ def test_out_inside_a_read_only_folder_is_one_line(dataset, tmp_path, capsys):
         locked.chmod(0o755)
 
 
+IN_MOUNT_NAMESPACE = """
+import contextlib, io, json, sys
+from napari_livecell.cli import main
+results = {}
+for name, argv in json.loads(sys.argv[1]).items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        results[name] = [main(argv), err.getvalue()]
+print(json.dumps(results))
+"""
+
+
+def test_read_only_mount_is_one_line_for_every_command(dataset, tmp_path):
+    """A real read-only file system (EROFS stops root too), mounted in a private mount namespace."""
+    if not RUNNING_AS_ROOT or shutil.which("unshare") is None:
+        pytest.skip("mounting a read-only file system needs root and unshare(1)")
+    mount = tmp_path / "readonly"
+    mount.mkdir()
+    cases = {}
+    for command, argv in command_lines(dataset, str(mount)).items():
+        cases[f"{command}:mount"] = argv
+    for command, argv in command_lines(dataset, str(mount / "new")).items():
+        cases[f"{command}:inside"] = argv
+    shell = 'mount -t tmpfs -o ro,size=1m tmpfs "$0" || exit 99; exec "$@"'
+    program = [sys.executable, "-c", IN_MOUNT_NAMESPACE, json.dumps(cases)]
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", shell, str(mount), *program], capture_output=True, text=True
+    )
+    if result.returncode == 99 or (result.returncode != 0 and "unshare" in result.stderr):
+        pytest.skip(f"cannot mount a read-only file system here: {result.stderr.strip()[:200]}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for case, (code, err) in json.loads(result.stdout.strip().splitlines()[-1]).items():
+        assert code == 2, (case, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, (case, err)
+        if case.endswith(":mount"):
+            assert f"cannot write to output folder {mount}: Read-only file system" in lines[0], case
+        else:
+            assert f"cannot create output folder {mount / 'new'}: Read-only file system" in lines[0], case
+    assert list(mount.iterdir()) == []
+
+
 def test_convert_to_coco_refuses_a_folder_as_json_and_a_json_below_a_file(tmp_path, capsys, dataset):
     labels = dataset / "labels"
     folder = tmp_path / "folder.json"
@@ -118,16 +162,17 @@ def test_convert_to_coco_refuses_a_folder_as_json_and_a_json_below_a_file(tmp_pa
     (tmp_path / "file.txt").write_text("x")
     below = tmp_path / "file.txt" / "out.json"
     assert main(["convert", str(labels), str(below), "--to", "coco"]) == 2
-    assert "cannot create output folder" in one_line_error(capsys)
+    assert f"{tmp_path / 'file.txt'} is a file, not a folder" in one_line_error(capsys)
 
 
 def test_export_onnx_below_a_file_and_triton_into_a_file(tmp_path, capsys):
     (tmp_path / "file.txt").write_text("x")
     assert main(["export", "default", "--out", str(tmp_path / "file.txt" / "m.onnx")]) == 2
-    assert "cannot create output folder" in one_line_error(capsys)
-    assert main(
-        ["export", "default", "--out", str(tmp_path / "m.onnx"), "--triton", str(tmp_path / "file.txt")]
-    ) == 2
+    assert f"{tmp_path / 'file.txt'} is a file, not a folder" in one_line_error(capsys)
+    assert (
+        main(["export", "default", "--out", str(tmp_path / "m.onnx"), "--triton", str(tmp_path / "file.txt")])
+        == 2
+    )
     assert "is a file" in one_line_error(capsys)
     assert not (tmp_path / "m.onnx").exists()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_livecell.cli.common import CommandError
+from napari_livecell.cli.common import CommandError, ensure_output_file, ensure_output_folder
 
 
 def add_parser(commands) -> None:
@@ -22,7 +22,7 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Convert between the formats."""
+    """Convert between the formats; the output is checked writable before any work."""
     from napari_livecell.core import convert
     from napari_livecell.core.training_data import coco_to_yolo_dataset
 
@@ -33,9 +33,11 @@ def run(args: argparse.Namespace) -> int:
         if args.to == "yolo":
             if args.images is None:
                 raise CommandError("--images DIR is required to build a YOLO dataset from COCO")
+            ensure_output_folder(out, option="output")
             data_yaml = coco_to_yolo_dataset(source, args.images, out, val_fraction=args.val, seed=args.seed)
             print(f"wrote YOLO dataset {data_yaml}")
         elif args.to == "tif":
+            ensure_output_folder(out, option="output")
             written = convert.coco_to_label_tiffs(source, out)
             print(f"wrote {len(written)} label TIFF(s) to {out}")
         else:
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     elif source.is_dir() and (source / "data.yaml").exists():
         if args.to != "coco":
             raise CommandError("a YOLO dataset converts --to coco")
+        ensure_output_file(out, option="output")
         print(f"wrote {convert.yolo_dataset_to_coco(source, out)}")
     elif source.is_dir():
         label_files = sorted(source.glob("*_labels.tif"))
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"no *_labels.tif files in {source}")
         if args.to != "coco":
             raise CommandError("label TIFFs convert --to coco")
+        ensure_output_file(out, option="output")
         print(f"wrote {convert.label_tiffs_to_coco(label_files, out, args.reference)}")
     else:
         raise CommandError(f"{source} is not a COCO json, a YOLO dataset folder or a folder of *_labels.tif")

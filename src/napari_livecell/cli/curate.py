@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_livecell.cli.common import weights_argument
+from napari_livecell.cli.common import ensure_output_folder, weights_argument
 
 
 def add_parser(commands) -> None:
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_livecell.core.coco import write_coco
     from napari_livecell.core.curate import curate, report_rows
 
-    out = Path(args.out)
+    out = ensure_output_folder(args.out)  # before the model runs over every image
     filtered, reports = curate(args.gt, args.images, weights_argument(args.model), args.threshold, args.conf)
     stem = Path(args.gt).stem
     write_coco(out / f"{stem}_curated.json", filtered)

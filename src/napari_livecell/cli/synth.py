@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from napari_livecell.cli.common import CommandError, progress_bar
+from napari_livecell.cli.common import CommandError, ensure_output_folder, progress_bar
 
 
 def add_parser(commands) -> None:
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise CommandError("--n must be at least 1")
+    ensure_output_folder(args.out)
     with progress_bar(args.n, "synth") as bar:
         json_path = write_synthetic_dataset(
             args.out,

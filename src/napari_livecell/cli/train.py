@@ -7,7 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from napari_livecell.cli.common import CommandError, weights_argument
+from napari_livecell.cli.common import (
+    CommandError,
+    ensure_output_file,
+    ensure_output_folder,
+    weights_argument,
+)
 from napari_livecell.core.export import DEFAULT_EXPORT_SIZE
 
 
@@ -69,7 +74,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     weights = weights_argument(args.weights)
     size = (args.imgsz[0], args.imgsz[-1])
     out = Path(args.out)
-    onnx_path = export_onnx(weights, out if out.suffix == ".onnx" else out / "model.onnx", imgsz=size)
+    # an --out ending in .onnx is the file; anything else is a folder for model.onnx
+    if out.suffix == ".onnx":
+        target = ensure_output_file(out, option="--out")
+    else:
+        target = ensure_output_folder(out) / "model.onnx"
+    if args.triton:
+        ensure_output_folder(args.triton, option="--triton")
+    onnx_path = export_onnx(weights, target, imgsz=size)
     print(f"wrote {onnx_path}")
     if args.triton:
         print(f"wrote Triton model repository {export_triton(onnx_path, args.triton)}")
@@ -85,7 +97,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         settings, metadata = saved_run(out)
         settings.device, settings.workers = args.device, args.workers
+        ensure_output_folder(out)
     else:
+        ensure_output_folder(out)  # before the dataset is built and training starts
         preset = PRESETS[args.preset]
         base = args.model or preset["model"]
         base = str(DEFAULT_MODEL) if base == "default" else base

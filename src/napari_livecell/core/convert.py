@@ -21,7 +21,17 @@ from .segmentation import Segmentation
 
 
 def coco_to_label_tiffs(coco_json: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
-    """Write one ``<image stem>_labels.tif`` (uint16/uint32) per image of a COCO json."""
+    """Write one ``<image stem>_labels.tif`` (uint16/uint32) per image of a COCO json.
+
+    A stack's frames (images with a ``frame`` field) get ``<stem>_tNNNN_labels.tif``.
+
+    Raises
+    ------
+    ValueError
+        Two images would write the same file (e.g. ``plateA/well1.tif`` and
+        ``plateB/well1.tif``; names are compared without case): refused
+        before anything is written.
+    """
     import tifffile
 
     from napari_livecell.core.atomic import write_with
@@ -29,14 +39,25 @@ def coco_to_label_tiffs(coco_json: str | os.PathLike, out: str | os.PathLike) ->
     coco = load_coco(coco_json)
     grouped = annotations_by_image(coco)
     out = Path(out)
-    written = []
+    planned: list[tuple[dict, tuple[int, int], Path]] = []
+    owners: dict[str, str] = {}
     for entry in coco["images"]:
-        height, width = check_image_entry(entry, Path(coco_json).name)
-        labels = annotations_to_labels(grouped.get(entry["id"], []), height, width)
-        labels = labels.astype(np.uint16 if labels.max() < 65536 else np.uint32)
+        size = check_image_entry(entry, Path(coco_json).name)
         stem = Path(str(entry["file_name"])).stem
         suffix = f"_t{entry['frame']:04d}" if "frame" in entry else ""
-        target = out / f"{stem}{suffix}_labels.tif"
+        name = f"{stem}{suffix}_labels.tif"
+        described = str(entry["file_name"]) + (f" (frame {entry['frame']})" if suffix else "")
+        if name.casefold() in owners:
+            raise ValueError(
+                f"images {owners[name.casefold()]} and {described} of {Path(coco_json).name} would both "
+                f"be written as {name}: give each image a file name of its own"
+            )
+        owners[name.casefold()] = described
+        planned.append((entry, size, out / name))
+    written = []
+    for entry, (height, width), target in planned:
+        labels = annotations_to_labels(grouped.get(entry["id"], []), height, width)
+        labels = labels.astype(np.uint16 if labels.max() < 65536 else np.uint32)
         write_with(target, lambda path, data=labels: tifffile.imwrite(path, data, compression="zlib"))
         written.append(target)
     return written
