@@ -18,12 +18,17 @@ def sample_image() -> list[tuple]:
 
 
 def sample_timelapse() -> list[tuple]:
-    """A short synthetic time-lapse (5 frames) where cells drift and divide."""
+    """A short synthetic time-lapse (5 frames) where cells drift and divide.
+
+    The ground truth is tracked: a cell keeps its id (and colour) in every
+    frame, and daughters get new ids at a division.
+    """
     from napari_livecell.core.synthetic import synthesize_timelapse
 
     sample = synthesize_timelapse(seed=SAMPLE_SEED, n_frames=5, n_cells=80)
     name = "SkBr3_Phase_A1_1_timelapse_1"
     return [
         (sample.image, {"name": name}, "image"),
-        (sample.labels, {"name": f"{name} ground truth", "visible": False}, "labels"),
+        # track_labels: one id per cell over its whole life (what tracking should give)
+        (sample.track_labels, {"name": f"{name} ground truth", "visible": False}, "labels"),
     ]

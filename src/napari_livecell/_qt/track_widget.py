@@ -1,0 +1,321 @@
+"""The "Track cells" dock widget: one id per cell over time, a Tracks layer, review, growth curves.
+
+Tracking runs in a napari thread worker over :func:`napari_livecell.core.tracking.iter_track_cells`,
+which yields once per frame read and relabelled (Cancel takes effect there;
+laptrack's linking is one step). The result is applied on the GUI thread:
+an in-memory Labels stack is relabelled in place through one
+``data_setitem`` call, so that Ctrl+Z undoes the whole tracking in one step;
+a lazy (dask) stack, a stack whose dtype cannot hold the new ids, or one
+where more than :data:`UNDO_LIMIT` pixels change gets its data replaced
+instead (not undoable, said in the status line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtCore import QTimer
+
+from napari_livecell._qt.run_controls import RunControls
+from napari_livecell.core.growth import growth_curves, plot_growth, write_growth_csv, write_growth_png
+from napari_livecell.core.tracking import TrackingResult, iter_track_cells, review_flags
+
+if TYPE_CHECKING:
+    import napari
+
+# pixels whose id may change in one undoable step: napari keeps their indices
+# (3 x 8 bytes) and old and new values in the undo history, ~0.6 GB at this size
+UNDO_LIMIT = 20_000_000
+GROWTH_DELAY_MS = 300
+
+
+@dataclass
+class TrackOutcome:
+    """What the worker hands back to the GUI thread."""
+
+    result: TrackingResult | None = None
+    changed: tuple[np.ndarray, ...] | None = None
+    values: np.ndarray | None = None
+    flags: pd.DataFrame = field(default_factory=pd.DataFrame)
+    growth: pd.DataFrame | None = None
+    error: str = ""
+
+
+def tracking_run(data: Any, options: dict) -> Generator[tuple[str, int, int], None, TrackOutcome]:
+    """Track ``data`` (no Qt; runs in the worker thread); failures come back as one line."""
+    try:
+        result = yield from iter_track_cells(data, **options)
+        outcome = TrackOutcome(result=result, flags=review_flags(result.table))
+        if isinstance(data, np.ndarray) and isinstance(result.labels, np.ndarray):
+            fits = result.labels.size == 0 or result.labels.max() <= np.iinfo(data.dtype).max
+            changed = np.nonzero(data != result.labels) if fits else None
+            if changed is not None and changed[0].size <= UNDO_LIMIT:
+                outcome.changed, outcome.values = changed, result.labels[changed]
+        outcome.growth = growth_curves(result.labels)
+        return outcome
+    except Exception as error:  # shown as one line in napari, never as a traceback
+        return TrackOutcome(error=f"tracking failed: {error}")
+
+
+def notify_error(status: Any, message: str) -> None:
+    """A problem as one line: the status label and a napari error notification."""
+    from napari.utils.notifications import show_error
+
+    status.value = message
+    show_error(message)
+
+
+class TrackCellsWidget(Container):
+    """Link the cells of a Labels stack over time, review the tracks, plot growth curves."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._layer = ComboBox(label="labels stack (T, Y, X)", choices=self._labels_choices)
+        self._max_distance = FloatSpinBox(label="max move (px, 0: auto)", value=0.0, min=0.0, max=10_000.0)
+        self._max_gap = SpinBox(label="frames a cell may be missed", value=1, min=0, max=10)
+        self._divisions = CheckBox(text="find divisions", value=True)
+        self._run = PushButton(text="Track")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self._status = Label(label="status", value="")
+        self._next = PushButton(text="Next track to review")
+        self._review = Label(label="review", value="")
+        self._save_csv = PushButton(text="Save growth CSV...")
+        self._save_png = PushButton(text="Save growth PNG...")
+        self._controls = RunControls(self._run, self._cancel, self._status, "tracking")
+        self.extend(
+            [
+                self._layer,
+                self._max_distance,
+                self._max_gap,
+                self._divisions,
+                self._run,
+                self._cancel,
+                self._progress,
+                self._status,
+                self._next,
+                self._review,
+            ]
+        )
+        self.figure = Figure(figsize=(4, 4.5), dpi=90)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(320)
+        self.native.layout().addWidget(self.canvas)
+        self.extend([self._save_csv, self._save_png])
+        self.growth: pd.DataFrame | None = None
+        self.flags = pd.DataFrame()
+        self._review_index = -1
+        self._reviewed_layer: Any = None
+        self._watched: Any = None
+        self._growth_timer = QTimer()
+        self._growth_timer.setSingleShot(True)
+        self._growth_timer.setInterval(GROWTH_DELAY_MS)
+        self._growth_timer.timeout.connect(self.update_growth)
+
+        self._run.changed.connect(self.run)
+        self._cancel.changed.connect(self.cancel)
+        self._next.changed.connect(self.next_review)
+        self._save_csv.changed.connect(lambda: self.save_growth_csv())
+        self._save_png.changed.connect(lambda: self.save_growth_png())
+        self._layer.changed.connect(self._watch)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self._layer.reset_choices)
+        self._watch(self._layer.value)
+
+    # choices and growth ------------------------------------------------------
+    def _labels_choices(self, _widget=None) -> list:
+        from napari.layers import Labels
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
+
+    def _watch(self, layer: Any) -> None:
+        """Follow the chosen layer's edits: the growth curves are redrawn after a pause."""
+        if self._watched is not None:
+            for name in ("data", "paint", "labels_update"):
+                getattr(self._watched.events, name).disconnect(self._growth_timer.start)
+        self._watched = layer
+        if layer is not None:
+            for name in ("data", "paint", "labels_update"):
+                getattr(layer.events, name).connect(self._growth_timer.start)
+        self._growth_timer.start()
+
+    def update_growth(self, table: pd.DataFrame | None = None) -> pd.DataFrame | None:
+        """Recompute (for an in-memory stack) and redraw the growth curves of the chosen layer."""
+        layer = self._layer.value
+        if table is None:
+            if layer is None or not isinstance(layer.data, np.ndarray) or layer.data.ndim not in (2, 3):
+                return self.growth  # a lazy stack is measured by a tracking run, not on the GUI thread
+            table = growth_curves(layer.data)
+        self.growth = table
+        plot_growth(self.figure, table, title=layer.name if layer is not None else "")
+        self.canvas.draw_idle()
+        return table
+
+    def save_growth_csv(self, path: str | Path | None = None) -> Path | None:
+        """Write the growth curves as CSV (asks where when no path is given)."""
+        path = path or self._ask_path("Save growth curves", "CSV (*.csv)", ".csv")
+        if path is None or self.growth is None:
+            return None
+        return write_growth_csv(path, self.growth)
+
+    def save_growth_png(self, path: str | Path | None = None) -> Path | None:
+        """Write the growth curves as a PNG (asks where when no path is given)."""
+        path = path or self._ask_path("Save growth plot", "PNG (*.png)", ".png")
+        if path is None or self.growth is None:
+            return None
+        layer = self._layer.value
+        return write_growth_png(path, self.growth, title=layer.name if layer is not None else "")
+
+    def _ask_path(self, title: str, kinds: str, suffix: str) -> Path | None:
+        from qtpy.QtWidgets import QFileDialog
+
+        if self.growth is None:
+            notify_error(self._status, "no growth curves yet: choose a Labels stack")
+            return None
+        layer = self._layer.value
+        start = f"{layer.name if layer is not None else 'growth'}_growth{suffix}"
+        chosen, _ = QFileDialog.getSaveFileName(self.native, title, start, kinds)
+        return Path(chosen) if chosen else None
+
+    # running -----------------------------------------------------------------
+    @property
+    def worker(self):
+        """The running (or last) thread worker, for tests and scripts."""
+        return self._controls.worker
+
+    @property
+    def busy(self) -> bool:
+        """True from Track until the result is in place (or the run failed or was cancelled)."""
+        return self._controls.busy
+
+    def _input(self) -> tuple[Any, Any]:
+        """The chosen layer and the data to track; raises ValueError for a wrong choice."""
+        layer = self._layer.value
+        if layer is None:
+            raise ValueError("no Labels layer to track: open or segment a time-lapse first")
+        if getattr(layer, "multiscale", False):
+            raise ValueError(f"{layer.name!r} is multiscale: tracking needs a single-resolution stack")
+        if layer.data.ndim != 3:
+            raise ValueError(f"{layer.name!r} is {layer.data.ndim}-D: tracking needs a (T, Y, X) stack")
+        data = layer.data
+        # a copy of an in-memory stack: the user may go on painting while the worker reads it
+        return layer, np.array(data) if isinstance(data, np.ndarray) else data
+
+    def run(self, _=None):
+        """Start tracking the chosen layer; return the worker (None when the choice is wrong)."""
+        from napari.qt.threading import create_worker
+
+        try:
+            layer, data = self._input()
+        except ValueError as error:
+            notify_error(self._status, str(error))
+            return None
+        options = {
+            "max_distance": float(self._max_distance.value) or None,
+            "max_gap": int(self._max_gap.value),
+            "divisions": bool(self._divisions.value),
+        }
+        n_frames = data.shape[0]
+        worker = create_worker(tracking_run, data, options, _progress={"total": 2 * n_frames + 1})
+        worker.yielded.connect(self._on_step)
+        worker.returned.connect(lambda outcome: self._on_returned(layer, outcome))
+        worker.aborted.connect(lambda: setattr(self._status, "value", "cancelled: the layer is unchanged"))
+        worker.finished.connect(self._controls.end)
+        self._progress.max, self._progress.value = 2 * n_frames + 1, 0
+        return self._controls.begin(worker, f"tracking {layer.name}...")
+
+    def cancel(self, _=None) -> None:
+        """Stop after the frame in progress (linking, one step, runs to its end); nothing changes."""
+        if self.worker is not None:
+            self.worker.quit()
+            self._status.value = "cancelling..."
+
+    def _on_step(self, step: tuple[str, int, int]) -> None:
+        stage, done, total = step
+        frames = (self._progress.max - 1) // 2
+        value = {"measuring": done, "linking": frames + done, "relabelling": frames + 1 + done}[stage]
+        self._progress.value = min(value, self._progress.max)
+        self._status.value = f"{stage} {done}/{total}" if stage != "linking" else "linking (laptrack)..."
+
+    def _on_returned(self, layer: Any, outcome: TrackOutcome) -> None:
+        if outcome.error or outcome.result is None:
+            notify_error(self._status, outcome.error or "tracking failed")
+            return
+        result = outcome.result
+        if outcome.changed is not None:
+            layer.data_setitem(outcome.changed, outcome.values)
+            how = "relabelled in place (Ctrl+Z undoes it)"
+        else:
+            layer.data = result.labels
+            how = "data replaced (not undoable: lazy, too large or ids beyond its dtype)"
+        self._show_tracks(layer, result)
+        self.flags, self._review_index, self._reviewed_layer = outcome.flags, -1, layer
+        if outcome.growth is not None and self._layer.value is layer:
+            self.update_growth(outcome.growth)
+        n_tracks = result.table["track_id"].nunique() if not result.table.empty else 0
+        divisions = len({parents[0] for parents in result.graph.values()})
+        self._progress.value = self._progress.max
+        self._status.value = f"{n_tracks} tracks, {divisions} divisions, {len(self.flags)} to review; {how}"
+
+    def _show_tracks(self, layer: Any, result: TrackingResult) -> Any:
+        """Add or update the ``<name> tracks`` layer, in the labels' world coordinates."""
+        from napari.layers import Tracks
+
+        name = f"{layer.name} tracks"
+        per_track = result.features.drop(columns=["first_frame", "last_frame"], errors="ignore")
+        features = result.table[["track_id", "t", "area"]].merge(per_track, on="track_id", how="left")
+        features = features.drop(columns=["mean_area"], errors="ignore")
+        data = result.napari_tracks
+        if name in self._viewer.layers and isinstance(self._viewer.layers[name], Tracks):
+            tracks = self._viewer.layers[name]
+            tracks.graph = {}
+            tracks.data = data
+            tracks.graph = result.graph
+            tracks.features = features
+            return tracks
+        return self._viewer.add_tracks(
+            data,
+            graph=result.graph,
+            features=features,
+            name=name,
+            scale=layer.scale,
+            translate=layer.translate,
+            tail_length=10,
+        )
+
+    # review ------------------------------------------------------------------
+    def next_review(self, _=None) -> pd.Series | None:
+        """Go to the next flagged track: set the time slider to its frame and centre the camera on it."""
+        if self.flags.empty or self._reviewed_layer is None:
+            self._review.value = "nothing to review: track a stack first" if self.flags.empty else ""
+            return None
+        self._review_index = (self._review_index + 1) % len(self.flags)
+        flag = self.flags.iloc[self._review_index]
+        layer = self._reviewed_layer
+        world = np.asarray(layer.data_to_world((flag["t"], flag["y"], flag["x"])), dtype=float)
+        time_axis = self._viewer.dims.ndim - 3
+        self._viewer.dims.set_point(time_axis, world[0])
+        self._viewer.camera.center = (float(world[1]), float(world[2]))
+        self._review.value = (
+            f"{self._review_index + 1}/{len(self.flags)}: track {flag['track_id']} "
+            f"{flag['kind']} at frame {flag['t']} ({flag['detail']})"
+        )
+        return flag
