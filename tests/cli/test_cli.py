@@ -133,3 +133,65 @@ def test_serve_refuses_missing_weights_before_starting(tmp_path):
     result = run_cli("serve", "--model", str(tmp_path / "nope.pt"), "--port", "0")
     assert result.returncode == 2
     assert "model file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_options_set_the_service_limits():
+    from napari_livecell.cli import build_parser
+    from napari_livecell.cli.serve import DEFAULT_MAX_IMAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, settings_from_args
+    from napari_livecell.service import ServiceSettings
+
+    parser = build_parser()
+    assert settings_from_args(parser.parse_args(["serve"]), ServiceSettings) == ServiceSettings()
+    # the defaults --help shows are the service's
+    assert ServiceSettings().request_timeout_s == DEFAULT_REQUEST_TIMEOUT_S
+    assert ServiceSettings().max_image_bytes == DEFAULT_MAX_IMAGE_MB * 1_000_000
+    args = parser.parse_args(["serve", "--request-timeout", "7.5", "--max-image-mb", "20", "--queue", "3"])
+    settings = settings_from_args(args, ServiceSettings)
+    assert (settings.request_timeout_s, settings.max_image_bytes, settings.queue) == (7.5, 20_000_000, 3)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--request-timeout", "0"), ("--max-image-mb", "-1"), ("--request-timeout", "nan")]
+)
+def test_serve_refuses_limits_that_are_not_positive(capsys, option, value):
+    assert main(["serve", option, value, "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{option} must be a positive number" in err and len(err.strip().splitlines()) == 1
+
+
+def test_serve_max_image_mb_refuses_larger_uploads(tmp_path):
+    """``serve --max-image-mb 1``: a 1.44 MB float32 TIFF gets a 413 that states the limit."""
+    import io
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "napari_livecell.cli", "serve", "--port", str(port), "--max-image-mb", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read()
+                time.sleep(0.2)
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, np.zeros((600, 600), np.float32), compression="zlib")
+        files = {"image": ("big.tif", buffer.getvalue(), "image/tiff")}
+        response = httpx.post(f"{url}/segment", files=files, timeout=60)
+        assert response.status_code == 413
+        assert "1 MB" in response.json()["detail"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

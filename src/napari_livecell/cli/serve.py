@@ -6,21 +6,75 @@ import argparse
 
 from napari_livecell.cli.common import CommandError
 
+# ServiceSettings' defaults, for --help without importing FastAPI (tests/cli/test_cli.py keeps them equal)
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
+DEFAULT_MAX_IMAGE_MB = 160.0
+BYTES_PER_MB = 1_000_000
+
 
 def add_parser(commands) -> None:
     """Register the subcommand."""
     srv = commands.add_parser("serve", help="HTTP service: image in, outlined image / json out")
-    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument(
+        "--host", default="127.0.0.1", help="127.0.0.1 (this machine only); 0.0.0.0 exposes it to the network"
+    )
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--model", default=None, help="weights; the shipped default if omitted")
     srv.add_argument("--device", default="cpu", help="cpu, cuda:N, mps or auto")
     srv.add_argument("--workers", type=int, default=1, help="inferences at once")
     srv.add_argument("--queue", type=int, default=8, help="requests that may wait (more get 503)")
+    srv.add_argument(
+        "--request-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"time limit of one request, waiting included; 504 beyond ({DEFAULT_REQUEST_TIMEOUT_S:g})",
+    )
+    srv.add_argument(
+        "--max-image-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="largest decoded image in MB (10^6 bytes: height x width x channels x bytes per value), "
+        f"judged from the file's header; 413 beyond ({DEFAULT_MAX_IMAGE_MB:g})",
+    )
     srv.set_defaults(handler=run)
 
 
+def settings_from_args(args: argparse.Namespace, settings_type: type):
+    """The ``ServiceSettings`` the options ask for (its defaults where an option is omitted).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``serve`` options.
+    settings_type : type
+        :class:`napari_livecell.service.ServiceSettings` (passed in: importing
+        the service needs the ``server`` extra).
+
+    Raises
+    ------
+    CommandError
+        A limit that is not a positive number.
+    """
+    limits = {}
+    if args.request_timeout is not None:
+        if not args.request_timeout > 0:
+            raise CommandError(
+                f"--request-timeout must be a positive number of seconds, not {args.request_timeout:g}"
+            )
+        limits["request_timeout_s"] = args.request_timeout
+    if args.max_image_mb is not None:
+        if not args.max_image_mb > 0:
+            raise CommandError(f"--max-image-mb must be a positive number of MB, not {args.max_image_mb:g}")
+        limits["max_image_bytes"] = int(args.max_image_mb * BYTES_PER_MB)
+    return settings_type(
+        model=args.model, device=args.device, concurrency=args.workers, queue=args.queue, **limits
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    """Check the model, then serve until stopped."""
+    """Check the options and the model, then serve until stopped."""
     try:
         from napari_livecell.service import ServiceSettings, serve
     except ImportError as error:
@@ -29,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     from napari_livecell.core.model import check_weights_path
 
+    settings = settings_from_args(args, ServiceSettings)
     check_weights_path(args.model)  # fail before the server starts, with the reason
-    settings = ServiceSettings(
-        model=args.model, device=args.device, concurrency=args.workers, queue=args.queue
-    )
     serve(args.host, args.port, settings)
     return 0
