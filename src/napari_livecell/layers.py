@@ -47,8 +47,10 @@ CELL_COLUMNS = {
     "area": "pixels (int)",
     "status": "predicted | edited | added | accepted | annotated (str)",
 }
-# more cells than this: labels only (napari would stall on that many shapes)
+# more cells than this: no outlines (napari would stall on that many shapes)
 MAX_OUTLINES = 20_000
+# a result's prediction is copied for proofreading at once up to this size, else when proofread
+MAX_BASELINE_BYTES = 256 * 2**20
 
 
 def cells_layer_name(image_name: str) -> str:
@@ -196,7 +198,18 @@ def result_layer_data(
         "features": cell_features(segmentations),
         **copy.deepcopy(common),
     }
-    shapes, shape_features = outline_shapes(segmentations, indices)
+    metadata = labels_kwargs.setdefault("metadata", {})
+    metadata[RESULT_KEY] = {
+        **metadata.get(RESULT_KEY, {}),
+        "categories": dict(segmentations[0].class_names),
+        "baseline_status": "predicted",
+        # the prediction, for the correction summary and exports; big stacks copy it when proofread
+        "baseline": labels.copy() if labels.nbytes <= MAX_BASELINE_BYTES else None,
+    }
+    if sum(s.n_cells for s in segmentations) > MAX_OUTLINES:
+        shapes, shape_features = [], {"label": [], "score": [], "area": [], "frame": []}
+    else:
+        shapes, shape_features = outline_shapes(segmentations, indices)
     shapes_kwargs = outline_layer_kwargs(
         outlines_layer_name(image_name), shape_features, labels.ndim, **copy.deepcopy(common)
     )
@@ -204,15 +217,152 @@ def result_layer_data(
 
 
 def filter_mask(features: Any, min_score: float, min_area: int, max_area: int) -> np.ndarray:
-    """Which rows of a cell (or outline) table pass the score and area filters."""
+    """Which rows of a cell (or outline) table pass the score and area filters.
+
+    A cell without a score (NaN: drawn by a person) always passes the score filter.
+    """
     score = np.asarray(features["score"], dtype=float)
     area = np.asarray(features["area"], dtype=float)
-    return (score >= min_score) & (area >= min_area) & (area <= max_area)
+    return (np.isnan(score) | (score >= min_score)) & (area >= min_area) & (area <= max_area)
+
+
+# the cell table kept true through edits ----------------------------------------
+def layer_categories(info: dict, features: Any = None) -> dict[int, str]:
+    """Class id -> name of a result layer: the model's own, never re-derived by sorting names.
+
+    Layers made here store the model's ``names``; a table with a class the
+    categories lack (a file from elsewhere) gets it appended with the next id.
+    """
+    categories = {int(k): str(v) for k, v in (info.get("categories") or {}).items()}
+    if not categories:
+        categories = {0: "cell"}
+    if features is not None and len(features) and "class" in features:
+        known = set(categories.values())
+        for name in dict.fromkeys(str(c) for c in features["class"]):
+            if name not in known and name not in ("None", "nan"):
+                categories[max(categories) + 1] = name
+                known.add(name)
+    return categories
+
+
+def default_class(info: dict, features: Any = None) -> str:
+    """The class a cell painted by hand gets: the layer's one class, else the model's first."""
+    if features is not None and len(features) and "class" in features:
+        names = set(map(str, features["class"]))
+        if len(names) == 1:
+            return names.pop()
+    categories = layer_categories(info)
+    return categories[min(categories)]
+
+
+def flat_frame(frame: tuple[int, ...], leading: tuple[int, ...]) -> int:
+    """The ``frame`` column of a cell: its frame's position in C order of the leading axes."""
+    return int(np.ravel_multi_index(frame, leading)) if leading else 0
+
+
+def refresh_cell_rows(
+    features: Any,
+    frames: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    touched: dict[tuple[int, ...], set[int]],
+    leading: tuple[int, ...],
+    memory: dict[int, dict],
+    baseline_status: str,
+    added_class: str,
+) -> Any:
+    """The cell table after an edit: rows of touched cells recomputed, one row per present cell.
+
+    A touched cell takes the row (score, class, status) of the cell whose
+    pixels it mostly holds in the snapshot before the edit, whatever the ids
+    are now: so a relabel, its undo, a merge or a split carry every cell's
+    attributes along. A cell that reappears (undo of a delete) gets its row
+    back from ``memory``; a cell painted on background is ``added`` with the
+    layer's class and no score (NaN).
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        The table before the edit (:data:`CELL_COLUMNS`).
+    frames : dict
+        Frame index -> (current labels, labels before the edit, baseline
+        labels) of each touched frame.
+    touched : dict
+        Frame index -> ids whose pixels changed there (before or after).
+    leading : tuple of int
+        The stack's leading shape (``()`` for 2-D).
+    memory : dict
+        Id -> last row of cells that left the table (updated in place).
+    baseline_status : str
+        Status of a cell whose pixels are the baseline's (``predicted`` or
+        ``annotated``).
+    added_class : str
+        Class of a cell painted by hand.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The new table. A cell whose pixels only changed id keeps its status
+        (``accepted`` included); any other touched cell's status follows from
+        its pixels against the baseline: unchanged, ``edited`` or ``added``.
+    """
+    import pandas as pd
+
+    from napari_livecell.core.edit import compare_to_baseline
+
+    columns = list(CELL_COLUMNS)
+    table = pd.DataFrame(features).copy() if features is not None else pd.DataFrame(columns=columns)
+    for column in columns:
+        if column not in table:
+            table[column] = None
+    before = {int(row["index"]): row for row in table[columns].to_dict("records")}
+    rows = dict(before)
+    for frame, ids in touched.items():
+        plane, snapshot, baseline = frames[frame]
+        changes = compare_to_baseline(plane, baseline).changes
+        area_now = _areas(plane)
+        area_before = _areas(snapshot)
+        both = (plane > 0) & (snapshot > 0)
+        pairs, counts = np.unique(
+            np.stack([plane[both].astype(np.int64), snapshot[both].astype(np.int64)]),
+            axis=1,
+            return_counts=True,
+        )
+        source: dict[int, tuple[int, int]] = {}
+        for cell, old, count in zip(pairs[0].tolist(), pairs[1].tolist(), counts.tolist()):
+            if cell in ids and count > source.get(cell, (0, 0))[0]:
+                source[cell] = (count, old)
+        for cell in ids:
+            if cell in before and cell in area_before:
+                memory[cell] = dict(before[cell])
+            rows.pop(cell, None)
+        for cell in sorted(ids & set(area_now)):
+            count, old = source.get(cell, (0, 0))
+            row = dict(before.get(old) or memory.get(cell) or {})
+            identical = bool(row) and count == area_now[cell] == area_before.get(old)
+            if not identical:
+                change = changes[cell]
+                row["status"] = {"unchanged": baseline_status, "edited": "edited", "added": "added"}[change]
+                if change == "added" or "score" not in row:
+                    row["score"] = float("nan")  # drawn by a person: no model score
+            if not isinstance(row.get("class"), str) or row["class"] in ("None", "nan", ""):
+                row["class"] = added_class
+            row.update(index=cell, area=area_now[cell], frame=flat_frame(frame, leading))
+            rows[cell] = row
+    ordered = [rows[cell] for cell in sorted(rows)]
+    result = pd.DataFrame(ordered, columns=columns)
+    return result.astype({"index": np.int64, "frame": np.int64, "score": float, "area": np.int64})
+
+
+def _areas(plane: np.ndarray) -> dict[int, int]:
+    ids, counts = np.unique(plane[plane > 0], return_counts=True)
+    return dict(zip(ids.tolist(), counts.tolist()))
 
 
 # Labels layer -> per-frame cells ---------------------------------------------
 def layer_cells(data: Any, attributes: dict) -> tuple[list[CocoImage], dict[int, str], bool]:
     """Per-frame Segmentations, file names and statuses from a Labels layer.
+
+    Memory grows with the number of cells, not with the largest id: ids are
+    made compact per frame before anything is indexed by them.
 
     Parameters
     ----------
@@ -225,9 +375,10 @@ def layer_cells(data: Any, attributes: dict) -> tuple[list[CocoImage], dict[int,
     Returns
     -------
     entries : list of CocoImage
-        One per frame, with scores and statuses from the cell table.
+        One per frame, with scores, statuses and the layer's ids
+        (``CocoImage.labels``) from the cell table.
     class_names : dict
-        Class id -> name.
+        Class id -> name (the model's categories).
     with_scores : bool
         Whether the table had scores (a prediction, not an annotation).
     """
@@ -236,43 +387,56 @@ def layer_cells(data: Any, attributes: dict) -> tuple[list[CocoImage], dict[int,
         raise ValueError(f"a label image must be at least 2-D, got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers, got {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise ValueError("labels must not be negative")
     features = attributes.get("features")
     info = (attributes.get("metadata") or {}).get(RESULT_KEY, {})
-    max_id = int(labels.max()) if labels.size else 0
-    scores = np.ones(max_id, np.float32)
-    classes = np.zeros(max_id, np.int32)
-    statuses = np.array(["edited"] * max_id, dtype=object)
-    class_names = {0: "cell"}
-    if features is not None and len(features) and "index" in features:
+    has_table = features is not None and len(features) and "index" in features
+    class_names = layer_categories(info, features if has_table else None)
+    class_id = {name: cid for cid, name in class_names.items()}
+    fallback_class = default_class(info, features if has_table else None)
+    rows: dict[int, tuple[float, int, str]] = {}
+    if has_table:
         ids = np.asarray(features["index"], dtype=np.int64)
-        valid = (ids >= 1) & (ids <= max_id)
-        if "score" in features:
-            scores[ids[valid] - 1] = np.asarray(features["score"], float)[valid]
-        if "status" in features:
-            statuses[ids[valid] - 1] = np.asarray(features["status"], dtype=object)[valid]
-        if "class" in features:
-            names = sorted(set(map(str, features["class"])))
-            class_names = dict(enumerate(names))
-            lookup = {name: i for i, name in class_names.items()}
-            classes[ids[valid] - 1] = [lookup[str(c)] for c in np.asarray(features["class"])[valid]]
-    base = Path(str(info.get("source_path") or info.get("source") or attributes.get("name", "image"))).name
+        scores = np.asarray(features["score"], float) if "score" in features else np.ones(len(ids))
+        statuses = list(map(str, features["status"])) if "status" in features else ["edited"] * len(ids)
+        names = list(map(str, features["class"])) if "class" in features else [fallback_class] * len(ids)
+        for cell, score, name, status in zip(ids.tolist(), scores.tolist(), names, statuses):
+            rows[cell] = (score, class_id.get(name, class_id[fallback_class]), status)
+    base = info.get("source_path") or info.get("source") or attributes.get("name", "image")
+    base_name = Path(str(base)).name
+    if not Path(base_name).suffix:
+        base_name += ".tif"  # an image made in napari has no file: name it as we would save it
     frames = labels.reshape(-1, *labels.shape[-2:])
     file_names = info.get("file_names") or []
     entries = []
     for index, frame in enumerate(frames):
-        segmentation = Segmentation.from_labels(frame, scores, classes, class_names)
-        present = np.flatnonzero(np.bincount(frame.ravel(), minlength=2)[1:]) + 1
-        file_name = file_names[index] if index < len(file_names) else base
+        present, compact = np.unique(frame, return_inverse=True)
+        compact = compact.reshape(frame.shape).astype(np.int32)
+        if present.size and present[0] != 0:
+            compact += 1
+            present = np.concatenate([[0], present])
+        cells = present[1:].tolist()
+        missing = (1.0, class_id[fallback_class], "edited")
+        attributes_of = [rows.get(cell, missing) for cell in cells]
+        segmentation = Segmentation.from_painted(
+            compact,
+            np.array([a[0] for a in attributes_of], np.float32),
+            np.array([a[1] for a in attributes_of], np.int32),
+            class_names,
+        )
+        file_name = file_names[index] if index < len(file_names) else base_name
         entries.append(
             CocoImage(
                 image_id=index + 1,
                 file_name=str(file_name),
                 segmentation=segmentation,
                 frame=index if len(frames) > 1 else None,
-                statuses=list(statuses[present - 1]),
+                statuses=[a[2] for a in attributes_of],
+                labels=cells,
             )
         )
-    return entries, class_names, bool(features is not None and "score" in features)
+    return entries, class_names, bool(has_table and "score" in features)
 
 
 # corrected Labels layers -> training frames ----------------------------------
@@ -307,8 +471,9 @@ class CorrectedLayer:
 def training_frames(layers: Sequence[CorrectedLayer]) -> tuple[list, dict[int, str]]:
     """Frames with at least one cell, as :class:`~napari_livecell.core.training_data.TrainingFrame`.
 
-    Class names are collected over all layers (features ``class``), so the
-    same name gets the same class id everywhere.
+    Class ids are the first layer's own (its model's categories); names that
+    only later layers have follow them, so the same name gets the same id
+    everywhere and a multi-class model's order is kept.
 
     Raises
     ------
@@ -318,7 +483,7 @@ def training_frames(layers: Sequence[CorrectedLayer]) -> tuple[list, dict[int, s
     from napari_livecell.core.training_data import DatasetError, TrainingFrame
 
     per_layer = []
-    all_names: set[str] = set()
+    all_names: dict[str, None] = {}  # insertion-ordered: the first layer's class ids stay as they are
     for layer in layers:
         labels = np.asarray(layer.labels)
         image_shape = tuple(layer.image.shape[:-1] if layer.rgb else layer.image.shape)
@@ -329,12 +494,14 @@ def training_frames(layers: Sequence[CorrectedLayer]) -> tuple[list, dict[int, s
             )
         entries, names, _ = layer_cells(labels, layer.attributes)
         per_layer.append((layer, entries, names))
-        all_names.update(names.values())
-    class_names = dict(enumerate(sorted(all_names)))
+        all_names.update(dict.fromkeys(names[i] for i in sorted(names)))
+    class_names = dict(enumerate(all_names))
     class_id = {name: index for index, name in class_names.items()}
     frames = []
     for layer, entries, names in per_layer:
-        remap = np.array([class_id[names[i]] for i in sorted(names)], dtype=np.int32)
+        remap = np.zeros(max(names) + 1, dtype=np.int32)
+        for index, name in names.items():
+            remap[index] = class_id[name]
         images = layer.image.reshape(-1, *layer.image.shape[-(3 if layer.rgb else 2) :])
         for index, entry in enumerate(entries):
             segmentation = entry.segmentation

@@ -52,13 +52,31 @@ def warm_up_text_glyphs(widget) -> None:
 
 
 def update_layer(layer, data: np.ndarray, kwargs: dict) -> None:
-    """Give an existing result Labels layer new data, features and placement."""
+    """Give an existing result Labels layer new data, features and placement.
+
+    Its undo history is cleared: the edits in it were made to the result
+    being replaced, and replaying them onto the new one would corrupt it.
+    The layer's own colours (before any filter) are kept.
+    """
+    base_colormap = layer.metadata.get(RESULT_KEY, {}).get("base_colormap")
     if layer.data.shape != data.shape or not np.array_equal(layer.data, data):
         layer.data = data
+    clear_undo_history(layer)
     layer.features = kwargs["features"]
     layer.scale = kwargs["scale"]
     layer.translate = kwargs["translate"]
-    layer.metadata = kwargs["metadata"]
+    metadata = dict(kwargs["metadata"])
+    if base_colormap is not None:
+        metadata[RESULT_KEY] = {**metadata.get(RESULT_KEY, {}), "base_colormap": base_colormap}
+    layer.metadata = metadata
+
+
+def clear_undo_history(layer) -> None:
+    """Forget a Labels layer's undo and redo steps (napari has no public call for it)."""
+    for name in ("_undo_history", "_redo_history"):
+        history = getattr(layer, name, None)
+        if history is not None and hasattr(history, "clear"):
+            history.clear()
 
 
 def replace_layer(layers, old, new) -> None:

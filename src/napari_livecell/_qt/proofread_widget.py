@@ -1,18 +1,25 @@
-"""Proofreading result layers: outlines that follow edits, delete/merge/split/accept, review order.
+"""Proofreading result layers: outlines and the cell table follow every edit; point at cells to fix them.
 
 Edits go through the Labels layer's ``data_setitem``, so napari's own undo
-(Ctrl+Z) reverts them like brush strokes. The outlines layer is rebuilt for
-the touched cells only, after a short pause in editing.
+(Ctrl+Z) reverts them like brush strokes. Whatever changed the pixels (a
+brush, fill, eraser, one of our operations, undo, redo, a re-run), the
+:class:`CellFollower` finds the touched cells by comparing with a snapshot
+and brings the outlines, the cell table and the correction summary in step,
+for those cells only. Statuses come from the pixels: a cell is ``edited`` or
+``added`` against the prediction baseline, so an undo makes it ``predicted``
+again.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 
-from napari_livecell._qt.layer_updates import mark_edited, shown_frame
+from napari_livecell._qt.layer_updates import filter_colors, mark_edited, shown_frame
 from napari_livecell.core.edit import (
     PixelEdit,
     cell_centroid,
@@ -22,69 +29,133 @@ from napari_livecell.core.edit import (
     split_cell,
 )
 from napari_livecell.core.segmentation import mask_to_polygons
-from napari_livecell.layers import OUTLINE_STYLE, RESULT_KEY, outlines_name_for, ring_to_vertices
+from napari_livecell.layers import (
+    OUTLINE_STYLE,
+    RESULT_KEY,
+    default_class,
+    outlines_name_for,
+    refresh_cell_rows,
+    ring_to_vertices,
+)
 
 if TYPE_CHECKING:
     import napari
 
 OUTLINE_DELAY_MS = 300
+HIGHLIGHT_COLOR = "cyan"
+KEYS = {
+    "delete": "Shift-D",
+    "accept": "Shift-A",
+    "merge": "Shift-M",
+    "split": "Shift-S",
+    "next": "Shift-N",
+}
 
 
-class OutlineFollower:
-    """Keeps ``<image> outlines`` in step with any edit of ``<image> cells``.
+def ensure_baseline(labels_layer) -> np.ndarray:
+    """The prediction baseline of a result layer (its labels now, if none was kept)."""
+    info = labels_layer.metadata.setdefault(RESULT_KEY, {})
+    baseline = info.get("baseline")
+    if baseline is None or np.shape(baseline) != labels_layer.data.shape:
+        baseline = np.array(labels_layer.data, dtype=np.int32, copy=True)
+        info["baseline"] = baseline
+    return baseline
 
-    It compares the labels with a snapshot taken at the last redraw, so brush
-    strokes, fills, our own edits, undo and redo are all caught the same way,
-    and only the cells whose pixels changed are traced again.
-    """
 
-    def __init__(self, viewer, labels_layer, shapes_layer) -> None:
+class CellFollower:
+    """Keeps ``<image> outlines`` and the cell table in step with any edit of ``<image> cells``."""
+
+    def __init__(self, viewer, labels_layer) -> None:
         from qtpy.QtCore import QTimer
 
         self.viewer = viewer
         self.labels = labels_layer
-        self.shapes = shapes_layer
-        self._snapshot = np.array(labels_layer.data, copy=True)
+        self._baseline = ensure_baseline(labels_layer)
+        # edits made before proofreading started are traced at the first flush
+        self._snapshot = np.array(self._baseline, copy=True)
+        self._memory: dict[int, dict] = {}
+        self.highlighted: int | None = None
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(OUTLINE_DELAY_MS)
         self._timer.timeout.connect(self.flush)
+        self.on_flush: list[Callable[[], None]] = []
         labels_layer.events.paint.connect(self.schedule)
         labels_layer.events.set_data.connect(self.schedule)
 
+    @property
+    def shapes(self):
+        """The outlines layer of this Labels layer (looked up by name: a re-run replaces it)."""
+        name = outlines_name_for(self.labels.name)
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    @property
+    def baseline(self) -> np.ndarray:
+        """The labels as the model predicted them."""
+        return self._baseline
+
     def schedule(self, _event=None) -> None:
-        """Redraw after a short pause (a brush stroke fires many events)."""
+        """Catch up after a short pause (a brush stroke fires many events)."""
         self._timer.start()
 
     def flush(self) -> None:
-        """Redraw the outlines of every cell whose pixels changed, now."""
-        import pandas as pd
-
+        """Bring outlines and table in step with the labels now."""
         self._timer.stop()
+        info = self.labels.metadata.setdefault(RESULT_KEY, {})
+        if info.get("baseline") is not self._baseline:
+            # a re-run (or a new file) replaced the result: start again from its prediction
+            self._baseline = ensure_baseline(self.labels)
+            self._snapshot = np.array(self._baseline, copy=True)
+            self._memory.clear()
         current = np.asarray(self.labels.data)
         if current.shape != self._snapshot.shape:
             self._snapshot = np.zeros_like(current)
         changed = current != self._snapshot
-        if not changed.any() or self.shapes not in self.viewer.layers:
+        if not changed.any():
             return
         leading = current.shape[:-2]
         touched: dict[tuple[int, ...], set[int]] = {}
+        planes = {}
         for frame in np.ndindex(*leading) if leading else [()]:
-            frame_changed = changed[frame] if frame else changed
+            frame_changed = changed[frame]
             if frame_changed.any():
-                before = (self._snapshot[frame] if frame else self._snapshot)[frame_changed]
-                after = (current[frame] if frame else current)[frame_changed]
-                touched[frame] = (set(np.unique(before).tolist()) | set(np.unique(after).tolist())) - {0}
+                before, after = self._snapshot[frame], current[frame]
+                ids = set(np.unique(before[frame_changed]).tolist()) | set(
+                    np.unique(after[frame_changed]).tolist()
+                )
+                touched[frame] = ids - {0}
+                planes[frame] = (after, before, self._baseline[frame])
+        features = self.labels.features
+        self.labels.features = refresh_cell_rows(
+            features,
+            planes,
+            touched,
+            leading,
+            self._memory,
+            baseline_status=str(info.get("baseline_status", "predicted")),
+            added_class=default_class(info, features),
+        )
         self._snapshot = current.copy()
+        mark_edited(self.labels)
+        self._redraw_outlines(current, touched)
+        for callback in self.on_flush:
+            callback()
+
+    def _redraw_outlines(self, current: np.ndarray, touched: dict[tuple[int, ...], set[int]]) -> None:
+        import pandas as pd
+
+        shapes = self.shapes
+        if shapes is None:
+            return
         all_ids = set().union(*touched.values())
-        _mark_edited(self.labels, all_ids)
-        labels_column = self.shapes.features["label"].to_numpy() if len(self.shapes.features) else []
+        labels_column = shapes.features["label"].to_numpy() if len(shapes.features) else []
         keep = [i for i, label in enumerate(labels_column) if int(label) not in all_ids]
-        data = [self.shapes.data[i] for i in keep]
-        features = self.shapes.features.iloc[keep].reset_index(drop=True)
+        data = [shapes.data[i] for i in keep]
+        features = shapes.features.iloc[keep].reset_index(drop=True)
+        table = self.labels.features.set_index("index")
         new_rows = []
         for frame, ids in sorted(touched.items()):
-            plane = current[frame] if frame else current
+            plane = current[frame]
             for cell in sorted(ids):
                 mask = plane == cell
                 if not mask.any():
@@ -96,17 +167,43 @@ class OutlineFollower:
                     new_rows.append(
                         {
                             "label": cell,
-                            "score": _score_of(self.labels, cell),
-                            "area": int(mask.sum()),
-                            "frame": frame[0] if frame else 0,
+                            "score": float(table.loc[cell, "score"]),
+                            "area": int(table.loc[cell, "area"]),
+                            "frame": int(table.loc[cell, "frame"]),
                         }
                     )
         if new_rows:
             features = pd.concat([features, pd.DataFrame(new_rows)], ignore_index=True)
-        self.shapes.data = []
+        shapes.data = []
         if data:
-            self.shapes.add(data, **OUTLINE_STYLE)
-        self.shapes.features = features
+            shapes.add(data, **OUTLINE_STYLE)
+        shapes.features = features
+        self.restyle_outlines()
+
+    def restyle_outlines(self) -> None:
+        """Outline colours: the score/area filters (kept in the layer's metadata) and the highlight."""
+        shapes = self.shapes
+        if shapes is None or not len(shapes.data):
+            return
+        filters = self.labels.metadata.get(RESULT_KEY, {}).get("filters")
+        colors = filter_colors(shapes, **filters) if filters else None
+        if filters:
+            labels_colors = filter_colors(self.labels, **filters)
+            if labels_colors is not None:
+                self.labels.colormap = labels_colors
+        if colors is None:
+            from napari.utils.colormaps.standardize_color import transform_color
+
+            colors = np.repeat(transform_color(OUTLINE_STYLE["edge_color"]), len(shapes.data), axis=0)
+        widths = np.full(len(shapes.data), float(OUTLINE_STYLE["edge_width"]))
+        if self.highlighted is not None:
+            from napari.utils.colormaps.standardize_color import transform_color
+
+            chosen = shapes.features["label"].to_numpy() == self.highlighted
+            colors[chosen] = transform_color(HIGHLIGHT_COLOR)[0]
+            widths[chosen] = 3.0
+        shapes.edge_color = colors
+        shapes.edge_width = widths.tolist()
 
 
 def _camera(viewer):
@@ -115,37 +212,12 @@ def _camera(viewer):
     return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
-def _score_of(labels_layer, cell: int) -> float:
-    features = labels_layer.features
-    if "index" in features and "score" in features:
-        rows = features.index[features["index"] == cell]
-        if len(rows):
-            return float(features.loc[rows[0], "score"])
-    return 1.0
-
-
-def _set_status(labels_layer, ids: set[int], status: str, only_from: tuple[str, ...] = ()) -> None:
-    import pandas as pd
-
+def _set_status(labels_layer, ids: set[int], status: str) -> None:
     features = labels_layer.features.copy()
     if "index" not in features:
         return
-    present = set(features["index"].tolist())
-    new = [i for i in ids if i not in present and i != 0]
-    if new:
-        filler = {column: [None] * len(new) for column in features.columns}
-        filler.update({"index": new, "score": [1.0] * len(new), "status": ["added"] * len(new)})
-        features = pd.concat([features, pd.DataFrame(filler)], ignore_index=True)
-    rows = features["index"].isin(list(ids))
-    if only_from:
-        rows &= features["status"].isin(only_from)
-    features.loc[rows, "status"] = status
+    features.loc[features["index"].isin(list(ids)), "status"] = status
     labels_layer.features = features
-
-
-def _mark_edited(labels_layer, ids: set[int]) -> None:
-    mark_edited(labels_layer)
-    _set_status(labels_layer, ids, "edited", only_from=("predicted", "accepted"))
 
 
 def apply_edit(labels_layer, frame: tuple[int, ...], edit: PixelEdit) -> None:
@@ -156,28 +228,43 @@ def apply_edit(labels_layer, frame: tuple[int, ...], edit: PixelEdit) -> None:
     labels_layer.data_setitem((*leading, edit.rows, edit.cols), edit.values)
 
 
+def reports_errors(method):
+    """Run a button or key action; a failure becomes one readable line, never a traceback in Qt."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:  # every failure of a user action is reported, none escapes into Qt
+            message = str(error).strip("'\"") or type(error).__name__
+            self.notify_error(message)
+            return None
+
+    return run
+
+
 class ProofreadWidget(Container):
-    """Delete, merge, split and accept cells; review the least certain first."""
+    """Delete, merge, split and accept cells by pointing at them; review the least certain first."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
-        self._followers: dict[int, OutlineFollower] = {}
+        self._followers: dict[int, CellFollower] = {}
+        self._merge_from: int | None = None
         self._layer = ComboBox(label="cells", choices=self._result_layers, nullable=True)
-        self._cell_a = SpinBox(label="cell", min=0, max=2**31 - 1)
-        self._cell_b = SpinBox(label="other cell", min=0, max=2**31 - 1)
-        self._delete = PushButton(text="Delete cell")
-        self._merge = PushButton(text="Merge cell + other cell")
-        self._split = PushButton(text="Split along the last drawn line")
-        self._accept = PushButton(text="Accept cell")
-        self._next = PushButton(text="Next cell to review")
+        self._cell = SpinBox(label="cell (click one)", min=0, max=2**31 - 1)
+        self._delete = PushButton(text=f"Delete cell ({KEYS['delete']})")
+        self._merge = PushButton(text=f"Merge: then click the other cell ({KEYS['merge']} twice)")
+        self._split = PushButton(text=f"Split along the last drawn line ({KEYS['split']})")
+        self._accept = PushButton(text=f"Accept cell ({KEYS['accept']})")
+        self._next = PushButton(text=f"Next cell to review ({KEYS['next']})")
         self._relabel = PushButton(text="Relabel 1..N")
         self._summary = Label(label="corrections", value="")
+        self._status = Label(label="status", value="")
         self.extend(
             [
                 self._layer,
-                self._cell_a,
-                self._cell_b,
+                self._cell,
                 self._delete,
                 self._merge,
                 self._split,
@@ -185,20 +272,23 @@ class ProofreadWidget(Container):
                 self._next,
                 self._relabel,
                 self._summary,
-                Label(value="keys on the cells layer: Shift+D delete, Shift+A accept (under cursor)"),
+                self._status,
+                Label(value="keys act on the cell under the cursor; Ctrl+Z undoes any edit"),
             ]
         )
-        self._delete.changed.connect(lambda: self.delete(self._cell_a.value))
-        self._merge.changed.connect(lambda: self.merge(self._cell_a.value, self._cell_b.value))
+        self._delete.changed.connect(lambda: self.delete(self._cell.value))
+        self._merge.changed.connect(lambda: self.start_merge(self._cell.value))
         self._split.changed.connect(lambda: self.split())
-        self._accept.changed.connect(lambda: self.accept(self._cell_a.value))
+        self._accept.changed.connect(lambda: self.accept(self._cell.value))
         self._next.changed.connect(lambda: self.next_to_review())
         self._relabel.changed.connect(lambda: self.relabel())
         self._layer.changed.connect(self._attach)
-        viewer.layers.events.inserted.connect(self._layer.reset_choices)
-        viewer.layers.events.removed.connect(self._layer.reset_choices)
+        viewer.layers.events.inserted.connect(self._on_layers_changed)
+        viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.max_width = 460
         self._attach(self._layer.value)
 
+    # layers ----------------------------------------------------------------
     def _result_layers(self, _widget=None) -> list:
         from napari.layers import Labels
 
@@ -208,60 +298,119 @@ class ProofreadWidget(Container):
             if isinstance(layer, Labels) and RESULT_KEY in layer.metadata
         ]
 
+    def _on_layers_changed(self, _event=None) -> None:
+        self._layer.reset_choices()
+        if self._layer.value is not None:
+            self._attach(self._layer.value)
+
     def _attach(self, layer) -> None:
         if layer is None or id(layer) in self._followers:
             return
-        outlines_name = outlines_name_for(layer.name)
-        if outlines_name in self._viewer.layers:
-            shapes = self._viewer.layers[outlines_name]
-            self._followers[id(layer)] = OutlineFollower(self._viewer, layer, shapes)
-        layer.metadata[RESULT_KEY].setdefault(
-            "predicted_ids", np.array(layer.features["index"]) if "index" in layer.features else np.array([])
-        )
-        layer.bind_key("Shift-D", lambda lyr: self.delete(self._cell_under_cursor()), overwrite=True)
-        layer.bind_key("Shift-A", lambda lyr: self.accept(self._cell_under_cursor()), overwrite=True)
-        layer.events.selected_label.connect(lambda event: setattr(self._cell_a, "value", int(event.value)))
+        follower = CellFollower(self._viewer, layer)
+        follower.on_flush.append(self.update_summary)
+        self._followers[id(layer)] = follower
+        actions = {
+            "delete": lambda: self.delete(self._cell_under_cursor()),
+            "accept": lambda: self.accept(self._cell_under_cursor()),
+            "merge": lambda: self.start_merge(self._cell_under_cursor()),
+            "split": lambda: self.split(),
+            "next": lambda: self.next_to_review(),
+        }
+        for action, key in KEYS.items():
+            layer.bind_key(key, lambda _layer, run=actions[action]: run(), overwrite=True)
+        layer.mouse_drag_callbacks.append(self._on_click)
+        layer.events.selected_label.connect(self._on_selected_label)
+        follower.flush()
         self.update_summary()
+
+    def _on_selected_label(self, _event=None) -> None:
+        if self.layer is not None:
+            self._cell.value = max(int(self.layer.selected_label), 0)
+
+    def _on_click(self, layer, event):
+        if event.type != "mouse_press" or layer.mode not in ("pan_zoom", "transform"):
+            return
+        cell = int(layer.get_value(event.position, world=True) or 0)
+        self._cell.value = cell
+        if self._merge_from is not None and cell:
+            self.merge(self._merge_from, cell)
 
     @property
     def layer(self):
         """The Labels layer being proofread."""
         return self._layer.value
 
+    @property
+    def follower(self) -> CellFollower | None:
+        """The follower of the layer being proofread."""
+        return None if self.layer is None else self._followers.get(id(self.layer))
+
+    def notify_error(self, message: str) -> None:
+        """Show a problem in the status line and as a napari notification."""
+        from napari.utils.notifications import show_error
+
+        self._status.value = message
+        show_error(message)
+
+    def _require_layer(self):
+        if self.layer is None:
+            raise ValueError("choose a cells layer first (run Segment cells, or open a COCO json)")
+        return self.layer
+
     def _cell_under_cursor(self) -> int:
-        value = self.layer.get_value(self._viewer.cursor.position, world=True)
+        value = self._require_layer().get_value(self._viewer.cursor.position, world=True)
         return int(value or 0)
 
     def _frame(self) -> tuple[int, ...]:
-        return shown_frame(self._viewer, self.layer)
+        return shown_frame(self._viewer, self._require_layer())
 
     def _plane(self) -> np.ndarray:
-        frame = self._frame()
-        return np.asarray(self.layer.data[frame] if frame else self.layer.data)
+        return np.asarray(self._require_layer().data[self._frame()])
 
     def _edit(self, edit: PixelEdit) -> None:
         apply_edit(self.layer, self._frame(), edit)
-        follower = self._followers.get(id(self.layer))
+        follower = self.follower
         if follower is not None:
             follower.flush()  # our own edits show at once, not after the brush delay
         self.update_summary()
 
+    # actions -----------------------------------------------------------------
+    @reports_errors
     def delete(self, cell: int) -> None:
         """Erase a cell (undo with Ctrl+Z)."""
-        if cell:
-            self._edit(delete_cell(self._plane(), cell))
+        self._edit(delete_cell(self._plane(), int(cell)))
+        self._status.value = f"deleted cell {int(cell)}"
 
+    @reports_errors
+    def start_merge(self, cell: int) -> None:
+        """Remember ``cell``; the next cell clicked (or Shift+M'd) is merged into it."""
+        self._require_layer()
+        if self._merge_from is not None and cell and cell != self._merge_from:
+            self.merge(self._merge_from, cell)
+            return
+        if not cell or not (self._plane() == cell).any():
+            raise ValueError("point at the first cell to merge (click it, or press Shift+M over it)")
+        self._merge_from = int(cell)
+        self._status.value = (
+            f"merge: now click the cell to join to cell {cell} (or press {KEYS['merge']} over it)"
+        )
+
+    @reports_errors
     def merge(self, keep: int, other: int) -> None:
-        """Merge ``other`` into ``keep``."""
-        self._edit(merge_cells(self._plane(), keep, other))
+        """Merge ``other`` into ``keep`` (one cell, no slit between the parts)."""
+        self._merge_from = None
+        self._edit(merge_cells(self._plane(), int(keep), int(other)))
+        self._status.value = f"merged cell {int(other)} into cell {int(keep)}"
 
+    @reports_errors
     def split(self, line: np.ndarray | None = None) -> int:
         """Split the cell crossed by ``line`` (default: last path/line drawn in a Shapes layer)."""
+        layer = self._require_layer()
         if line is None:
             line = self._last_drawn_line()
-        edit, _, new_id = split_cell(self._plane(), np.asarray(line)[:, -2:], int(self.layer.data.max()) + 1)
+        edit, cell, new_id = split_cell(self._plane(), np.asarray(line)[:, -2:], int(layer.data.max()) + 1)
         self._edit(edit)
-        _set_status(self.layer, {new_id}, "edited")
+        self._status.value = f"split cell {cell}: new cell {new_id}"
         return new_id
 
     def _last_drawn_line(self) -> np.ndarray:
@@ -274,52 +423,81 @@ class ProofreadWidget(Container):
                         return data
         raise ValueError("draw a line or path across the cell in a Shapes layer first")
 
+    @reports_errors
     def accept(self, cell: int) -> None:
         """Mark a cell as checked by a person."""
-        if cell:
-            _set_status(self.layer, {cell}, "accepted")
-            self.update_summary()
+        layer = self._require_layer()
+        cell = int(cell)
+        if not cell or cell not in set(layer.features["index"].tolist()):
+            raise ValueError(f"no cell {cell} to accept: point at a cell")
+        _set_status(layer, {cell}, "accepted")
+        self.update_summary()
+        self._status.value = f"accepted cell {cell}"
 
+    @reports_errors
     def next_to_review(self) -> int | None:
-        """Centre the view on the lowest-score cell not yet accepted; return its id."""
-        features = self.layer.features
+        """Show the lowest-score cell not yet accepted: zoomed to, highlighted; return its id."""
+        layer = self._require_layer()
+        features = layer.features
         if not len(features):
-            return None
-        candidates = features[features["status"] != "accepted"].sort_values("score", kind="stable")
-        data = self.layer.data
+            raise ValueError("no cells to review in this layer")
+        waiting = features[features["status"] != "accepted"]
+        candidates = waiting.sort_values("score", kind="stable", na_position="last")
+        leading = layer.data.shape[:-2]
         for _, row in candidates.iterrows():
             cell = int(row["index"])
-            frame = (int(row["frame"]),) if self.layer.ndim > 2 and "frame" in row else ()
-            plane = np.asarray(data[frame] if frame else data)
+            frame = tuple(int(i) for i in np.unravel_index(int(row["frame"]), leading)) if leading else ()
+            plane = np.asarray(layer.data[frame])
             centre = cell_centroid(plane, cell)
             if centre is None:
                 continue
-            if frame:
-                self._viewer.dims.set_point(0, frame[0])
-            _camera(self._viewer).center = tuple(self.layer.data_to_world((*frame, *centre)))[-2:]
-            self._cell_a.value = cell
+            self._show_cell(layer, frame, plane == cell, centre)
+            self._cell.value = cell
+            follower = self.follower
+            if follower is not None:
+                follower.highlighted = cell
+                follower.restyle_outlines()
+            layer.selected_label = cell
+            self._status.value = f"review cell {cell} (score {row['score']:.2f})"
             return cell
+        self._status.value = "every cell is accepted"
         return None
 
+    def _show_cell(self, layer, frame: tuple[int, ...], mask: np.ndarray, centre) -> None:
+        world = np.asarray(layer.data_to_world((*frame, *centre)))
+        offset = self._viewer.dims.ndim - len(world)
+        for axis, value in enumerate(world[:-2]):
+            self._viewer.dims.set_point(axis + offset, value)
+        camera = _camera(self._viewer)
+        camera.center = tuple(world[-2:])
+        rows, cols = np.nonzero(mask)
+        extent = max(np.ptp(rows), np.ptp(cols), 8) * float(np.max(np.abs(layer.scale[-2:])))
+        canvas = _canvas_size(self)
+        camera.zoom = min(canvas) / (4.0 * extent)  # the cell fills about a quarter of the view
+
+    @reports_errors
     def relabel(self) -> None:
-        """Renumber cells 1..N (features follow)."""
+        """Renumber cells 1..N in one undoable step (table, outlines and summary follow)."""
         from skimage.segmentation import relabel_sequential
 
-        relabelled, forward, _ = relabel_sequential(np.asarray(self.layer.data))
-        features = self.layer.features.copy()
-        if "index" in features:
-            features["index"] = forward[features["index"].to_numpy()]
-            features = features[features["index"] > 0].reset_index(drop=True)
-        self.layer.data = relabelled
-        self.layer.features = features
+        layer = self._require_layer()
+        data = np.asarray(layer.data)
+        relabelled, _, _ = relabel_sequential(data)
+        changed = np.nonzero(relabelled != data)
+        if changed[0].size:
+            layer.data_setitem(changed, relabelled[changed].astype(data.dtype))
+            if self.follower is not None:
+                self.follower.flush()
         self.update_summary()
+        self._status.value = f"cells numbered 1..{int(relabelled.max())}"
 
+    # summary -------------------------------------------------------------------
     def summary(self):
-        """Correction counts against the model's prediction."""
-        info = self.layer.metadata.get(RESULT_KEY, {})
-        features = self.layer.features
+        """Correction counts against the model's prediction, from the pixels."""
+        layer = self._require_layer()
+        features = layer.features
         statuses = dict(zip(features["index"], features["status"])) if "status" in features else {}
-        return correction_summary(np.asarray(self.layer.data), info.get("predicted_ids", []), statuses)
+        return correction_summary(np.asarray(layer.data), ensure_baseline(layer), statuses)
 
     def update_summary(self) -> None:
         """Refresh the corrections line (and store it with the layer for exports)."""
@@ -327,7 +505,21 @@ class ProofreadWidget(Container):
             return
         summary = self.summary()
         self.layer.metadata[RESULT_KEY]["corrections"] = summary.as_dict()
-        self._summary.value = (
-            f"{summary.added} added, {summary.deleted} deleted, {summary.edited} edited, "
-            f"{summary.accepted} accepted of {summary.predicted}"
-        )
+        self._summary.value = summary.describe()
+
+
+def _canvas_size(widget) -> tuple[int, int]:
+    """Pixel size of the canvas of the window a docked widget sits in (500 x 500 if unknown).
+
+    Found through Qt: napari's viewer proxy refuses private attributes to plugins.
+    """
+    try:
+        from napari._qt.qt_viewer import QtViewer
+
+        qt_viewer = widget.native.window().findChild(QtViewer)
+        size = qt_viewer.canvas.native.size()
+        if size.width() > 0 and size.height() > 0:
+            return size.height(), size.width()
+    except Exception:  # only the zoom level depends on it
+        pass
+    return 500, 500

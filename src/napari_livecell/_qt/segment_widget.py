@@ -201,7 +201,9 @@ class SegmentCellsWidget(Container):
         common = {
             "scale": tuple(layer.scale),
             "translate": tuple(layer.translate),
-            "metadata": {RESULT_KEY: {"source": layer.name, "edited": False}},
+            "metadata": {
+                RESULT_KEY: {"source": layer.name, "source_path": _source_path(layer), "edited": False}
+            },
         }
         finish = prepare_result_layers(layer.name, common)
         worker = create_worker(segment_generator, data, rgb, backend, settings, finish)
@@ -362,18 +364,26 @@ class SegmentCellsWidget(Container):
     # filters -------------------------------------------------------------
     def apply_filters(self, _=None) -> None:
         """Hide cells below the score or outside the area range, in both layers."""
+        filters = {
+            "min_score": float(self._min_score.value),
+            "min_area": int(self._min_area.value),
+            "max_area": int(self._max_area.value),
+        }
         for layer in self._viewer.layers:
             info = layer.metadata.get(RESULT_KEY) if hasattr(layer, "metadata") else None
             if not info or "score" not in layer.features:
                 continue
-            colors = filter_colors(
-                layer,
-                float(self._min_score.value),
-                int(self._min_area.value),
-                int(self._max_area.value),
-            )
+            if layer_kind(layer) == "labels":
+                info["filters"] = filters  # Proofread re-applies them after every edit
+            colors = filter_colors(layer, **filters)
             if colors is not None:
                 if layer_kind(layer) == "labels":
                     layer.colormap = colors
                 else:
                     layer.edge_color = colors
+
+
+def _source_path(layer) -> str | None:
+    """The file an image layer was opened from (exports name it, with its extension)."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return str(path) if path else None

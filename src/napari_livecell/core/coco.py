@@ -31,6 +31,7 @@ class CocoImage:
     segmentation: Segmentation
     frame: int | None = None
     statuses: Sequence[str] | None = None  # proofreading status of each cell
+    labels: Sequence[int] | None = None  # each cell's id in the napari layer, kept for a round trip
 
 
 def _round(values: Iterable[float] | np.ndarray) -> list[float]:
@@ -104,6 +105,7 @@ def segmentation_annotations(
     statuses: Sequence[str] | None = None,
     rle: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    labels: Sequence[int] | None = None,
 ) -> list[dict]:
     """COCO annotation dicts for every cell of ``segmentation``.
 
@@ -112,7 +114,9 @@ def segmentation_annotations(
     union) unless ``rle`` is set. A cell with a hole is always written as
     RLE, because a union of polygons cannot keep a hole. ``should_stop`` is
     polled every 256 cells; when it returns True,
-    :class:`napari_livecell.core.predict.Cancelled` is raised.
+    :class:`napari_livecell.core.predict.Cancelled` is raised. ``labels``,
+    when given, are written as each cell's ``label`` (its id in a napari
+    layer); a score that is NaN (a cell a person added) is written as null.
     """
     from napari_livecell.core.segmentation import cell_boxes, mask_rings
 
@@ -153,9 +157,12 @@ def segmentation_annotations(
             "iscrowd": 0,
         }
         if with_scores:
-            annotation["score"] = scores[index]
+            score = scores[index]
+            annotation["score"] = None if score != score else score  # NaN: no model score
         if statuses is not None:
             annotation["status"] = str(statuses[index])
+        if labels is not None:
+            annotation["label"] = int(labels[index])
         annotations.append(annotation)
     return annotations
 
@@ -220,6 +227,7 @@ def build_coco(
                 entry.statuses,
                 rle,
                 should_stop,
+                entry.labels,
             )
         )
     return coco
@@ -246,6 +254,10 @@ def load_coco(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         coco = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise CocoFormatError(
+            f"{path.name} is not UTF-8 text (json must be): {error.reason} at byte {error.start}"
+        ) from None
     except json.JSONDecodeError as error:
         raise CocoFormatError(f"{path.name} is not valid json: {error}") from None
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
@@ -336,7 +348,32 @@ def check_image_entry(entry: dict, source: str) -> tuple[int, int]:
         ) from None
     if height <= 0 or width <= 0:
         raise CocoFormatError(f"{source}: image {entry.get('id', '?')} has size {width} x {height}")
+    needed = height * width * 4  # int32 labels
+    limit = max_label_bytes()
+    if needed > limit:
+        raise CocoFormatError(
+            f"{source}: image {entry.get('id', '?')} is {width} x {height} px; its labels would need "
+            f"{needed / 2**30:.1f} GiB, above the {limit / 2**30:.0f} GiB limit "
+            f"(set {MAX_LABEL_GIB_VARIABLE} to raise it)"
+        )
     return height, width
+
+
+MAX_LABEL_GIB_VARIABLE = "NAPARI_LIVECELL_MAX_LABEL_GIB"
+DEFAULT_MAX_LABEL_GIB = 8.0
+
+
+def max_label_bytes() -> int:
+    """Largest label image of one frame that readers and converters allocate (bytes).
+
+    ``$NAPARI_LIVECELL_MAX_LABEL_GIB`` (default 8) sets it: a json that names
+    a 100000 x 100000 image gets a clear refusal instead of a MemoryError.
+    """
+    try:
+        gib = float(os.environ.get(MAX_LABEL_GIB_VARIABLE, DEFAULT_MAX_LABEL_GIB))
+    except ValueError:
+        gib = DEFAULT_MAX_LABEL_GIB
+    return int(gib * 2**30)
 
 
 def annotations_by_image(coco: dict) -> dict[int, list[dict]]:

@@ -29,25 +29,67 @@ class PixelEdit:
 
 
 def delete_cell(labels: np.ndarray, cell_id: int) -> PixelEdit:
-    """Erase one cell."""
+    """Erase one cell.
+
+    Raises
+    ------
+    ValueError
+        The background, or a cell that is not in ``labels``.
+    """
+    if int(cell_id) == 0:
+        raise ValueError("point at a cell to delete, not the background")
     rows, cols = np.nonzero(labels == cell_id)
+    if rows.size == 0:
+        raise ValueError(f"cell {int(cell_id)} does not exist in this frame")
     return PixelEdit(rows, cols, np.zeros(len(rows), dtype=labels.dtype))
+
+
+SEAM_WIDTH = 2  # px of background between two cells that a merge fills
 
 
 def merge_cells(labels: np.ndarray, keep_id: int, other_id: int) -> PixelEdit:
     """Give ``other_id``'s pixels to ``keep_id``, and fill the seam between them.
 
-    Background pixels that touch both cells (the one-pixel gap a segmentation
-    leaves between neighbours) join the merged cell, so it is one piece.
+    Background pixels within :data:`SEAM_WIDTH` of both cells (the gap a
+    segmentation leaves between neighbours) join the merged cell, and so does
+    any enclosed background that neither cell had as a hole: the result is one
+    piece with no new hole.
+
+    Raises
+    ------
+    ValueError
+        The same cell twice, the background, or a cell that does not exist.
     """
-    if keep_id == other_id or keep_id == 0 or other_id == 0:
-        raise ValueError("merge needs two different cells")
-    keep, other = labels == keep_id, labels == other_id
-    if not keep.any() or not other.any():
-        raise ValueError(f"cell {keep_id if not keep.any() else other_id} does not exist")
-    seam = ndi.binary_dilation(keep) & ndi.binary_dilation(other) & (labels == 0)
-    rows, cols = np.nonzero(other | seam)
-    return PixelEdit(rows, cols, np.full(len(rows), keep_id, dtype=labels.dtype))
+    keep_id, other_id = int(keep_id), int(other_id)
+    if keep_id == 0 or other_id == 0:
+        raise ValueError("merge needs two cells: point at a cell, not the background")
+    if keep_id == other_id:
+        raise ValueError(f"merge needs two different cells (got cell {keep_id} twice)")
+    for cell in (keep_id, other_id):
+        if not (labels == cell).any():
+            raise ValueError(f"cell {cell} does not exist in this frame")
+    both = (labels == keep_id) | (labels == other_id)
+    rows, cols = np.nonzero(both)
+    margin = SEAM_WIDTH + 1
+    top, left = max(rows.min() - margin, 0), max(cols.min() - margin, 0)
+    window = (slice(top, rows.max() + margin + 1), slice(left, cols.max() + margin + 1))
+    local = labels[window]
+    keep, other = local == keep_id, local == other_id
+    background = local == 0
+    seam = (
+        ndi.binary_dilation(keep, iterations=SEAM_WIDTH)
+        & ndi.binary_dilation(other, iterations=SEAM_WIDTH)
+        & background
+    )
+    merged = keep | other | seam
+    old_holes = _holes(keep) | _holes(other)
+    new_holes = _holes(merged) & ~old_holes & background
+    rows, cols = np.nonzero(other | seam | new_holes)
+    return PixelEdit(rows + top, cols + left, np.full(len(rows), keep_id, dtype=labels.dtype))
+
+
+def _holes(mask: np.ndarray) -> np.ndarray:
+    return ndi.binary_fill_holes(mask) & ~mask
 
 
 def split_cell(labels: np.ndarray, line: np.ndarray, new_id: int | None = None) -> tuple[PixelEdit, int, int]:
@@ -120,6 +162,86 @@ def cell_centroid(labels: np.ndarray, cell_id: int) -> tuple[float, float] | Non
 
 
 @dataclass
+class BaselineComparison:
+    """How each cell relates to the model's prediction (the baseline).
+
+    Attributes
+    ----------
+    changes : dict
+        Present cell id -> ``"unchanged"`` (the very pixels of a baseline
+        cell), ``"edited"`` (mask IoU >= 0.5 with a baseline cell) or
+        ``"added"``.
+    matches : dict
+        Present cell id -> the baseline cell it is (unchanged or edited).
+    merged : dict
+        Baseline id -> the present cell that holds most of its pixels, for
+        baseline cells that were merged into another cell.
+    deleted : list of int
+        Baseline cells that are gone (neither matched nor merged).
+    baseline_ids : list of int
+        Every cell of the baseline.
+    """
+
+    changes: dict[int, str]
+    matches: dict[int, int]
+    merged: dict[int, int]
+    deleted: list[int]
+    baseline_ids: list[int]
+
+
+def compare_to_baseline(labels: np.ndarray, baseline: np.ndarray) -> BaselineComparison:
+    """Match the current cells to the baseline by their pixels, not their ids.
+
+    Ids do not matter (relabelling changes none of the answers), and memory
+    grows with the number of cells, not with the largest id.
+    """
+    labels = np.asarray(labels)
+    baseline = np.asarray(baseline)
+    if labels.shape != baseline.shape:
+        raise ValueError(f"labels {labels.shape} and baseline {baseline.shape} differ in shape")
+    current_ids, current_areas = np.unique(labels[labels > 0], return_counts=True)
+    base_ids, base_areas = np.unique(baseline[baseline > 0], return_counts=True)
+    current_area = dict(zip(current_ids.tolist(), current_areas.tolist()))
+    base_area = dict(zip(base_ids.tolist(), base_areas.tolist()))
+    both = (labels > 0) & (baseline > 0)
+    pairs, counts = np.unique(
+        np.stack([labels[both].astype(np.int64), baseline[both].astype(np.int64)]), axis=1, return_counts=True
+    )
+    overlaps_of_current: dict[int, list[tuple[int, int]]] = {}
+    overlaps_of_base: dict[int, list[tuple[int, int]]] = {}
+    for current, base, count in zip(pairs[0].tolist(), pairs[1].tolist(), counts.tolist()):
+        overlaps_of_current.setdefault(current, []).append((count, base))
+        overlaps_of_base.setdefault(base, []).append((count, current))
+    changes: dict[int, str] = {}
+    matches: dict[int, int] = {}
+    matched_base: set[int] = set()
+    for current in current_area:
+        change = "added"
+        if overlaps_of_current.get(current):
+            count, base = max(overlaps_of_current[current])
+            union = current_area[current] + base_area[base] - count
+            if count == current_area[current] == base_area[base]:
+                change = "unchanged"
+            elif count / union >= 0.5 and base not in matched_base:
+                change = "edited"
+            if change != "added":
+                matches[current] = base
+                matched_base.add(base)
+        changes[current] = change
+    merged: dict[int, int] = {}
+    deleted: list[int] = []
+    for base in base_area:
+        if base in matched_base:
+            continue
+        count, holder = max(overlaps_of_base.get(base, [(0, 0)]))
+        if holder and count * 2 > base_area[base]:
+            merged[base] = holder
+        else:
+            deleted.append(base)
+    return BaselineComparison(changes, matches, merged, deleted, list(base_area))
+
+
+@dataclass
 class CorrectionSummary:
     """How the user's labels differ from the model's prediction."""
 
@@ -128,35 +250,44 @@ class CorrectionSummary:
     deleted: int
     added: int
     edited: int
+    merged: int
     accepted: int
 
     def as_dict(self) -> dict[str, int]:
         """Plain dict (for json exports)."""
         return dict(vars(self))
 
+    def describe(self) -> str:
+        """One line for a status label."""
+        return (
+            f"{self.added} added, {self.deleted} deleted, {self.edited} edited, {self.merged} merged, "
+            f"{self.accepted} accepted of {self.predicted}"
+        )
+
 
 def correction_summary(
-    labels: np.ndarray, predicted_ids: np.ndarray, statuses: dict[int, str]
+    labels: np.ndarray, baseline: np.ndarray, statuses: dict[int, str]
 ) -> CorrectionSummary:
-    """Count deleted, added, edited and accepted cells against the prediction.
+    """Count what changed against the prediction, from the pixels.
 
     Parameters
     ----------
     labels : numpy.ndarray
         Current label image (any shape).
-    predicted_ids : numpy.ndarray
-        Ids the model predicted.
+    baseline : numpy.ndarray
+        The label image the model predicted (same shape).
     statuses : dict
-        Id -> status ("predicted", "edited", "added", "accepted").
+        Id -> status; only ``"accepted"`` (a person's check, which pixels
+        cannot show) is read from it.
     """
-    present = set(np.unique(labels).tolist()) - {0}
-    predicted = set(np.asarray(predicted_ids).tolist())
-    values = [statuses.get(i, "added" if i not in predicted else "predicted") for i in present]
+    comparison = compare_to_baseline(labels, baseline)
+    changes = list(comparison.changes.values())
     return CorrectionSummary(
-        predicted=len(predicted),
-        kept=len(present & predicted),
-        deleted=len(predicted - present),
-        added=len(present - predicted),
-        edited=sum(v == "edited" for v in values),
-        accepted=sum(v == "accepted" for v in values),
+        predicted=len(comparison.baseline_ids),
+        kept=changes.count("unchanged"),
+        deleted=len(comparison.deleted),
+        added=changes.count("added"),
+        edited=changes.count("edited"),
+        merged=len(comparison.merged),
+        accepted=sum(statuses.get(cell) == "accepted" for cell in comparison.changes),
     )

@@ -15,13 +15,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .errors import ModelError
+
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "livecell-synth-yolov8n-seg.pt"
 SUPPORTED_SUFFIXES = {".pt": "PyTorch", ".onnx": "ONNX", ".torchscript": "TorchScript"}
-
-
-class ModelError(ValueError):
-    """A model file that cannot be used, with the reason in the message."""
 
 
 @dataclass

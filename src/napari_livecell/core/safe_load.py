@@ -38,7 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .model import ModelError
+from .errors import ModelError
 
 # modules whose nn.Module subclasses are network layers (see the module docstring)
 _LAYER_PACKAGES = ("torch.nn.modules.", "ultralytics.nn.modules.")

@@ -7,6 +7,7 @@ message. The writers in :mod:`napari_livecell.io.write` are their inverse.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ from napari_livecell.layers import (
     RESULT_KEY,
     cell_table,
     cells_layer_name,
-    offset_ids,
     outline_layer_kwargs,
     outlines_layer_name,
     ring_to_vertices,
@@ -36,16 +36,48 @@ from napari_livecell.layers import (
 
 
 def get_coco_reader(path: str | list[str]):
-    """Return a reader for a COCO instance json, else ``None``."""
+    """Return a reader for a COCO instance json, else ``None``.
+
+    The whole file is parsed (and kept for the reader): a web manifest, a
+    Label Studio or VIA export, or any json whose ``images`` are not COCO
+    image records is not ours. A file that mentions ``images`` and
+    ``annotations`` but is not readable json is claimed, so that its reader
+    says what is wrong with it.
+    """
     if isinstance(path, list):
         return None
     if not str(path).lower().endswith(".json") or not os.path.isfile(path):
         return None
+    try:
+        coco = _parse_json(path)
+    except (ValueError, UnicodeDecodeError):
+        with open(path, "rb") as handle:
+            content = handle.read()
+        return read_coco_layers if b'"images"' in content and b'"annotations"' in content else None
+    return read_coco_layers if _looks_like_coco(coco) else None
+
+
+def _parse_json(path: str | os.PathLike) -> Any:
+
+    stat = os.stat(path)
+    return _parse_json_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _parse_json_cached(path: str, _mtime_ns: int, _size: int) -> Any:
+    import orjson
+
     with open(path, "rb") as handle:
-        head = handle.read(1 << 16)
-    if b'"images"' not in head and b'"annotations"' not in head:
-        return None
-    return read_coco_layers
+        return orjson.loads(handle.read())
+
+
+def _looks_like_coco(coco: Any) -> bool:
+    if not isinstance(coco, dict):
+        return False
+    images, annotations = coco.get("images"), coco.get("annotations", [])
+    if not isinstance(images, list) or not isinstance(annotations, list | dict):
+        return False
+    return all(isinstance(image, dict) and "width" in image and "height" in image for image in images[:100])
 
 
 def _frame_order(images: list[dict]) -> list[dict]:
@@ -55,11 +87,15 @@ def _frame_order(images: list[dict]) -> list[dict]:
 
 
 def _find_image_file(json_path: Path, file_name: str) -> Path | None:
+    from napari_livecell.core.images import IMAGE_SUFFIXES
+
     name = Path(str(file_name)).name
+    # files saved without an extension by earlier versions: try the image suffixes
+    names = [name] if Path(name).suffix else [name + suffix for suffix in IMAGE_SUFFIXES]
     for folder in (json_path.parent, json_path.parent / "images", json_path.parent.parent / "images"):
-        candidate = folder / name
-        if candidate.is_file():
-            return candidate
+        for candidate in (folder / n for n in names):
+            if candidate.is_file():
+                return candidate
     return None
 
 
@@ -67,7 +103,10 @@ def read_coco_layers(path: str) -> list[tuple]:
     """Labels (+ outlines, + the images when found) from a COCO json.
 
     Several images of one size open as a stack (frames in ``frame`` order when
-    the json has it), rasterised lazily frame by frame.
+    the json has it), rasterised lazily frame by frame. A file this plugin
+    wrote comes back as it was saved: the layer's cell ids (``label``), each
+    cell's status and score, the model's categories, and the prediction
+    baseline, so proofreading can go on where it stopped.
     """
     json_path = Path(path)
     coco = load_coco(json_path)
@@ -89,68 +128,126 @@ def read_coco_layers(path: str) -> list[tuple]:
             f"{json_path.name}: annotations refer to image id(s) {sorted(stray, key=str)[:3]} "
             "that are not in 'images'"
         )
-    names = {int(c["id"]): str(c.get("name", c["id"])) for c in coco["categories"]}
+    category_ids = sorted(int(c["id"]) for c in coco["categories"])
+    # class ids are the categories' order, as the writer and the YOLO conversion number them
+    class_of = {category: index for index, category in enumerate(category_ids)}
+    names = {class_of[int(c["id"])]: str(c.get("name", c["id"])) for c in coco["categories"]}
     per_frame = [grouped.get(image["id"], []) for image in images]
-    features = _coco_features(per_frame, names)
-    name = json_path.stem
-    metadata = {
-        RESULT_KEY: {
-            "source": name,
-            "file_names": [image.get("file_name") for image in images],
-            "categories": names,
-            "edited": False,
-        }
-    }
-    if len(images) == 1:
-        labels: Any = annotations_to_labels(per_frame[0], height, width)
+    ids = _cell_ids(per_frame)
+    features = _coco_features(per_frame, ids, class_of, names)
+    ours = coco.get("napari_livecell") if isinstance(coco.get("napari_livecell"), dict) else {}
+    file_names = [image.get("file_name") for image in images]
+    source = Path(str(file_names[0])).stem if len(images) == 1 else json_path.stem
+    info = {"source": source, "file_names": file_names, "categories": names, "edited": False}
+    if len(images) == 1 or ours:
+        frames = [
+            _frame_labels(frame_annotations, height, width, frame_ids)
+            for frame_annotations, frame_ids in zip(per_frame, ids)
+        ]
+        labels: Any = frames[0] if len(images) == 1 else np.stack(frames)
     else:
-        labels = _lazy_label_stack(per_frame, height, width)
+        labels = _lazy_label_stack(per_frame, ids, height, width)
+    if ours:
+        info["baseline"] = _baseline(labels, per_frame, ours, images, height, width)
+        info["baseline_status"] = str(ours.get("baseline_status", "predicted"))
+        info["edited"] = bool(ours.get("edited", False))
     layers = []
     image_layer = _image_layer(json_path, images)
     if image_layer is not None:
         layers.append(image_layer)
-    labels_kwargs = {"name": cells_layer_name(name), "features": features, "metadata": metadata}
+    labels_kwargs = {
+        "name": cells_layer_name(json_path.stem),
+        "features": features,
+        "metadata": {RESULT_KEY: info},
+    }
     layers.append((labels, labels_kwargs, "labels"))
     if len(features["index"]) <= MAX_OUTLINES:
-        shapes, shape_features = _coco_outlines(per_frame, height, width, len(images) > 1, features)
-        outline_kwargs = outline_layer_kwargs(outlines_layer_name(name), shape_features, labels.ndim)
+        shapes, shape_features = _coco_outlines(per_frame, ids, height, width, len(images) > 1, features)
+        outline_kwargs = outline_layer_kwargs(
+            outlines_layer_name(json_path.stem), shape_features, labels.ndim
+        )
         layers.append((shapes, outline_kwargs, "shapes"))
     return layers
 
 
-def _coco_features(per_frame: list[list[dict]], names: dict[int, str]) -> dict[str, list]:
+def _cell_ids(per_frame: list[list[dict]]) -> list[list[int]]:
+    """Each annotation's cell id: the ``label`` we wrote when every one has a distinct one, else 1..N."""
+    written = [a.get("label") for frame_annotations in per_frame for a in frame_annotations]
+    usable = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in written)
+    if not (usable and len(set(written)) == len(written)):
+        written = list(range(1, len(written) + 1))
+    ids, start = [], 0
+    for frame_annotations in per_frame:
+        ids.append(written[start : start + len(frame_annotations)])
+        start += len(frame_annotations)
+    return ids
+
+
+def _frame_labels(frame_annotations: list[dict], height: int, width: int, ids: list[int]) -> np.ndarray:
+    order = annotations_to_labels(frame_annotations, height, width)
+    lookup = np.asarray([0, *ids], dtype=np.int32)
+    return lookup[order]
+
+
+def _baseline(labels, per_frame, ours: dict, images: list[dict], height: int, width: int) -> np.ndarray:
+    """The prediction as it was before proofreading: unchanged cells + the saved baseline cells."""
+    baseline = np.zeros(np.shape(labels), np.int32)
+    frame_of = {image["id"]: index for index, image in enumerate(images)}
+    planes = baseline.reshape(-1, height, width)
+    for frame, frame_annotations in enumerate(per_frame):
+        for annotation in frame_annotations:
+            if isinstance(annotation.get("baseline_label"), int):
+                planes[frame][annotation_mask(annotation, height, width)] = annotation["baseline_label"]
+    for annotation in ours.get("baseline_annotations", []):
+        frame = frame_of.get(annotation.get("image_id"))
+        if frame is None or not isinstance(annotation.get("label"), int):
+            raise CocoFormatError(
+                f"baseline annotation {annotation.get('id', '?')} names no known image or label"
+            )
+        planes[frame][annotation_mask(annotation, height, width)] = annotation["label"]
+    return baseline
+
+
+def _coco_features(
+    per_frame: list[list[dict]], ids: list[list[int]], class_of: dict[int, int], names: dict[int, str]
+) -> dict[str, list]:
     annotations = [(frame, a) for frame, frame_annotations in enumerate(per_frame) for a in frame_annotations]
+
+    def score(annotation: dict) -> float:
+        value = annotation.get("score", 1.0)
+        return float("nan") if value is None else float(value)
+
+    def name(annotation: dict) -> str:
+        category = class_of.get(int(annotation.get("category_id", -1)), min(names))
+        return names[category]
+
     return cell_table(
-        ids=range(1, len(annotations) + 1),
+        ids=[cell for frame_ids in ids for cell in frame_ids],
         frames=[frame for frame, _ in annotations],
-        scores=[float(a.get("score", 1.0)) for _, a in annotations],
-        classes=[names.get(a.get("category_id"), "cell") for _, a in annotations],
+        scores=[score(a) for _, a in annotations],
+        classes=[name(a) for _, a in annotations],
         areas=[round(float(a.get("area", 0))) for _, a in annotations],
         statuses=[str(a.get("status", "annotated")) for _, a in annotations],
     )
 
 
-def _lazy_label_stack(per_frame: list[list[dict]], height: int, width: int):
+def _lazy_label_stack(per_frame: list[list[dict]], ids: list[list[int]], height: int, width: int):
     import dask
     import dask.array as da
 
-    @dask.delayed
-    def rasterise(frame_annotations: list[dict], first_id: int) -> np.ndarray:
-        return offset_ids(annotations_to_labels(frame_annotations, height, width), first_id)
-
-    frames, first_id = [], 0
-    for frame_annotations in per_frame:
-        frames.append(da.from_delayed(rasterise(frame_annotations, first_id), (height, width), np.int32))
-        first_id += len(frame_annotations)
+    rasterise = dask.delayed(_frame_labels)
+    frames = [
+        da.from_delayed(rasterise(frame_annotations, height, width, frame_ids), (height, width), np.int32)
+        for frame_annotations, frame_ids in zip(per_frame, ids)
+    ]
     return da.stack(frames)
 
 
-def _coco_outlines(per_frame, height, width, is_stack, features):
+def _coco_outlines(per_frame, ids, height, width, is_stack, features):
     shapes, columns = [], {"label": [], "score": [], "frame": []}
-    label = 0
-    for frame, frame_annotations in enumerate(per_frame):
-        for annotation in frame_annotations:
-            label += 1
+    score_of = dict(zip(features["index"], features["score"]))
+    for frame, (frame_annotations, frame_ids) in enumerate(zip(per_frame, ids)):
+        for annotation, label in zip(frame_annotations, frame_ids):
             segmentation = annotation.get("segmentation")
             if isinstance(segmentation, list):
                 rings = [np.asarray(r, float).reshape(-1, 2) for r in segmentation]
@@ -159,7 +256,7 @@ def _coco_outlines(per_frame, height, width, is_stack, features):
             for ring in rings:
                 shapes.append(ring_to_vertices(ring, (frame,) if is_stack else ()))
                 columns["label"].append(label)
-                columns["score"].append(features["score"][label - 1])
+                columns["score"].append(score_of[label])
                 columns["frame"].append(frame)
     return shapes, columns
 
