@@ -46,10 +46,20 @@ def server():
 
     import uvicorn
 
-    from napari_livecell.service import ServiceSettings, create_app
+    from napari_livecell.service import ServiceSettings, create_app, uvicorn_config
 
-    app = create_app(ServiceSettings(device="cpu", concurrency=1, queue=4))
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    settings = ServiceSettings(device="cpu", concurrency=1, queue=4)
+    app = create_app(settings)
+    # the server production's serve() runs (its timeouts and limits); LOG_LEVEL, its log knob,
+    # keeps the suite's output quiet unless set
+    quiet = "LOG_LEVEL" not in os.environ
+    if quiet:
+        os.environ["LOG_LEVEL"] = "warning"
+    try:
+        config = uvicorn_config(app, "127.0.0.1", 0, settings)
+    finally:
+        if quiet:
+            del os.environ["LOG_LEVEL"]
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
