@@ -121,11 +121,13 @@ class TrackCellsWidget(Container):
         self.native.layout().addWidget(self.canvas)
         self.extend([self._save_csv, self._save_png])
         self.growth: pd.DataFrame | None = None
+        self.result: TrackingResult | None = None
         self.flags = pd.DataFrame()
         self._review_index = -1
         self._reviewed_layer: Any = None
         self._watched: Any = None
-        self._growth_timer = QTimer()
+        # parented: the timer goes with the dock, never firing into a deleted widget
+        self._growth_timer = QTimer(self.native)
         self._growth_timer.setSingleShot(True)
         self._growth_timer.setInterval(GROWTH_DELAY_MS)
         self._growth_timer.timeout.connect(self.update_growth)
@@ -138,6 +140,7 @@ class TrackCellsWidget(Container):
         self._layer.changed.connect(self._watch)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._layer.reset_choices)
+        self.native.destroyed.connect(lambda: self._watch(None))
         self._watch(self._layer.value)
 
     # choices and growth ------------------------------------------------------
@@ -150,11 +153,15 @@ class TrackCellsWidget(Container):
         """Follow the chosen layer's edits: the growth curves are redrawn after a pause."""
         if self._watched is not None:
             for name in ("data", "paint", "labels_update"):
-                getattr(self._watched.events, name).disconnect(self._growth_timer.start)
+                getattr(self._watched.events, name).disconnect(self._schedule_growth)
         self._watched = layer
         if layer is not None:
             for name in ("data", "paint", "labels_update"):
-                getattr(layer.events, name).connect(self._growth_timer.start)
+                getattr(layer.events, name).connect(self._schedule_growth)
+            self._schedule_growth()
+
+    def _schedule_growth(self, _event=None) -> None:
+        # a paint stroke sends many events: redraw once, after a pause
         self._growth_timer.start()
 
     def update_growth(self, table: pd.DataFrame | None = None) -> pd.DataFrame | None:
@@ -259,7 +266,7 @@ class TrackCellsWidget(Container):
         if outcome.error or outcome.result is None:
             notify_error(self._status, outcome.error or "tracking failed")
             return
-        result = outcome.result
+        result = self.result = outcome.result
         if outcome.changed is not None:
             layer.data_setitem(outcome.changed, outcome.values)
             how = "relabelled in place (Ctrl+Z undoes it)"
@@ -313,9 +320,15 @@ class TrackCellsWidget(Container):
         world = np.asarray(layer.data_to_world((flag["t"], flag["y"], flag["x"])), dtype=float)
         time_axis = self._viewer.dims.ndim - 3
         self._viewer.dims.set_point(time_axis, world[0])
-        self._viewer.camera.center = (float(world[1]), float(world[2]))
+        _camera(self._viewer).center = (float(world[1]), float(world[2]))
         self._review.value = (
             f"{self._review_index + 1}/{len(self.flags)}: track {flag['track_id']} "
             f"{flag['kind']} at frame {flag['t']} ({flag['detail']})"
         )
         return flag
+
+
+def _camera(viewer: Any) -> Any:
+    """The viewer's camera: ``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
