@@ -120,6 +120,8 @@ class TrackCellsWidget(Container):
         self.canvas.setMinimumHeight(320)
         self.native.layout().addWidget(self.canvas)
         self.extend([self._save_csv, self._save_png])
+        # a narrow dock leaves the canvas most of the window
+        self.native.setMaximumWidth(460)
         self.growth: pd.DataFrame | None = None
         self.result: TrackingResult | None = None
         self.flags = pd.DataFrame()
@@ -312,7 +314,8 @@ class TrackCellsWidget(Container):
     def next_review(self, _=None) -> pd.Series | None:
         """Go to the next flagged track: set the time slider to its frame and centre the camera on it."""
         if self.flags.empty or self._reviewed_layer is None:
-            self._review.value = "nothing to review: track a stack first" if self.flags.empty else ""
+            tracked = self._reviewed_layer is not None
+            self._review.value = "no track flagged in this stack" if tracked else "track a stack first"
             return None
         self._review_index = (self._review_index + 1) % len(self.flags)
         flag = self.flags.iloc[self._review_index]
