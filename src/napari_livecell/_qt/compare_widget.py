@@ -50,9 +50,9 @@ class CompareWidget(Container):
         if truth is None or predicted is None or truth is predicted:
             show_warning("choose a ground-truth and a different prediction Labels layer")
             return None
-        frame = shown_frame(self._viewer, predicted)
-        truth_plane = np.asarray(truth.data[frame] if truth.ndim > 2 else truth.data)
-        predicted_plane = np.asarray(predicted.data[frame] if frame else predicted.data)
+        # each layer's own frame on show: a truth stack can be compared with a single prediction
+        truth_plane = np.asarray(truth.data[shown_frame(self._viewer, truth)])
+        predicted_plane = np.asarray(predicted.data[shown_frame(self._viewer, predicted)])
         if truth_plane.shape != predicted_plane.shape:
             show_warning(f"frames differ in size: {truth_plane.shape} vs {predicted_plane.shape}")
             return None

@@ -72,7 +72,12 @@ def update_layer(layer, data: np.ndarray, kwargs: dict) -> None:
 
 
 def clear_undo_history(layer) -> None:
-    """Forget a Labels layer's undo and redo steps (napari has no public call for it)."""
+    """Forget a Labels layer's undo and redo steps (napari has no public call for it).
+
+    The layer a plugin sees is napari's public-only proxy; the history lives
+    on the layer itself.
+    """
+    layer = getattr(layer, "__wrapped__", layer)
     for name in ("_undo_history", "_redo_history"):
         history = getattr(layer, name, None)
         if history is not None and hasattr(history, "clear"):
