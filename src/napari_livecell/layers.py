@@ -315,6 +315,13 @@ def refresh_cell_rows(
             table[column] = None
     before = {int(row["index"]): row for row in table[columns].to_dict("records")}
     rows = dict(before)
+    # all rows of touched ids leave first: an id can change frames (a relabel of a stack)
+    for frame, ids in touched.items():
+        area_before = _areas(frames[frame][1])
+        for cell in ids:
+            if cell in before and cell in area_before:
+                memory[cell] = dict(before[cell])
+            rows.pop(cell, None)
     for frame, ids in touched.items():
         plane, snapshot, baseline = frames[frame]
         changes = compare_to_baseline(plane, baseline).changes
@@ -330,10 +337,6 @@ def refresh_cell_rows(
         for cell, old, count in zip(pairs[0].tolist(), pairs[1].tolist(), counts.tolist()):
             if cell in ids and count > source.get(cell, (0, 0))[0]:
                 source[cell] = (count, old)
-        for cell in ids:
-            if cell in before and cell in area_before:
-                memory[cell] = dict(before[cell])
-            rows.pop(cell, None)
         for cell in sorted(ids & set(area_now)):
             count, old = source.get(cell, (0, 0))
             row = dict(before.get(old) or memory.get(cell) or {})

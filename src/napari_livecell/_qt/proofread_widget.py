@@ -33,6 +33,7 @@ from napari_livecell.layers import (
     OUTLINE_STYLE,
     RESULT_KEY,
     default_class,
+    flat_frame,
     outlines_name_for,
     refresh_cell_rows,
     ring_to_vertices,
@@ -147,9 +148,14 @@ class CellFollower:
         shapes = self.shapes
         if shapes is None:
             return
-        all_ids = set().union(*touched.values())
-        labels_column = shapes.features["label"].to_numpy() if len(shapes.features) else []
-        keep = [i for i, label in enumerate(labels_column) if int(label) not in all_ids]
+        leading = current.shape[:-2]
+        touched_flat = {flat_frame(frame, leading): ids for frame, ids in touched.items()}
+        outline_rows = shapes.features[["label", "frame"]].to_numpy() if len(shapes.features) else []
+        keep = [
+            i
+            for i, (label, frame) in enumerate(outline_rows)
+            if int(label) not in touched_flat.get(int(frame), ())
+        ]
         data = [shapes.data[i] for i in keep]
         features = shapes.features.iloc[keep].reset_index(drop=True)
         table = self.labels.features.set_index("index")
