@@ -90,7 +90,7 @@ def rasterise_outlines(shapes, cell: int, shape: tuple[int, int], frame: tuple[i
     for vertices, label in zip(shapes.data, labels):
         if int(label) != cell:
             continue
-        if frame and tuple(int(round(v)) for v in vertices[0, : len(frame)]) != frame:
+        if frame and tuple(int(np.rint(v)) for v in vertices[0, : len(frame)]) != frame:
             continue
         # napari vertices are COCO's continuous ring shifted to pixel centres: rasterised as is
         ring = np.zeros(shape, bool)
