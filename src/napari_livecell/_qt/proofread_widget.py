@@ -279,7 +279,7 @@ class ProofreadWidget(Container):
                 self._relabel,
                 self._summary,
                 self._status,
-                Label(value="keys act on the cell under the cursor; Ctrl+Z undoes any edit"),
+                Label(value="keys: the cell under the cursor; Ctrl+Z undoes"),
             ]
         )
         self._delete.changed.connect(lambda: self.delete(self._cell.value))
