@@ -161,12 +161,15 @@ def test_cancel_stops_within_an_epoch_and_resume_finishes_the_run(tmp_path, smal
 def test_export_onnx_and_triton_repository(tmp_path, small_frame):
     from napari_livecell.core.matching import match_cells
     from napari_livecell.core.model import load_model
+    from napari_livecell.core.model import DEFAULT_MODEL
     from napari_livecell.core.predict import segment_frame
 
+    shipped = sorted(DEFAULT_MODEL.parent.iterdir())
     assert (
         main(["export", "default", "--out", str(tmp_path / "m.onnx"), "--triton", str(tmp_path / "repo")])
         == 0
     )
+    assert sorted(DEFAULT_MODEL.parent.iterdir()) == shipped  # nothing written beside the shipped model
     config = (tmp_path / "repo" / "livecell" / "config.pbtxt").read_text()
     assert 'platform: "onnxruntime_onnx"' in config and "dims: [ 1, 3, 544, 704 ]" in config
     assert (tmp_path / "repo" / "livecell" / "1" / "model.onnx").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from .model import ModelError, load_model
@@ -45,20 +46,25 @@ def export_onnx(
     from napari_livecell.core.safe_load import use_in_ultralytics
 
     use_in_ultralytics()  # load_model did too; the fresh YOLO below must read the file the same way
-    # a fresh model object: export mutates the one it runs on
-    exported = YOLO(str(model.path)).export(
-        format="onnx",
-        imgsz=list(imgsz) if isinstance(imgsz, tuple) else imgsz,
-        dynamic=dynamic,
-        simplify=False,
-        device="cpu",
-        verbose=False,
-    )
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(".onnx.tmp")
-    shutil.move(str(exported), temporary)
-    os.replace(temporary, target)
+    # Ultralytics writes the export beside the weights: work on a copy, so that a read-only
+    # install (or the shipped model's folder) is never written to, even by a failed export
+    with tempfile.TemporaryDirectory(prefix="napari-livecell-export-") as scratch:
+        weights_copy = Path(scratch) / model.path.name
+        shutil.copyfile(model.path, weights_copy)
+        # a fresh model object: export mutates the one it runs on
+        exported = YOLO(str(weights_copy)).export(
+            format="onnx",
+            imgsz=list(imgsz) if isinstance(imgsz, tuple) else imgsz,
+            dynamic=dynamic,
+            simplify=False,
+            device="cpu",
+            verbose=False,
+        )
+        temporary = target.with_suffix(".onnx.tmp")
+        shutil.move(str(exported), temporary)
+        os.replace(temporary, target)
     return target
 
 

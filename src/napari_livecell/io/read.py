@@ -282,7 +282,12 @@ def _image_layer(json_path: Path, images: list[dict]) -> tuple | None:
 
 
 def get_yolo_reader(path: str | list[str]):
-    """Return a reader for a YOLO-seg label ``.txt``, else ``None``."""
+    """Return a reader for a YOLO-seg label ``.txt``, else ``None``.
+
+    Ours only when every line is ``class x1 y1 ...`` numbers and the image it
+    labels is found (YOLO coordinates are fractions of the image size): a
+    ``.txt`` of numbers with no image beside it is not a label file we can open.
+    """
     if isinstance(path, list) or not str(path).lower().endswith(".txt"):
         return None
     if not os.path.isfile(path):
@@ -293,6 +298,10 @@ def get_yolo_reader(path: str | list[str]):
         [float(token) for token in first]
     except ValueError:
         return None  # prose, not labels
+    if len(first) < 5:
+        return None  # a class and (x, y) pairs: one or a few numbers per line are something else
+    if _yolo_image_for(Path(path)) is None:
+        return None
     return read_yolo_layers
 
 
