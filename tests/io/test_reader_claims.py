@@ -98,3 +98,14 @@ def test_writers_memory_follows_cells_not_the_largest_id(tmp_path, cell_id):
     coco = json.loads((tmp_path / "cells.json").read_text())
     assert sorted(a["label"] for a in coco["annotations"]) == sorted([5, cell_id])
     assert len((tmp_path / "cells.txt").read_text().splitlines()) == 2
+
+
+def test_a_yolo_stack_is_written_whole_or_not_at_all(tmp_path):
+    labels = np.zeros((3, 32, 32), np.int32)
+    labels[:, 4:12, 4:12] = 1
+    (tmp_path / "stack_t0001.txt").mkdir()  # frame 1 cannot be written
+    with pytest.raises(OSError):
+        write_labels_yolo(
+            str(tmp_path / "stack.txt"), labels, {"name": "stack", "features": None, "metadata": {}}
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stack_t0001.txt"]
