@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from napari_livecell.cli import convert, curate, demo, evaluate, segment, serve, synth, track, train
+from napari_livecell.cli import convert, curate, demo, evaluate, measure, segment, serve, synth, track, train
 from napari_livecell.cli.common import USER_ERRORS, CommandError, describe_os_error
 
-SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo, track)
+SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo, track, measure)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,191 @@
+"""``napari-livecell measure``: per-cell measurements and per-image summaries as CSV."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from napari_livecell.cli.common import CommandError, ensure_output_file, progress_bar
+
+LABEL_SUFFIXES = (".tif", ".tiff")
+# what `segment` writes beside the labels and is never a label image itself
+NOT_LABELS = ("_outlines.tif",)
+
+
+def add_parser(commands) -> None:
+    """Register the subcommand."""
+    measure = commands.add_parser(
+        "measure",
+        help="measure every cell (area, perimeter, shape, intensity) into CSV",
+        description=(
+            "Measure the cells of label images (TIFFs: one frame or a stack; or a COCO json, whose "
+            "scores, classes and statuses are kept) with skimage.measure.regionprops_table, and "
+            "write a per-cell CSV and a per-image summary CSV (<out>_summary.csv: cell count, "
+            "confluence, mean area). Columns and units: docs/measurements.md."
+        ),
+    )
+    measure.add_argument(
+        "labels", nargs="+", metavar="LABELS", help="label TIFFs, folders of them, globs, or COCO json"
+    )
+    measure.add_argument(
+        "--images",
+        default=None,
+        help="intensity image (one LABELS) or folder of images named like the labels "
+        "(<stem>_labels.tif -> <stem>.tif/.png/...); without it the intensity columns are empty",
+    )
+    measure.add_argument("--pixel-size", type=float, default=None, help="micrometres per pixel (default: px)")
+    measure.add_argument("--out", required=True, help="per-cell CSV; the summary goes beside it")
+    measure.set_defaults(handler=run)
+
+
+@dataclass
+class LabelSource:
+    """One labels input: its name (the CSV's ``image``), data, cell table and image."""
+
+    name: str
+    labels: Any
+    features: Any = None
+    image: Any = None
+    frame_names: list[str] | None = None
+
+
+def find_label_files(patterns: list[str]) -> list[Path]:
+    """Label files named, in folders (their TIFFs, name order) or matched by globs.
+
+    Raises
+    ------
+    FileNotFoundError
+        A pattern that matches nothing.
+    """
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if _is_label_file(p))
+            if not matches:
+                raise FileNotFoundError(f"no label TIFFs in folder {path}")
+            found += matches
+        elif path.exists():
+            found.append(path)
+        elif glob.has_magic(pattern):
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+            matches = [p for p in matches if _is_label_file(p) or p.suffix.lower() == ".json"]
+            if not matches:
+                raise FileNotFoundError(f"no label files match {pattern!r}")
+            found += matches
+        else:
+            raise FileNotFoundError(f"labels not found: {path}")
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _is_label_file(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and name.endswith(LABEL_SUFFIXES) and not name.endswith(NOT_LABELS)
+
+
+def image_stem(labels_path: Path) -> str:
+    """The image a label file belongs to: ``x_labels.tif`` -> ``x``."""
+    return labels_path.stem.removesuffix("_labels")
+
+
+def find_image(folder: Path, stem: str) -> Path:
+    """The image called ``stem`` in ``folder`` (any image suffix, never a segmentation output).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such image.
+    """
+    from napari_livecell.core.images import IMAGE_SUFFIXES, is_output_name
+
+    for path in sorted(folder.iterdir()):
+        if path.stem == stem and path.suffix.lower() in IMAGE_SUFFIXES and not is_output_name(path):
+            return path
+    raise FileNotFoundError(f"no image named {stem}.* in {folder} for its labels")
+
+
+def read_labels(path: Path) -> LabelSource:
+    """A label TIFF (squeezed; integer) or a COCO json (with its cell table and image, when found)."""
+    import numpy as np
+
+    if path.suffix.lower() == ".json":
+        from napari_livecell.io.read import read_coco_layers
+
+        layers = read_coco_layers(str(path))
+        labels, kwargs, _ = next(layer for layer in layers if layer[2] == "labels")
+        image = next((layer[0] for layer in layers if layer[2] == "image"), None)
+        names = kwargs["metadata"]["napari_livecell"].get("file_names") or []
+        frame_names = [Path(str(n)).stem for n in names] if len(names) > 1 else None
+        return LabelSource(path.stem, labels, kwargs.get("features"), image, frame_names)
+    import tifffile
+
+    try:
+        labels = np.squeeze(tifffile.imread(path))
+    except (tifffile.TiffFileError, ValueError) as error:
+        raise CommandError(f"{path} is not a readable TIFF ({error})") from error
+    if labels.ndim < 2:
+        raise CommandError(f"{path.name} is not a label image (shape {labels.shape})")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise CommandError(f"{path.name} holds {labels.dtype} values, not integer labels")
+    return LabelSource(image_stem(path), labels)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure every labels input; write the per-cell and summary CSVs."""
+    import pandas as pd
+
+    from napari_livecell.core.images import read_image
+    from napari_livecell.core.measure import (
+        check_pixel_size,
+        iter_measure,
+        summary_path,
+        with_image_name,
+        write_measurements_csv,
+    )
+
+    pixel_size = check_pixel_size(args.pixel_size)
+    out = ensure_output_file(args.out, "--out")
+    if out.suffix.lower() != ".csv":
+        raise CommandError(f"--out {out} must be a .csv file")
+    paths = find_label_files(args.labels)
+    images = Path(args.images) if args.images else None
+    if images is not None and not images.exists():
+        raise FileNotFoundError(f"--images {images} does not exist")
+    if images is not None and images.is_file() and len(paths) > 1:
+        raise CommandError(f"--images {images} is one image but {len(paths)} label files were given")
+    cells, summaries = [], []
+    with progress_bar(len(paths), "measure", unit="img") as bar:
+        for path in paths:
+            source = read_labels(path)
+            if images is not None:
+                image_path = images if images.is_file() else find_image(images, source.name)
+                source.image = read_image(image_path)
+            steps = iter_measure(source.labels, source.image, pixel_size, source.features)
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    result = done.value
+                    break
+            cells.append(_named(with_image_name(result.cells, source.name), source.frame_names))
+            summaries.append(_named(with_image_name(result.summary, source.name), source.frame_names))
+            bar.update(1)
+    cell_table = pd.concat(cells, ignore_index=True)
+    summary_table = pd.concat(summaries, ignore_index=True)
+    written = [write_measurements_csv(out, cell_table)]
+    written.append(write_measurements_csv(summary_path(out), summary_table))
+    print(
+        f"{len(cell_table)} cells in {len(paths)} label file(s), {len(summary_table)} frame(s), "
+        f"in {'um' if pixel_size is not None else 'px'}; wrote {', '.join(str(p) for p in written)}"
+    )
+    return 0
+
+
+def _named(table, frame_names: list[str] | None):
+    """A COCO stack's frames are images of their own: name each row after its frame's file."""
+    if frame_names:
+        table["image"] = [frame_names[int(f)] for f in table["frame"]]
+    return table
