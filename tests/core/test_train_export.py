@@ -160,8 +160,7 @@ def test_cancel_stops_within_an_epoch_and_resume_finishes_the_run(tmp_path, smal
 
 def test_export_onnx_and_triton_repository(tmp_path, small_frame):
     from napari_livecell.core.matching import match_cells
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.model import DEFAULT_MODEL
+    from napari_livecell.core.model import DEFAULT_MODEL, load_model
     from napari_livecell.core.predict import segment_frame
 
     shipped = sorted(DEFAULT_MODEL.parent.iterdir())
