@@ -77,8 +77,8 @@ class DataFrameModel(QAbstractTableModel):
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Sort by a column's values (numbers as numbers; NaN last)."""
-        if not len(self.frame.columns):
-            return
+        if not 0 <= column < len(self.frame.columns):
+            return  # -1: no sort column (the table's own order)
         self.layoutAboutToBeChanged.emit()
         self.frame = self.frame.sort_values(
             self.frame.columns[column],
@@ -122,6 +122,8 @@ class MeasureCellsWidget(Container):
         self.model = DataFrameModel()
         self.table = QTableView()
         self.table.setModel(self.model)
+        # no sort arrow until the user clicks a header: rows start in frame, label order
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -250,6 +252,8 @@ class MeasureCellsWidget(Container):
     def _show(self, layer: Any, result: Measurements, note: str = "") -> None:
         self.measurements, self.measured_layer = result, layer
         self.model.set_frame(result.cells)
+        header = self.table.horizontalHeader()
+        self.model.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())  # keep the user's sort
         self.table.resizeColumnsToContents()
         summary = result.summary
         unit = "um2" if result.pixel_size_um is not None else "px"
