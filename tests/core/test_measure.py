@@ -104,7 +104,8 @@ def test_a_lazy_stack_is_measured_frame_by_frame_and_joined_with_the_cell_table(
     assert cells.loc[(1, 101), "score"] == 0.5
     assert cells.loc[(1, 101), "class"] == "A172"
     assert np.isnan(cells.loc[(0, 1), "score"]) and cells.loc[(0, 1), "status"] == ""
-    assert result.summary["cell_count"].tolist() == [30, 12]
+    counts = [len(np.unique(plane[plane > 0])) for plane in labels]
+    assert result.summary["cell_count"].tolist() == counts
     assert result.summary["frame"].tolist() == [0, 1]
     second_only = measure_cells(labels[1], image[1]).cells
     np.testing.assert_allclose(cells.loc[1, "area_px"].to_numpy(), second_only["area_px"].to_numpy())
