@@ -253,3 +253,33 @@ def test_compare_a_truth_stack_with_a_single_frame_prediction(make_napari_viewer
     widget._predicted.value = viewer.layers["prediction"]
     comparison = widget.compare()
     assert comparison is not None and "differ in size" not in " ".join(notifications.messages)
+
+
+def test_rerun_with_a_filter_keeps_the_layers_own_colours(make_napari_viewer, small_frame):
+    from napari_livecell._qt.segment_worker import prepare_result_layers
+    from napari_livecell.core.segmentation import Segmentation
+
+    viewer = make_napari_viewer()
+    cells = add_result(viewer, small_frame.labels, image=small_frame.image)
+    _, segment = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    original = cells.colormap
+    segment._min_score.value = 0.9
+    assert cells.colormap is not original
+    finish = prepare_result_layers(
+        "img", {"scale": (1.0, 1.0), "translate": (0.0, 0.0), "metadata": {RESULT_KEY: {"source": "img"}}}
+    )
+    segment.confirm_replace = lambda names: True
+    segment._on_done(finish([Segmentation.from_labels(small_frame.labels)], ()))
+    segment._min_score.value = 0.0
+    ids = np.unique(small_frame.labels)[1:]
+    np.testing.assert_allclose(viewer.layers["img cells"].colormap.map(ids), original.map(ids))
+
+
+def test_a_result_with_too_many_cells_gets_no_outlines(monkeypatch, small_frame):
+    import napari_livecell.layers as layers
+    from napari_livecell.core.segmentation import Segmentation
+
+    monkeypatch.setattr(layers, "MAX_OUTLINES", 5)
+    data = layers.result_layer_data(Segmentation.from_labels(small_frame.labels), "img")
+    (shapes, kwargs, kind) = data[1]
+    assert kind == "shapes" and len(shapes) == 0 and kwargs["name"] == "img outlines"

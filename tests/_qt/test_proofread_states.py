@@ -32,7 +32,7 @@ from .conftest import add_result
 
 EXAMPLES = 12
 STEPS = 14
-CATEGORIES = {0: "cell", 1: "debris"}
+CATEGORIES = {0: "nucleus", 1: "debris"}  # not in sorted order: ids must come from the model
 
 
 def reference_summary(labels: np.ndarray, baseline: np.ndarray, statuses: dict[int, str]) -> dict:
