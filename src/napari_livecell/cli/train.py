@@ -15,6 +15,8 @@ from napari_livecell.cli.common import (
 )
 from napari_livecell.core.export import DEFAULT_EXPORT_SIZE
 
+SCRATCH_EPOCHS = 15  # training from an architecture yaml (the shipped model's recipe)
+
 
 def add_parser(commands) -> None:
     """Register ``train`` and ``export``."""
@@ -33,7 +35,19 @@ def add_parser(commands) -> None:
         default=None,
         help="base: an architecture yaml (from scratch), a .pt (fine-tune), or 'default' (shipped model)",
     )
-    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs (default: a fine-tune plans them to reach --steps optimizer steps; "
+        f"{SCRATCH_EPOCHS} from scratch)",
+    )
+    train.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimizer steps a fine-tune plans for (default MIN_FINETUNE_STEPS, 300)",
+    )
     train.add_argument("--imgsz", type=int, default=None)
     train.add_argument("--batch", type=int, default=None)
     train.add_argument(
@@ -91,7 +105,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) and print a json summary."""
     from napari_livecell.core.model import DEFAULT_MODEL
-    from napari_livecell.core.train import PRESETS, TrainSettings, saved_run, train_model
+    from napari_livecell.core.train import (
+        PRESETS,
+        TrainSettings,
+        describe_before_after,
+        saved_run,
+        train_model,
+    )
 
     out = Path(args.out)
     if args.resume:
@@ -106,16 +126,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         crop = preset["crop"] if args.crop is None else (args.crop or None)
         data_yaml, metadata = _training_data(args, out, crop)
         metadata["preset"] = args.preset
-        settings = TrainSettings.for_base(
-            str(data_yaml),
-            base,
-            epochs=args.epochs,
-            imgsz=args.imgsz or preset["imgsz"],
-            batch=args.batch or preset["batch"],
-            device=args.device,
-            seed=args.seed,
-            workers=args.workers,
-        )
+        common = {"device": args.device, "seed": args.seed, "workers": args.workers}
+        if base.lower().endswith(".pt"):
+            plan, data_yaml = _plan(args, data_yaml, out, preset)
+            metadata["plan"] = plan.summary()
+            settings = TrainSettings.for_plan(str(data_yaml), base, plan, **common)
+        else:
+            settings = TrainSettings.for_base(
+                str(data_yaml),
+                base,
+                epochs=args.epochs or SCRATCH_EPOCHS,
+                imgsz=args.imgsz or preset["imgsz"],
+                batch=args.batch or preset["batch"],
+                **common,
+            )
 
     printed_epochs: set[int] = set()
 
@@ -133,13 +157,45 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"epoch {progress.epoch}/{progress.epochs}: loss {loss:.3f}, {scores}", flush=True)
 
     result = train_model(settings, out, metadata=metadata, on_progress=report, resume=args.resume)
-    summary = {"weights": str(result.weights), "seconds": round(result.seconds)}
+    summary: dict = {"weights": str(result.weights), "seconds": round(result.seconds)}
+    plan = metadata.get("plan")
+    if plan:
+        summary["plan"] = {key: plan[key] for key in ("epochs", "steps", "batch", "imgsz", "rotate")}
+        summary["warnings"] = plan["warnings"]
+    if result.before_after is not None:
+        summary["before_after"] = result.before_after
+        print(describe_before_after(result.before_after), file=sys.stderr, flush=True)
     if args.export == "onnx":
         from napari_livecell.core.export import export_onnx
 
         summary["onnx"] = str(export_onnx(result.weights, out / "best.onnx"))
     print(json.dumps(summary))
     return 0
+
+
+def _plan(args: argparse.Namespace, data_yaml: Path, out: Path, preset: dict):
+    """Plan a fine-tune from the data (epochs by steps, recipe); say it and its warnings on stderr.
+
+    Returns the plan and the data.yaml to train on (with quarter turns added
+    for a small set).
+    """
+    from napari_livecell.core.train import MIN_FINETUNE_STEPS, plan_finetune
+    from napari_livecell.core.training_data import describe_yolo_dataset, write_rotated_training_set
+
+    plan = plan_finetune(
+        describe_yolo_dataset(data_yaml),
+        batch=args.batch,
+        epochs=args.epochs,
+        min_steps=args.steps or MIN_FINETUNE_STEPS,
+        imgsz=args.imgsz or preset["imgsz"],
+        default_batch=preset["batch"],
+    )
+    print(f"plan: {plan.reason}", file=sys.stderr, flush=True)
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    if plan.rotate:
+        data_yaml = write_rotated_training_set(data_yaml, out / "dataset-turned")
+    return plan, data_yaml
 
 
 def _training_data(args: argparse.Namespace, out: Path, crop: int | None) -> tuple[Path, dict]:

@@ -8,6 +8,7 @@ model was made inside the checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -15,11 +16,197 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .atomic import write_text_atomic
-from .training_data import check_yolo_dataset
+from .training_data import DatasetStats, check_yolo_dataset
 
 # fine-tuning a trained model: no warm-up (it would unlearn at a high rate first),
 # and a small AdamW step so that twenty images do not wash out what it knew
 FINETUNE_OVERRIDES = {"warmup_epochs": 0, "optimizer": "AdamW", "lr0": 0.0005}
+
+# A fine-tune is planned by optimizer steps, not epochs: 7 frames at batch 4 are
+# 2 batches an epoch, and Ultralytics by default accumulates 64 / batch batches
+# per step (nbs), so "100 epochs" were ~12 steps and taught nothing
+# (issue 16). Steps it gets at least (benchmarks/README.md, finetune_small_data.py).
+MIN_FINETUNE_STEPS = 300
+# epochs a plan never goes below (learning-rate decay and mosaic closing need room)
+# nor above (one image at batch 1 would otherwise be hundreds of validations)
+MIN_PLANNED_EPOCHS = 3
+MAX_PLANNED_EPOCHS = 200
+# training images (crops count) below which quarter turns are written as extra images
+ROTATE_BELOW_IMAGES = 64
+# validation smaller than this gives scores too rough to choose a model by
+MIN_VALIDATION_IMAGES = 2
+MIN_VALIDATION_CELLS = 20
+# training cells below which the model mostly learns these frames by heart
+MIN_TRAINING_CELLS = 50
+# a small set's learning rate: a handful of images needs the model to move
+# (measured against FINETUNE_OVERRIDES' 5e-4 in benchmarks/README.md)
+SMALL_SET_LR = 0.001
+# augmentation suited to microscopy: no up or down (both flips), intensity gain
+# (Ultralytics' hsv_v scales the gray level: brightness and contrast about
+# black), scale jitter; hue and saturation mean nothing on gray frames
+MICROSCOPY_AUGMENTATION = {
+    "flipud": 0.5,
+    "fliplr": 0.5,
+    "scale": 0.3,
+    "hsv_v": 0.4,
+    "hsv_h": 0.0,
+    "hsv_s": 0.0,
+    "degrees": 0.0,
+    "mosaic": 1.0,
+}
+# batch of a small set: more optimizer steps per epoch, so fewer epochs (and validations)
+SMALL_SET_BATCH = 4
+# frames scored before and after a fine-tune (each is segmented twice)
+MAX_SCORED_FRAMES = 50
+
+
+@dataclass
+class FinetunePlan:
+    """How a fine-tune will run, and why.
+
+    Attributes
+    ----------
+    epochs : int
+        Epochs to train.
+    batch : int
+        Images per batch (and per optimizer step: ``nbs`` is set to it).
+    imgsz : int
+        Network input size; no larger than the training images (rounded up
+        to stride 32), so cells keep their pixel size as at inference.
+    steps_per_epoch : int
+        Optimizer steps in one epoch (with the quarter turns, if any).
+    rotate : bool
+        Write 90, 180 and 270-degree turns of the training images as extra
+        images (:func:`~napari_livecell.core.training_data.write_rotated_training_set`).
+    overrides : dict
+        Ultralytics arguments: optimizer, learning rate, warm-up, ``nbs``,
+        augmentation.
+    reason : str
+        One line saying how epochs were chosen.
+    warnings : list of str
+        What the user should know about their data (too small to validate...).
+    validation : str
+        ``"val"`` when held-out frames exist, ``"train"`` when the model is
+        validated (and scored) on its own training frames.
+    """
+
+    epochs: int
+    batch: int
+    imgsz: int
+    steps_per_epoch: int
+    rotate: bool
+    overrides: dict
+    reason: str
+    warnings: list[str] = field(default_factory=list)
+    validation: str = "val"
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps of the whole run."""
+        return self.epochs * self.steps_per_epoch
+
+    def summary(self) -> dict:
+        """Plain values for json (metrics.json, the checkpoint, the CLI summary)."""
+        return {**asdict(self), "steps": self.steps}
+
+
+def plan_finetune(
+    stats: DatasetStats,
+    batch: int | None = None,
+    epochs: int | None = None,
+    min_steps: int = MIN_FINETUNE_STEPS,
+    rotate: bool | None = None,
+    imgsz: int = 320,
+    default_batch: int = 8,
+) -> FinetunePlan:
+    """Plan a fine-tune from the size of the data: epochs by optimizer steps, augmentation, checks.
+
+    Parameters
+    ----------
+    stats : DatasetStats
+        Images and cells per split (:func:`~napari_livecell.core.training_data.describe_yolo_dataset`).
+    batch : int, optional
+        Images per batch; every batch is one optimizer step. By default
+        :data:`SMALL_SET_BATCH` for a small set, else ``default_batch``.
+    epochs : int, optional
+        Train exactly this many epochs (a warning says when that is fewer
+        than ``min_steps`` steps); planned from ``min_steps`` when omitted.
+    min_steps : int
+        Optimizer steps to reach at least.
+    rotate : bool, optional
+        Add quarter turns of the training images; by default when there are
+        fewer than :data:`ROTATE_BELOW_IMAGES` training images.
+    imgsz : int
+        Largest network input; smaller training images train at their own
+        size (rounded up to 32): Ultralytics would otherwise enlarge them,
+        and cells would be larger in training than at inference.
+    default_batch : int
+        Batch of a set that is not small, when ``batch`` is omitted.
+
+    Returns
+    -------
+    FinetunePlan
+    """
+    small = stats.train_images < ROTATE_BELOW_IMAGES
+    batch = (SMALL_SET_BATCH if small else default_batch) if batch is None else batch
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if stats.max_side:
+        imgsz = min(imgsz, 32 * math.ceil(stats.max_side / 32))
+    rotate = small if rotate is None else rotate
+    images = stats.train_images * (4 if rotate else 1)
+    steps_per_epoch = math.ceil(images / batch)
+    overrides = {
+        **FINETUNE_OVERRIDES,
+        **MICROSCOPY_AUGMENTATION,
+        # every batch is an optimizer step (Ultralytics' default accumulates to 64 images)
+        "nbs": batch,
+        "lr0": SMALL_SET_LR if small else FINETUNE_OVERRIDES["lr0"],
+    }
+    turns = " x 4 quarter turns" if rotate else ""
+    asked = None
+    if epochs is None:
+        wanted = math.ceil(min_steps / steps_per_epoch)
+        epochs = min(max(wanted, MIN_PLANNED_EPOCHS), MAX_PLANNED_EPOCHS)
+        how = f"planned for at least {min_steps} optimizer steps"
+        if wanted > MAX_PLANNED_EPOCHS:
+            how = f"capped at {MAX_PLANNED_EPOCHS} epochs (aimed at {min_steps} steps)"
+    else:
+        how = "epochs as asked"
+        asked = epochs
+    reason = (
+        f"{epochs} epochs x {steps_per_epoch} steps = {epochs * steps_per_epoch} optimizer steps "
+        f"({how}; {stats.train_images} training images{turns}, {stats.train_cells} cells, batch {batch}, "
+        f"imgsz {imgsz}, lr0 {overrides['lr0']:g})"
+    )
+    warnings = []
+    if asked is not None and asked * steps_per_epoch < min_steps:
+        warnings.append(
+            f"only {epochs * steps_per_epoch} optimizer steps ({epochs} epochs x {steps_per_epoch}): "
+            f"fine-tunes need about {min_steps}; leave epochs to the plan"
+        )
+    validation = "val"
+    if stats.val_images == 0 or stats.val_is_train:
+        validation = "train"
+        warnings.append(
+            "too few frames to hold any out: validating on the training frames, so the scores say how "
+            f"well the model fits them, not how it does on new images; correct at least "
+            f"{MIN_VALIDATION_IMAGES + 1} frames"
+        )
+    elif stats.val_images < MIN_VALIDATION_IMAGES or stats.val_cells < MIN_VALIDATION_CELLS:
+        warnings.append(
+            f"validation holds {stats.val_images} frame(s) with {stats.val_cells} cells: its scores are "
+            f"rough (at least {MIN_VALIDATION_IMAGES} frames and {MIN_VALIDATION_CELLS} cells are better)"
+        )
+    if stats.train_cells < MIN_TRAINING_CELLS:
+        warnings.append(
+            f"only {stats.train_cells} training cells: the model will mostly learn these frames; "
+            f"{MIN_TRAINING_CELLS}+ corrected cells generalise better"
+        )
+    return FinetunePlan(
+        epochs, batch, imgsz, steps_per_epoch, rotate, overrides, reason, warnings, validation
+    )
+
 
 # named starting points; explicit arguments override them
 PRESETS: dict[str, dict] = {
@@ -52,7 +239,18 @@ class TrainSettings:
         """Settings for ``model``: fine-tuning defaults when it is a trained ``.pt``."""
         settings = cls(data=data, model=model, **kwargs)
         if str(model).endswith(".pt"):
-            settings.extra.update(FINETUNE_OVERRIDES)
+            # every batch an optimizer step: see MIN_FINETUNE_STEPS
+            settings.extra.update({**FINETUNE_OVERRIDES, "nbs": settings.batch})
+        return settings
+
+    @classmethod
+    def for_plan(cls, data: str, model: str, plan: FinetunePlan, **kwargs) -> TrainSettings:
+        """Settings that carry out a :class:`FinetunePlan` (epochs, batch, recipe)."""
+        settings = cls(
+            data=data, model=model, epochs=plan.epochs, batch=plan.batch, imgsz=plan.imgsz, **kwargs
+        )
+        settings.close_mosaic = min(settings.close_mosaic, max(plan.epochs - 1, 0))
+        settings.extra.update(plan.overrides)
         return settings
 
 
@@ -64,6 +262,7 @@ class TrainResult:
     metrics: dict
     settings: TrainSettings
     seconds: float
+    before_after: dict | None = None
 
 
 @dataclass
@@ -141,6 +340,7 @@ def train_model(
     on_progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
+    score: bool = True,
 ) -> TrainResult:
     """Train a YOLO-seg model with Ultralytics, offline, and store provenance.
 
@@ -164,6 +364,11 @@ def train_model(
     resume : bool
         Continue the interrupted run in ``out`` from its ``last.pt`` (with the
         settings it started with) instead of starting again.
+    score : bool
+        Score the base model (a ``.pt`` only) and the trained one on the
+        validation frames with pycocotools (:func:`score_before_after`);
+        stored as ``before_after`` in ``metrics.json``, the checkpoint and
+        :attr:`TrainResult.before_after`.
 
     Returns
     -------
@@ -232,6 +437,11 @@ def train_model(
     trainer = model.trainer
     best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
+    before_after = None
+    if score:
+        base = settings.model if str(settings.model).lower().endswith(".pt") else None
+        on = (metadata or {}).get("plan", {}).get("validation", "val")
+        before_after = score_before_after(settings.data, base, best, device=settings.device, on=on)
 
     checkpoint = load_checkpoint(best)
     checkpoint["napari_livecell"] = {
@@ -239,16 +449,113 @@ def train_model(
         "metrics": metrics,
         "train_seconds": round(seconds, 1),
         **(metadata or {}),
+        **({"before_after": before_after} if before_after else {}),
     }
     target = out / "best.pt"
     temporary = target.with_suffix(".tmp")
     torch.save(checkpoint, temporary)
     os.replace(temporary, target)
-    write_text_atomic(
-        out / "metrics.json",
-        json.dumps({"metrics": metrics, "settings": asdict(settings), "seconds": seconds}, indent=2),
+    report = {"metrics": metrics, "settings": asdict(settings), "seconds": seconds}
+    if (metadata or {}).get("plan"):
+        report["plan"] = metadata["plan"]
+    if before_after:
+        report["before_after"] = before_after
+    write_text_atomic(out / "metrics.json", json.dumps(report, indent=2))
+    return TrainResult(
+        weights=target, metrics=metrics, settings=settings, seconds=seconds, before_after=before_after
     )
-    return TrainResult(weights=target, metrics=metrics, settings=settings, seconds=seconds)
+
+
+def score_before_after(
+    data_yaml: str | os.PathLike,
+    base: str | os.PathLike | None,
+    tuned: str | os.PathLike,
+    device: str = "cpu",
+    on: str = "val",
+    conf: float | None = None,
+) -> dict | None:
+    """Mask AP50 (and AP) of the base and the trained model on the dataset's validation frames.
+
+    The numbers a user needs after a fine-tune: did the model get better on
+    frames it did not train on? Scored with pycocotools (LIVECell protocol),
+    class-agnostic, at the confidence Segment cells uses.
+
+    Parameters
+    ----------
+    data_yaml : path
+        The dataset trained on; its ``val`` split is scored (at most
+        :data:`MAX_SCORED_FRAMES` frames).
+    base : path or None
+        The model fine-tuned from; None (training from scratch) scores only
+        the trained model.
+    tuned : path
+        The trained model.
+    device : str
+        Where to run inference.
+    on : str
+        ``"val"`` (held-out frames) or ``"train"`` (a dataset too small to
+        hold any out: the validation split is the training frames), recorded
+        with the scores.
+    conf : float, optional
+        Confidence threshold; Segment cells' default when omitted.
+
+    Returns
+    -------
+    dict or None
+        ``{"on", "frames", "cells", "conf", "base": {"AP50", "AP"} | None,
+        "tuned": {"AP50", "AP"}}``; None when the split holds no cells.
+    """
+    from napari_livecell.core.coco import CocoImage, build_coco, segmentation_annotations
+    from napari_livecell.core.evaluate import evaluate
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import DEFAULT_CONF, PredictSettings, segment_frame
+    from napari_livecell.core.segmentation import Segmentation
+    from napari_livecell.core.training_data import split_frames
+
+    frames = split_frames(data_yaml, "val", limit=MAX_SCORED_FRAMES)
+    truth = build_coco(
+        [
+            CocoImage(image_id=number, file_name=f"{name}.png", segmentation=Segmentation.from_labels(labels))
+            for number, (name, _, labels) in enumerate(frames, start=1)
+        ],
+        class_names={0: "cell"},
+    )
+    if not truth["annotations"]:
+        return None
+    conf = DEFAULT_CONF if conf is None else conf
+
+    def scores(weights) -> dict:
+        model = load_model(weights, device=device)
+        results: list[dict] = []
+        for number, (_, image, _) in enumerate(frames, start=1):
+            segmentation = segment_frame(image, model, PredictSettings(conf=conf))
+            results += segmentation_annotations(segmentation, number, len(results) + 1, with_scores=True)
+        for result in results:
+            result["category_id"] = 1  # class-agnostic: a cell found is a cell found
+        segm = evaluate(truth, results)["segm"]
+        return {"AP50": round(segm["AP50"], 4), "AP": round(segm["AP"], 4)}
+
+    return {
+        "on": on,
+        "frames": len(frames),
+        "cells": len(truth["annotations"]),
+        "conf": conf,
+        "base": scores(base) if base is not None else None,
+        "tuned": scores(tuned),
+    }
+
+
+def describe_before_after(before_after: dict | None) -> str:
+    """One line for a status bar or a log: held-out mask AP50 before -> after."""
+    if not before_after:
+        return "no validation cells to score"
+    where = (
+        "held-out" if before_after["on"] == "val" else "training (nothing held out)"
+    ) + f" frames: {before_after['frames']}, {before_after['cells']} cells"
+    tuned = before_after["tuned"]["AP50"]
+    if before_after["base"] is None:
+        return f"mask AP50 {tuned:.2f} on {where}"
+    return f"mask AP50 {before_after['base']['AP50']:.2f} -> {tuned:.2f} on {where}"
 
 
 def _add_callbacks(model, on_progress, should_stop) -> None:

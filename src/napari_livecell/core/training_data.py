@@ -272,8 +272,58 @@ def resolve_training_data(
     return data_yaml, provenance
 
 
-def check_yolo_dataset(data_yaml: str | os.PathLike) -> dict[str, int]:
-    """Check a YOLO-seg dataset before training; return image counts per split.
+@dataclass
+class DatasetStats:
+    """Images and labelled cells per split of a checked YOLO dataset.
+
+    Attributes
+    ----------
+    train_images, train_cells : int
+        Training images (crops count as images) and the cells on them.
+    val_images, val_cells : int
+        The same for the validation split.
+    val_is_train : bool
+        True when ``val`` names the training images themselves (a dataset
+        of one frame): its scores say how well the model fits, not how well
+        it generalises.
+    max_side : int
+        Longest side of any training image in pixels (0 when unknown).
+    """
+
+    train_images: int
+    train_cells: int
+    val_images: int = 0
+    val_cells: int = 0
+    val_is_train: bool = False
+    max_side: int = 0
+
+
+def _split_folder(data: dict, root: Path, split: str) -> Path | None:
+    entry = data.get(split)
+    if not isinstance(entry, str):
+        return None  # lists and txt files of images are Ultralytics' to check
+    return root / entry
+
+
+def _dataset_root(data_yaml: Path, data: dict) -> Path:
+    root = Path(data.get("path") or data_yaml.parent)
+    return root if root.is_absolute() else data_yaml.parent / root
+
+
+def _label_path(image: Path) -> Path:
+    """Ultralytics' rule: the last /images/ in the path becomes /labels/."""
+    head, sep, tail = str(image).rpartition(f"{os.sep}images{os.sep}")
+    return Path(f"{head}{os.sep}labels{os.sep}{tail}" if sep else image).with_suffix(".txt")
+
+
+def _split_images(folder: Path) -> list[Path]:
+    from .images import IMAGE_SUFFIXES
+
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def describe_yolo_dataset(data_yaml: str | os.PathLike) -> DatasetStats:
+    """Check a YOLO-seg dataset before training; count its images and cells per split.
 
     Ultralytics skips images whose labels it cannot read, with a warning in
     a log: a dataset that lost half its labels would train silently on the
@@ -285,7 +335,6 @@ def check_yolo_dataset(data_yaml: str | os.PathLike) -> dict[str, int]:
         Missing image folders, no training images, malformed label lines,
         class ids beyond the dataset's names, or no labelled cells at all.
     """
-    from .images import IMAGE_SUFFIXES
     from .yolo import YoloFormatError, parse_yolo_lines, read_data_yaml
 
     data_yaml = Path(data_yaml)
@@ -295,33 +344,203 @@ def check_yolo_dataset(data_yaml: str | os.PathLike) -> dict[str, int]:
         data = read_data_yaml(data_yaml)
     except YoloFormatError as error:
         raise DatasetError(str(error)) from None
-    root = Path(data.get("path") or data_yaml.parent)
-    if not root.is_absolute():
-        root = data_yaml.parent / root
+    root = _dataset_root(data_yaml, data)
     n_classes = len(data["names"])
-    counts: dict[str, int] = {}
-    n_cells = 0
+    images: dict[str, int] = {}
+    cells: dict[str, int] = {"train": 0, "val": 0}
+    max_side = 0
     for split in ("train", "val"):
-        entry = data.get(split)
-        if not isinstance(entry, str):
-            continue  # lists and txt files of images are Ultralytics' to check
-        folder = root / entry
+        folder = _split_folder(data, root, split)
+        if folder is None:
+            continue
         if not folder.is_dir():
             raise DatasetError(f"missing images: the {split} folder {folder} does not exist")
-        images = [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
-        counts[split] = len(images)
-        for image in images:
-            # Ultralytics' rule: the last /images/ in the path becomes /labels/
-            head, sep, tail = str(image).rpartition(f"{os.sep}images{os.sep}")
-            label = Path(f"{head}{os.sep}labels{os.sep}{tail}" if sep else image).with_suffix(".txt")
+        found = _split_images(folder)
+        images[split] = len(found)
+        for image in found:
+            if split == "train":
+                max_side = max(max_side, _longest_side(image))
+            label = _label_path(image)
             if label.is_file():
                 try:
-                    cells = parse_yolo_lines(label.read_text(), str(label.relative_to(root)), n_classes)
+                    parsed = parse_yolo_lines(label.read_text(), str(label.relative_to(root)), n_classes)
                 except YoloFormatError as error:
                     raise DatasetError(str(error)) from None
-                n_cells += len(cells) if split == "train" else 0
-    if not counts.get("train"):
+                cells[split] += len(parsed)
+    if not images.get("train"):
         raise DatasetError(f"empty dataset: no training images under {root}")
-    if n_cells == 0:
+    if cells["train"] == 0:
         raise DatasetError(f"empty dataset: no labelled cells in the training images under {root}")
+    train_folder, val_folder = _split_folder(data, root, "train"), _split_folder(data, root, "val")
+    return DatasetStats(
+        train_images=images["train"],
+        train_cells=cells["train"],
+        val_images=images.get("val", 0),
+        val_cells=cells["val"],
+        val_is_train=val_folder is not None and val_folder.resolve() == train_folder.resolve(),
+        max_side=max_side,
+    )
+
+
+def _longest_side(image: Path) -> int:
+    """An image's longest side from its header (0 when unreadable: Ultralytics will say)."""
+    from PIL import Image
+
+    try:
+        with Image.open(image) as opened:
+            return max(opened.size)
+    except (OSError, ValueError):
+        return 0
+
+
+def check_yolo_dataset(data_yaml: str | os.PathLike) -> dict[str, int]:
+    """Check a YOLO-seg dataset before training; return image counts per split.
+
+    See :func:`describe_yolo_dataset`, which also counts cells.
+
+    Raises
+    ------
+    DatasetError
+        As :func:`describe_yolo_dataset`.
+    """
+    stats = describe_yolo_dataset(data_yaml)
+    counts = {"train": stats.train_images}
+    data = _read_yaml_or_raise(Path(data_yaml))
+    if isinstance(data.get("val"), str):
+        counts["val"] = stats.val_images
     return counts
+
+
+def _read_yaml_or_raise(data_yaml: Path) -> dict:
+    from .yolo import YoloFormatError, read_data_yaml
+
+    try:
+        return read_data_yaml(data_yaml)
+    except YoloFormatError as error:
+        raise DatasetError(str(error)) from None
+
+
+def split_frames(
+    data_yaml: str | os.PathLike, split: str = "val", limit: int | None = None
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The images of one split with their label images, as training sees them.
+
+    Used to score a model before and after fine-tuning on the user's own
+    held-out frames.
+
+    Parameters
+    ----------
+    data_yaml : path
+        A dataset :func:`describe_yolo_dataset` accepts.
+    split : str
+        ``"train"`` or ``"val"``.
+    limit : int, optional
+        At most this many frames (the first in name order): scoring stays cheap
+        on a large validation split.
+
+    Returns
+    -------
+    list of (name, image, labels)
+        ``image`` as stored (uint8), ``labels`` ``(H, W)`` int32.
+    """
+    import imageio.v3 as iio
+
+    from .yolo import parse_yolo_lines, yolo_to_labels
+
+    data_yaml = Path(data_yaml)
+    data = _read_yaml_or_raise(data_yaml)
+    folder = _split_folder(data, _dataset_root(data_yaml, data), split)
+    if folder is None or not folder.is_dir():
+        return []
+    frames = []
+    for image_path in _split_images(folder)[:limit]:
+        image = np.asarray(iio.imread(image_path))
+        label = _label_path(image_path)
+        cells = parse_yolo_lines(label.read_text()) if label.is_file() else []
+        labels, _ = yolo_to_labels(cells, *image.shape[:2])
+        frames.append((image_path.stem, image, labels))
+    return frames
+
+
+# np.rot90 by k quarter turns (counter-clockwise) moves a normalised point (x, y) here
+_ROTATED_POINT = {
+    1: lambda x, y: (y, 1.0 - x),
+    2: lambda x, y: (1.0 - x, 1.0 - y),
+    3: lambda x, y: (1.0 - y, x),
+}
+
+
+def write_rotated_training_set(data_yaml: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """A copy of a dataset whose training split also holds 90, 180 and 270-degree turns.
+
+    Microscopy has no up or down, but Ultralytics only rotates by arbitrary
+    angles (black corners, resampled masks); quarter turns are exact. With
+    its flips they give all eight orientations, and a handful of frames
+    gives four times as many batches per epoch (less per-epoch overhead).
+    The validation split is copied unturned (a dataset validating on its
+    training frames gets those, unturned); the source is left untouched.
+
+    Parameters
+    ----------
+    data_yaml : path
+        A dataset :func:`describe_yolo_dataset` accepts, with folder splits.
+    out : path
+        New dataset folder.
+
+    Returns
+    -------
+    Path
+        ``out/data.yaml``.
+    """
+    import shutil
+
+    from .yolo import read_data_yaml, write_data_yaml
+
+    data_yaml = Path(data_yaml)
+    data = read_data_yaml(data_yaml)
+    root = _dataset_root(data_yaml, data)
+    out = Path(out)
+    for split in ("train", "val"):
+        # a dataset that validates on its training frames validates on them unturned, as before
+        folder = _split_folder(data, root, split)
+        if folder is None or not folder.is_dir():
+            raise DatasetError(f"{data_yaml}: no {split} image folder to copy")
+        for image_path in _split_images(folder):
+            relative = image_path.relative_to(folder)
+            label = _label_path(image_path)
+            text = label.read_text() if label.is_file() else ""
+            target = out / "images" / split / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image_path, target)
+            _write_label(_label_path(target), text)
+            if split == "val":
+                continue
+            _write_turns(image_path, text, target)
+    return write_data_yaml(out, data["names"], ["train", "val"])
+
+
+def _write_turns(image_path: Path, text: str, target: Path) -> None:
+    import imageio.v3 as iio
+
+    image = np.asarray(iio.imread(image_path))
+    for k, move in _ROTATED_POINT.items():
+        turned = target.with_name(f"{target.stem}_rot{90 * k}{target.suffix}")
+        iio.imwrite(turned, np.ascontiguousarray(np.rot90(image, k)), extension=target.suffix)
+        lines = []
+        for line in text.splitlines():
+            tokens = line.split()
+            if len(tokens) < 7:
+                continue
+            xy = np.array([float(t) for t in tokens[1:]]).reshape(-1, 2)
+            x, y = move(xy[:, 0], xy[:, 1])
+            moved = np.clip(np.stack([x, y], axis=1), 0.0, 1.0).ravel()
+            lines.append(" ".join([tokens[0], *(f"{v:.6f}" for v in moved)]))
+        _write_label(_label_path(turned), "\n".join(lines))
+
+
+def _write_label(path: Path, text: str) -> None:
+    """Write a label file (parents made), ending in a newline when it holds any line."""
+    from .atomic import write_text_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text.rstrip("\n") + ("\n" if text.strip() else ""))
