@@ -50,8 +50,8 @@ def iter_frames(labels, frames: Iterable[int] | None = None) -> Iterator[tuple[i
     """``(t, frame)`` for each frame of a stack, as numpy arrays.
 
     A dask stack is computed block by block from its delayed chunks: computing
-    ``labels[t]`` one frame at a time costs ~20 ms per frame of graph handling
-    (more the longer the stack), against ~1 ms to decode a label TIFF.
+    ``labels[t]`` one frame at a time costs more in graph handling than
+    decoding the frame (benchmarks/README.md, tracking).
     """
     if frames is not None or not _is_lazy(labels):
         for t in range(labels.shape[0]) if frames is None else frames:
@@ -116,8 +116,7 @@ def measure_frame(frame: np.ndarray, previous: np.ndarray | None = None) -> Fram
     the runs, which are ~20x fewer than the pixels. The centroids equal
     ``skimage.measure.regionprops_table``'s bit for bit (both divide an exact
     integer sum of coordinates by the area); regionprops builds one Python
-    object per cell and costs 15-45 ms for a 704 x 520 frame of 300 cells,
-    this ~1-2 ms.
+    object per cell and is about ten times slower (benchmarks/README.md).
 
     Parameters
     ----------
