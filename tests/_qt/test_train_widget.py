@@ -6,6 +6,7 @@ import pytest
 from napari_livecell._qt.segment_widget import SegmentCellsWidget
 from napari_livecell._qt.train_widget import TrainOnCorrectionsWidget
 from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.train import FinetunePlan, TrainProgress
 
 
 @pytest.fixture
@@ -46,8 +47,13 @@ def test_trains_on_corrected_layers_and_offers_the_model(qtbot, tmp_path, correc
     weights = tmp_path / "model" / "best.pt"
     assert weights.exists(), train._status.value
     assert "mask mAP50-95" in train._status.value
+    # before/after on the held-out frame, as the plan promised
+    assert "mask AP50 " in train._status.value and " -> " in train._status.value, train._status.value
+    assert "on held-out frames: 1," in train._status.value
     assert segment._model.value == str(weights), "the new model is chosen in Segment cells"
-    assert any(r.epoch_done for r in reports) and reports[0].loss is not None
+    plan, progress = reports[0], [r for r in reports if isinstance(r, TrainProgress)]
+    assert isinstance(plan, FinetunePlan) and plan.epochs == 1 and plan.batch == 2 and plan.rotate
+    assert any(r.epoch_done for r in progress) and progress[0].loss is not None
     # both frames went into the dataset: one to train, one to validate
     assert len(list((tmp_path / "model" / "dataset" / "images").rglob("*.png"))) == 2
     tuned = load_model(weights, device="cpu")
@@ -64,6 +70,8 @@ def test_cancel_stops_in_the_first_epoch_and_writes_no_model(qtbot, tmp_path, co
     reports = []
 
     def cancel_on_first_batch(progress):
+        if isinstance(progress, FinetunePlan):
+            return  # the plan arrives before training starts
         reports.append(progress)
         train.cancel()
 
@@ -99,3 +107,31 @@ def test_an_empty_export_folder_is_refused_with_its_name(qtbot, tmp_path, correc
     wait_for(qtbot, train)
     assert "is not an export folder" in train._status.value
     assert not (tmp_path / "model" / "best.pt").exists()
+
+
+def test_a_planned_run_says_its_plan_and_warns_that_one_frame_cannot_validate(
+    qtbot, tmp_path, corrected_viewer, monkeypatch
+):
+    """Epochs left to the plan; one corrected frame: validated on itself, and the user told."""
+    import napari_livecell._qt.train_widget as widget_module
+
+    viewer, _, train = corrected_viewer
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", shown.append)
+    one = viewer.add_labels(viewer.layers["plate cells"].data[0], name="one cells")
+    viewer.add_image(viewer.layers["plate"].data[0], name="one")
+    train._layers.reset_choices()
+    train._layers.value = [one]
+    train._epochs.value = 0  # plan
+    train._steps.value = 2
+    train._out.value = tmp_path / "model"
+    plans = []
+    train._relay.report.connect(lambda r: plans.append(r) if isinstance(r, FinetunePlan) else None)
+    assert widget_module.WIDGET_EPOCHS == 0, "the widget plans by default"
+    assert train.train() is not None
+    wait_for(qtbot, train)
+    assert (tmp_path / "model" / "best.pt").exists(), train._status.value
+    (plan,) = plans
+    assert plan.validation == "train" and plan.epochs == 3, plan.reason  # at least 3 epochs
+    assert any("validating on the training frames" in w for w in shown), shown
+    assert "on training (nothing held out) frames" in train._status.value, train._status.value

@@ -1,9 +1,12 @@
 """The "Train on corrections" dock widget: fine-tune a model on proofread layers.
 
-Training runs in a napari thread worker; progress arrives per batch through a
-Qt signal (queued onto the GUI thread), Cancel sets an event the trainer polls
-after every batch. A finished model is added to the Segment cells widget's
-model picker.
+Epochs and batch left at 0 are planned from the data by optimizer steps
+(core/train.py ``plan_finetune``); the plan and its warnings (data too small to
+validate...) are shown before training, and mask AP50 of the base and the new
+model on the held-out frames at the end. Training runs in a napari thread
+worker; progress arrives per batch through a Qt signal (queued onto the GUI
+thread), Cancel sets an event the trainer polls after every batch. A finished
+model is added to the Segment cells widget's model picker.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ from qtpy.QtCore import QObject, Signal
 from napari_livecell._qt.model_picker import chosen_weights, model_choices, offer_model
 from napari_livecell._qt.run_controls import RunControls
 from napari_livecell._qt.train_worker import TrainOutcome, TrainRequest, run_training
-from napari_livecell.core.train import PRESETS
+from napari_livecell.core.train import MIN_FINETUNE_STEPS, PRESETS, FinetunePlan
 from napari_livecell.layers import CorrectedLayer, image_layer_for
 
 # the widget fine-tunes with the laptop recipe; a run on a GPU changes the fields
 WIDGET_PRESET = PRESETS["nano"]
-WIDGET_EPOCHS = 10
+# 0: planned from the data (enough optimizer steps for a handful of frames)
+WIDGET_EPOCHS = 0
+WIDGET_BATCH = 0
 
 if TYPE_CHECKING:
     import napari
@@ -66,12 +71,15 @@ class TrainOnCorrectionsWidget(Container):
         self._layers = Select(label="corrected labels", choices=self._labels_choices)
         self._folder = FileEdit(label="or export folder", mode="d", value="")
         self._base = ComboBox(label="base model", choices=model_choices)
-        self._epochs = SpinBox(label="epochs", value=WIDGET_EPOCHS, min=1, max=1000)
+        self._epochs = SpinBox(label="epochs (0: plan)", value=WIDGET_EPOCHS, min=0, max=1000)
+        self._steps = SpinBox(
+            label="optimizer steps (plan)", value=MIN_FINETUNE_STEPS, min=1, max=100_000, step=50
+        )
         self._imgsz = SpinBox(label="image size", value=WIDGET_PRESET["imgsz"], min=64, max=4096, step=32)
         self._crop = SpinBox(
             label="crop (0: whole)", value=WIDGET_PRESET["crop"] or 0, min=0, max=4096, step=32
         )
-        self._batch = SpinBox(label="batch", value=WIDGET_PRESET["batch"], min=1, max=256)
+        self._batch = SpinBox(label="batch (0: plan)", value=WIDGET_BATCH, min=0, max=256)
         self._val_fraction = FloatSlider(label="validation share", value=0.2, min=0.0, max=0.5, step=0.05)
         self._out = FileEdit(label="save to (empty: new folder)", mode="d", value="")
         self._train = PushButton(text="Train")
@@ -85,6 +93,7 @@ class TrainOnCorrectionsWidget(Container):
                 self._folder,
                 self._base,
                 self._epochs,
+                self._steps,
                 self._imgsz,
                 self._crop,
                 self._batch,
@@ -136,11 +145,12 @@ class TrainOnCorrectionsWidget(Container):
         request = TrainRequest(
             base=base,
             out=_chosen_path(self._out.value) or default_output_folder(name.replace(" ", "_")),
-            epochs=int(self._epochs.value),
+            epochs=int(self._epochs.value) or None,
             imgsz=int(self._imgsz.value),
-            batch=int(self._batch.value),
+            batch=int(self._batch.value) or None,
             crop=int(self._crop.value) or None,
             val_fraction=float(self._val_fraction.value),
+            steps=int(self._steps.value),
         )
         if (request.out / "best.pt").exists():
             raise ValueError(f"{request.out} already holds a best.pt; choose another folder")
@@ -185,6 +195,9 @@ class TrainOnCorrectionsWidget(Container):
     def _on_report(self, progress) -> None:
         if self._stop.is_set():
             return
+        if isinstance(progress, FinetunePlan):
+            self._show_plan(progress)
+            return
         total = max(progress.epochs * max(progress.batches, 1), 1)
         self._progress.max = total
         self._progress.value = min((progress.epoch - 1) * max(progress.batches, 1) + progress.batch, total)
@@ -194,6 +207,14 @@ class TrainOnCorrectionsWidget(Container):
         if progress.mask_map is not None:
             text += f", mask mAP50-95 {progress.mask_map:.3f}"
         self._status.value = text
+
+    def _show_plan(self, plan: FinetunePlan) -> None:
+        """The plan in the status line; each warning about the data as a notification too."""
+        from napari.utils.notifications import show_warning
+
+        self._status.value = f"plan: {plan.reason}"
+        for warning in plan.warnings:
+            show_warning(f"Train on corrections: {warning}")
 
     def _on_returned(self, outcome: TrainOutcome) -> None:
         if outcome.weights is None:

@@ -1,14 +1,15 @@
 """The Train on corrections widget's worker-thread side, without Qt.
 
-Writes corrected layers (or an export folder) as a YOLO dataset and
-fine-tunes a model; runs in a worker thread.
+Writes corrected layers (or an export folder) as a YOLO dataset, plans the
+fine-tune from its size (core/train.py ``plan_finetune``) and runs it; runs in
+a worker thread.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +18,29 @@ from napari_livecell.layers import CorrectedLayer
 
 @dataclass
 class TrainRequest:
-    """What the widget asks for; ``layers`` or ``folder`` gives the data."""
+    """What the widget asks for; ``layers`` or ``folder`` gives the data.
+
+    ``epochs`` and ``batch`` None leave them to the plan, which aims at
+    ``steps`` optimizer steps (fine-tuning a ``.pt``; from an architecture
+    yaml, epochs default to ``SCRATCH_EPOCHS``).
+    """
 
     base: str
     out: Path
-    epochs: int
+    epochs: int | None
     imgsz: int
-    batch: int
+    batch: int | None
     crop: int | None
     val_fraction: float
     device: str = "cpu"
     layers: list[CorrectedLayer] | None = None
     folder: Path | None = None
+    steps: int | None = None
+
+
+# training from an architecture yaml is not planned: the shipped model's recipe
+SCRATCH_EPOCHS = 15
+SCRATCH_BATCH = 8
 
 
 @dataclass
@@ -38,6 +50,8 @@ class TrainOutcome:
     weights: Path | None
     message: str
     cancelled: bool = False
+    before_after: dict | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_training(
@@ -45,11 +59,29 @@ def run_training(
     on_progress: Callable[[Any], None],
     stop: threading.Event,
 ) -> TrainOutcome:
-    """Build the dataset and fine-tune; every expected failure becomes a message."""
-    from napari_livecell.core.train import TrainingCancelled, TrainSettings, train_model
-    from napari_livecell.core.training_data import resolve_training_data, write_training_dataset
+    """Build the dataset, plan and fine-tune; every expected failure becomes a message.
+
+    ``on_progress`` receives the :class:`~napari_livecell.core.train.FinetunePlan`
+    first (before training starts), then :class:`~napari_livecell.core.train.TrainProgress`
+    reports.
+    """
+    from napari_livecell.core.train import (
+        MIN_FINETUNE_STEPS,
+        TrainingCancelled,
+        TrainSettings,
+        describe_before_after,
+        plan_finetune,
+        train_model,
+    )
+    from napari_livecell.core.training_data import (
+        describe_yolo_dataset,
+        resolve_training_data,
+        write_rotated_training_set,
+        write_training_dataset,
+    )
     from napari_livecell.layers import training_frames
 
+    warnings: list[str] = []
     try:
         dataset = request.out / "dataset"
         if request.folder is not None:
@@ -62,24 +94,42 @@ def run_training(
             data_yaml = write_training_dataset(
                 frames, len(frames), names, dataset, request.crop, request.val_fraction
             )
-        settings = TrainSettings.for_base(
-            str(data_yaml),
-            request.base,
-            epochs=request.epochs,
-            imgsz=request.imgsz,
-            batch=request.batch,
-            device=request.device,
-            # data-loader processes forked from a GUI process with threads can hang
-            workers=0,
-        )
-        metadata = {"source": "napari Train on corrections", "data": {"crop": request.crop}}
+        metadata: dict = {"source": "napari Train on corrections", "data": {"crop": request.crop}}
+        # data-loader processes forked from a GUI process with threads can hang
+        common = {"device": request.device, "workers": 0}
+        if str(request.base).lower().endswith(".pt"):
+            plan = plan_finetune(
+                describe_yolo_dataset(data_yaml),
+                batch=request.batch,
+                epochs=request.epochs,
+                min_steps=request.steps or MIN_FINETUNE_STEPS,
+                imgsz=request.imgsz,
+            )
+            warnings = list(plan.warnings)
+            on_progress(plan)
+            if plan.rotate:
+                data_yaml = write_rotated_training_set(data_yaml, request.out / "dataset-turned")
+            metadata["plan"] = plan.summary()
+            settings = TrainSettings.for_plan(str(data_yaml), request.base, plan, **common)
+        else:
+            settings = TrainSettings.for_base(
+                str(data_yaml),
+                request.base,
+                epochs=request.epochs or SCRATCH_EPOCHS,
+                imgsz=request.imgsz,
+                batch=request.batch or SCRATCH_BATCH,
+                **common,
+            )
         result = train_model(
             settings, request.out, metadata=metadata, on_progress=on_progress, should_stop=stop.is_set
         )
     except TrainingCancelled as cancelled:
-        return TrainOutcome(None, f"{cancelled}; no model written", cancelled=True)
+        return TrainOutcome(None, f"{cancelled}; no model written", cancelled=True, warnings=warnings)
     except (ValueError, OSError) as error:
-        return TrainOutcome(None, f"training failed: {error}")
+        return TrainOutcome(None, f"training failed: {error}", warnings=warnings)
     mask_map = result.metrics.get("metrics/mAP50-95(M)")
     score = f" (validation mask mAP50-95 {mask_map:.3f})" if mask_map is not None else ""
-    return TrainOutcome(result.weights, f"saved {result.weights}{score}")
+    message = f"saved {result.weights}{score}"
+    if result.before_after is not None:
+        message += f"; {describe_before_after(result.before_after)}"
+    return TrainOutcome(result.weights, message, before_after=result.before_after, warnings=warnings)
