@@ -220,7 +220,8 @@ def resolve_training_data(
     ----------
     data : path
         A YOLO dataset folder (with ``data.yaml``), a ``data.yaml``, a COCO
-        json, or an export folder holding one COCO json beside its images.
+        json, an export folder holding one COCO json beside its images, or a
+        review dataset folder (``dataset.json``, see :mod:`napari_livecell.core.review`).
     out : path
         Folder for the converted dataset (COCO input only).
     images : path, optional
@@ -252,7 +253,9 @@ def resolve_training_data(
         return data / "data.yaml", {}
     if data.is_file() and data.suffix.lower() in (".yaml", ".yml"):
         return data, {}
-    if data.is_dir():
+    if data.is_dir() and (data / "dataset.json").is_file():
+        data, images = _review_coco(data, Path(out))
+    elif data.is_dir():
         jsons = sorted(data.glob("*.json"))
         if len(jsons) != 1:
             raise DatasetError(
@@ -391,6 +394,22 @@ def _longest_side(image: Path) -> int:
             return max(opened.size)
     except (OSError, ValueError):
         return 0
+
+
+def _review_coco(folder: Path, out: Path) -> tuple[Path, Path]:
+    """A review dataset's corrected cells as one COCO json, and the folder of its images."""
+    from .coco import write_coco
+    from .review import ReviewIndex, combined_coco
+
+    index = ReviewIndex.load(folder)
+    coco = combined_coco(index)
+    if not coco["images"]:
+        raise DatasetError(f"empty dataset: no image of the review in {folder} has cells yet")
+    parents = {Path(e.image).parent for e in index.entries if index.cells_path(e.name).is_file()}
+    if len(parents) != 1:
+        raise DatasetError(f"the review's images lie in {len(parents)} folders; train needs them in one")
+    json_path = write_coco(out.parent / f"{out.name}_review.json", coco)
+    return json_path, parents.pop()
 
 
 def check_yolo_dataset(data_yaml: str | os.PathLike) -> dict[str, int]:

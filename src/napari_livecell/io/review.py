@@ -1,0 +1,132 @@
+"""A dataset under review as napari layers: open an image with its cells, save its corrections.
+
+:mod:`napari_livecell.core.review` keeps the index; this module turns one
+image's cells file into layers (through the COCO reader, so statuses and the
+prediction baseline come back) and a Labels layer back into that file
+(through the COCO writer). Safe to call from a worker thread: the index is
+changed under a lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_livecell.core.review import ReviewIndex, open_index, review_priority
+from napari_livecell.layers import RESULT_KEY, cells_layer_name, outlines_layer_name
+
+
+class ReviewDataset:
+    """The images of a folder (or a COCO json) and their cells, saved as the user works."""
+
+    def __init__(self, index: ReviewIndex, conf: float = 0.4) -> None:
+        self.index = index
+        self.conf = conf
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, source: str | os.PathLike, conf: float = 0.4) -> ReviewDataset:
+        """Open (or resume) the review of a folder of images or a COCO json with its images."""
+        return cls(open_index(source), conf)
+
+    @property
+    def folder(self) -> Path:
+        """Where the index and the cells files live."""
+        return self.index.folder
+
+    def queue(self) -> list[str]:
+        """Image names in review order."""
+        with self._lock:
+            return self.index.queue()
+
+    def set_state(self, name: str, state: str) -> None:
+        """Change an image's state (saved at once)."""
+        with self._lock:
+            self.index.set_state(name, state)
+
+    def image_layer(self, name: str) -> tuple:
+        """The image of ``name`` as a layer data tuple, named after its file stem."""
+        from napari_livecell.core.images import read_image
+
+        entry = self.index.entry(name)
+        return (
+            read_image(entry.image),
+            {"name": name, "metadata": {RESULT_KEY: {"paths": [entry.image]}}},
+            "image",
+        )
+
+    def cell_layers(self, name: str) -> list[tuple]:
+        """Its saved cells as ``<name> cells`` and ``<name> outlines`` layer data ([] if none yet)."""
+        from napari_livecell.io.read import read_coco_layers
+
+        path = self.index.cells_path(name)
+        if not path.is_file():
+            return []
+        layers = []
+        for data, kwargs, kind in read_coco_layers(str(path)):
+            if kind == "image":
+                continue
+            kwargs = dict(kwargs)
+            kwargs["name"] = cells_layer_name(name) if kind == "labels" else outlines_layer_name(name)
+            if kind == "labels":
+                info = kwargs["metadata"][RESULT_KEY]
+                info["source"] = name
+                info["source_path"] = self.index.entry(name).image
+            layers.append((data, kwargs, kind))
+        return layers
+
+    def save_cells(self, name: str, labels: Any, attributes: dict) -> Path:
+        """Write one image's cells (atomically) and update its entry and the index.
+
+        Parameters
+        ----------
+        name : str
+            The image.
+        labels : array-like
+            Its Labels layer's data.
+        attributes : dict
+            The layer's ``features`` and ``metadata`` (as napari hands them to writers).
+        """
+        from napari_livecell.io.write import write_labels_coco
+
+        entry = self.index.entry(name)
+        metadata = dict(attributes.get("metadata") or {})
+        info = dict(metadata.get(RESULT_KEY, {}))
+        info["source_path"] = entry.image
+        info["file_names"] = [Path(entry.image).name]
+        metadata[RESULT_KEY] = info
+        path = self.index.cells_path(name)
+        write_labels_coco(str(path), labels, {**attributes, "metadata": metadata})
+        features = attributes.get("features")
+        scores = np.asarray(features["score"], float) if features is not None and "score" in features else []
+        with self._lock:
+            signal = review_priority(scores, self.conf, entry.unannotated)
+            for key, value in signal.items():
+                setattr(entry, key, value)
+            entry.segmented = True
+            if info.get("categories"):
+                self.index.categories = {int(k): str(v) for k, v in info["categories"].items()}
+            self.index.save()
+        return path
+
+    def save_prediction(self, name: str, segmentation: Any) -> Path:
+        """Store a model's result for an image that has no cells yet."""
+        from napari_livecell.layers import result_layer_data
+
+        (labels, kwargs, _), _ = result_layer_data(
+            segmentation, name, (), {"metadata": {RESULT_KEY: {"source": name, "edited": False}}}
+        )
+        return self.save_cells(name, labels, kwargs)
+
+    def training_coco(self) -> Path:
+        """Every image's corrected cells as one COCO json beside the index (for training)."""
+        from napari_livecell.core.coco import write_coco
+        from napari_livecell.core.review import combined_coco
+
+        with self._lock:
+            coco = combined_coco(self.index)
+        return write_coco(self.folder / "training.json", coco)
