@@ -1,0 +1,263 @@
+"""The "Review dataset" dock: segment a folder in the background, then proofread image after image.
+
+Each image shows with its cells and outlines (named after the image, so
+Proofread cells works on them as on any result); every change is saved to
+the dataset (``napari-livecell-review/`` beside the images) within a second
+and when another image is opened, so closing napari loses nothing and
+opening the folder again resumes where the review stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import Container, Label, LineEdit, ProgressBar, PushButton
+from qtpy.QtWidgets import QListWidget
+
+from napari_livecell._qt.model_picker import chosen_weights, model_choices
+from napari_livecell._qt.run_controls import RunControls
+from napari_livecell.layers import cells_layer_name, outlines_layer_name
+
+if TYPE_CHECKING:
+    import napari
+
+AUTOSAVE_DELAY_MS = 500
+NEXT_KEY, PREVIOUS_KEY = "PageDown", "PageUp"
+
+
+def segment_dataset(dataset, names: list[str], weights: str | None, settings):
+    """Worker: segment the images that have no cells yet, saving each; yields (done, total, name)."""
+    from napari_livecell.core.images import read_image
+    from napari_livecell.core.run import Backend, FrameResult, iter_segment
+
+    backend = Backend(weights=weights, device="auto")
+    yield 0, len(names), ""
+    for done, name in enumerate(names, start=1):
+        image = read_image(dataset.index.entry(name).image)
+        results = [
+            e.segmentation for e in iter_segment(image, backend, settings) if isinstance(e, FrameResult)
+        ]
+        dataset.save_prediction(name, results[0])
+        yield done, len(names), name
+
+
+class ReviewWidget(Container):
+    """Open a folder of images (or a COCO json beside its images) and review it image by image."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from magicgui.widgets import ComboBox
+
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.dataset = None
+        self.current: str | None = None
+        self._dirty = False
+        self._source = LineEdit(label="folder or COCO json", value="")
+        self._open = PushButton(text="Open (resumes a review)")
+        self._model = ComboBox(label="model", choices=model_choices)
+        self._segment = PushButton(text="Segment all (in the background)")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self._previous = PushButton(text=f"Previous ({PREVIOUS_KEY})")
+        self._next = PushButton(text=f"Next ({NEXT_KEY})")
+        self._done = PushButton(text="Mark done")
+        self._status = Label(label="status", value="")
+        self._images_list = QListWidget()
+        self._images_list.setMinimumHeight(120)
+        self._controls = RunControls(self._segment, self._cancel, self._status, "segmenting the dataset")
+        self.extend(
+            [
+                self._source,
+                self._open,
+                self._model,
+                self._segment,
+                self._cancel,
+                self._progress,
+                self._previous,
+                self._next,
+                self._done,
+                self._status,
+            ]
+        )
+        self.native.layout().addWidget(self._images_list)
+        self._open.changed.connect(lambda: self.open(self._source.value))
+        self._segment.changed.connect(self.segment_all)
+        self._cancel.changed.connect(self.cancel)
+        self._previous.changed.connect(lambda: self.step(-1))
+        self._next.changed.connect(lambda: self.step(1))
+        self._done.changed.connect(self.mark_done)
+        self._images_list.itemClicked.connect(lambda item: self.show(item.data(256)))
+        from qtpy.QtCore import QTimer
+
+        self._autosave = QTimer()
+        self._autosave.setSingleShot(True)
+        self._autosave.setInterval(AUTOSAVE_DELAY_MS)
+        self._autosave.timeout.connect(self.save)
+        viewer.bind_key(NEXT_KEY, lambda _viewer: self.step(1), overwrite=True)
+        viewer.bind_key(PREVIOUS_KEY, lambda _viewer: self.step(-1), overwrite=True)
+        self.max_width = 460
+
+    # dataset -------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """True while the background segmentation runs."""
+        return self._controls.busy
+
+    def notify_error(self, message: str) -> None:
+        """Report a problem in one line."""
+        self._controls.notify_error(message)
+
+    def open(self, source: str) -> None:
+        """Open (or resume) the review of a folder or COCO json."""
+        from napari_livecell.core.review import ReviewError
+        from napari_livecell.io.review import ReviewDataset
+
+        text = str(source or "").strip()
+        if not text:
+            self.notify_error("type the folder of images (or a COCO json beside its images) to review")
+            return
+        try:
+            self.dataset = ReviewDataset.open(Path(text).expanduser())
+        except (ReviewError, OSError, ValueError) as error:
+            self.notify_error(str(error))
+            return
+        self._refresh_list()
+        entries = self.dataset.index.entries
+        waiting = sum(e.state != "done" for e in entries)
+        self._status.value = (
+            f"{len(entries)} images, {waiting} to finish; saved in {self.dataset.folder.name}/"
+        )
+        first = self.dataset.queue()[0]
+        self.show(first)
+
+    def _refresh_list(self) -> None:
+        from qtpy.QtWidgets import QListWidgetItem
+
+        self._images_list.clear()
+        if self.dataset is None:
+            return
+        for name in self.dataset.queue():
+            entry = self.dataset.index.entry(name)
+            cells = f"{entry.n_cells} cells" if entry.segmented else "not segmented"
+            marker = "> " if name == self.current else "  "
+            item = QListWidgetItem(f"{marker}{name}: {entry.state}, {cells}")
+            item.setData(256, name)  # Qt.UserRole
+            self._images_list.addItem(item)
+
+    # background segmentation ---------------------------------------------------
+    def segment_all(self, _=None):
+        """Segment every image without cells in one worker; progress across the dataset."""
+        from napari.qt.threading import create_worker
+
+        from napari_livecell.core.predict import PredictSettings
+
+        if self.dataset is None:
+            self.notify_error("open a folder of images first")
+            return None
+        names = [e.name for e in self.dataset.index.entries if not e.segmented]
+        if not names:
+            self._status.value = "every image has cells already"
+            return None
+        worker = create_worker(
+            segment_dataset, self.dataset, names, chosen_weights(self._model.value), PredictSettings()
+        )
+        worker.yielded.connect(self._on_progress)
+        worker.finished.connect(self._on_finished)
+        self._progress.value = 0
+        return self._controls.begin(worker, f"segmenting {len(names)} image(s)...")
+
+    def cancel(self, _=None) -> None:
+        """Stop after the image in progress (what is done stays saved)."""
+        if self._controls.worker is not None:
+            self._controls.worker.quit()
+
+    def _on_progress(self, progress) -> None:
+        done, total, name = progress
+        self._progress.max = max(total, 1)
+        self._progress.value = done
+        if name:
+            self._status.value = f"segmented {name} ({done} of {total})"
+            if name == self.current:
+                self._show_cells(name)
+        self._refresh_list()
+
+    def _on_finished(self) -> None:
+        self._controls.end()
+        self._refresh_list()
+
+    # stepping ------------------------------------------------------------------
+    def step(self, direction: int) -> str | None:
+        """Open the next (1) or previous (-1) image in queue order."""
+        if self.dataset is None:
+            self.notify_error("open a folder of images first")
+            return None
+        queue = self.dataset.queue()
+        position = queue.index(self.current) if self.current in queue else -1
+        target = queue[(position + direction) % len(queue)]
+        self.show(target)
+        return target
+
+    def mark_done(self, _=None) -> None:
+        """The current image is reviewed."""
+        if self.dataset is None or self.current is None:
+            self.notify_error("open a folder of images first")
+            return
+        self.save()
+        self.dataset.set_state(self.current, "done")
+        self._refresh_list()
+
+    def show(self, name: str) -> None:
+        """Save the image on show, then show ``name`` with its cells."""
+        if self.dataset is None or name is None:
+            return
+        self.save()
+        for old in (self.current, name):
+            if old is None:
+                continue
+            for layer_name in (old, cells_layer_name(old), outlines_layer_name(old)):
+                if layer_name in self._viewer.layers:
+                    self._viewer.layers.remove(layer_name)
+        self.current = name
+        self._dirty = False
+        data, kwargs, _ = self.dataset.image_layer(name)
+        self._viewer.add_image(data, **kwargs)
+        self._show_cells(name)
+        entry = self.dataset.index.entry(name)
+        if entry.state == "to review":
+            self.dataset.set_state(name, "in progress")
+        self._refresh_list()
+        self._status.value = f"{name}: {entry.state}"
+
+    def _show_cells(self, name: str) -> None:
+        for layer_name in (cells_layer_name(name), outlines_layer_name(name)):
+            if layer_name in self._viewer.layers:
+                self._viewer.layers.remove(layer_name)
+        for data, kwargs, kind in self.dataset.cell_layers(name):
+            layer = getattr(self._viewer, f"add_{kind}")(data, **kwargs)
+            if kind == "labels":
+                layer.opacity = 0.4
+                for event in (layer.events.paint, layer.events.set_data, layer.events.features):
+                    event.connect(self._changed)
+
+    # saving --------------------------------------------------------------------
+    def _changed(self, _event=None) -> None:
+        self._dirty = True
+        self._autosave.start()
+
+    def save(self, _=None) -> None:
+        """Write the current image's cells to the dataset now, if they changed (atomic)."""
+        self._autosave.stop()
+        if self.dataset is None or self.current is None or not self._dirty:
+            return
+        name = cells_layer_name(self.current)
+        if name not in self._viewer.layers:
+            return
+        data, attributes, _ = self._viewer.layers[name].as_layer_data_tuple()
+        try:
+            self.dataset.save_cells(self.current, data, attributes)
+        except (OSError, ValueError) as error:
+            self.notify_error(f"could not save {self.current}: {error}")
+            return
+        self._dirty = False
+        self._status.value = f"saved {self.current}"

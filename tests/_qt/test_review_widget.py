@@ -1,0 +1,139 @@
+"""Reviewing a folder of images: background segmentation, queue order, autosave and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_livecell.core.synthetic import synthesize_image
+
+
+@pytest.fixture
+def folder(tmp_path):
+    images = tmp_path / "plate"
+    images.mkdir()
+    for index in range(6):
+        frame = synthesize_image(seed=300 + index, n_cells=15 + 5 * index, shape=(160, 192))
+        tifffile.imwrite(images / f"well{index}.tif", frame.image)
+    return images
+
+
+def open_review(make_napari_viewer, folder, qtbot, segment=True):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Review dataset")
+    widget.open(str(folder))
+    if segment:
+        widget.segment_all()
+        qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
+    return viewer, widget
+
+
+def delete_one_cell(viewer, widget):
+    from napari_livecell.io.write import write_labels_coco  # noqa: F401  (the widget saves through it)
+
+    cells = viewer.layers[f"{widget.current} cells"]
+    cell = int(cells.features["index"].iloc[0])
+    rows, cols = np.nonzero(cells.data == cell)
+    cells.data_setitem((rows, cols), 0)
+    return cell
+
+
+def test_segment_all_step_in_queue_order_edit_close_and_resume(make_napari_viewer, folder, qtbot, tmp_path):
+    viewer, widget = open_review(make_napari_viewer, folder, qtbot)
+    dataset = widget.dataset
+    assert all(entry.segmented for entry in dataset.index.entries)
+    queue = dataset.queue()
+    priorities = [dataset.index.entry(name).priority for name in queue]
+    assert priorities == sorted(priorities, reverse=True)  # most in need of review first
+    widget.show(queue[0])
+    visited = [widget.current]
+    for _ in range(5):
+        visited.append(widget.step(1))
+    assert visited == queue
+    assert widget.step(-1) == queue[4]
+
+    edits = {}
+    for position in (1, 4):  # edit images 2 and 5 of the queue
+        widget.show(queue[position])
+        edits[queue[position]] = delete_one_cell(viewer, widget)
+        qtbot.wait(1000)  # autosave within a second
+    widget.mark_done()
+    states = {e.name: e.state for e in dataset.index.entries}
+    assert states[queue[4]] == "done" and states[queue[1]] == "in progress"
+    baseline_cells = {
+        name: int(
+            np.unique(dataset.cell_layers(name)[0][1]["metadata"]["napari_livecell"]["baseline"]).size - 1
+        )
+        for name in edits
+    }
+    viewer.close()
+
+    again, resumed = open_review(make_napari_viewer, folder, qtbot, segment=False)
+    assert {e.name: e.state for e in resumed.dataset.index.entries} == states
+    for name, cell in edits.items():
+        resumed.show(name)
+        cells = again.layers[f"{name} cells"]
+        assert cell not in np.unique(cells.data)  # the edit is back
+        info = cells.metadata["napari_livecell"]
+        assert np.unique(info["baseline"]).size - 1 == baseline_cells[name]  # and the baseline
+        assert cell in np.unique(info["baseline"])
+
+    # the dataset feeds Train on corrections (and `napari-livecell train`) directly
+    _, train = again.window.add_plugin_dock_widget("napari-livecell", "Train on corrections")
+    train._folder.value = resumed.dataset.folder
+    train._epochs.value = 1
+    train._crop.value = 0
+    train._batch.value = 2
+    train._out.value = tmp_path / "model"
+    assert train.train() is not None, train._status.value
+    qtbot.waitUntil(lambda: not train.busy, timeout=300_000)
+    assert (tmp_path / "model" / "best.pt").exists(), train._status.value
+
+
+def test_a_killed_process_keeps_every_saved_edit(folder, tmp_path):
+    """SIGKILL right after an edit is saved: reopening restores it; the files are never half-written."""
+    script = f"""
+import numpy as np, sys, time
+from napari_livecell.io.review import ReviewDataset
+from napari_livecell.core.segmentation import Segmentation
+from napari_livecell.core.synthetic import synthesize_image
+dataset = ReviewDataset.open({str(folder)!r})
+labels = synthesize_image(seed=1, n_cells=12, shape=(160, 192)).labels
+dataset.save_prediction("well0", Segmentation.from_labels(labels))
+edited = labels.copy(); edited[edited == 3] = 0
+from napari_livecell.layers import cell_features
+features = cell_features([Segmentation.from_labels(labels)])
+dataset.save_cells("well0", edited, {{"features": features, "metadata": {{}}}})
+print("saved", flush=True)
+while True:  # keep writing the index, so the kill lands mid-work
+    dataset.set_state("well1", "in progress"); dataset.set_state("well1", "to review")
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "saved"
+    time.sleep(1.0)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    from napari_livecell.io.review import ReviewDataset
+
+    dataset = ReviewDataset.open(folder)
+    json.loads(dataset.index.path.read_text())  # whole, not half-written
+    (labels, _kwargs, _), *_ = dataset.cell_layers("well0")
+    assert 3 not in np.unique(labels)
+    assert not list(dataset.folder.rglob("*.tmp"))
+
+
+def test_opening_nothing_or_a_wrong_path_is_one_line(make_napari_viewer, tmp_path, notifications):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Review dataset")
+    widget.open("")
+    widget.open(str(tmp_path / "missing"))
+    widget.step(1)
+    messages = " | ".join(notifications.messages)
+    assert "type the folder of images" in messages
+    assert "missing" in messages and "open a folder of images first" in messages
