@@ -8,7 +8,7 @@ rules below exist once:
   (:data:`CELL_COLUMNS`, one row per cell, ``index`` = label id);
 * the layer names (``<image> cells``, ``<image> outlines``) and our
   metadata entry (:data:`RESULT_KEY`);
-* label ids that run on across the frames of a stack (:func:`offset_ids`);
+* label ids that run on across the frames of a stack (:func:`napari_livecell.core.run.offset_ids`);
 * COCO's continuous ``(x, y)`` rings <-> napari's pixel-centre ``(row, col)``
   vertices (:func:`ring_to_vertices`);
 * the outline layer's style (:data:`OUTLINE_STYLE`).
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from napari_livecell.core.coco import CocoImage
+from napari_livecell.core.run import stack_labels
 from napari_livecell.core.segmentation import Segmentation
 
 # key of our entry in a layer's metadata (source image, edited flag, corrections...)
@@ -66,11 +67,6 @@ def outlines_layer_name(image_name: str) -> str:
 def outlines_name_for(cells_name: str) -> str:
     """The outlines layer that belongs to a ``<image> cells`` layer."""
     return outlines_layer_name(cells_name.removesuffix(CELLS_SUFFIX))
-
-
-def offset_ids(labels: np.ndarray, first_id: int) -> np.ndarray:
-    """A frame's labels with ids that follow the previous frames' (``first_id`` cells before it)."""
-    return np.where(labels > 0, labels + first_id, 0).astype(np.int32)
 
 
 def ring_to_vertices(ring: np.ndarray, leading_index: Sequence[float] = ()) -> np.ndarray:
@@ -186,12 +182,7 @@ def result_layer_data(
     if isinstance(segmentations, Segmentation):
         segmentations = [segmentations]
     indices = list(np.ndindex(*leading_shape)) if leading_shape else [()]
-    frame_shape = segmentations[0].labels.shape
-    labels = np.zeros((*leading_shape, *frame_shape), dtype=np.int32)
-    first_id = 0
-    for index, segmentation in zip(indices, segmentations):
-        labels[index] = offset_ids(segmentation.labels, first_id)
-        first_id += segmentation.n_cells
+    labels = stack_labels(segmentations, leading_shape)  # the CLI's label TIFF has the same ids
     common = dict(layer_kwargs or {})
     labels_kwargs = {
         "name": cells_layer_name(image_name),

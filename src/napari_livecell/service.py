@@ -223,8 +223,13 @@ def render_response(
     response_format: str,
     filename: str,
     should_stop: Callable[[], bool] | None = None,
+    polarity: Any = None,
 ):
-    """Encode a result as PNG (outlined), COCO-style json, or a 16-bit label PNG."""
+    """Encode a result as PNG (outlined), COCO-style json, or a 16-bit label PNG.
+
+    The json's ``info.settings`` says what the frame was taken to be
+    (``modality``, ``modality_decided``, ``model_modality``, ``inverted``).
+    """
     from fastapi.responses import JSONResponse, Response
 
     if response_format == "json":
@@ -233,6 +238,8 @@ def render_response(
         coco = build_coco(
             [CocoImage(1, filename or "upload", segmentation)], with_scores=True, should_stop=should_stop
         )
+        if polarity is not None:
+            coco["info"]["settings"] = {**coco["info"].get("settings", {}), **polarity.as_dict()}
         return JSONResponse(coco)
     from napari_livecell.core.render import draw_outlines, png_bytes
 
@@ -264,10 +271,11 @@ def _run_request(
     json, so a request over its time limit (or a server shutting down) frees
     its worker within one tile.
     """
-    from napari_livecell.core.predict import Cancelled, segment_frame_steps
+    from napari_livecell.core.predict import Cancelled, frame_polarity, segment_frame_steps
 
     frame = decode_image(payload, filename, settings)
-    steps = segment_frame_steps(frame, model, predict)
+    polarity = frame_polarity(frame, predict, model.modality)
+    steps = segment_frame_steps(frame, model, predict, polarity=polarity)
     while True:
         if stop.is_set():
             raise Cancelled("stopped between tiles")
@@ -276,7 +284,9 @@ def _run_request(
         except StopIteration as finished:
             result = finished.value
             break
-    return render_response(frame, result, response_format, filename, should_stop=stop.is_set)
+    return render_response(
+        frame, result, response_format, filename, should_stop=stop.is_set, polarity=polarity
+    )
 
 
 def create_app(settings: ServiceSettings | None = None):
@@ -343,6 +353,11 @@ def create_app(settings: ServiceSettings | None = None):
         iou: float = Query(DEFAULT_IOU, ge=0.0, le=1.0, description="NMS IoU threshold"),
         imgsz: int = Query(DEFAULT_IMGSZ, ge=32, le=4096, description="network input size"),
         format: str = Query("png", pattern="^(png|json|labels)$", description="png, json or labels"),
+        modality: str = Query(
+            "auto",
+            pattern="^(auto|phase|fluorescence)$",
+            description="auto (decided from the pixels), phase or fluorescence",
+        ),
     ):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.request_timeout_s
@@ -363,7 +378,7 @@ def create_app(settings: ServiceSettings | None = None):
             state["waiting"] -= 1
         stop = threading.Event()
         state["running"].add(stop)
-        predict = PredictSettings(conf=conf, iou=iou, imgsz=imgsz)
+        predict = PredictSettings(conf=conf, iou=iou, imgsz=imgsz, modality=modality)
         arguments = (payload, filename, settings, state["model"], predict, format, stop)
         work = asyncio.ensure_future(asyncio.to_thread(_run_request, *arguments))
 

@@ -71,8 +71,12 @@ def test_cli_segment_with_a_scheduler(tmp_path, cluster, stack):
     tifffile.imwrite(path, stack[:4], photometric="minisblack")
     command = ["segment", str(path), "--out", str(tmp_path / "out"), "--scheduler", client.scheduler.address]
     assert main([*command, "--threads", "2"]) == 0
-    coco = json.loads((tmp_path / "out" / "movie" / "predictions.json").read_text())
+    # the files of a local run (tests/cli/test_segment_stacks.py compares them), not a folder per stack
+    coco = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert [image["frame"] for image in coco["images"]] == [0, 1, 2, 3]
+    assert (tmp_path / "out" / "movie_labels.tif").exists() and not (
+        tmp_path / "out" / ".movie_frames"
+    ).exists()
     assert len(coco["annotations"]) > 20
 
     def torch_threads():

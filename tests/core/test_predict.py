@@ -156,7 +156,10 @@ def test_tiled_mosaic_finds_the_same_cells_as_its_frames(default_model):
         offset += single.n_cells
     assert abs(tiled.n_cells - offset) <= 0.02 * offset
     match = match_cells(stitched, tiled.labels)
-    assert match.n_matched >= 0.97 * offset
+    # 0.97 before single frames were padded with their own background instead of
+    # Ultralytics' gray border: the frames now find more true cells (mask AP50 of these
+    # four 0.960 -> 0.980, 353 -> 364 cells), the tiles (full 704 windows) are unchanged
+    assert match.n_matched >= 0.96 * offset
     pieces = [
         ndi.label(tiled.labels[box] == i + 1)[1] for i, box in enumerate(ndi.find_objects(tiled.labels))
     ]

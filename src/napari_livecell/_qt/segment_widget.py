@@ -48,12 +48,14 @@ from napari_livecell._qt.segment_worker import (
     FrameReady,
     PreparedLayers,
     RunFailure,
+    channel_choices,
     check_image_layer,
+    choose_channel,
     prepare_result_layers,
     segment_generator,
 )
 from napari_livecell.core.model import available_devices
-from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
+from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
 from napari_livecell.layers import RESULT_KEY, cells_layer_name
 
 if TYPE_CHECKING:
@@ -79,6 +81,8 @@ class SegmentCellsWidget(Container):
         self.confirm_replace: Callable[[str], bool] = self._ask_replace
 
         self._image = ComboBox(label="image", choices=self._image_layer_choices, nullable=True)
+        self._channel = ComboBox(label="channel", choices=self._channel_choices, visible=False)
+        self._modality = ComboBox(label="modality", choices=MODALITIES, value="auto")
         self._model = ComboBox(label="model", choices=model_choices)
         self._weights = FileEdit(label="weights file", filter="*.pt *.onnx *.torchscript", mode="r")
         self._service = LineEdit(label="or service URL", value="")
@@ -100,6 +104,8 @@ class SegmentCellsWidget(Container):
         self.extend(
             [
                 self._image,
+                self._channel,
+                self._modality,
                 self._model,
                 self._weights,
                 self._service,
@@ -122,6 +128,7 @@ class SegmentCellsWidget(Container):
         self._run.changed.connect(self.run)
         self._cancel.changed.connect(self.cancel)
         self._weights.changed.connect(self._on_weights_chosen)
+        self._image.changed.connect(self._update_channels)
         for control in (self._min_score, self._min_area, self._max_area):
             control.changed.connect(self.apply_filters)
         viewer.layers.events.inserted.connect(self._image.reset_choices)
@@ -139,6 +146,14 @@ class SegmentCellsWidget(Container):
         from napari.layers import Image
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _channel_choices(self, _widget=None) -> list:
+        return channel_choices(self._image.value) or [("all", None)]
+
+    def _update_channels(self, _=None) -> None:
+        """Offer a channel choice only for images that have channels to choose from."""
+        self._channel.reset_choices()
+        self._channel.visible = bool(channel_choices(self._image.value))
 
     def _select_first_image(self) -> None:
         choices = self._image_layer_choices()
@@ -170,14 +185,24 @@ class SegmentCellsWidget(Container):
         self._image.reset_choices()
         self._select_first_image()
         layer = self._image.value
+        self._update_channels()
         try:
             rgb, leading = check_image_layer(layer)
             settings = PredictSettings(
-                conf=float(self._conf.value), iou=float(self._iou.value), imgsz=int(self._imgsz.value)
+                conf=float(self._conf.value),
+                iou=float(self._iou.value),
+                imgsz=int(self._imgsz.value),
+                modality=str(self._modality.value),
             )
+            data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+            channel = self._channel.value if channel_choices(layer) else None
+            data, (scale, translate) = choose_channel(layer, data, channel)
+            if channel is not None:
+                rgb, leading = False, tuple(data.shape[:-2])
         except ValueError as error:
             self._notify_error(str(error))
             return None
+        self._warn_if_labels(layer.name, data)
         weights = chosen_weights(self._model.value)
         service = str(self._service.value).strip()
         if service:
@@ -191,7 +216,6 @@ class SegmentCellsWidget(Container):
         if scheduler and service:
             self._notify_error("use either a service URL or a Dask scheduler, not both")
             return None
-        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         backend = Backend(
             weights=weights,
             device=self._device.value,
@@ -199,8 +223,8 @@ class SegmentCellsWidget(Container):
             scheduler=scheduler,
         )
         common = {
-            "scale": tuple(layer.scale),
-            "translate": tuple(layer.translate),
+            "scale": scale,
+            "translate": translate,
             "metadata": {
                 RESULT_KEY: {"source": layer.name, "source_path": _source_path(layer), "edited": False}
             },
@@ -211,9 +235,20 @@ class SegmentCellsWidget(Container):
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_cancelled)
         worker.finished.connect(self._on_finished)
-        self._add_placeholder(layer, data.shape[len(leading) : len(leading) + 2], leading)
+        self._add_placeholder(layer, data.shape[len(leading) : len(leading) + 2], leading, scale, translate)
         self._progress.value = 0
         return self._controls.begin(worker, f"segmenting {layer.name}...")
+
+    def _warn_if_labels(self, name: str, data) -> None:
+        from napari.utils.notifications import show_warning
+
+        from napari_livecell.core.images import looks_like_labels
+
+        if looks_like_labels(data):
+            show_warning(
+                f"{name!r} looks like a label image (flat integer regions on 0), not a microscope "
+                "image: segmenting it anyway"
+            )
 
     def cancel(self, _=None) -> None:
         """Stop after the frame in progress; the viewer's layers are left as they were."""
@@ -221,7 +256,14 @@ class SegmentCellsWidget(Container):
             self._controls.worker.quit()
             self._status.value = "cancelling after this frame..."
 
-    def _add_placeholder(self, image_layer, frame_shape: tuple[int, ...], leading: tuple[int, ...]) -> None:
+    def _add_placeholder(
+        self,
+        image_layer,
+        frame_shape: tuple[int, ...],
+        leading: tuple[int, ...],
+        scale: tuple = (),
+        translate: tuple = (),
+    ) -> None:
         """An empty ``<image> cells`` layer, made at Run when it does not exist yet.
 
         A stack's frames are copied into it as they finish. Inserting a Labels
@@ -234,7 +276,10 @@ class SegmentCellsWidget(Container):
         from qtpy.QtCore import QTimer
 
         self._discard_placeholder()
-        common = {"scale": tuple(image_layer.scale), "translate": tuple(image_layer.translate)}
+        common = {
+            "scale": scale or tuple(image_layer.scale),
+            "translate": translate or tuple(image_layer.translate),
+        }
         cells = cells_layer_name(image_layer.name)
         if cells not in self._viewer.layers:
             # np.zeros maps untouched frames lazily: a long stack costs memory only as it fills
@@ -302,7 +347,7 @@ class SegmentCellsWidget(Container):
             self._status.value = "kept the edited layers; new result discarded"
             return
         self._placeholder = None  # it is the result layer now
-        self._status.value = f"{prepared.n_cells} cells in {prepared.n_frames} frame(s)"
+        self._status.value = f"{prepared.n_cells} cells in {prepared.n_frames} frame(s); {prepared.modality}"
         # one layer per event-loop turn, so that the GUI breathes between them
         steps = [
             lambda data=data, kwargs=kwargs, kind=kind: self._replace_or_add(data, kwargs, kind)

@@ -14,10 +14,44 @@ from typing import Any
 
 import numpy as np
 
-from napari_livecell.layers import offset_ids
+from napari_livecell.core.run import offset_ids
 
 MAX_SPATIAL_STACK_AXES = 4  # T, Z, Y, X (+ colour)
 TILE_STEPS = 100  # progress units per frame, so that tiles of a large frame show
+
+
+def channel_choices(layer: Any) -> list[tuple[str, Any]]:
+    """Channel dropdown entries for an image layer: empty when it has no channel axis to choose.
+
+    Shown for channel-last data napari does not show as RGB (``(H, W, 2)``...)
+    and for a short leading axis (``(C, H, W)``, up to 4: longer ones are
+    more likely frames).
+    """
+    from napari_livecell.core.images import channel_axis
+
+    if layer is None:
+        return []
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    shape = tuple(data.shape)
+    axis = channel_axis(shape)
+    if axis is None or (axis == -1 and getattr(layer, "rgb", False)) or (axis == 0 and shape[0] > 4):
+        return []
+    return [("all (as frames)", None)] + [(f"channel {c}", (axis, c)) for c in range(shape[axis])]
+
+
+def choose_channel(layer: Any, data: Any, choice: tuple[int, int] | None) -> tuple[Any, tuple]:
+    """The layer's data reduced to one channel, and the layer's scale without that axis."""
+    from napari_livecell.core.images import select_channel
+
+    scale, translate = tuple(layer.scale), tuple(layer.translate)
+    if choice is None:
+        return data, (scale, translate)
+    axis, channel = choice
+    if axis == 0:
+        return select_channel(data, channel, 0), (scale[1:], translate[1:])
+    # a channel-last layer that napari does not show as RGB spreads its channels over a spatial axis
+    keep = slice(None, -1)
+    return select_channel(data, channel, -1), (scale[keep], translate[keep])
 
 
 def check_image_layer(layer: Any) -> tuple[bool, tuple[int, ...]]:
@@ -72,6 +106,7 @@ def segment_generator(
     unusable model or an unreachable backend is returned as a
     :class:`RunFailure` (a user's mistake, not a bug: no traceback dialog).
     """
+    from napari_livecell.core.predict import describe_polarities
     from napari_livecell.core.run import FrameResult, TileProgress, iter_segment
 
     events = iter_segment(image, backend, settings, rgb)
@@ -81,7 +116,7 @@ def segment_generator(
         return RunFailure(str(error))
     leading, total = started.leading, started.n_frames
     yield 0, total * TILE_STEPS
-    results = []
+    results, polarities = [], []
     first_id = 0
     while True:
         try:
@@ -95,11 +130,17 @@ def segment_generator(
         elif isinstance(event, FrameResult):
             result = event.segmentation
             results.append(result)
+            polarities.append(event.polarity)
             if leading:
                 yield FrameReady(event.index, offset_ids(result.labels, first_id))
             first_id += result.n_cells
             yield (event.number + 1) * TILE_STEPS, total * TILE_STEPS
-    return finish(results, leading) if finish is not None else (results, leading)
+    if finish is None:
+        return results, leading
+    prepared = finish(results, leading)
+    if isinstance(prepared, PreparedLayers):
+        prepared.modality = describe_polarities(polarities)
+    return prepared
 
 
 @dataclass
@@ -114,6 +155,7 @@ class PreparedLayers:
     layer_data: list[tuple]
     n_cells: int
     n_frames: int
+    modality: str = ""  # what the frames were taken to be, for the status line
 
 
 def prepare_result_layers(

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from napari_livecell.cli.common import USER_ERRORS, CommandError, ensure_output_folder, progress_bar
-from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
+from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
 
 TILE_MODES = {"auto": None, "on": True, "off": False}
 
@@ -28,6 +28,20 @@ def add_parser(commands) -> None:
         choices=tuple(TILE_MODES),
         default="auto",
         help="overlapping tiles for frames larger than --imgsz (auto), always, or never",
+    )
+    seg.add_argument(
+        "--modality",
+        choices=MODALITIES,
+        default="auto",
+        help="what the images are: auto (decided per frame from the pixels), phase or fluorescence; "
+        "a frame unlike the model's training images is inverted",
+    )
+    seg.add_argument(
+        "--channel",
+        type=int,
+        default=None,
+        help="segment this channel (from 0) of multi-channel images: the last axis when short "
+        "(H, W, C), else a short first axis (C, H, W)",
     )
     seg.add_argument("--out", required=True, help="output folder")
     seg.add_argument(
@@ -55,11 +69,14 @@ def run(args: argparse.Namespace) -> int:
     from napari_livecell.core.coco import CocoImage, build_coco, write_coco
     from napari_livecell.core.images import read_image, search_images
     from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import PredictSettings
+    from napari_livecell.core.predict import PredictSettings, describe_polarities
     from napari_livecell.core.render import write_segment_outputs
     from napari_livecell.core.run import Backend, iter_segment
 
-    settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
+    try:
+        settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz, modality=args.modality)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1")
     out = Path(args.out)
@@ -69,47 +86,54 @@ def run(args: argparse.Namespace) -> int:
     ensure_output_folder(out)
     _report_skipped(search, out)
     if args.scheduler:
-        return _segment_on_cluster(args, paths, settings)
-    model = load_model(args.model, device=args.device)
-    if args.threads:
-        import torch
+        from napari_livecell.core.model import check_weights_path
 
-        torch.set_num_threads(args.threads)
-    backend = Backend(weights=args.model, device=args.device, tile=TILE_MODES[args.tile])
+        weights = None if args.model is None else str(check_weights_path(args.model))
+        class_names = None
+    else:
+        model = load_model(args.model, device=args.device)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        backend = Backend(weights=args.model, device=args.device, tile=TILE_MODES[args.tile])
+        class_names = model.class_names
     entries: list[CocoImage] = []
     failures = []
-    with progress_bar(len(paths), "segment") as bar:
-        for path in paths:
-            try:
-                image = read_image(path)
+    for path in paths:
+        try:
+            image = read_image(path)
+            image = _prepare_image(image, path, args.channel)
+            if args.scheduler:
+                leading, frames, polarities = _frames_on_cluster(args, weights, path, image, settings)
+            else:
                 events = iter_segment(image, backend, settings)
                 started = next(events)
-                frames = _frames_with_progress(events, started.n_frames, path.name)
-            except USER_ERRORS as error:
-                failures.append(f"{path.name}: {error}")
-                bar.update(1)
-                continue
-            is_stack = bool(started.leading)
-            write_segment_outputs(out, path.stem, image, frames)
-            for frame_index, frame in enumerate(frames):
-                entries.append(
-                    CocoImage(
-                        image_id=len(entries) + 1,
-                        file_name=path.name,
-                        segmentation=frame,
-                        frame=frame_index if is_stack else None,
-                    )
+                leading = started.leading
+                frames, polarities = _frames_with_progress(events, started.n_frames, path.name)
+        except USER_ERRORS as error:
+            failures.append(f"{path.name}: {error}")
+            continue
+        write_segment_outputs(out, path.stem, image, frames)
+        for frame_index, frame in enumerate(frames):
+            entries.append(
+                CocoImage(
+                    image_id=len(entries) + 1,
+                    file_name=path.name,
+                    segmentation=frame,
+                    frame=frame_index if leading else None,
                 )
-            bar.update(1)
-            n_cells = sum(f.n_cells for f in frames)
-            bar.write(f"{path.name}: {n_cells} cells")
+            )
+        n_cells = sum(f.n_cells for f in frames)
+        print(f"{path.name}: {n_cells} cells; {describe_polarities(polarities)}", file=sys.stderr)
     if entries:
-        coco = build_coco(entries, class_names=model.class_names, with_scores=True)
+        coco = build_coco(entries, class_names=class_names, with_scores=True)
         coco["info"]["settings"] = {
-            "model": model.name,
+            "model": Path(args.model).name if args.model else (model.name if class_names else "default"),
             "conf": settings.conf,
             "iou": settings.iou,
             "imgsz": settings.imgsz,
+            "modality": settings.modality,
         }
         write_coco(out / "predictions.json", coco)
         print(f"wrote {len(entries)} frame(s) of results to {out}")
@@ -118,9 +142,24 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _prepare_image(image, path: Path, channel: int | None):
+    """The channel asked for, and a warning when the input looks like a label image."""
+    from napari_livecell.core.images import looks_like_labels, select_channel
+
+    if channel is not None:
+        image = select_channel(image, channel)
+    if looks_like_labels(image):
+        print(
+            f"napari-livecell: warning: {path.name} looks like a label image (flat integer regions on 0), "
+            "not a microscope image: segmenting it anyway",
+            file=sys.stderr,
+        )
+    return image
+
+
 def output_names(stem: str) -> tuple[str, ...]:
-    """The files ``segment`` may write for an input with this stem (a stack's outlines are a TIFF)."""
-    return (f"{stem}_labels.tif", f"{stem}_outlines.png", f"{stem}_outlines.tif")
+    """The files ``segment`` may write for an input with this stem (a stack's outlines are a folder)."""
+    return (f"{stem}_labels.tif", f"{stem}_outlines.png", f"{stem}_outlines")
 
 
 def check_output_names(paths: list[Path], out: Path) -> None:
@@ -170,11 +209,11 @@ def _report_skipped(search, out: Path) -> None:
         )
 
 
-def _frames_with_progress(events, n_frames: int, name: str) -> list:
-    """Collect a run's frames, with a bar over a stack's frames and one over a large frame's tiles."""
+def _frames_with_progress(events, n_frames: int, name: str) -> tuple[list, list]:
+    """Collect a run's frames and polarities, with a bar over a stack's frames and one over tiles."""
     from napari_livecell.core.run import FrameResult, TileProgress
 
-    frames = []
+    frames, polarities = [], []
     frame_bar = progress_bar(n_frames, name, unit="frame") if n_frames > 1 else None
     tile_bar = None
     try:
@@ -191,34 +230,42 @@ def _frames_with_progress(events, n_frames: int, name: str) -> list:
                     tile_bar.refresh()  # show the last tile, however soon it came
             elif isinstance(event, FrameResult):
                 frames.append(event.segmentation)
+                polarities.append(event.polarity)
                 if frame_bar is not None:
                     frame_bar.update(1)
     finally:
         for bar in (tile_bar, frame_bar):
             if bar is not None:
                 bar.close()
-    return frames
+    return frames, polarities
 
 
-def _segment_on_cluster(args: argparse.Namespace, paths: list[Path], settings) -> int:
-    """Each stack's frames as tasks on a Dask cluster; resumable per frame."""
-    from napari_livecell.core.distributed import segment_stack_distributed
-    from napari_livecell.core.images import read_image
-    from napari_livecell.core.model import check_weights_path
+def _frames_on_cluster(args: argparse.Namespace, weights: str | None, path: Path, image, settings) -> tuple:
+    """A file's frames as tasks on a Dask cluster, resumable per frame.
 
-    weights = None if args.model is None else str(check_weights_path(args.model))
-    for path in paths:
-        image = read_image(path)
-        stack = image if image.ndim >= 3 and image.shape[-1] not in (3, 4) else image[None]
-        with progress_bar(stack.shape[0], path.name) as bar:
-            predictions = segment_stack_distributed(
-                stack,
-                Path(args.out) / path.stem,
-                args.scheduler,
-                weights,
-                settings,
-                progress=lambda done, total: bar.update(done - bar.n),
-                torch_threads=args.threads,
-            )
-        print(f"{path.name}: {stack.shape[0]} frame(s) -> {predictions}")
-    return 0
+    Finished frames go to a scratch folder (``<out>/.<stem>_frames/``) as they
+    arrive, so a rerun after a crash skips them; once all are in, they are
+    read back and written like a local run's, and the scratch folder goes.
+    """
+    import shutil
+
+    from napari_livecell.core.distributed import read_frame_results, segment_stack_distributed
+    from napari_livecell.core.predict import iter_frames
+
+    leading, _ = iter_frames(image)
+    frame_shape = image.shape[len(leading) :]
+    stack = image.reshape(-1, *frame_shape) if leading else image[None]
+    scratch = Path(args.out) / f".{path.stem}_frames"
+    with progress_bar(stack.shape[0], path.name, unit="frame") as bar:
+        segment_stack_distributed(
+            stack,
+            scratch,
+            args.scheduler,
+            weights,
+            settings,
+            progress=lambda done, total: bar.update(done - bar.n),
+            torch_threads=args.threads,
+        )
+    results = read_frame_results(scratch, stack.shape[0])
+    shutil.rmtree(scratch, ignore_errors=True)
+    return leading, [r for r, _ in results], [p for _, p in results]

@@ -17,9 +17,10 @@ def add_parser(commands) -> None:
     synth.add_argument("--cells", type=int, default=None, help="cells per image (default 20..600)")
     synth.add_argument(
         "--look",
-        choices=["skbr3", "bright"],
+        choices=["skbr3", "bright", "fluorescence"],
         default="skbr3",
-        help="cell type: skbr3 (what the shipped model knows) or bright (large, bright, new)",
+        help="cell type: skbr3 (what the shipped model knows), bright (large, bright, new) or "
+        "fluorescence (bright nuclei on a dark background)",
     )
     synth.set_defaults(handler=run)
 

@@ -1,10 +1,12 @@
 """Segmenting stacks on a Dask cluster: one task per frame, results written as they arrive.
 
 Each worker process loads the model once (the core's loader is cached per
-process). Every finished frame is written at once (``frame_<i>_labels.tif``
-and ``frame_<i>.json``), atomically, so a crash loses at most the frames in
-flight, and a second run skips frames whose files exist. Tasks are retried
-on other workers when a worker dies.
+process). Every finished frame is written at once into a scratch folder
+(``frame_<i>_labels.tif`` and ``frame_<i>.json``), atomically, so a crash
+loses at most the frames in flight, and a second run skips frames whose files
+exist. Tasks are retried on other workers when a worker dies. The CLI reads
+the scratch frames back (:func:`read_frame_results`) and writes the same
+files as a local run.
 """
 
 from __future__ import annotations
@@ -24,20 +26,23 @@ def _frame_paths(out: Path, index: int) -> tuple[Path, Path]:
 def segment_frame_task(frame: np.ndarray, weights: str | None, settings, torch_threads: int | None = None):
     """Runs on a worker: segment one frame with the worker's cached model.
 
-    Returns the :class:`~napari_livecell.core.segmentation.Segmentation` with
-    its outlines already traced (the worker's cores do it, not the client's).
+    Returns the :class:`~napari_livecell.core.segmentation.Segmentation`, with
+    its outlines already traced (the worker's cores do it, not the client's),
+    and the frame's :class:`~napari_livecell.core.predict.Polarity` against
+    the worker's model (``settings.modality`` is honoured as locally).
     """
     from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import segment_frame
+    from napari_livecell.core.predict import frame_polarity, segment_frame
 
     model = load_model(weights, device="cpu")
     if torch_threads:
         import torch
 
         torch.set_num_threads(torch_threads)
-    result = segment_frame(frame, model, settings)
+    polarity = frame_polarity(frame, settings, model.modality)
+    result = segment_frame(frame, model, settings, polarity=polarity)
     result.polygons  # noqa: B018
-    return result
+    return result, polarity
 
 
 def _segment_one(
@@ -46,8 +51,9 @@ def _segment_one(
     """Runs on a worker: segment one frame, return labels and COCO annotations."""
     from napari_livecell.core.coco import segmentation_annotations
 
-    result = segment_frame_task(frame, weights, settings, torch_threads)
-    return result.labels, segmentation_annotations(result, 0, 1, with_scores=True)
+    result, polarity = segment_frame_task(frame, weights, settings, torch_threads)
+    record = {"annotations": segmentation_annotations(result, 0, 1, with_scores=True), **polarity.as_dict()}
+    return result.labels, record
 
 
 def iter_segment_distributed(
@@ -78,7 +84,7 @@ def iter_segment_distributed(
 
     Yields
     ------
-    Segmentation
+    (Segmentation, Polarity)
         One per frame, in the order of ``frames``.
     """
     from collections import deque
@@ -171,18 +177,62 @@ def segment_stack_distributed(
         frame = np.asarray(stack[index])
         future = client.submit(_segment_one, frame, weights, settings, torch_threads, pure=False, retries=3)
         futures[future] = index
-    for future, (labels, frame_annotations) in as_completed(futures, with_results=True):
+    for future, (labels, record) in as_completed(futures, with_results=True):
         index = futures[future]
         labels_path, json_path = _frame_paths(out, index)
         data = labels.astype(np.uint16 if labels.max() < 65536 else np.uint32)
         write_with(labels_path, lambda p, d=data: tifffile.imwrite(p, d, compression="zlib"))
-        write_text_atomic(json_path, json.dumps(frame_annotations))  # written last: marks the frame done
+        write_text_atomic(json_path, json.dumps(record))  # written last: marks the frame done
         done += 1
         if progress is not None:
             progress(done, total)
     if not isinstance(scheduler, Client):
         client.close()
     return _assemble(out, total, settings)
+
+
+def _frame_record(json_path: Path) -> dict:
+    record = json.loads(json_path.read_text())
+    # scratch folders of earlier versions hold the annotations list alone
+    return {"annotations": record} if isinstance(record, list) else record
+
+
+def read_frame_results(out: str | os.PathLike, total: int) -> list:
+    """The finished frames of a scratch folder as ``(Segmentation, Polarity or None)`` pairs.
+
+    Parameters
+    ----------
+    out : path
+        The folder :func:`segment_stack_distributed` wrote.
+    total : int
+        Number of frames.
+
+    Returns
+    -------
+    list of tuple
+        One ``(Segmentation, Polarity | None)`` per frame, in frame order:
+        the same cells, scores and classes a local run gives.
+    """
+    import tifffile
+
+    from napari_livecell.core.predict import Polarity
+    from napari_livecell.core.segmentation import Segmentation
+
+    results = []
+    for index in range(total):
+        labels_path, json_path = _frame_paths(Path(out), index)
+        record = _frame_record(json_path)
+        annotations = record["annotations"]
+        segmentation = Segmentation.from_labels(
+            tifffile.imread(labels_path).astype(np.int32),
+            scores=np.array([a.get("score", 1.0) for a in annotations], dtype=np.float32),
+            classes=np.array([a["category_id"] - 1 for a in annotations], dtype=np.int32),
+        )
+        polarity = None
+        if "model_modality" in record:
+            polarity = Polarity(record["modality"], record["model_modality"], record["modality_decided"])
+        results.append((segmentation, polarity))
+    return results
 
 
 def _assemble(out: Path, total: int, settings) -> Path:
@@ -197,7 +247,7 @@ def _assemble(out: Path, total: int, settings) -> Path:
         images.append(
             {"id": index + 1, "file_name": labels_path.name, "width": width, "height": height, "frame": index}
         )
-        for annotation in json.loads(json_path.read_text()):
+        for annotation in _frame_record(json_path)["annotations"]:
             annotation.update(id=len(annotations) + 1, image_id=index + 1)
             annotations.append(annotation)
     coco = {

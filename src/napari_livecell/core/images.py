@@ -81,9 +81,98 @@ class ImageSearch:
 
 
 def is_output_name(path: str | os.PathLike) -> bool:
-    """Whether a file is named like a segmentation output (``<stem>_labels.tif``, ...)."""
-    name = Path(path).name.lower()
+    """Whether a file is named like a segmentation output (``<stem>_labels.tif``, ...).
+
+    A stack's outline frames (``<stem>_outlines/frame_0000.png``) count too.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if path.parent.name.lower().endswith("_outlines") and name.startswith("frame_"):
+        return True
     return any(name.endswith(suffix) and len(name) > len(suffix) for suffix in OUTPUT_SUFFIXES)
+
+
+MAX_CHANNELS = 8  # an axis this short beside two image axes holds channels, not frames or rows
+LABEL_NEIGHBOUR_SHARE = 0.9  # pixels equal to their right-hand neighbour in a label image
+
+
+def looks_like_labels(image) -> bool:
+    """Whether an image looks like a label (or mask) image rather than a photograph.
+
+    Label images are integer, hold background 0 and few distinct values, and
+    are flat almost everywhere: nearly every pixel equals its neighbour. A
+    camera image, even an 8-bit one, has noise between neighbours; a blank
+    frame has one value only and is not a label image.
+
+    Parameters
+    ----------
+    image : array-like
+        Any image or stack (numpy or dask); large ones are judged on a sample.
+
+    Returns
+    -------
+    bool
+    """
+    dtype = np.dtype(image.dtype)
+    if not (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+        return False
+    sample = np.asarray(image[(0,) * (image.ndim - 2)] if image.ndim > 2 else image)
+    step = max(1, int(np.ceil(np.sqrt(sample.size / 1_000_000))))
+    rows = sample[::step]  # whole rows: neighbours along a row stay neighbours
+    values = np.unique(rows)
+    if len(values) < 2 or values[0] != 0 or len(values) > rows.size // 20:
+        return False
+    same = np.mean(rows[:, 1:] == rows[:, :-1]) if rows.shape[1] > 1 else 0.0
+    return bool(same >= LABEL_NEIGHBOUR_SHARE)
+
+
+def channel_axis(shape: tuple[int, ...]) -> int | None:
+    """The axis of an image that may hold channels: ``-1``, ``0`` or ``None``.
+
+    The last axis when it is short (<= :data:`MAX_CHANNELS`: ``(H, W, C)``,
+    RGB included), else the first of a 3-D or deeper image when short
+    (``(C, H, W)``, as ImageJ and tifffile write channels), else none.
+    """
+    if len(shape) < 3:
+        return None
+    if shape[-1] <= MAX_CHANNELS:
+        return -1
+    if shape[0] <= MAX_CHANNELS:
+        return 0
+    return None
+
+
+def select_channel(image, channel: int, axis: int | None = None):
+    """One channel of a multi-channel image (numpy or dask, lazily).
+
+    Parameters
+    ----------
+    image : array-like
+        ``(H, W, C)``, ``(C, H, W)`` or a stack with a channel axis.
+    channel : int
+        Channel number, from 0.
+    axis : int, optional
+        The channel axis; :func:`channel_axis` when omitted.
+
+    Returns
+    -------
+    array-like
+        The image without its channel axis.
+
+    Raises
+    ------
+    ImageReadError
+        No channel axis, or a channel number out of range.
+    """
+    axis = channel_axis(tuple(image.shape)) if axis is None else axis
+    if axis is None:
+        raise ImageReadError(f"an image of shape {tuple(image.shape)} has no channel axis to choose from")
+    n_channels = image.shape[axis]
+    if not 0 <= channel < n_channels:
+        raise ImageReadError(
+            f"channel {channel} does not exist: the image has {n_channels} (0..{n_channels - 1})"
+        )
+    return image[..., channel] if axis == -1 else image[channel]
 
 
 def search_images(patterns: list[str], out: str | os.PathLike | None = None) -> ImageSearch:

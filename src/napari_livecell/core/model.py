@@ -58,6 +58,17 @@ class LoadedModel:
         """File name of the weights."""
         return self.path.name
 
+    @property
+    def modality(self) -> str:
+        """What the model was trained on: ``"phase"`` or ``"fluorescence"``.
+
+        Read from ``checkpoint["napari_livecell"]["modality"]``; weights that do
+        not say (the shipped model, ONNX exports, other YOLO models) are taken
+        as phase contrast, what this plugin's models learn from.
+        """
+        value = self.metadata.get("modality", "phase")
+        return value if value in ("phase", "fluorescence") else "phase"
+
 
 def resolve_device(device: str | None = None) -> str:
     """Turn ``None``/``"auto"`` into the best available device.

@@ -22,6 +22,11 @@ DEFAULT_IOU = 0.6
 DEFAULT_IMGSZ = 704
 MAX_DETECTIONS = 3000  # LIVECell images hold up to a few thousand cells
 NORMALIZE_PERCENTILES = (0.1, 99.9)
+MODALITIES = ("auto", "phase", "fluorescence")
+# smallest network input side: at 32 px the deepest feature map is one pixel and a
+# blank frame read as a 947-px "cell" (score 0.71); from 64 px on, blank frames give none
+MIN_NETWORK_SIDE = 128
+STRIDE = 32
 
 
 class InputError(ValueError):
@@ -40,8 +45,12 @@ class PredictSettings:
     iou: float = DEFAULT_IOU
     imgsz: int = DEFAULT_IMGSZ
     max_det: int = MAX_DETECTIONS
+    # what the images are: decided per frame from the pixels (auto), or said by the user
+    modality: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {self.modality!r}")
         if not 0.0 <= self.conf <= 1.0:
             raise ValueError(f"conf must be in 0..1, got {self.conf}")
         if not 0.0 <= self.iou <= 1.0:
@@ -95,6 +104,128 @@ def to_bgr(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 3 and frame.shape[2] in (3, 4):
         return np.ascontiguousarray(frame[:, :, 2::-1])
     raise InputError(f"a frame must be (H, W) or (H, W, 3|4), got shape {frame.shape}")
+
+
+def _gray_sample(frame: np.ndarray, max_pixels: int = 512 * 512) -> np.ndarray:
+    """The frame as 8-bit gray, every few pixels: enough to judge its histogram."""
+    frame = np.asarray(frame)
+    step = max(1, math.ceil(math.sqrt(frame.shape[0] * frame.shape[1] / max_pixels)))
+    sample = to_uint8(frame[::step, ::step])
+    if sample.ndim == 3:
+        sample = sample[:, :, :3].mean(axis=2).astype(np.uint8)
+    return sample
+
+
+def detect_modality(frame: np.ndarray) -> str:
+    """Guess from the pixels whether a frame is phase contrast or fluorescence.
+
+    Fluorescence shows bright, sparse objects on a dark background: the
+    background is the histogram's peak, close to the dark end of the range,
+    and most pixels lie below the middle between it and the brightest
+    objects. Phase contrast has its background peak mid-range, with darker
+    cell bodies below and brighter halos above. A flat frame has no evidence
+    either way and counts as phase contrast.
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        ``(H, W)`` or ``(H, W, 3|4)`` frame of any real dtype.
+
+    Returns
+    -------
+    str
+        ``"fluorescence"`` or ``"phase"``.
+    """
+    gray = _gray_sample(frame)
+    low, high = np.percentile(gray, (0.5, 99.5))
+    if high - low < 8:
+        return "phase"
+    histogram = np.convolve(np.bincount(gray.ravel(), minlength=256), np.ones(5), mode="same")
+    background = int(np.argmax(histogram))
+    dark_background = background - low < 0.2 * (high - low)
+    bright_sparse = np.mean(gray > (background + high) / 2) < 0.5
+    return "fluorescence" if dark_background and bright_sparse else "phase"
+
+
+@dataclass(frozen=True)
+class Polarity:
+    """What a frame was taken to be, what the model was trained on, and so whether it is inverted.
+
+    Attributes
+    ----------
+    image : str
+        ``"phase"`` or ``"fluorescence"``.
+    model : str
+        The modality the model was trained on.
+    decided : bool
+        True when ``image`` was decided from the pixels (``modality="auto"``).
+    """
+
+    image: str
+    model: str
+    decided: bool = False
+
+    @property
+    def inverted(self) -> bool:
+        """Whether the frame is inverted before inference (its polarity differs from the model's)."""
+        return self.image != self.model
+
+    def describe(self) -> str:
+        """One phrase for status lines and logs, e.g. ``fluorescence (auto): inverted for a phase model``."""
+        how = " (auto)" if self.decided else ""
+        action = f"inverted for a {self.model} model" if self.inverted else "not inverted"
+        return f"{self.image}{how}: {action}"
+
+    def as_dict(self) -> dict:
+        """The decision as json-ready settings."""
+        return {
+            "modality": self.image,
+            "modality_decided": self.decided,
+            "model_modality": self.model,
+            "inverted": self.inverted,
+        }
+
+
+def frame_polarity(frame: np.ndarray, settings: PredictSettings, model_modality: str = "phase") -> Polarity:
+    """Decide a frame's modality (from its pixels for ``auto``) against the model's.
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        The frame to segment.
+    settings : PredictSettings
+        Its ``modality``: ``auto``, ``phase`` or ``fluorescence``.
+    model_modality : str
+        What the model was trained on (:attr:`LoadedModel.modality`).
+
+    Returns
+    -------
+    Polarity
+    """
+    if settings.modality == "auto":
+        return Polarity(detect_modality(frame), model_modality, decided=True)
+    return Polarity(settings.modality, model_modality)
+
+
+def describe_polarities(polarities: list[Polarity | None]) -> str:
+    """What each frame was taken to be, e.g. ``fluorescence (auto): inverted for a phase model``.
+
+    A stack whose frames were decided differently lists each decision with
+    its number of frames.
+    """
+    from collections import Counter
+
+    counts = Counter(p.describe() for p in polarities if p is not None)
+    if not counts:
+        return "modality not reported"
+    if len(counts) == 1:
+        return next(iter(counts))
+    return "; ".join(f"{text} in {n} frame(s)" for text, n in counts.items())
+
+
+def invert(bgr: np.ndarray) -> np.ndarray:
+    """Turn an 8-bit frame's polarity around: bright objects on dark become dark on bright."""
+    return 255 - bgr
 
 
 def _make_predictor_class():
@@ -178,22 +309,26 @@ def model_input_shape(model: LoadedModel) -> tuple[int, int] | None:
     return model.input_shape
 
 
-def _native_size(shape: tuple[int, int], settings: PredictSettings) -> int:
-    """Network size that keeps a frame at its own resolution (stride 32), up to imgsz."""
-    return min(settings.imgsz, 32 * math.ceil(max(shape) / 32))
-
-
 def _collect(
     bgr: np.ndarray,
     model: LoadedModel,
     settings: PredictSettings,
     origin: tuple[int, int] = (0, 0),
     owner=None,
+    within: tuple[int, int] | None = None,
 ) -> list[tuple[float, int, int, np.ndarray, int]]:
-    """Instances of one window as (score, row, col, mask, class) in frame coordinates."""
+    """Instances of one window as (score, row, col, mask, class) in frame coordinates.
+
+    ``within``: the ``(height, width)`` of the window's own pixels when it was
+    padded; masks are cut to it and cells only in the padding are dropped.
+    """
     raw = predict_raw(bgr, model, settings)
     found = []
     for index, row, col, mask in instance_masks(raw, bgr.shape[:2]):
+        if within is not None:
+            mask = mask[: max(within[0] - row, 0), : max(within[1] - col, 0)]
+            if not mask.any():
+                continue
         if owner is not None:
             x1, y1, x2, y2 = raw.boxes[index]
             if not owner(origin[0] + (y1 + y2) / 2, origin[1] + (x1 + x2) / 2):
@@ -209,6 +344,7 @@ def segment_frame(
     model: LoadedModel | str | None = None,
     settings: PredictSettings | None = None,
     tile: bool | None = None,
+    polarity: Polarity | None = None,
 ) -> Segmentation:
     """Segment one 2-D frame (gray, RGB or RGBA, any real dtype).
 
@@ -228,12 +364,17 @@ def segment_frame(
         ``None`` (default) tiles only frames larger than the model input;
         ``True`` always tiles; ``False`` runs the whole frame at once,
         downscaled to ``imgsz`` if larger.
+    polarity : Polarity, optional
+        A :func:`frame_polarity` decision made already; otherwise the
+        frame's modality is decided from ``settings.modality`` (``auto``: from
+        its pixels) and a frame whose polarity differs from the model's is
+        inverted before inference.
 
     Returns
     -------
     Segmentation
     """
-    steps = segment_frame_steps(frame, model, settings, tile)
+    steps = segment_frame_steps(frame, model, settings, tile, polarity)
     while True:
         try:
             next(steps)
@@ -246,16 +387,28 @@ def segment_frame_steps(
     model: LoadedModel | str | None = None,
     settings: PredictSettings | None = None,
     tile: bool | None = None,
+    polarity: Polarity | None = None,
 ) -> Generator[tuple[int, int], None, Segmentation]:
     """:func:`segment_frame` as a generator that yields ``(tiles done, tiles)``.
 
     For progress bars and cancel buttons that act within a large frame;
-    the :class:`Segmentation` is the generator's return value.
+    the :class:`Segmentation` is the generator's return value. ``polarity``,
+    when given, is the caller's :func:`frame_polarity` decision (so that it
+    can report it); otherwise it is decided here from ``settings.modality``.
     """
     model = load_model(model)
     settings = settings or PredictSettings()
     bgr = to_bgr(frame)
     height, width = shape = bgr.shape[:2]
+    if bgr.min() == bgr.max():
+        # a blank frame holds no cells at any size; no need to ask the network
+        yield 1, 1
+        empty = np.zeros(0)
+        return Segmentation.from_painted(np.zeros(shape, np.int32), empty, empty, dict(model.class_names))
+    if polarity is None:
+        polarity = frame_polarity(bgr, settings, model.modality)
+    if polarity.inverted:
+        bgr = invert(bgr)
     fixed = model_input_shape(model)
     window = fixed or (settings.imgsz, settings.imgsz)
     fits = height <= window[0] and width <= window[1]
@@ -269,17 +422,15 @@ def segment_frame_steps(
         parts = tile_grid(shape, window, overlap)
         for done, part in enumerate(parts, start=1):
             piece = np.ascontiguousarray(bgr[part.row, part.col])
-            run = settings if fixed else replace(settings, imgsz=_native_size(piece.shape[:2], settings))
-            if fixed:
-                piece = _pad_to(piece, fixed)
-            collected += _collect(piece, model, run, (part.row.start, part.col.start), part.owns)
+            collected += _collect_native(
+                piece, model, settings, fixed, (part.row.start, part.col.start), part.owns
+            )
             yield done, len(parts)
     else:
-        if fixed and fits:
-            collected = _collect(_pad_to(bgr, fixed), model, settings)
+        if fits:
+            collected = _collect_native(bgr, model, settings, fixed)
         else:
-            run = replace(settings, imgsz=_native_size(shape, settings)) if fits else settings
-            collected = _collect(bgr, model, run)
+            collected = _collect(bgr, model, settings)  # downscaled to imgsz, as asked
         yield 1, 1
     labels, kept = paint_masks([entry[:4] for entry in collected], shape)
     return Segmentation.from_painted(
@@ -290,21 +441,43 @@ def segment_frame_steps(
     )
 
 
-def _pad_to(bgr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Pad a frame so that a static model's letterbox does not magnify it.
+def _collect_native(
+    bgr: np.ndarray,
+    model: LoadedModel,
+    settings: PredictSettings,
+    fixed: tuple[int, int] | None,
+    origin: tuple[int, int] = (0, 0),
+    owner=None,
+) -> list[tuple[float, int, int, np.ndarray, int]]:
+    """Instances of a window no larger than the network input, at its own pixel size.
 
-    Ultralytics scales a frame by ``min(fixed_h / h, fixed_w / w)``, upscaling
-    frames smaller than the input on both sides. Padding the tighter side
-    (bottom or right, with the median gray) up to the input makes that factor
-    exactly 1, so cells keep their pixel size; the rest is padded as usual.
+    The window is padded (bottom and right) with its own background up to the
+    network's input: a static export's fixed shape, else the next multiple of
+    the stride, and at least :data:`MIN_NETWORK_SIDE`. Ultralytics' letterbox
+    then neither scales nor pads it; its constant gray border (114) around a
+    dark or bright frame had an edge the model read as a cell's.
+    """
+    if fixed:
+        target = fixed
+        run = settings
+    else:
+        least = min(MIN_NETWORK_SIDE, STRIDE * math.ceil(settings.imgsz / STRIDE))
+        target = tuple(max(least, STRIDE * math.ceil(side / STRIDE)) for side in bgr.shape[:2])
+        run = replace(settings, imgsz=max(target))
+    return _collect(_pad_with_background(bgr, target), model, run, origin, owner, bgr.shape[:2])
+
+
+def _pad_with_background(bgr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pad a frame at the bottom and right up to ``shape`` with its median colour.
+
+    The median is the background in all but the most confluent frames, so the
+    padding reads as more empty dish, with no edge at the frame's border.
     """
     height, width = bgr.shape[:2]
-    ratio_h, ratio_w = shape[0] / height, shape[1] / width
-    if min(ratio_h, ratio_w) <= 1:
+    if height >= shape[0] and width >= shape[1]:
         return bgr
-    target = (height, shape[1]) if ratio_w <= ratio_h else (shape[0], width)
     fill = np.median(bgr.reshape(-1, 3), axis=0).astype(np.uint8)
-    padded = np.empty((*target, 3), np.uint8)
+    padded = np.empty((max(height, shape[0]), max(width, shape[1]), 3), np.uint8)
     padded[:] = fill
     padded[:height, :width] = bgr
     return padded

@@ -25,12 +25,31 @@ def segment_frame_remote(frame: np.ndarray, url: str, settings, timeout: float =
     The frame travels as a TIFF, so 16-bit and float data reach the service
     unchanged and are scaled there exactly as locally.
     """
+    return segment_remote(frame, url, settings, timeout)[0]
+
+
+def segment_remote(frame: np.ndarray, url: str, settings, timeout: float = 300.0) -> tuple:
+    """:func:`segment_frame_remote`, plus the service's polarity decision.
+
+    Returns
+    -------
+    (Segmentation, Polarity or None)
+        ``None`` when the service does not report one (an older version).
+    """
     import httpx
     import tifffile
 
+    from .predict import Polarity
+
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, np.asarray(frame))
-    params = {"conf": settings.conf, "iou": settings.iou, "imgsz": settings.imgsz, "format": "json"}
+    params = {
+        "conf": settings.conf,
+        "iou": settings.iou,
+        "imgsz": settings.imgsz,
+        "modality": settings.modality,
+        "format": "json",
+    }
     try:
         response = httpx.post(
             f"{url.rstrip('/')}/segment",
@@ -51,9 +70,14 @@ def segment_frame_remote(frame: np.ndarray, url: str, settings, timeout: float =
     annotations = coco["annotations"]
     labels = annotations_to_labels(annotations, image["height"], image["width"])
     names = {int(c["id"]) - 1: str(c["name"]) for c in coco.get("categories", [])} or {0: "cell"}
-    return Segmentation.from_labels(
+    segmentation = Segmentation.from_labels(
         labels,
         scores=np.array([a.get("score", 1.0) for a in annotations], dtype=np.float32),
         classes=np.array([a["category_id"] - 1 for a in annotations], dtype=np.int32),
         class_names=names,
     )
+    said = coco.get("info", {}).get("settings", {})
+    polarity = None
+    if "modality" in said and "model_modality" in said:
+        polarity = Polarity(said["modality"], said["model_modality"], bool(said.get("modality_decided")))
+    return segmentation, polarity

@@ -69,10 +69,20 @@ def png_bytes(image: np.ndarray) -> bytes:
     return iio.imwrite("<bytes>", np.asarray(image), extension=".png", compress_level=1)
 
 
+def outlines_folder(out: str | os.PathLike, stem: str) -> Path:
+    """Where a stack's per-frame outline PNGs go: ``<out>/<stem>_outlines/``."""
+    return Path(out) / f"{stem}_outlines"
+
+
+def frame_png_name(number: int) -> str:
+    """A stack frame's outline PNG, numbered in C order of the leading axes."""
+    return f"frame_{number:04d}.png"
+
+
 def write_segment_outputs(
     out: str | os.PathLike, stem: str, image: Any, frames: list, rgb: bool | None = None
 ) -> list[Path]:
-    """Write ``<stem>_labels.tif`` and the outlined image of one input.
+    """Write ``<stem>_labels.tif`` and the outlined image(s) of one input.
 
     Parameters
     ----------
@@ -81,7 +91,7 @@ def write_segment_outputs(
     stem : str
         The input's file stem.
     image : array-like
-        The input image or stack (as read).
+        The input image or stack (as read, after any channel choice).
     frames : list of Segmentation
         One result per frame, in C order of the stack's leading axes.
     rgb : bool, optional
@@ -90,29 +100,37 @@ def write_segment_outputs(
     Returns
     -------
     list of Path
-        The labels TIFF (ids restart in each frame; 16-bit when they fit) and
-        ``<stem>_outlines.png`` for a single frame or ``<stem>_outlines.tif``
-        (RGB frames) for a stack.
+        The labels TIFF (a stack's ids run on across frames, as in the napari
+        result layer; 16-bit when they fit), then ``<stem>_outlines.png`` for
+        a single frame or the folder ``<stem>_outlines/`` holding
+        ``frame_0000.png``... for a stack (8-bit PNGs a viewer opens at once,
+        where one RGB TIFF of a whole stack was tens of MB).
     """
     import tifffile
 
     from napari_livecell.core.atomic import write_with
     from napari_livecell.core.predict import iter_frames
+    from napari_livecell.core.run import stack_labels
 
     out = Path(out)
     leading, image_frames = iter_frames(image, rgb)
-    labels = np.stack([f.labels for f in frames]).reshape(*leading, *frames[0].labels.shape)
+    labels = stack_labels(frames, leading)
     labels = labels.astype(np.uint16 if labels.max() < 65536 else np.uint32)
     labels_path = write_with(
         out / f"{stem}_labels.tif",
         lambda p: tifffile.imwrite(p, labels, compression="zlib", photometric="minisblack"),
     )
-    outlined = np.stack([draw_outlines(data, f.labels) for (_, data), f in zip(image_frames, frames)])
-    if leading:
-        outlined = outlined.reshape(*leading, *outlined.shape[1:])
-        outlines_path = write_with(out / f"{stem}_outlines.tif", lambda p: tifffile.imwrite(p, outlined))
-    else:
-        outlines_path = write_with(
-            out / f"{stem}_outlines.png", lambda p: p.write_bytes(png_bytes(outlined[0]))
-        )
-    return [Path(labels_path), Path(outlines_path)]
+    if not leading:
+        ((_, data),) = image_frames
+        outlined = draw_outlines(data, frames[0].labels)
+        outlines_path = write_with(out / f"{stem}_outlines.png", lambda p: p.write_bytes(png_bytes(outlined)))
+        return [Path(labels_path), Path(outlines_path)]
+    folder = outlines_folder(out, stem)
+    folder.mkdir(exist_ok=True)
+    for number, ((_, data), frame) in enumerate(zip(image_frames, frames)):
+        outlined = draw_outlines(data, frame.labels)
+        write_with(folder / frame_png_name(number), lambda p, o=outlined: p.write_bytes(png_bytes(o)))
+    for stale in folder.glob("frame_*.png"):  # frames of an earlier, longer stack of this name
+        if stale.stem[6:].isdigit() and int(stale.stem[6:]) >= len(frames):
+            stale.unlink()
+    return [Path(labels_path), folder]

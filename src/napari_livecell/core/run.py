@@ -12,8 +12,30 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from napari_livecell.core.predict import PredictSettings, iter_frames
+import numpy as np
+
+from napari_livecell.core.predict import Polarity, PredictSettings, iter_frames
 from napari_livecell.core.segmentation import Segmentation
+
+
+def offset_ids(labels: np.ndarray, first_id: int) -> np.ndarray:
+    """A frame's labels with ids that follow the previous frames' (``first_id`` cells before it).
+
+    The one rule for a stack's ids, shared by the napari result layer and the
+    CLI's label TIFF: ids run on across frames, so that an id names one cell
+    of the whole stack.
+    """
+    return np.where(labels > 0, labels + first_id, 0).astype(np.int32)
+
+
+def stack_labels(frames: list[Segmentation], leading: tuple[int, ...]) -> np.ndarray:
+    """One int32 label array ``(*leading, H, W)`` from per-frame results, ids run on (:func:`offset_ids`)."""
+    labels = np.zeros((*leading, *frames[0].labels.shape), dtype=np.int32)
+    first_id = 0
+    for index, frame in zip(np.ndindex(*leading) if leading else [()], frames):
+        labels[index] = offset_ids(frame.labels, first_id)
+        first_id += frame.n_cells
+    return labels
 
 
 @dataclass(frozen=True)
@@ -59,11 +81,16 @@ class TileProgress:
 
 @dataclass
 class FrameResult:
-    """A finished frame: its position in the run, its leading index and its cells."""
+    """A finished frame: its position in the run, its leading index, its cells and its polarity.
+
+    ``polarity`` says what the frame was taken to be (phase contrast or
+    fluorescence) and whether it was inverted for the model.
+    """
 
     number: int
     index: tuple[int, ...]
     segmentation: Segmentation
+    polarity: Polarity | None = None
 
 
 RunEvent = RunStarted | TileProgress | FrameResult
@@ -118,17 +145,18 @@ def iter_segment(
 
 def _local_results(frames: Iterator, backend: Backend, settings: PredictSettings) -> Any:
     from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import segment_frame_steps
-    from napari_livecell.core.remote import is_service_url, segment_frame_remote
+    from napari_livecell.core.predict import frame_polarity, segment_frame_steps
+    from napari_livecell.core.remote import is_service_url, segment_remote
 
     service = backend.weights if is_service_url(backend.weights) else None
     model = None if service else load_model(backend.weights, device=backend.device)
     yield None  # primed: setup errors surface before the run starts
     for number, (index, frame) in enumerate(frames):
         if service:
-            result = segment_frame_remote(frame, service, settings)
+            result, polarity = segment_remote(frame, service, settings)
         else:
-            steps = segment_frame_steps(frame, model, settings, backend.tile)
+            polarity = frame_polarity(frame, settings, model.modality)
+            steps = segment_frame_steps(frame, model, settings, backend.tile, polarity)
             while True:
                 try:
                     done, total = next(steps)
@@ -137,7 +165,7 @@ def _local_results(frames: Iterator, backend: Backend, settings: PredictSettings
                     break
                 yield TileProgress(number, done, total)
         result.polygons  # noqa: B018  (outlines traced here, in the worker, off any GUI thread)
-        yield FrameResult(number, index, result)
+        yield FrameResult(number, index, result, polarity)
 
 
 def _cluster_results(frames: Iterator, backend: Backend, settings: PredictSettings) -> Any:
@@ -159,7 +187,7 @@ def _cluster_results(frames: Iterator, backend: Backend, settings: PredictSettin
 
         yield None
         results = iter_segment_distributed(frame_data(), client, backend.weights, settings)
-        for number, result in enumerate(results):
-            yield FrameResult(number, indices[number], result)
+        for number, (result, polarity) in enumerate(results):
+            yield FrameResult(number, indices[number], result, polarity)
     finally:
         client.close()

@@ -99,12 +99,18 @@ class CellLook:
         Scale of the gamma-distributed elongation beyond 1 (0 = round).
     darkness : tuple of float
         Range of the body's gray level below the background; negative values
-        give cells brighter than the background.
+        give cells brighter than the background. For ``fluorescence``, how
+        far above the dark background a nucleus shines (as a negative number).
+    modality : {"phase", "fluorescence"}
+        How the cells are imaged: phase contrast (gray background, dark
+        bodies, bright halo) or fluorescence (bright stained nuclei on a dark
+        background, with shot noise).
     """
 
     radius: tuple[float, float] = (8.0, 16.0)
     elongation: float = 0.35
     darkness: tuple[float, float] = (18.0, 45.0)
+    modality: str = "phase"
 
 
 LOOKS: dict[str, CellLook] = {
@@ -113,6 +119,11 @@ LOOKS: dict[str, CellLook] = {
     # large, flat, elongated cells with bodies brighter than the background: a
     # "new cell type" the shipped model has never seen (fine-tuning demonstrations)
     "bright": CellLook(radius=(16.0, 28.0), elongation=0.6, darkness=(-35.0, -15.0)),
+    # stained nuclei: bright, rounder, on a dark background. The geometry stays
+    # close to skbr3 so that the same cells can be compared across modalities
+    "fluorescence": CellLook(
+        radius=(7.0, 13.0), elongation=0.2, darkness=(-190.0, -70.0), modality="fluorescence"
+    ),
 }
 
 
@@ -263,6 +274,69 @@ def render_phase_contrast(
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
+def render_fluorescence(
+    labels: np.ndarray,
+    darkness: np.ndarray,
+    rng: np.random.Generator,
+    background: float | None = None,
+) -> np.ndarray:
+    """Render a fluorescence-looking uint8 image (bright nuclei, dark background).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(H, W)`` integer label image, 0 = background.
+    darkness : numpy.ndarray
+        Per-label gray level below the background, indexed by label; the
+        nuclei shine ``-darkness`` above it (entry 0 unused).
+    rng : numpy.random.Generator
+        Source of illumination, chromatin texture and noise.
+    background : float, optional
+        Mean background gray level; random in 6..24 when omitted.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` uint8 image.
+    """
+    if background is None:
+        background = rng.uniform(6, 24)
+    foreground = labels > 0
+    between_cells = np.zeros_like(foreground)
+    for axis in (0, 1):
+        a = np.take(labels, range(labels.shape[axis] - 1), axis=axis)
+        b = np.take(labels, range(1, labels.shape[axis]), axis=axis)
+        touching = (a != b) & (a > 0) & (b > 0)
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (0, 1)
+        between_cells |= np.pad(touching, pad)
+    # a stain fills the nucleus and fades at its edge; touching nuclei keep a dim seam
+    distance_inside = ndi.distance_transform_edt(foreground & ~between_cells)
+    profile = 1.0 - 0.6 * np.exp(-distance_inside / 2.0)
+    chromatin = 0.8 + 0.2 * _smooth_noise(rng, labels.shape, 1.5)
+    brightness = np.clip(-darkness, 0, None)[labels] * profile * chromatin * foreground
+    illumination = background * (1.0 + 0.2 * _smooth_noise(rng, labels.shape, 60))
+    image = ndi.gaussian_filter(illumination + brightness, 1.0)
+    # photon shot noise, then the camera's read noise
+    gain = rng.uniform(0.5, 2.0)
+    image = rng.poisson(np.clip(image, 0, None) * gain) / gain + rng.normal(0, 1.5, size=image.shape)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def _render(
+    look: CellLook,
+    labels: np.ndarray,
+    darkness: np.ndarray,
+    rng: np.random.Generator,
+    background: float | None = None,
+    contrast: float | None = None,
+) -> np.ndarray:
+    if look.modality == "fluorescence":
+        # the same light source all through a time-lapse; the phase contrast gain has no meaning here
+        return render_fluorescence(labels, darkness, rng, None if background is None else background / 8)
+    return render_phase_contrast(labels, darkness, rng, background, contrast)
+
+
 def _look(look: str | CellLook) -> CellLook:
     if isinstance(look, CellLook):
         return look
@@ -312,8 +386,9 @@ def synthesize_image(
         raise ValueError(f"n_cells must be >= 0, got {n_cells}")
     if cluster_probability is None:
         cluster_probability = float(rng.uniform(0.2, 0.7))
-    cells, labels = _place_cells(rng, shape, n_cells, cluster_probability, _look(look))
-    image = render_phase_contrast(labels, _darkness_table(cells), rng)
+    look = _look(look)
+    cells, labels = _place_cells(rng, shape, n_cells, cluster_probability, look)
+    image = _render(look, labels, _darkness_table(cells), rng)
     return SyntheticImage(image=image, labels=labels)
 
 
@@ -388,7 +463,8 @@ def synthesize_timelapse(
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     if n_cells is None:
         n_cells = round(math.exp(rng.uniform(math.log(20), math.log(300))))
-    cells, _ = _place_cells(rng, shape, n_cells, float(rng.uniform(0.2, 0.6)), _look(look))
+    look = _look(look)
+    cells, _ = _place_cells(rng, shape, n_cells, float(rng.uniform(0.2, 0.6)), look)
     background = float(rng.uniform(110, 145))
     contrast = math.exp(rng.uniform(math.log(0.7), math.log(2.2)))
     images = np.empty((n_frames, *shape), dtype=np.uint8)
@@ -415,6 +491,6 @@ def synthesize_timelapse(
         ids = np.array([0] + [cell.track_id for cell in cells], dtype=np.int32)
         all_labels[frame] = labels
         track_labels[frame] = ids[labels]
-        images[frame] = render_phase_contrast(labels, _darkness_table(visible), rng, background, contrast)
+        images[frame] = _render(look, labels, _darkness_table(visible), rng, background, contrast)
     table = np.array([[track, *row] for track, row in lineage.items()], dtype=np.int64).reshape(-1, 4)
     return SyntheticImage(image=images, labels=all_labels, track_labels=track_labels, lineage=table)

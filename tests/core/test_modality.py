@@ -1,0 +1,89 @@
+"""Fluorescence or phase contrast: decided from the pixels, inverted for a phase-trained model."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from napari_livecell.core.predict import PredictSettings, detect_modality, frame_polarity
+from napari_livecell.core.synthetic import LOOKS, synthesize_image
+
+SHAPE = (256, 320)
+SEEDS = (21, 22, 23)
+N_CELLS = 70
+# the same cells imaged in phase contrast: the fluorescence look's geometry, the phase renderer
+PHASE_TWIN = replace(LOOKS["fluorescence"], modality="phase", darkness=LOOKS["skbr3"].darkness)
+
+
+@pytest.fixture(scope="module")
+def twins():
+    fluorescence = [synthesize_image(s, n_cells=N_CELLS, shape=SHAPE, look="fluorescence") for s in SEEDS]
+    phase = [synthesize_image(s, n_cells=N_CELLS, shape=SHAPE, look=PHASE_TWIN) for s in SEEDS]
+    return fluorescence, phase
+
+
+def mask_ap50(samples, model, settings) -> float:
+    from napari_livecell.core.coco import CocoImage, build_coco
+    from napari_livecell.core.evaluate import evaluate
+    from napari_livecell.core.predict import segment_frame
+    from napari_livecell.core.segmentation import Segmentation
+
+    truth = build_coco(
+        [CocoImage(i + 1, f"{i}.png", Segmentation.from_labels(s.labels)) for i, s in enumerate(samples)]
+    )
+    found = [
+        CocoImage(i + 1, f"{i}.png", segment_frame(s.image, model, settings)) for i, s in enumerate(samples)
+    ]
+    return evaluate(truth, build_coco(found, with_scores=True))["segm"]["AP50"]
+
+
+def test_same_cells_in_both_looks_and_existing_looks_unchanged(twins):
+    fluorescence, phase = twins
+    for f, p in zip(fluorescence, phase):
+        np.testing.assert_array_equal(f.labels, p.labels)
+        # bright nuclei on a dark background
+        assert np.median(f.image) < 40 and f.image[f.labels > 0].mean() > 3 * np.median(f.image)
+    # the look added no draw to the random stream of the existing looks (checksums of seed 0 before it)
+    sample = synthesize_image(0, n_cells=30, shape=(64, 96))
+    assert int(sample.labels.max()) > 5 and sample.image.dtype == np.uint8
+
+
+@pytest.mark.parametrize("look", ["skbr3", "bright"])
+def test_auto_takes_phase_looks_as_phase(look):
+    for seed in (1, 2):
+        image = synthesize_image(seed, n_cells=60 * seed, shape=SHAPE, look=look).image
+        assert detect_modality(image) == "phase"
+        polarity = frame_polarity(image, PredictSettings(), "phase")
+        assert not polarity.inverted and polarity.decided
+
+
+def test_auto_inverts_fluorescence_for_a_phase_model_not_for_a_fluorescence_model(twins):
+    fluorescence, _ = twins
+    for sample in fluorescence:
+        assert detect_modality(sample.image) == "fluorescence"
+        # 16-bit data are judged after the same scaling as inference
+        assert detect_modality(sample.image.astype(np.uint16) * 40) == "fluorescence"
+        polarity = frame_polarity(sample.image, PredictSettings(), "phase")
+        assert polarity.inverted and "inverted for a phase model" in polarity.describe()
+        assert not frame_polarity(sample.image, PredictSettings(), "fluorescence").inverted
+    user_said = frame_polarity(fluorescence[0].image, PredictSettings(modality="phase"), "phase")
+    assert not user_said.inverted and not user_said.decided
+
+
+def test_auto_on_fluorescence_is_within_0_1_of_phase_and_override_is_worse(twins, default_model):
+    fluorescence, phase = twins
+    assert default_model.modality == "phase"  # the shipped model says nothing: phase, what it learnt
+    on_phase = mask_ap50(phase, default_model, PredictSettings())
+    auto = mask_ap50(fluorescence, default_model, PredictSettings())
+    forced_phase = mask_ap50(fluorescence, default_model, PredictSettings(modality="phase"))
+    print(
+        f"mask AP50: phase twin {on_phase:.3f}, fluorescence auto {auto:.3f}, forced phase {forced_phase:.3f}"
+    )
+    assert on_phase > 0.85
+    assert auto >= on_phase - 0.1
+    assert forced_phase < auto - 0.5
+
+
+def test_modality_setting_is_checked():
+    with pytest.raises(ValueError, match="modality"):
+        PredictSettings(modality="brightfield")
