@@ -161,6 +161,22 @@ def cell_centroid(labels: np.ndarray, cell_id: int) -> tuple[float, float] | Non
     return float(rows.mean()), float(cols.mean())
 
 
+def pair_counts(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels shared by each (first id, second id) pair of cells, both non-zero.
+
+    Ids are made compact before they are combined into one sort key, so any
+    id (up to int64) works and one sort does the counting (``np.unique`` over
+    rows is several times slower).
+    """
+    both = (first > 0) & (second > 0)
+    first_ids, first_compact = np.unique(first[both], return_inverse=True)
+    second_ids, second_compact = np.unique(second[both], return_inverse=True)
+    keys = first_compact.astype(np.int64) * max(len(second_ids), 1) + second_compact
+    pairs, counts = np.unique(keys, return_counts=True)
+    stride = max(len(second_ids), 1)
+    return first_ids[pairs // stride].astype(np.int64), second_ids[pairs % stride].astype(np.int64), counts
+
+
 @dataclass
 class BaselineComparison:
     """How each cell relates to the model's prediction (the baseline).
@@ -203,13 +219,10 @@ def compare_to_baseline(labels: np.ndarray, baseline: np.ndarray) -> BaselineCom
     base_ids, base_areas = np.unique(baseline[baseline > 0], return_counts=True)
     current_area = dict(zip(current_ids.tolist(), current_areas.tolist()))
     base_area = dict(zip(base_ids.tolist(), base_areas.tolist()))
-    both = (labels > 0) & (baseline > 0)
-    pairs, counts = np.unique(
-        np.stack([labels[both].astype(np.int64), baseline[both].astype(np.int64)]), axis=1, return_counts=True
-    )
+    firsts, seconds, counts = pair_counts(labels, baseline)
     overlaps_of_current: dict[int, list[tuple[int, int]]] = {}
     overlaps_of_base: dict[int, list[tuple[int, int]]] = {}
-    for current, base, count in zip(pairs[0].tolist(), pairs[1].tolist(), counts.tolist()):
+    for current, base, count in zip(firsts.tolist(), seconds.tolist(), counts.tolist()):
         overlaps_of_current.setdefault(current, []).append((count, base))
         overlaps_of_base.setdefault(base, []).append((count, current))
     changes: dict[int, str] = {}
