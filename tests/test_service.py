@@ -276,3 +276,28 @@ def test_shutdown_finishes_within_seconds_during_a_long_request(small_frame):
         except httpx.HTTPError:
             pass  # the connection was closed: as good as an answer
         assert response is None or response.status_code >= 500
+
+
+def test_modality_is_decided_and_said_in_the_json(server):
+    """``?modality=`` reaches the model; the reply's settings say what was decided, and remote.py reads it."""
+    from napari_livecell.core.predict import PredictSettings
+    from napari_livecell.core.run import Backend, FrameResult, iter_segment
+    from napari_livecell.core.synthetic import synthesize_image
+
+    nuclei = synthesize_image(21, n_cells=40, shape=(128, 160), look="fluorescence")
+    auto = post(server, png_bytes(nuclei.image), format="json").json()
+    assert auto["info"]["settings"] == {
+        **auto["info"]["settings"],
+        "modality": "fluorescence",
+        "modality_decided": True,
+        "model_modality": "phase",
+        "inverted": True,
+    }
+    forced = post(server, png_bytes(nuclei.image), format="json", modality="phase").json()
+    assert forced["info"]["settings"]["inverted"] is False
+    assert len(auto["annotations"]) > 2 * len(forced["annotations"])
+    assert post(server, png_bytes(nuclei.image), modality="dic").status_code == 422
+    events = iter_segment(nuclei.image, Backend(weights=server), PredictSettings())
+    (frame,) = [e for e in events if isinstance(e, FrameResult)]
+    assert frame.polarity.describe() == "fluorescence (auto): inverted for a phase model"
+    assert frame.segmentation.n_cells == len(auto["annotations"])
