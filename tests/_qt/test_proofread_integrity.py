@@ -255,7 +255,7 @@ def test_compare_a_truth_stack_with_a_single_frame_prediction(make_napari_viewer
     assert comparison is not None and "differ in size" not in " ".join(notifications.messages)
 
 
-def test_rerun_with_a_filter_keeps_the_layers_own_colours(make_napari_viewer, small_frame):
+def test_rerun_with_a_filter_keeps_the_layers_own_colours(make_napari_viewer, small_frame, qtbot):
     from napari_livecell._qt.segment_worker import prepare_result_layers
     from napari_livecell.core.segmentation import Segmentation
 
@@ -270,6 +270,7 @@ def test_rerun_with_a_filter_keeps_the_layers_own_colours(make_napari_viewer, sm
     )
     segment.confirm_replace = lambda names: True
     segment._on_done(finish([Segmentation.from_labels(small_frame.labels)], ()))
+    qtbot.waitUntil(lambda: not segment._adding_layers, timeout=10_000)
     segment._min_score.value = 0.0
     ids = np.unique(small_frame.labels)[1:]
     np.testing.assert_allclose(viewer.layers["img cells"].colormap.map(ids), original.map(ids))

@@ -359,6 +359,10 @@ class SegmentCellsWidget(Container):
     def _run_steps(self, steps: list[Callable[[], None]]) -> None:
         from qtpy.QtCore import QTimer
 
+        try:
+            self.native.objectName()
+        except RuntimeError:  # the window closed while result layers were being put in place
+            return
         self._adding_layers = True
         rest = steps[1:]
         try:
