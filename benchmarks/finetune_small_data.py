@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -51,11 +52,12 @@ def write_frames(out: Path, n_frames: int, seed: int, look: str) -> Path:
     return write_coco(out / "annotations.json", build_coco(entries))
 
 
-def heldout_ap50(weights: str | None, truth: Path, conf: float) -> float:
-    """Mask AP50 of a model on the held-out frames (LIVECell protocol)."""
+def heldout_scores(weights: str | None, truth: Path, conf: float) -> dict:
+    """Mask AP50 and AP (mAP50-95) of a model on the held-out frames (LIVECell protocol)."""
     model = load_model(weights, device="cpu")
     predictions = predict_dataset(truth, truth.parent / "images", model, PredictSettings(conf=conf))
-    return evaluate(truth, predictions)["segm"]["AP50"]
+    segm = evaluate(truth, predictions)["segm"]
+    return {"AP50": round(segm["AP50"], 3), "AP": round(segm["AP"], 3)}
 
 
 def main() -> None:
@@ -85,26 +87,33 @@ def main() -> None:
     started = time.perf_counter()
     finished = subprocess.run(command, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - started
+    # CPU seconds of the train command: on a shared machine, wall time measures the neighbours too
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
     summary = json.loads(finished.stdout.strip().splitlines()[-1])
     notes = [line for line in finished.stderr.splitlines() if line.startswith(("plan:", "warning:"))]
 
-    before = heldout_ap50(None, heldout_json, args.conf)
-    after = heldout_ap50(str(out / "best.pt"), heldout_json, args.conf)
+    before = heldout_scores(None, heldout_json, args.conf)
+    after = heldout_scores(str(out / "best.pt"), heldout_json, args.conf)
     result = {
         "look": args.look,
         "train_frames": args.train_frames,
         "heldout_frames": args.heldout_frames,
         "plan": summary.get("plan"),
         "train_wall_s": round(wall),
-        "heldout_mask_AP50": {"shipped": round(before, 3), "fine-tuned": round(after, 3)},
+        "train_cpu_s": round(cpu),
+        "heldout_mask": {"shipped": before, "fine-tuned": after},
         "validation_split": summary.get("before_after"),
         "notes": notes,
     }
     print(json.dumps(result, indent=1))
     print(
-        f"\nheld-out mask AP50 (conf {args.conf}, {args.heldout_frames} frames): shipped {before:.3f} -> "
-        f"fine-tuned {after:.3f}; {summary['plan']['steps']} optimizer steps "
-        f"({summary['plan']['epochs']} epochs), train command {wall / 60:.1f} min wall"
+        f"\nheld-out mask AP50 (conf {args.conf}, {args.heldout_frames} frames): "
+        f"shipped {before['AP50']:.3f} -> fine-tuned {after['AP50']:.3f} "
+        f"(mask AP {before['AP']:.3f} -> {after['AP']:.3f}); "
+        f"{summary['plan']['steps']} optimizer steps "
+        f"({summary['plan']['epochs']} epochs), train command {wall / 60:.1f} min wall, "
+        f"{cpu / 60:.1f} min CPU (user + system, both cores)"
     )
 
 
