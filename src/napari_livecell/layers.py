@@ -48,6 +48,8 @@ CELL_COLUMNS = {
     "area": "pixels (int)",
     "status": "predicted | edited | added | accepted | annotated (str)",
 }
+# a result's cells over its image: low enough that the cell texture shows through
+RESULT_LABELS_OPACITY = 0.4
 # more cells than this: no outlines (napari would stall on that many shapes)
 MAX_OUTLINES = 20_000
 # a result's prediction is copied for proofreading at once up to this size, else when proofread
@@ -187,6 +189,7 @@ def result_layer_data(
     labels_kwargs = {
         "name": cells_layer_name(image_name),
         "features": cell_features(segmentations),
+        "opacity": RESULT_LABELS_OPACITY,
         **copy.deepcopy(common),
     }
     metadata = labels_kwargs.setdefault("metadata", {})

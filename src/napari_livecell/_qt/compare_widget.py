@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 
+from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.layer_updates import shown_frame
 from napari_livecell.core.compare import COLORS, compare_frame
 
@@ -28,6 +29,7 @@ class CompareWidget(Container):
             f"{name}: {COLORS[key]}" for key, name in ((1, "matched"), (2, "false positive"), (3, "missed"))
         )
         self.extend([self._truth, self._predicted, self._run, self._result, Label(value=legend)])
+        fit_dock(self, [self._result])
         self._run.changed.connect(lambda: self.compare())
         viewer.layers.events.inserted.connect(self._reset)
         viewer.layers.events.removed.connect(self._reset)

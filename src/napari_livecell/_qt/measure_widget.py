@@ -20,6 +20,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, ProgressB
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableView
 
+from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.run_controls import RunControls, notify_error
 from napari_livecell.core.measure import (
     Measurements,
@@ -119,6 +120,7 @@ class MeasureCellsWidget(Container):
                 self._summary,
             ]
         )
+        fit_dock(self, [self._status])
         self.model = DataFrameModel()
         self.table = QTableView()
         self.table.setModel(self.model)

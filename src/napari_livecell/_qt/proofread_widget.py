@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 
+from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.layer_updates import filter_colors, mark_edited, shown_frame
 from napari_livecell.core.edit import (
     PixelEdit,
@@ -291,7 +292,7 @@ class ProofreadWidget(Container):
         self._layer.changed.connect(self._attach)
         viewer.layers.events.inserted.connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layers_changed)
-        self.max_width = 460
+        fit_dock(self, [self._status])
         self._attach(self._layer.value)
 
     # layers ----------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import Container, Label, LineEdit, ProgressBar, PushButton
 from qtpy.QtWidgets import QListWidget
 
+from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.model_picker import chosen_weights, model_choices
 from napari_livecell._qt.run_controls import RunControls
 from napari_livecell.layers import cells_layer_name, outlines_layer_name
@@ -96,7 +97,7 @@ class ReviewWidget(Container):
         self._autosave.timeout.connect(self.save)
         viewer.bind_key(NEXT_KEY, lambda _viewer: self.step(1), overwrite=True)
         viewer.bind_key(PREVIOUS_KEY, lambda _viewer: self.step(-1), overwrite=True)
-        self.max_width = 460
+        fit_dock(self, [self._status])
 
     # dataset -------------------------------------------------------------------
     @property
@@ -236,7 +237,6 @@ class ReviewWidget(Container):
         for data, kwargs, kind in self.dataset.cell_layers(name):
             layer = getattr(self._viewer, f"add_{kind}")(data, **kwargs)
             if kind == "labels":
-                layer.opacity = 0.4
                 for event in (layer.events.paint, layer.events.set_data, layer.events.features):
                     event.connect(self._changed)
 

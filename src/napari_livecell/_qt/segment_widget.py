@@ -27,6 +27,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.layer_updates import (
     filter_colors,
     layer_kind,
@@ -101,20 +102,25 @@ class SegmentCellsWidget(Container):
         self._max_area = SpinBox(label="max area", value=10**7, min=0, max=10**7)
         self._controls = RunControls(self._run, self._cancel, self._status, "segmentation")
 
+        self._advanced = CheckBox(label="advanced settings", value=False)
+        self._advanced_controls = [
+            self._weights,
+            self._service,
+            self._scheduler,
+            self._iou,
+            self._imgsz,
+            self._device,
+            self._tile,
+        ]
         self.extend(
             [
                 self._image,
                 self._channel,
                 self._modality,
                 self._model,
-                self._weights,
-                self._service,
-                self._scheduler,
                 self._conf,
-                self._iou,
-                self._imgsz,
-                self._device,
-                self._tile,
+                self._advanced,
+                *self._advanced_controls,
                 self._run,
                 self._cancel,
                 self._progress,
@@ -125,6 +131,8 @@ class SegmentCellsWidget(Container):
                 self._max_area,
             ]
         )
+        self._advanced.changed.connect(self._show_advanced)
+        self._show_advanced(False)
         self._run.changed.connect(self.run)
         self._cancel.changed.connect(self.cancel)
         self._weights.changed.connect(self._on_weights_chosen)
@@ -135,11 +143,16 @@ class SegmentCellsWidget(Container):
         viewer.layers.events.removed.connect(self._image.reset_choices)
         viewer.layers.events.reordered.connect(self._image.reset_choices)
         self._select_first_image()
-        self.max_width = 460  # a form: left at its width, it took half the window from the canvas
+        fit_dock(self, [self._status])
         register_segment_model_picker(self._model)
         from qtpy.QtCore import QTimer
 
         QTimer.singleShot(0, lambda: warm_up_text_glyphs(self))  # once docked in napari's window
+
+    def _show_advanced(self, shown: bool) -> None:
+        """Rarely changed settings (weights file, service, scheduler, NMS IoU, size, device, tiles)."""
+        for control in self._advanced_controls:
+            control.visible = bool(shown)
 
     # choices -------------------------------------------------------------
     def _image_layer_choices(self, _widget=None) -> list:

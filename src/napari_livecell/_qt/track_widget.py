@@ -33,6 +33,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
 
+from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.run_controls import RunControls
 from napari_livecell.core.growth import growth_curves, plot_growth, write_growth_csv, write_growth_png
 from napari_livecell.core.tracking import TrackingResult, iter_track_cells, review_flags
@@ -120,6 +121,7 @@ class TrackCellsWidget(Container):
         self.canvas.setMinimumHeight(320)
         self.native.layout().addWidget(self.canvas)
         self.extend([self._save_csv, self._save_png])
+        fit_dock(self, [self._status])
         # a narrow dock leaves the canvas most of the window
         self.native.setMaximumWidth(460)
         self.growth: pd.DataFrame | None = None

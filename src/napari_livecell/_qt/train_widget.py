@@ -30,6 +30,7 @@ from magicgui.widgets import (
 )
 from qtpy.QtCore import QObject, Signal
 
+from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.model_picker import chosen_weights, model_choices, offer_model
 from napari_livecell._qt.run_controls import RunControls
 from napari_livecell._qt.train_worker import TrainOutcome, TrainRequest, run_training
@@ -105,6 +106,7 @@ class TrainOnCorrectionsWidget(Container):
                 self._status,
             ]
         )
+        fit_dock(self, [self._status])
         self._train.changed.connect(self.train)
         self._cancel.changed.connect(self.cancel)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
