@@ -16,6 +16,8 @@ def test_every_dock_open_leaves_the_canvas_half_the_window(make_napari_viewer, q
 
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1280, 1024)
+    viewer.open_sample("napari-livecell", "livecell_image")
+    viewer.add_shapes(name="outlines")  # the widest napari layer controls
     widgets = [viewer.window.add_plugin_dock_widget("napari-livecell", name)[1] for name in PLUGIN_WIDGETS]
     qtbot.wait(300)
     QApplication.processEvents()
@@ -28,3 +30,8 @@ def test_every_dock_open_leaves_the_canvas_half_the_window(make_napari_viewer, q
     assert len({tuple(window.tabifiedDockWidgets(d)) != () for d in docks}) == 1  # one tab stack
     for widget in widgets:
         assert widget.native.width() <= 400
+    status = widgets[0]._status
+    status.value = "154 cells in 1 frame(s), fluorescence (auto): inverted for a phase model"
+    qtbot.wait(100)
+    label = status.native
+    assert label.height() >= label.heightForWidth(label.width())  # the whole message shows

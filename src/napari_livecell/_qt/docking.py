@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-DOCK_WIDTH = 340  # px
+DOCK_WIDTH = 270  # px
+DOCK_MARGIN = 24  # px of the dock's own frame around its contents
 PLUGIN_TAG = "(napari-livecell)"
 
 
@@ -20,8 +21,24 @@ def fit_dock(widget: Any, status_labels: list[Any] = ()) -> None:
 
     widget.max_width = DOCK_WIDTH
     for label in status_labels:
+        # the whole width of the dock (a form row's value column is a third of it), wrapped
+        if label in widget:
+            widget.remove(label)
         label.native.setWordWrap(True)
+        widget.native.layout().addWidget(label.native)
+        label.changed.connect(lambda _value, label=label: _fit_height(label))
     QTimer.singleShot(0, lambda: tab_with_siblings(widget))
+
+
+def _fit_height(label: Any) -> None:
+    """Let a wrapped status line take the lines its text needs (a fixed height clips it)."""
+    try:
+        native = label.native
+        needed = native.heightForWidth(max(native.width(), 1))
+        if needed > 0:
+            native.setMinimumHeight(needed)
+    except RuntimeError:  # its widget was closed
+        pass
 
 
 def tab_with_siblings(widget: Any) -> None:
@@ -40,6 +57,11 @@ def tab_with_siblings(widget: Any) -> None:
         window = dock.parent() if dock is not None else None
         if not isinstance(window, QMainWindow):
             return
+        from qtpy.QtCore import Qt
+
+        # the dock, not only its contents: the dock area takes the widest dock's width
+        dock.setMaximumWidth(DOCK_WIDTH + DOCK_MARGIN)
+        window.resizeDocks([dock], [DOCK_WIDTH], Qt.Orientation.Horizontal)
         area = window.dockWidgetArea(dock)
         for other in window.findChildren(QDockWidget):
             if (

@@ -125,7 +125,7 @@ class SegmentCellsWidget(Container):
                 self._cancel,
                 self._progress,
                 self._status,
-                Label(value="<b>filters</b> (no re-run needed)"),
+                Label(value="<b>filters</b> (live)"),
                 self._min_score,
                 self._min_area,
                 self._max_area,

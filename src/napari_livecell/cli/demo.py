@@ -18,7 +18,11 @@ def run(args: argparse.Namespace) -> int:
     import napari
 
     viewer = napari.Viewer(title="napari-livecell demo")
+    viewer.window.resize(1280, 1024)
     viewer.open_sample("napari-livecell", "livecell_image")
+    # every dock of the plugin, tabbed into one stack; Segment cells last, so it is the tab on show
+    for name in ("Proofread cells", "Review dataset", "Train on corrections", "Measure cells"):
+        viewer.window.add_plugin_dock_widget("napari-livecell", name)
     _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
     if args.run or args.screenshot:
         import time
@@ -31,7 +35,6 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(0.02)
         QApplication.processEvents()
     if args.screenshot:
-        viewer.window.resize(1500, 920)
         QApplication.processEvents()
         viewer.reset_view()  # the whole image in the resized canvas
         QApplication.processEvents()
