@@ -39,6 +39,8 @@ def test_asked_epochs_are_kept_and_too_few_steps_said():
     plan = plan_finetune(DatasetStats(6, 120, 2, 40), epochs=5)
     assert plan.epochs == 5 and plan.steps == 30
     assert any("only 30 optimizer steps" in w for w in plan.warnings)
+    # a short run takes smaller steps: AdamW's first steps would otherwise wreck a working model
+    assert plan.overrides["lr0"] == pytest.approx(0.001 * 30 / MIN_FINETUNE_STEPS)
 
 
 def test_one_image_plans_capped_epochs_and_warns_it_validates_on_training_frames():

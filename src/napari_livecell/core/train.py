@@ -174,6 +174,13 @@ def plan_finetune(
     else:
         how = "epochs as asked"
         asked = epochs
+        if epochs * steps_per_epoch < min_steps:
+            # AdamW's first steps move every weight by about lr0 whatever its gradient: the
+            # planned run unlearns for ~40 steps before it learns (benchmarks/README.md), so a
+            # short run asked for takes proportionally smaller steps and cannot wreck a model
+            # that works (12 steps at 1e-3 took the shipped model from AP50 0.98 to 0.00)
+            fraction = epochs * steps_per_epoch / min_steps
+            overrides["lr0"] = float(f"{overrides['lr0'] * fraction:.3g}")
     reason = (
         f"{epochs} epochs x {steps_per_epoch} steps = {epochs * steps_per_epoch} optimizer steps "
         f"({how}; {stats.train_images} training images{turns}, {stats.train_cells} cells, batch {batch}, "
