@@ -77,6 +77,20 @@ def test_a_one_frame_dataset_is_seen_as_validating_on_itself(tmp_path):
         assert (turned_mask == expected).mean() > 0.999
 
 
+def test_a_fine_tuned_model_keeps_the_modality_of_its_base(tmp_path):
+    import torch
+
+    from napari_livecell.core.model import DEFAULT_MODEL
+    from napari_livecell.core.safe_load import load_checkpoint
+    from napari_livecell.core.train import _inherited
+
+    checkpoint = load_checkpoint(DEFAULT_MODEL)
+    checkpoint["napari_livecell"] = {"modality": "fluorescence", "metrics": {"m": 1.0}}
+    torch.save(checkpoint, tmp_path / "fluo.pt")
+    assert _inherited(str(tmp_path / "fluo.pt")) == {"modality": "fluorescence"}
+    assert _inherited(str(DEFAULT_MODEL)) == {} and _inherited("yolov8n-seg.yaml") == {}
+
+
 def _write_frames(root, n_frames: int, shape=(128, 128), n_cells=12):
     import tifffile
 

@@ -455,6 +455,7 @@ def train_model(
 
     checkpoint = load_checkpoint(best)
     checkpoint["napari_livecell"] = {
+        **_inherited(settings.model),
         "settings": asdict(settings),
         "metrics": metrics,
         "train_seconds": round(seconds, 1),
@@ -474,6 +475,22 @@ def train_model(
     return TrainResult(
         weights=target, metrics=metrics, settings=settings, seconds=seconds, before_after=before_after
     )
+
+
+def _inherited(base: str) -> dict:
+    """What a fine-tuned model keeps from its base: the modality it sees (phase or fluorescence).
+
+    Ultralytics writes a new checkpoint without our keys; without this a model
+    fine-tuned from a fluorescence model would be read as phase contrast and
+    its frames inverted at inference.
+    """
+    from napari_livecell.core.safe_load import load_checkpoint
+
+    if not str(base).lower().endswith(".pt"):
+        return {}
+    checkpoint = load_checkpoint(base)
+    info = (checkpoint.get("napari_livecell") if isinstance(checkpoint, dict) else None) or {}
+    return {key: info[key] for key in ("modality",) if key in info}
 
 
 def score_before_after(
