@@ -21,7 +21,7 @@ from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableView
 
 from napari_livecell._qt.docking import fit_dock
-from napari_livecell._qt.run_controls import RunControls, notify_error
+from napari_livecell._qt.run_controls import BackgroundRun, RunControls, notify_error
 from napari_livecell.core.measure import (
     Measurements,
     iter_measure,
@@ -90,7 +90,7 @@ class DataFrameModel(QAbstractTableModel):
         self.layoutChanged.emit()
 
 
-class MeasureCellsWidget(Container):
+class MeasureCellsWidget(BackgroundRun, Container):
     """Measure a Labels layer's cells; browse, sort and save them; a row click shows its cell."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -182,15 +182,6 @@ class MeasureCellsWidget(Container):
         return float(scale[1]), ""
 
     # measuring ---------------------------------------------------------------
-    @property
-    def worker(self):
-        """The running (or last) thread worker, for tests and scripts."""
-        return self._controls.worker
-
-    @property
-    def busy(self) -> bool:
-        """True while a stack is being measured."""
-        return self._controls.busy
 
     def _inputs(self) -> tuple[Any, Any, Any, bool]:
         """The chosen Labels layer, its data, the image data and whether it is RGB."""

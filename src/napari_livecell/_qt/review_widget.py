@@ -17,7 +17,7 @@ from qtpy.QtWidgets import QListWidget
 
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.model_picker import chosen_weights, model_choices
-from napari_livecell._qt.run_controls import RunControls
+from napari_livecell._qt.run_controls import BackgroundRun, RunControls
 from napari_livecell.layers import cells_layer_name, outlines_layer_name
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def segment_dataset(dataset, names: list[str], weights: str | None, settings):
         yield done, len(names), name
 
 
-class ReviewWidget(Container):
+class ReviewWidget(BackgroundRun, Container):
     """Open a folder of images (or a COCO json beside its images) and review it image by image."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -100,10 +100,6 @@ class ReviewWidget(Container):
         fit_dock(self, [self._status])
 
     # dataset -------------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        """True while the background segmentation runs."""
-        return self._controls.busy
 
     def notify_error(self, message: str) -> None:
         """Report a problem in one line."""

@@ -59,3 +59,19 @@ class RunControls:
         self.busy = False
         self._run.enabled = True
         self._cancel.enabled = False
+
+
+class BackgroundRun:
+    """``worker`` and ``busy`` of a widget whose runs go through a :class:`RunControls` (``_controls``)."""
+
+    _controls: RunControls
+
+    @property
+    def worker(self) -> Any:
+        """The running (or last) thread worker, for tests and scripts."""
+        return self._controls.worker
+
+    @property
+    def busy(self) -> bool:
+        """True from the start of a run until its result is in place (or it failed or was cancelled)."""
+        return self._controls.busy

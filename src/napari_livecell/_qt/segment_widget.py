@@ -43,7 +43,7 @@ from napari_livecell._qt.model_picker import (
     register_segment_model_picker,
     remember_model,
 )
-from napari_livecell._qt.run_controls import RunControls
+from napari_livecell._qt.run_controls import BackgroundRun, RunControls
 from napari_livecell._qt.segment_worker import (
     TILE_STEPS,
     FrameReady,
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 STEP_PAUSE_MS = 5  # between the steps that put result layers in place
 
 
-class SegmentCellsWidget(Container):
+class SegmentCellsWidget(BackgroundRun, Container):
     """Segment the selected image with a YOLO-seg model; show cells and outlines."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -180,10 +180,6 @@ class SegmentCellsWidget(Container):
             self._model.value = str(Path(path).resolve())
 
     # running -------------------------------------------------------------
-    @property
-    def worker(self):
-        """The running (or last) thread worker, for tests and scripts."""
-        return self._controls.worker
 
     def _notify_error(self, message: str) -> None:
         self._controls.notify_error(message)
@@ -331,11 +327,6 @@ class SegmentCellsWidget(Container):
     def _on_finished(self) -> None:
         if not self._adding_layers:
             self._set_idle()
-
-    @property
-    def busy(self) -> bool:
-        """True from Run until the result layers are in place (or the run ended)."""
-        return self._controls.busy
 
     def _set_idle(self) -> None:
         self._discard_placeholder()  # still set only when the run did not finish

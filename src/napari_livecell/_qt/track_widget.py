@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
 
 from napari_livecell._qt.docking import fit_dock
-from napari_livecell._qt.run_controls import RunControls
+from napari_livecell._qt.run_controls import BackgroundRun, RunControls
 from napari_livecell.core.growth import growth_curves, plot_growth, write_growth_csv, write_growth_png
 from napari_livecell.core.tracking import TrackingResult, iter_track_cells, review_flags
 
@@ -83,7 +83,7 @@ def notify_error(status: Any, message: str) -> None:
     show_error(message)
 
 
-class TrackCellsWidget(Container):
+class TrackCellsWidget(BackgroundRun, Container):
     """Link the cells of a Labels stack over time, review the tracks, plot growth curves."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -207,15 +207,6 @@ class TrackCellsWidget(Container):
         return Path(chosen) if chosen else None
 
     # running -----------------------------------------------------------------
-    @property
-    def worker(self):
-        """The running (or last) thread worker, for tests and scripts."""
-        return self._controls.worker
-
-    @property
-    def busy(self) -> bool:
-        """True from Track until the result is in place (or the run failed or was cancelled)."""
-        return self._controls.busy
 
     def _input(self) -> tuple[Any, Any]:
         """The chosen layer and the data to track; raises ValueError for a wrong choice."""

@@ -32,7 +32,7 @@ from qtpy.QtCore import QObject, Signal
 
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.model_picker import chosen_weights, model_choices, offer_model
-from napari_livecell._qt.run_controls import RunControls
+from napari_livecell._qt.run_controls import BackgroundRun, RunControls
 from napari_livecell._qt.train_worker import TrainOutcome, TrainRequest, run_training
 from napari_livecell.core.train import MIN_FINETUNE_STEPS, PRESETS, FinetunePlan
 from napari_livecell.layers import CorrectedLayer, image_layer_for
@@ -59,7 +59,7 @@ def default_output_folder(name: str) -> Path:
     return Path.home() / "napari-livecell" / "models" / f"{name}-{stamp}"
 
 
-class TrainOnCorrectionsWidget(Container):
+class TrainOnCorrectionsWidget(BackgroundRun, Container):
     """Fine-tune a YOLO-seg model on corrected Labels layers or an export folder."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -119,15 +119,6 @@ class TrainOnCorrectionsWidget(Container):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
 
     # running -------------------------------------------------------------
-    @property
-    def worker(self):
-        """The running (or last) thread worker, for tests and scripts."""
-        return self._controls.worker
-
-    @property
-    def busy(self) -> bool:
-        """True from Train until the run has ended (finished, failed or cancelled)."""
-        return self._controls.busy
 
     def _notify_error(self, message: str) -> None:
         self._controls.notify_error(message)

@@ -314,12 +314,9 @@ def measure_cells(
     rgb: bool | None = None,
 ) -> Measurements:
     """Measure every cell of a label image or stack; see :func:`iter_measure`."""
-    steps = iter_measure(labels, image, pixel_size_um, features, rgb)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    from napari_livecell.core.steps import drain
+
+    return drain(iter_measure(labels, image, pixel_size_um, features, rgb))
 
 
 def with_image_name(table: pd.DataFrame, name: str) -> pd.DataFrame:

@@ -374,12 +374,9 @@ def segment_frame(
     -------
     Segmentation
     """
-    steps = segment_frame_steps(frame, model, settings, tile, polarity)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as finished:
-            return finished.value
+    from napari_livecell.core.steps import drain
+
+    return drain(segment_frame_steps(frame, model, settings, tile, polarity))
 
 
 def segment_frame_steps(

@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_livecell.core.predict import Polarity, PredictSettings, iter_frames
 from napari_livecell.core.segmentation import Segmentation
+from napari_livecell.core.steps import relay
 
 
 def offset_ids(labels: np.ndarray, first_id: int) -> np.ndarray:
@@ -157,13 +158,7 @@ def _local_results(frames: Iterator, backend: Backend, settings: PredictSettings
         else:
             polarity = frame_polarity(frame, settings, model.modality)
             steps = segment_frame_steps(frame, model, settings, backend.tile, polarity)
-            while True:
-                try:
-                    done, total = next(steps)
-                except StopIteration as finished:
-                    result = finished.value
-                    break
-                yield TileProgress(number, done, total)
+            result = yield from relay(steps, lambda tiles, number=number: TileProgress(number, *tiles))
         result.polygons  # noqa: B018  (outlines traced here, in the worker, off any GUI thread)
         yield FrameResult(number, index, result, polarity)
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from napari_livecell.core.steps import relay
+
 TABLE_COLUMNS = ["track_id", "t", "y", "x", "area", "label"]
 LINEAGE_COLUMNS = ["id", "first_frame", "last_frame", "parent"]
 
@@ -484,13 +486,7 @@ def iter_track_cells(
 
     overlaps = Overlaps()
     measuring = _measure_stack(labels, None, overlaps if divisions else None)
-    while True:
-        try:
-            done, total = next(measuring)
-        except StopIteration as stop:
-            cells = stop.value
-            break
-        yield "measuring", done, total
+    cells = yield from relay(measuring, lambda progress: ("measuring", *progress))
     if max_distance is None:
         max_distance = _default_max_distance(cells)
     # coordinates are (y, x, t): t makes every centroid a unique key for the
