@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_livecell.core.tracking import LINEAGE_COLUMNS
+from .tracking import LINEAGE_COLUMNS
 
 
 def _frame(labels, t: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.atomic import write_text_atomic
+from .atomic import write_text_atomic
 
 INDEX_NAME = "dataset.json"
 CELLS_FOLDER = "cells"

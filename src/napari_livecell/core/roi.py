@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.segmentation import labels_to_polygons, polygons_to_mask
+from .segmentation import labels_to_polygons, polygons_to_mask
 
 _NAME = re.compile(r"^(?:(\d+)-)?(\d+)$")
 

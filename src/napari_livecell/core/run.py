@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_livecell.core.predict import Polarity, PredictSettings, iter_frames
-from napari_livecell.core.segmentation import Segmentation
-from napari_livecell.core.steps import relay
+from .predict import Polarity, PredictSettings, iter_frames
+from .segmentation import Segmentation
+from .steps import relay
 
 
 def offset_ids(labels: np.ndarray, first_id: int) -> np.ndarray:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from napari_livecell.core.steps import relay
+from .steps import relay
 
 TABLE_COLUMNS = ["track_id", "t", "y", "x", "area", "label"]
 LINEAGE_COLUMNS = ["id", "first_frame", "last_frame", "parent"]
