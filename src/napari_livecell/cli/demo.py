@@ -21,7 +21,14 @@ def run(args: argparse.Namespace) -> int:
     viewer.window.resize(1280, 1024)
     viewer.open_sample("napari-livecell", "livecell_image")
     # every dock of the plugin, tabbed into one stack; Segment cells last, so it is the tab on show
-    for name in ("Proofread cells", "Review dataset", "Train on corrections", "Measure cells"):
+    for name in (
+        "Proofread cells",
+        "Compare to ground truth",
+        "Review dataset",
+        "Train on corrections",
+        "Track cells",
+        "Measure cells",
+    ):
         viewer.window.add_plugin_dock_widget("napari-livecell", name)
     _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
     if args.run or args.screenshot:
