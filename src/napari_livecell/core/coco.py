@@ -260,13 +260,24 @@ def load_coco(path: str | os.PathLike) -> dict:
         ) from None
     except json.JSONDecodeError as error:
         raise CocoFormatError(f"{path.name} is not valid json: {error}") from None
+    return normalize_coco(coco, path.name)
+
+
+def normalize_coco(coco: object, name: str) -> dict:
+    """A parsed COCO json checked and made uniform: ``annotations`` a list, ``categories`` present.
+
+    Raises
+    ------
+    CocoFormatError
+        No ``images`` list, or ``annotations`` neither a list nor a dict.
+    """
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
-        raise CocoFormatError(f"{path.name} is not a COCO file: no 'images' list")
+        raise CocoFormatError(f"{name} is not a COCO file: no 'images' list")
     annotations = coco.get("annotations", [])
     if isinstance(annotations, dict):
         annotations = list(annotations.values())
     if not isinstance(annotations, list):
-        raise CocoFormatError(f"{path.name}: 'annotations' must be a list or dict")
+        raise CocoFormatError(f"{name}: 'annotations' must be a list or dict")
     coco["annotations"] = annotations
     coco.setdefault("categories", [{"id": 1, "name": "cell"}])
     return coco

@@ -21,6 +21,7 @@ from napari_livecell.core.coco import (
     annotations_to_labels,
     check_image_entry,
     load_coco,
+    normalize_coco,
 )
 from napari_livecell.core.segmentation import mask_to_polygons
 from napari_livecell.core.yolo import parse_yolo_lines, yolo_to_labels
@@ -58,7 +59,7 @@ def get_coco_reader(path: str | list[str]):
 
 
 def _parse_json(path: str | os.PathLike) -> Any:
-
+    """The parsed json, once per file version: the claim check and the reader share it."""
     stat = os.stat(path)
     return _parse_json_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
@@ -109,7 +110,12 @@ def read_coco_layers(path: str) -> list[tuple]:
     baseline, so proofreading can go on where it stopped.
     """
     json_path = Path(path)
-    coco = load_coco(json_path)
+    try:
+        coco = normalize_coco(_parse_json(json_path), json_path.name)
+    except ValueError as error:  # not json, or not UTF-8: load_coco says which, in one line
+        if isinstance(error, CocoFormatError):
+            raise
+        coco = load_coco(json_path)
     images = _frame_order(coco["images"])
     if not images:
         raise CocoFormatError(f"{json_path.name} lists no images")
