@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from napari_livecell.core.growth import frame_growth
+from .growth import frame_growth
 
 # regionprops_table property -> our column stem; the unit suffix follows from the pixel size
 REGIONPROPS = {
