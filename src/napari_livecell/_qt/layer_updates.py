@@ -85,15 +85,47 @@ def clear_undo_history(layer) -> None:
 
 
 def replace_layer(layers, old, new) -> None:
-    """Put ``new`` where ``old`` was (or on top), with ``old``'s opacity and blending."""
-    if old is None:
-        layers.append(new)
+    """Put ``new`` where ``old`` was (or on top), with ``old``'s opacity and blending.
+
+    ``new`` is not made the active layer here: call :func:`activate` one
+    event-loop turn later (see :func:`insert_inactive`).
+    """
+    index = len(layers)
+    if old is not None:
+        for setting in ("opacity", "blending"):
+            setattr(new, setting, getattr(old, setting))
+        index = layers.index(old)
+        layers.remove(old)
+    insert_inactive(layers, index, new)
+
+
+def insert_inactive(layers, index: int, layer) -> None:
+    """Insert ``layer`` into napari's layer list without making it the active layer.
+
+    napari activates every inserted layer, which rebuilds the layer-controls
+    panel in the same event-loop turn as the layer's visual: together one of
+    the longest GUI-thread steps of a run (benchmarks/README.md, "GUI
+    heartbeat"). Splitting them keeps each turn short; :func:`activate` does
+    the second half. ``_activate_on_insert`` is napari's own switch for this
+    (SelectableEventedList); without it the layer is simply activated at once.
+    """
+    # a plugin widget's viewer is napari's public-only proxy: the switch is on the list inside
+    real_layers = getattr(layers, "__wrapped__", layers)
+    switch = getattr(real_layers, "_activate_on_insert", None)
+    if switch is None:
+        layers.insert(index, layer)
         return
-    for setting in ("opacity", "blending"):
-        setattr(new, setting, getattr(old, setting))
-    index = layers.index(old)
-    layers.remove(old)
-    layers.insert(index, new)
+    real_layers._activate_on_insert = False
+    try:
+        layers.insert(index, layer)
+    finally:
+        real_layers._activate_on_insert = switch
+
+
+def activate(layers, layer) -> None:
+    """Make ``layer`` the only selected (active) layer, if it is still in the list."""
+    if layer in layers:
+        layers.selection.active = layer
 
 
 def mark_edited(layer) -> None:

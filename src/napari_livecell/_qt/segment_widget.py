@@ -29,7 +29,9 @@ from magicgui.widgets import (
 
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.layer_updates import (
+    activate,
     filter_colors,
+    insert_inactive,
     layer_kind,
     mark_edited,
     replace_layer,
@@ -282,6 +284,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
         are not touched until the run has finished, so Cancel leaves them as
         they were.
         """
+        from napari.layers import Labels
         from qtpy.QtCore import QTimer
 
         self._discard_placeholder()
@@ -293,10 +296,13 @@ class SegmentCellsWidget(BackgroundRun, Container):
         if cells not in self._viewer.layers:
             # np.zeros maps untouched frames lazily: a long stack costs memory only as it fills
             empty = np.zeros((*leading, *frame_shape), np.int32)
-            labels = self._viewer.add_labels(empty, name=cells, visible=False, **common)
+            labels = Labels(empty, name=cells, visible=False, **common)
+            insert_inactive(self._viewer.layers, len(self._viewer.layers), labels)
             labels.events.paint.connect(lambda _event, layer=labels: mark_edited(layer))
             self._placeholder = labels
-            QTimer.singleShot(STEP_PAUSE_MS, lambda: setattr(labels, "visible", True))
+            # activated (layer controls rebuilt) and shown in later turns, each apart
+            QTimer.singleShot(STEP_PAUSE_MS, lambda: activate(self._viewer.layers, labels))
+            QTimer.singleShot(3 * STEP_PAUSE_MS, lambda: setattr(labels, "visible", True))
 
     def _fill_in(self, ready: FrameReady) -> None:
         target = self._placeholder
@@ -357,7 +363,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
             lambda data=data, kwargs=kwargs, kind=kind: self._replace_or_add(data, kwargs, kind)
             for data, kwargs, kind in prepared.layer_data
         ]
-        steps.append(self.apply_filters)
+        steps.append(lambda: self.apply_filters(only=names))  # earlier results keep their colours
         self._run_steps(steps)
 
     def _run_steps(self, steps: list[Callable[[], None]]) -> None:
@@ -399,10 +405,12 @@ class SegmentCellsWidget(BackgroundRun, Container):
             return None
         if old is not None:
             self._viewer.layers.remove(old)
-        layer = getattr(self._viewer, f"add_{layer_type}")(data, **kwargs)
-        if layer_type == "labels":
-            layer.events.paint.connect(lambda _event, layer=layer: mark_edited(layer))
-        return None
+        layer = Layer.create(data, kwargs, layer_type)
+        insert_inactive(self._viewer.layers, len(self._viewer.layers), layer)
+        if layer_type != "labels":
+            return None
+        layer.events.paint.connect(lambda _event, layer=layer: mark_edited(layer))
+        return lambda: activate(self._viewer.layers, layer)  # proofreading paints on it
 
     def _ask_replace(self, names: str) -> bool:
         from qtpy.QtWidgets import QMessageBox
@@ -415,14 +423,19 @@ class SegmentCellsWidget(BackgroundRun, Container):
         return answer == QMessageBox.StandardButton.Yes
 
     # filters -------------------------------------------------------------
-    def apply_filters(self, _=None) -> None:
-        """Hide cells below the score or outside the area range, in both layers."""
+    def apply_filters(self, _=None, only: list[str] | None = None) -> None:
+        """Hide cells below the score or outside the area range, in both layers.
+
+        ``only`` names the layers to filter (a run's new layers); by default every result layer.
+        """
         filters = {
             "min_score": float(self._min_score.value),
             "min_area": int(self._min_area.value),
             "max_area": int(self._max_area.value),
         }
         for layer in self._viewer.layers:
+            if only is not None and layer.name not in only:
+                continue
             info = layer.metadata.get(RESULT_KEY) if hasattr(layer, "metadata") else None
             if not info or "score" not in layer.features:
                 continue
