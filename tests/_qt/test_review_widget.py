@@ -137,3 +137,33 @@ def test_opening_nothing_or_a_wrong_path_is_one_line(make_napari_viewer, tmp_pat
     messages = " | ".join(notifications.messages)
     assert "type the folder of images" in messages
     assert "missing" in messages and "open a folder of images first" in messages
+
+
+def test_the_dataset_measurements_csv_holds_every_image_with_the_edits(make_napari_viewer, folder, qtbot, tmp_path):
+    import pandas as pd
+
+    viewer, widget = open_review(make_napari_viewer, folder, qtbot)
+    edited = widget.current
+    deleted = delete_one_cell(viewer, widget)  # saved by the CSV button, not by waiting for autosave
+    out = tmp_path / "plate_cells.csv"
+    worker = widget.save_dataset_csv(out)
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget._measuring is None, timeout=60_000)
+
+    cells = pd.read_csv(out)
+    summary = pd.read_csv(tmp_path / "plate_cells_summary.csv")
+    assert list(cells.columns[:3]) == ["image", "frame", "label"]
+    assert sorted(summary["image"]) == sorted(e.name for e in widget.dataset.index.entries)
+    for name in summary["image"]:
+        labels = next(layer for layer in widget.dataset.cell_layers(name) if layer[2] == "labels")[0]
+        ids = set(np.unique(labels)) - {0}
+        assert set(cells.loc[cells["image"] == name, "label"]) == ids, name
+        assert int(summary.loc[summary["image"] == name, "cell_count"].iloc[0]) == len(ids)
+    assert deleted not in set(cells.loc[cells["image"] == edited, "label"])  # the edit is in
+    assert "measured" in widget._status.value
+
+
+def test_the_dataset_csv_needs_a_csv_name(make_napari_viewer, folder, qtbot, tmp_path, notifications):
+    _, widget = open_review(make_napari_viewer, folder, qtbot, segment=False)
+    assert widget.save_dataset_csv(tmp_path / "cells.xlsx") is None
+    assert "saved as a .csv file" in widget._status.value

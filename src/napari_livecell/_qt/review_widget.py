@@ -43,6 +43,16 @@ def segment_dataset(dataset, names: list[str], weights: str | None, settings):
         yield done, len(names), name
 
 
+def measure_dataset(dataset, path: Path):
+    """Worker: measure every image's cells (yields (done, total)); write the per-cell and summary CSVs."""
+    from napari_livecell.core.measure import summary_path, write_measurements_csv
+
+    measurements = yield from dataset.iter_measure()
+    write_measurements_csv(path, measurements.cells)
+    write_measurements_csv(summary_path(path), measurements.summary)
+    return path, len(measurements.cells), len(measurements.summary)
+
+
 class ReviewWidget(BackgroundRun, Container):
     """Open a folder of images (or a COCO json beside its images) and review it image by image."""
 
@@ -63,6 +73,8 @@ class ReviewWidget(BackgroundRun, Container):
         self._previous = PushButton(text=f"Previous ({PREVIOUS_KEY})")
         self._next = PushButton(text=f"Next ({NEXT_KEY})")
         self._done = PushButton(text="Mark done")
+        self._save_csv = PushButton(text="Save measurements CSV (all images)...")
+        self._measuring = None  # the worker measuring the dataset, while it runs
         self._status = Label(label="status", value="")
         self._images_list = QListWidget()
         self._images_list.setMinimumHeight(120)
@@ -78,6 +90,7 @@ class ReviewWidget(BackgroundRun, Container):
                 self._previous,
                 self._next,
                 self._done,
+                self._save_csv,
                 self._status,
             ]
         )
@@ -88,6 +101,7 @@ class ReviewWidget(BackgroundRun, Container):
         self._previous.changed.connect(lambda: self.step(-1))
         self._next.changed.connect(lambda: self.step(1))
         self._done.changed.connect(self.mark_done)
+        self._save_csv.changed.connect(lambda: self.save_dataset_csv())
         self._images_list.itemClicked.connect(lambda item: self.show(item.data(256)))
         from qtpy.QtCore import QTimer
 
@@ -235,6 +249,57 @@ class ReviewWidget(BackgroundRun, Container):
             if kind == "labels":
                 for event in (layer.events.paint, layer.events.set_data, layer.events.features):
                     event.connect(self._changed)
+
+    # measurements --------------------------------------------------------------
+    def save_dataset_csv(self, path: str | Path | None = None):
+        """Measure every segmented image in the background into one per-cell CSV and its summary.
+
+        The current image's edits are saved first, so the CSV holds what the
+        viewer shows. Returns the thread worker (``None`` when nothing starts).
+        """
+        from napari.qt.threading import create_worker
+
+        if self.dataset is None:
+            self.notify_error("open a folder of images first")
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            suggested = self.dataset.folder.parent / f"{self.dataset.folder.parent.name}_cells.csv"
+            chosen, _ = QFileDialog.getSaveFileName(
+                self.native, "Save the dataset's measurements", str(suggested), "CSV (*.csv)"
+            )
+            if not chosen:
+                return None
+            path = chosen
+        path = Path(path)
+        if path.suffix.lower() != ".csv":
+            self.notify_error(f"{path.name}: measurements are saved as a .csv file")
+            return None
+        self.save()
+        worker = create_worker(measure_dataset, self.dataset, path)
+        worker.yielded.connect(self._on_measure_progress)
+        worker.returned.connect(self._on_measured)
+        worker.errored.connect(lambda error: self.notify_error(f"measuring the dataset failed: {error}"))
+        worker.finished.connect(self._end_measuring)
+        self._save_csv.enabled = False
+        self._measuring = worker
+        worker.start()
+        return worker
+
+    def _on_measure_progress(self, progress: tuple[int, int]) -> None:
+        done, total = progress
+        self._progress.max = max(total, 1)
+        self._progress.value = done
+        self._status.value = f"measuring: {done} of {total} image(s)"
+
+    def _on_measured(self, result: tuple[Path, int, int]) -> None:
+        path, n_cells, n_images = result
+        self._status.value = f"{n_cells} cells of {n_images} image(s) measured: {path.name} and its summary"
+
+    def _end_measuring(self) -> None:
+        self._measuring = None
+        self._save_csv.enabled = True
 
     # saving --------------------------------------------------------------------
     def _changed(self, _event=None) -> None:

@@ -122,6 +122,38 @@ class ReviewDataset:
         )
         return self.save_cells(name, labels, kwargs)
 
+    def iter_measure(self, pixel_size_um: float | None = None) -> Any:
+        """Measure the cells of every segmented image; yields ``(done, total)`` per image.
+
+        Returns (as the generator's value) one :class:`~napari_livecell.core.measure.Measurements`
+        for the whole dataset: the per-cell and per-image tables with an ``image`` column first,
+        in queue order. Images without cells yet are left out (their summary row too).
+        """
+        import pandas as pd
+
+        from napari_livecell.core.images import read_image
+        from napari_livecell.core.measure import Measurements, measure_cells, with_image_name
+
+        names = [name for name in self.queue() if self.index.entry(name).segmented]
+        cells, summaries = [], []
+        yield 0, len(names)
+        for done, name in enumerate(names, start=1):
+            labels_layer = next((layer for layer in self.cell_layers(name) if layer[2] == "labels"), None)
+            if labels_layer is not None:
+                labels, kwargs, _ = labels_layer
+                image = read_image(self.index.entry(name).image)
+                measured = measure_cells(labels, image, pixel_size_um, kwargs.get("features"))
+                cells.append(with_image_name(measured.cells, name))
+                summaries.append(with_image_name(measured.summary, name))
+            yield done, len(names)
+        if not cells:
+            raise ValueError("no image of the dataset has cells yet: segment it first")
+        return Measurements(
+            cells=pd.concat(cells, ignore_index=True),
+            summary=pd.concat(summaries, ignore_index=True),
+            pixel_size_um=pixel_size_um,
+        )
+
     def training_coco(self) -> Path:
         """Every image's corrected cells as one COCO json beside the index (for training)."""
         from napari_livecell.core.coco import write_coco
