@@ -38,6 +38,8 @@ from .steps import relay
 
 TABLE_COLUMNS = ["track_id", "t", "y", "x", "area", "label"]
 LINEAGE_COLUMNS = ["id", "first_frame", "last_frame", "parent"]
+# "overlap": core/linking.py (the default); "laptrack": laptrack's global LAP, kept as the reference
+LINKERS = ("overlap", "laptrack")
 
 
 def _frame(labels, t: int) -> np.ndarray:
@@ -191,6 +193,17 @@ class Overlaps:
     def add(self, t: int, cells: FrameCells) -> None:
         """Record frame ``t``'s overlaps with frame ``t - 1``."""
         self._frames[t] = (cells.overlap_label, cells.overlap_previous, cells.overlap_pixels)
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """All overlap pairs as arrays ``t, label, previous_label, pixels`` (frame ``t`` vs ``t - 1``)."""
+        frames = sorted(self._frames)
+        parts = [self._frames[t] for t in frames]
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty, empty
+        t = np.repeat(np.asarray(frames, dtype=np.int64), [len(part[0]) for part in parts])
+        label, previous, pixels = (np.concatenate([part[i] for part in parts]) for i in range(3))
+        return t, label.astype(np.int64), previous.astype(np.int64), pixels.astype(np.int64)
 
     def shared(self, t: int, label: int, previous_label: int) -> int:
         """Pixels of cell ``label`` in frame ``t`` that ``previous_label`` held in frame ``t - 1``."""
@@ -418,6 +431,7 @@ def track_cells(
     max_gap: int = 1,
     divisions: bool = True,
     relabel: bool = True,
+    linker: str = "overlap",
 ) -> TrackingResult:
     """Link the cells of a segmented time-lapse into tracks with lineage.
 
@@ -455,8 +469,15 @@ def track_cells(
     TrackingResult
         Relabelled stack, tracks table, lineage graph and per-track features.
     """
+    if linker not in LINKERS:
+        raise ValueError(f"unknown linker {linker!r}: choose one of {', '.join(LINKERS)}")
     steps = iter_track_cells(
-        labels, max_distance=max_distance, max_gap=max_gap, divisions=divisions, relabel=relabel
+        labels,
+        max_distance=max_distance,
+        max_gap=max_gap,
+        divisions=divisions,
+        relabel=relabel,
+        linker=linker,
     )
     while True:
         try:
@@ -472,6 +493,7 @@ def iter_track_cells(
     max_gap: int = 1,
     divisions: bool = True,
     relabel: bool = True,
+    linker: str = "overlap",
 ) -> Generator[tuple[str, int, int], None, TrackingResult]:
     """:func:`track_cells` step by step, for a thread worker that shows progress and can stop.
 
@@ -482,46 +504,22 @@ def iter_track_cells(
     :class:`TrackingResult` (``result = yield from iter_track_cells(...)``).
     Parameters as :func:`track_cells`.
     """
-    from laptrack import LapTrack
-
     overlaps = Overlaps()
-    measuring = _measure_stack(labels, None, overlaps if divisions else None)
+    # overlaps are measured in the same pass: the linker needs them
+    measuring = _measure_stack(labels, None, overlaps)
     cells = yield from relay(measuring, lambda progress: ("measuring", *progress))
     if max_distance is None:
         max_distance = _default_max_distance(cells)
-    # coordinates are (y, x, t): t makes every centroid a unique key for the
-    # division cost below and adds the same 1 to every frame-to-frame cost
-    cutoff = float(max_distance) ** 2 + 1.0
-    tracker = LapTrack(
-        metric="sqeuclidean",
-        cutoff=cutoff,
-        gap_closing_metric="sqeuclidean",
-        # laptrack counts the frame difference: one missed frame is a difference of 2
-        gap_closing_cutoff=cutoff + (max_gap + 1) ** 2 if max_gap > 0 else False,
-        gap_closing_max_frame_count=max_gap + 1,
-        splitting_metric=_division_cost(cells, overlaps, cutoff),
-        splitting_cutoff=cutoff if divisions else False,
-        merging_cutoff=False,
-    )
     if cells.empty:
         table = pd.DataFrame({column: pd.Series(dtype=np.int64) for column in TABLE_COLUMNS})
         graph: dict[int, list[int]] = {}
     else:
         cells = cells.sort_values(["t", "label"], ignore_index=True)
         yield "linking", 0, 1
-        raw, splits = _predict(tracker, cells, labels.shape[0])
+        link = _link_laptrack if linker == "laptrack" else _link_overlaps
+        raw, splits = link(cells, overlaps, labels.shape[0], float(max_distance), max_gap, divisions)
         yield "linking", 1, 1
-        # renumber laptrack's segments by first appearance (then input id), so
-        # frame 0's cells keep their order and ids are deterministic
-        first = pd.DataFrame({"raw": raw, "t": cells["t"].to_numpy(), "label": cells["label"].to_numpy()})
-        order = first.sort_values(["t", "label"]).drop_duplicates("raw")["raw"].to_numpy()
-        renumber = np.zeros(int(raw.max()) + 1, dtype=np.int64)
-        renumber[order] = np.arange(1, len(order) + 1)
-        table = cells.assign(track_id=renumber[raw])[TABLE_COLUMNS]
-        table = table.sort_values(["track_id", "t"], ignore_index=True)
-        graph = {}
-        for mother, daughter in splits:
-            graph.setdefault(int(renumber[daughter]), []).append(int(renumber[mother]))
+        table, graph = _number_tracks(cells, raw, splits)
     result_labels = labels
     if relabel and _is_lazy(labels):
         result_labels = relabel_stack(labels, table)
@@ -534,6 +532,82 @@ def iter_track_cells(
     return TrackingResult(
         labels=result_labels, table=table, graph=graph, features=track_features(table, graph)
     )
+
+
+def _number_tracks(
+    cells: pd.DataFrame, raw: np.ndarray, splits: list[tuple[int, int]]
+) -> tuple[pd.DataFrame, dict[int, list[int]]]:
+    """Tracks table and graph from a segment number per cell row.
+
+    Segments are renumbered by first appearance (then input id), so frame 0's
+    cells keep their order and ids are deterministic.
+    """
+    first = pd.DataFrame({"raw": raw, "t": cells["t"].to_numpy(), "label": cells["label"].to_numpy()})
+    order = first.sort_values(["t", "label"]).drop_duplicates("raw")["raw"].to_numpy()
+    renumber = np.zeros(int(raw.max()) + 1, dtype=np.int64)
+    renumber[order] = np.arange(1, len(order) + 1)
+    table = cells.assign(track_id=renumber[raw])[TABLE_COLUMNS]
+    table = table.sort_values(["track_id", "t"], ignore_index=True)
+    graph: dict[int, list[int]] = {}
+    for mother, daughter in splits:
+        graph.setdefault(int(renumber[daughter]), []).append(int(renumber[mother]))
+    return table, graph
+
+
+def _link_overlaps(
+    cells: pd.DataFrame, overlaps: Overlaps, n_frames: int, max_distance: float, max_gap: int, divisions: bool
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Segments of ``cells`` (sorted by ``t, label``) by :mod:`.linking` (overlap, then small assignments)."""
+    from .linking import link_cells, segments
+
+    t = cells["t"].to_numpy()
+    label = cells["label"].to_numpy()
+    pair_t, pair_label, pair_previous, pair_pixels = overlaps.pairs()
+    child = _rows_of(pair_t, pair_label, t, label)
+    parent = _rows_of(pair_t - 1, pair_previous, t, label)
+    links = link_cells(
+        t,
+        cells["y"].to_numpy(),
+        cells["x"].to_numpy(),
+        cells["area"].to_numpy(dtype=float),
+        child,
+        parent,
+        pair_pixels,
+        max_distance=max_distance,
+        max_gap=max_gap,
+        divisions=divisions,
+    )
+    return segments(len(cells), links)
+
+
+def _rows_of(t: np.ndarray, label: np.ndarray, cell_t: np.ndarray, cell_label: np.ndarray) -> np.ndarray:
+    """Row of each ``(t, label)`` in a table sorted by ``(t, label)``."""
+    span = int(max(cell_label.max(initial=0), label.max(initial=0))) + 1
+    keys = cell_t.astype(np.int64) * span + cell_label
+    return np.searchsorted(keys, t.astype(np.int64) * span + label)
+
+
+def _link_laptrack(
+    cells: pd.DataFrame, overlaps: Overlaps, n_frames: int, max_distance: float, max_gap: int, divisions: bool
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Segments of ``cells`` by laptrack's global gap closing and splitting (the reference linker)."""
+    from laptrack import LapTrack
+
+    # coordinates are (y, x, t): t makes every centroid a unique key for the
+    # division cost and adds the same 1 to every frame-to-frame cost
+    cutoff = float(max_distance) ** 2 + 1.0
+    tracker = LapTrack(
+        metric="sqeuclidean",
+        cutoff=cutoff,
+        gap_closing_metric="sqeuclidean",
+        # laptrack counts the frame difference: one missed frame is a difference of 2
+        gap_closing_cutoff=cutoff + (max_gap + 1) ** 2 if max_gap > 0 else False,
+        gap_closing_max_frame_count=max_gap + 1,
+        splitting_metric=_division_cost(cells, overlaps, cutoff),
+        splitting_cutoff=cutoff if divisions else False,
+        merging_cutoff=False,
+    )
+    return _predict(tracker, cells, n_frames)
 
 
 def _predict(tracker, cells: pd.DataFrame, n_frames: int) -> tuple[np.ndarray, list[tuple[int, int]]]:

@@ -1,0 +1,237 @@
+"""Link the cells of successive frames into tracks: overlap first, then a small assignment.
+
+The linker behind :func:`napari_livecell.core.tracking.track_cells` (see
+docs/tracking.md for why it replaced laptrack's global gap-closing and
+splitting step). It works on measurements only (centroids, areas and the
+pixels each cell shares with each cell of the previous frame), never on
+pixels, in two steps:
+
+1. **Overlap links**, for all frames at once in numpy: a cell and a cell of
+   the previous frame are linked when each is the other's best match by
+   intersection over union (IoU). Cells that drift less than their own size
+   between frames, the common case in live-cell imaging, are all linked
+   here.
+2. **What is left**, frame by frame, in one small linear assignment
+   (:func:`scipy.optimize.linear_sum_assignment`) per frame that has
+   unlinked starts: each track start may take a track end of the previous
+   ``max_gap + 1`` frames (cost: squared centroid distance plus the squared
+   frame difference, as laptrack's ``sqeuclidean`` metric over ``(y, x, t)``
+   gave it) or become a daughter of a cell of the previous frame that covered
+   it (cost ``(1 - covered) * cutoff``, ``covered`` the share of the start's
+   pixels that the mother held). The matrices are a few rows by a few columns.
+
+A cell with two successors has divided: its track ends and each daughter
+starts a new one (the Cell Tracking Challenge's convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# stands in for "no link possible" in the assignment matrices (finite, so
+# that linear_sum_assignment always finds a solution; such pairs are dropped)
+_IMPOSSIBLE = 1e18
+
+
+@dataclass
+class Links:
+    """Links between the rows of a cell table sorted by frame.
+
+    Attributes
+    ----------
+    parent, child : numpy.ndarray
+        Row numbers of each link (``parent`` in an earlier frame).
+    """
+
+    parent: np.ndarray
+    child: np.ndarray
+
+
+def overlap_links(
+    t: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    area: np.ndarray,
+    pair_child: np.ndarray,
+    pair_parent: np.ndarray,
+    pair_pixels: np.ndarray,
+    max_distance: float,
+) -> Links:
+    """Mutual best-IoU links between successive frames, for all frames at once.
+
+    Parameters
+    ----------
+    t, y, x, area : numpy.ndarray
+        Per cell (row), sorted by frame.
+    pair_child, pair_parent, pair_pixels : numpy.ndarray
+        Overlap pairs: a cell (row), a cell (row) of the frame before, and the
+        pixels they share.
+    max_distance : float
+        Pairs whose centroids lie farther apart are not linked.
+
+    Returns
+    -------
+    Links
+        One-to-one links: a cell has at most one parent and one child here.
+    """
+    if len(pair_child) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Links(empty, empty)
+    shared = pair_pixels.astype(float)
+    iou = shared / (area[pair_child] + area[pair_parent] - shared)
+    near = (y[pair_child] - y[pair_parent]) ** 2 + (x[pair_child] - x[pair_parent]) ** 2
+    keep = (near <= max_distance**2) & (t[pair_child] == t[pair_parent] + 1)
+    child, parent, iou = pair_child[keep], pair_parent[keep], iou[keep]
+    pair = np.arange(len(child))
+    # best parent of each child: sort by child, then by IoU falling (ties: lower parent row)
+    by_child = np.lexsort((parent, -iou, child))
+    first = np.r_[True, child[by_child][1:] != child[by_child][:-1]]
+    best_for_child = np.zeros(len(child), dtype=bool)
+    best_for_child[pair[by_child][first]] = True
+    by_parent = np.lexsort((child, -iou, parent))
+    first = np.r_[True, parent[by_parent][1:] != parent[by_parent][:-1]]
+    best_for_parent = np.zeros(len(child), dtype=bool)
+    best_for_parent[pair[by_parent][first]] = True
+    mutual = best_for_child & best_for_parent
+    return Links(parent[mutual].astype(np.int64), child[mutual].astype(np.int64))
+
+
+def link_cells(
+    t: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    area: np.ndarray,
+    pair_child: np.ndarray,
+    pair_parent: np.ndarray,
+    pair_pixels: np.ndarray,
+    *,
+    max_distance: float,
+    max_gap: int = 1,
+    divisions: bool = True,
+) -> Links:
+    """All links of a time-lapse: overlap links, then gaps, fast movers and divisions.
+
+    Parameters
+    ----------
+    t, y, x, area : numpy.ndarray
+        Per cell (row), sorted by frame.
+    pair_child, pair_parent, pair_pixels : numpy.ndarray
+        Overlap pairs between successive frames (rows and shared pixels).
+    max_distance : float
+        Farthest a cell moves between frames, and a daughter lies from its
+        mother (pixels).
+    max_gap : int
+        Frames a cell may be missed and keep its track.
+    divisions : bool
+        Let a cell have two successors (a division).
+
+    Returns
+    -------
+    Links
+        Each cell has at most one parent and at most two children.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    n = len(t)
+    first = overlap_links(t, y, x, area, pair_child, pair_parent, pair_pixels, max_distance)
+    children = np.zeros(n, dtype=np.int8)
+    has_parent = np.zeros(n, dtype=bool)
+    children[first.parent] = 1
+    has_parent[first.child] = True
+    parents, kids = [first.parent], [first.child]
+    if n == 0:
+        return first
+    n_frames = int(t.max()) + 1
+    offsets = np.searchsorted(t, np.arange(n_frames + 1))
+    cutoff = float(max_distance) ** 2 + 1.0
+    gap_cutoff = cutoff + (max_gap + 1) ** 2
+    # overlap pairs of each child row, for the division candidates
+    order = np.argsort(pair_child, kind="stable")
+    pair_child, pair_parent, pair_pixels = pair_child[order], pair_parent[order], pair_pixels[order]
+    pair_bounds = np.searchsorted(pair_child, np.arange(n + 1))
+    for frame in range(1, n_frames):
+        rows = np.arange(offsets[frame], offsets[frame + 1])
+        starts = rows[~has_parent[rows]]
+        if starts.size == 0:
+            continue
+        earliest = max(frame - 1 - max_gap, 0)
+        candidates = np.arange(offsets[earliest], offsets[frame])
+        ends = candidates[children[candidates] == 0]
+        columns: list[np.ndarray] = []
+        costs: list[np.ndarray] = []
+        if ends.size:
+            dt = (frame - t[ends]).astype(float)
+            cost = (y[starts, None] - y[ends]) ** 2 + (x[starts, None] - x[ends]) ** 2 + dt**2
+            limit = np.where(dt > 1, gap_cutoff, cutoff)
+            columns.append(ends)
+            costs.append(np.where(cost <= limit, cost, _IMPOSSIBLE))
+        if divisions:
+            mothers, cost = _division_costs(
+                starts, t, area, pair_parent, pair_pixels, pair_bounds, children, cutoff
+            )
+            if mothers.size:
+                columns.append(mothers)
+                costs.append(cost)
+        if not columns:
+            continue
+        matrix = np.concatenate(costs, axis=1)
+        column_rows = np.concatenate(columns)
+        picked_start, picked_column = linear_sum_assignment(matrix)
+        possible = matrix[picked_start, picked_column] < _IMPOSSIBLE
+        new_child = starts[picked_start[possible]]
+        new_parent = column_rows[picked_column[possible]]
+        np.add.at(children, new_parent, 1)
+        has_parent[new_child] = True
+        parents.append(new_parent)
+        kids.append(new_child)
+    return Links(np.concatenate(parents).astype(np.int64), np.concatenate(kids).astype(np.int64))
+
+
+def _division_costs(starts, t, area, pair_parent, pair_pixels, pair_bounds, children, cutoff):
+    """Mother candidates (cells of the previous frame with one child that cover a start) and costs."""
+    pieces = [np.arange(pair_bounds[s], pair_bounds[s + 1]) for s in starts]
+    pairs = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.intp)
+    owner = np.repeat(np.arange(len(starts)), [len(p) for p in pieces])
+    mother = pair_parent[pairs]
+    # a cell with no child yet may take a daughter here and the other one as an
+    # end column (both daughters unlinked); a mother of two is full
+    usable = (children[mother] <= 1) & (t[mother] == t[starts[owner]] - 1)
+    pairs, owner, mother = pairs[usable], owner[usable], mother[usable]
+    mothers, column = np.unique(mother, return_inverse=True)
+    cost = np.full((len(starts), len(mothers)), _IMPOSSIBLE)
+    covered = pair_pixels[pairs] / area[starts[owner]]
+    cost[owner, column] = (1.0 - covered) * cutoff
+    return mothers, cost
+
+
+def segments(n: int, links: Links) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Cut links at divisions: a segment number per row and ``(mother, daughter)`` segment pairs.
+
+    Parameters
+    ----------
+    n : int
+        Rows (cells).
+    links : Links
+        From :func:`link_cells`.
+
+    Returns
+    -------
+    segment : numpy.ndarray
+        Per row, the number of its track segment (arbitrary order).
+    splits : list of tuple of int
+        ``(mother segment, daughter segment)`` for each child of a cell with two children.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    count = np.bincount(links.parent, minlength=n)
+    single = count[links.parent] == 1
+    chain = coo_matrix(
+        (np.ones(int(single.sum()), dtype=np.int8), (links.parent[single], links.child[single])), shape=(n, n)
+    )
+    _, segment = connected_components(chain, directed=False)
+    split = ~single
+    splits = list(zip(segment[links.parent[split]].tolist(), segment[links.child[split]].tolist()))
+    return segment.astype(np.int64), splits
