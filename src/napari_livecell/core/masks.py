@@ -117,15 +117,16 @@ def instance_masks(
             yield index, r0, c0, mask
 
 
-def _drop_fragments(labels: np.ndarray) -> None:
-    """Keep only the largest piece of each cell (in place).
+def _drop_fragments(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
+    """Keep only the largest piece of each cell (in place); return each id's box (``None``: absent).
 
     A low-scoring mask that overlaps higher-scoring cells can be left in
     scattered pieces after they are painted over it; a cell is one piece.
     """
     from scipy import ndimage as ndi
 
-    for index, box in enumerate(ndi.find_objects(labels)):
+    boxes = ndi.find_objects(labels)
+    for index, box in enumerate(boxes):
         if box is None:
             continue
         cell = labels[box] == index + 1
@@ -134,6 +135,70 @@ def _drop_fragments(labels: np.ndarray) -> None:
             sizes = np.bincount(pieces.ravel())
             sizes[0] = 0
             labels[box][cell & (pieces != sizes.argmax())] = 0
+    return boxes
+
+
+class MaskPainter:
+    """Paint box-sized masks into one label image as they come, the higher score on top.
+
+    A pixel ends with the highest-scoring mask that covers it (of equal
+    scores, the later one): the result of painting every mask in ascending
+    order of score, with no list of all the frame's masks kept until the end.
+    A tiled frame is painted tile by tile, so its memory is the label image
+    plus one tile's masks, whatever its size.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(H, W)`` of the label image.
+    """
+
+    def __init__(self, image_shape: tuple[int, int]) -> None:
+        self.labels = np.zeros(image_shape, dtype=np.int32)
+        self._count = 0
+        # score of label id i at [i]; id 0 (background) loses to every cell
+        self._scores = np.full(1024, -np.inf)
+        self._classes = np.zeros(1024, dtype=np.int32)
+
+    def add(self, score: float, row: int, col: int, mask: np.ndarray, class_id: int = 0) -> None:
+        """Paint one instance's mask (box corner ``row``, ``col``) where it outscores what is there."""
+        self._count += 1
+        if self._count == len(self._scores):
+            self._scores = np.concatenate([self._scores, np.full(len(self._scores), -np.inf)])
+            self._classes = np.concatenate([self._classes, np.zeros(len(self._classes), np.int32)])
+        self._scores[self._count] = score
+        self._classes[self._count] = class_id
+        height, width = self.labels.shape
+        # masks from a padded window may reach past the frame: clip them
+        mask = mask[: max(0, height - row), : max(0, width - col)]
+        region = self.labels[row : row + mask.shape[0], col : col + mask.shape[1]]
+        beneath = region[mask]
+        region[mask] = np.where(self._scores[beneath] <= score, self._count, beneath)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Keep the largest piece of each cell and number the cells ``1..K``.
+
+        Returns
+        -------
+        labels : numpy.ndarray
+            ``(H, W)`` int32 with consecutive ids ``1..K`` (relabelled in place).
+        kept : numpy.ndarray
+            Index (order of :meth:`add`) of the instance that became label ``k + 1``;
+            instances that lost every pixel to higher-scoring ones are dropped.
+        scores, classes : numpy.ndarray
+            ``(K,)`` score (float64) and class of each kept cell.
+        """
+        labels = self.labels
+        boxes = _drop_fragments(labels)
+        # dropping fragments keeps a piece of every cell: present ids are those with a box
+        kept = np.array([index for index, box in enumerate(boxes) if box is not None], dtype=np.intp)
+        lookup = np.zeros(self._count + 1, dtype=np.int32)
+        lookup[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
+        rows = max(1, (1 << 22) // max(1, labels.shape[1]))
+        for start in range(0, labels.shape[0], rows):  # in place: no second label image
+            block = labels[start : start + rows]
+            block[...] = lookup[block]
+        return labels, kept, self._scores[kept + 1], self._classes[kept + 1]
 
 
 def paint_masks(
@@ -156,19 +221,8 @@ def paint_masks(
         Index into ``masks`` of label ``k + 1``; instances that lost every
         pixel to higher-scoring ones are dropped.
     """
-    labels = np.zeros(image_shape, dtype=np.int32)
-    scores = np.array([entry[0] for entry in masks], dtype=np.float64)
-    # ascending score, so that higher-scoring cells overwrite the pixels they share
-    height, width = image_shape
-    for position in np.argsort(scores, kind="stable"):
-        _, row, col, mask = masks[position]
-        # masks from a padded window may reach past the frame: clip them
-        mask = mask[: max(0, height - row), : max(0, width - col)]
-        labels[row : row + mask.shape[0], col : col + mask.shape[1]][mask] = position + 1
-    _drop_fragments(labels)
-    present = np.zeros(len(masks) + 1, dtype=bool)
-    present[np.unique(labels)] = True
-    kept = np.flatnonzero(present[1:])
-    lookup = np.zeros(len(masks) + 1, dtype=np.int32)
-    lookup[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
-    return lookup[labels], kept
+    painter = MaskPainter(image_shape)
+    for score, row, col, mask in masks:
+        painter.add(score, row, col, mask)
+    labels, kept, _, _ = painter.finish()
+    return labels, kept

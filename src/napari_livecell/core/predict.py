@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .masks import RawInstances, instance_masks, paint_masks
+from .masks import MaskPainter, RawInstances, instance_masks
 from .model import LoadedModel, load_model
 from .segmentation import Segmentation
 
@@ -22,6 +22,9 @@ DEFAULT_IOU = 0.6
 DEFAULT_IMGSZ = 704
 MAX_DETECTIONS = 3000  # LIVECell images hold up to a few thousand cells
 NORMALIZE_PERCENTILES = (0.1, 99.9)
+# frames above this many pixels take their percentiles from a strided sample (uint8_scale)
+PERCENTILE_SAMPLE_PIXELS = 4096 * 4096
+CONVERT_BLOCK_PIXELS = 1 << 20  # float temporaries of a conversion: one block of this many values
 MODALITIES = ("auto", "phase", "fluorescence")
 # smallest network input side: at 32 px the deepest feature map is one pixel and a
 # blank frame read as a 947-px "cell" (score 0.71); from 64 px on, blank frames give none
@@ -59,6 +62,98 @@ class PredictSettings:
             raise ValueError(f"imgsz must be >= 32, got {self.imgsz}")
 
 
+@dataclass(frozen=True)
+class Uint8Scale:
+    """How one frame's values become 8-bit: decided once for the frame, applied window by window.
+
+    Deciding from the whole frame and converting only the window at hand keeps
+    a tiled frame's memory at the image plus one window (a whole-frame float
+    copy of a 20000 x 20000 16-bit frame held ~8 GB), with every pixel given
+    exactly the value a whole-frame conversion gives it.
+
+    Attributes
+    ----------
+    kind : str
+        ``"uint8"`` (kept as is), ``"bool"`` (0 / 255), ``"linear"`` (the
+        ``low``..``high`` stretch) or ``"blank"`` (every pixel 0).
+    low, high : float
+        The values mapped to 0 and 255 by ``"linear"``.
+    """
+
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+
+    def apply(self, window: np.ndarray) -> np.ndarray:
+        """The window (any part of the frame, any channels) as uint8, converted in row blocks."""
+        window = np.asarray(window)
+        if self.kind == "uint8":
+            return window
+        if self.kind == "bool":
+            return window.astype(np.uint8) * 255
+        if self.kind == "blank":
+            return np.zeros(window.shape, dtype=np.uint8)
+        converted = np.empty(window.shape, dtype=np.uint8)
+        # float temporaries of a block, never of the whole window
+        rows = max(1, CONVERT_BLOCK_PIXELS // max(1, math.prod(window.shape[1:])))
+        for start in range(0, window.shape[0], rows):
+            converted[start : start + rows] = self._stretch(window[start : start + rows])
+        return converted
+
+    def _stretch(self, block: np.ndarray) -> np.ndarray:
+        values = block.astype(np.float32)
+        finite = np.isfinite(values)
+        if not finite.all():
+            values = np.where(finite, values, np.nan)
+        low, high = self.low, self.high
+        scaled = (np.nan_to_num(values, nan=low) - low) * (255.0 / (high - low))
+        return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+
+    def bgr(self, window: np.ndarray) -> np.ndarray:
+        """The window as the 3-channel uint8 BGR Ultralytics expects (gray repeated, alpha dropped)."""
+        window = np.asarray(window)
+        if window.ndim == 2:
+            return np.repeat(self.apply(window)[:, :, None], 3, axis=2)
+        return np.ascontiguousarray(self.apply(window[:, :, 2::-1]))
+
+
+def uint8_scale(frame: np.ndarray) -> Uint8Scale:
+    """Decide how a frame becomes uint8 (see :func:`to_uint8`), without converting it.
+
+    Frames of more than :data:`PERCENTILE_SAMPLE_PIXELS` pixels take their
+    percentiles from an evenly strided sample of about that many pixels:
+    exact percentiles of a 400-megapixel frame need float copies of it all,
+    and a sample of 16 million pixels places the 0.1th and 99.9th
+    percentiles as well for a stretch to 256 levels.
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` array of any real dtype.
+
+    Returns
+    -------
+    Uint8Scale
+    """
+    frame = np.asarray(frame)
+    if frame.dtype == np.uint8:
+        return Uint8Scale("uint8")
+    if frame.dtype == bool:
+        return Uint8Scale("bool")
+    if not (np.issubdtype(frame.dtype, np.integer) or np.issubdtype(frame.dtype, np.floating)):
+        raise InputError(f"cannot segment an image of dtype {frame.dtype}")
+    pixels = frame.shape[0] * frame.shape[1] if frame.ndim >= 2 else frame.size
+    step = max(1, math.ceil(math.sqrt(pixels / PERCENTILE_SAMPLE_PIXELS)))
+    values = (frame[::step, ::step] if frame.ndim >= 2 else frame).astype(np.float32)
+    finite = np.isfinite(values)
+    if not finite.all():
+        values = np.where(finite, values, np.nan)
+    low, high = np.nanpercentile(values, NORMALIZE_PERCENTILES)
+    if not np.isfinite(low) or high <= low:
+        return Uint8Scale("blank")
+    return Uint8Scale("linear", low, high)
+
+
 def to_uint8(frame: np.ndarray) -> np.ndarray:
     """Scale a 2-D or RGB frame to uint8, the same way for every dtype.
 
@@ -78,45 +173,40 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
     numpy.ndarray
         uint8 array of the same shape.
     """
-    frame = np.asarray(frame)
-    if frame.dtype == np.uint8:
-        return frame
-    if frame.dtype == bool:
-        return frame.astype(np.uint8) * 255
-    if not (np.issubdtype(frame.dtype, np.integer) or np.issubdtype(frame.dtype, np.floating)):
-        raise InputError(f"cannot segment an image of dtype {frame.dtype}")
-    values = frame.astype(np.float32)
-    finite = np.isfinite(values)
-    if not finite.all():
-        values = np.where(finite, values, np.nan)
-    low, high = np.nanpercentile(values, NORMALIZE_PERCENTILES)
-    if not np.isfinite(low) or high <= low:
-        return np.zeros(frame.shape, dtype=np.uint8)
-    scaled = (np.nan_to_num(values, nan=low) - low) * (255.0 / (high - low))
-    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+    return uint8_scale(frame).apply(frame)
+
+
+def _check_frame_shape(frame: np.ndarray) -> None:
+    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))):
+        raise InputError(f"a frame must be (H, W) or (H, W, 3|4), got shape {frame.shape}")
 
 
 def to_bgr(frame: np.ndarray) -> np.ndarray:
     """Make a 3-channel uint8 BGR frame (what Ultralytics expects) from gray/RGB(A)."""
-    frame = to_uint8(frame)
-    if frame.ndim == 2:
-        return np.repeat(frame[:, :, None], 3, axis=2)
-    if frame.ndim == 3 and frame.shape[2] in (3, 4):
-        return np.ascontiguousarray(frame[:, :, 2::-1])
-    raise InputError(f"a frame must be (H, W) or (H, W, 3|4), got shape {frame.shape}")
+    frame = np.asarray(frame)
+    scale = uint8_scale(frame)
+    _check_frame_shape(frame)
+    return scale.bgr(frame)
 
 
-def _gray_sample(frame: np.ndarray, max_pixels: int = 512 * 512) -> np.ndarray:
-    """The frame as 8-bit gray, every few pixels: enough to judge its histogram."""
+def _gray_sample(
+    frame: np.ndarray, max_pixels: int = 512 * 512, scale: Uint8Scale | None = None
+) -> np.ndarray:
+    """The frame as 8-bit gray, every few pixels: enough to judge its histogram.
+
+    ``scale``: the whole frame's conversion to 8 bits (what the network will
+    see); by default the sample is stretched by its own percentiles.
+    """
     frame = np.asarray(frame)
     step = max(1, math.ceil(math.sqrt(frame.shape[0] * frame.shape[1] / max_pixels)))
-    sample = to_uint8(frame[::step, ::step])
+    sample = frame[::step, ::step]
+    sample = to_uint8(sample) if scale is None else scale.bgr(sample)
     if sample.ndim == 3:
         sample = sample[:, :, :3].mean(axis=2).astype(np.uint8)
     return sample
 
 
-def detect_modality(frame: np.ndarray) -> str:
+def detect_modality(frame: np.ndarray, *, scale: Uint8Scale | None = None) -> str:
     """Guess from the pixels whether a frame is phase contrast or fluorescence.
 
     Fluorescence shows bright, sparse objects on a dark background: the
@@ -130,13 +220,16 @@ def detect_modality(frame: np.ndarray) -> str:
     ----------
     frame : numpy.ndarray
         ``(H, W)`` or ``(H, W, 3|4)`` frame of any real dtype.
+    scale : Uint8Scale, optional
+        The frame's own conversion to 8 bits (:func:`uint8_scale`), when
+        decided already; otherwise the frame is sampled and the sample stretched.
 
     Returns
     -------
     str
         ``"fluorescence"`` or ``"phase"``.
     """
-    gray = _gray_sample(frame)
+    gray = _gray_sample(frame, scale=scale)
     low, high = np.percentile(gray, (0.5, 99.5))
     if high - low < 8:
         return "phase"
@@ -186,7 +279,13 @@ class Polarity:
         }
 
 
-def frame_polarity(frame: np.ndarray, settings: PredictSettings, model_modality: str = "phase") -> Polarity:
+def frame_polarity(
+    frame: np.ndarray,
+    settings: PredictSettings,
+    model_modality: str = "phase",
+    *,
+    scale: Uint8Scale | None = None,
+) -> Polarity:
     """Decide a frame's modality (from its pixels for ``auto``) against the model's.
 
     Parameters
@@ -197,13 +296,15 @@ def frame_polarity(frame: np.ndarray, settings: PredictSettings, model_modality:
         Its ``modality``: ``auto``, ``phase`` or ``fluorescence``.
     model_modality : str
         What the model was trained on (:attr:`LoadedModel.modality`).
+    scale : Uint8Scale, optional
+        The frame's conversion to 8 bits, when decided already (see :func:`detect_modality`).
 
     Returns
     -------
     Polarity
     """
     if settings.modality == "auto":
-        return Polarity(detect_modality(frame), model_modality, decided=True)
+        return Polarity(detect_modality(frame, scale=scale), model_modality, decided=True)
     return Polarity(settings.modality, model_modality)
 
 
@@ -395,47 +496,62 @@ def segment_frame_steps(
     """
     model = load_model(model)
     settings = settings or PredictSettings()
-    bgr = to_bgr(frame)
-    height, width = shape = bgr.shape[:2]
-    if bgr.min() == bgr.max():
+    frame = np.asarray(frame)
+    # decided once for the frame; each window is converted (and inverted) only when it runs,
+    # so that memory is the frame, its labels and one window's worth, whatever the frame's size
+    scale = uint8_scale(frame)
+    _check_frame_shape(frame)
+    height, width = shape = frame.shape[:2]
+    if _converts_to_one_value(frame, scale):
         # a blank frame holds no cells at any size; no need to ask the network
         yield 1, 1
         empty = np.zeros(0)
         return Segmentation.from_painted(np.zeros(shape, np.int32), empty, empty, dict(model.class_names))
     if polarity is None:
-        polarity = frame_polarity(bgr, settings, model.modality)
-    if polarity.inverted:
-        bgr = invert(bgr)
+        polarity = frame_polarity(frame, settings, model.modality, scale=scale)
+
+    def network_input(window: np.ndarray) -> np.ndarray:
+        bgr = scale.bgr(window)
+        return invert(bgr) if polarity.inverted else bgr
+
     fixed = model_input_shape(model)
     window = fixed or (settings.imgsz, settings.imgsz)
     fits = height <= window[0] and width <= window[1]
     if tile is None:
         tile = not fits
+    painter = MaskPainter(shape)
     if tile:
         from napari_livecell.core.tiling import DEFAULT_OVERLAP, tile_grid
 
         overlap = min(DEFAULT_OVERLAP, min(window) // 4)
-        collected = []
         parts = tile_grid(shape, window, overlap)
         for done, part in enumerate(parts, start=1):
-            piece = np.ascontiguousarray(bgr[part.row, part.col])
-            collected += _collect_native(
-                piece, model, settings, fixed, (part.row.start, part.col.start), part.owns
-            )
+            piece = network_input(frame[part.row, part.col])
+            corner = (part.row.start, part.col.start)
+            found = _collect_native(piece, model, settings, fixed, corner, part.owns)
+            for score, row, col, mask, class_id in found:
+                painter.add(score, row, col, mask, class_id)
             yield done, len(parts)
     else:
+        bgr = network_input(frame)
         if fits:
-            collected = _collect_native(bgr, model, settings, fixed)
+            found = _collect_native(bgr, model, settings, fixed)
         else:
-            collected = _collect(bgr, model, settings)  # downscaled to imgsz, as asked
+            found = _collect(bgr, model, settings)  # downscaled to imgsz, as asked
+        for score, row, col, mask, class_id in found:
+            painter.add(score, row, col, mask, class_id)
         yield 1, 1
-    labels, kept = paint_masks([entry[:4] for entry in collected], shape)
-    return Segmentation.from_painted(
-        labels,
-        np.array([collected[k][0] for k in kept], dtype=np.float32),
-        np.array([collected[k][4] for k in kept], dtype=np.int32),
-        dict(model.class_names),
-    )
+    labels, _, scores, classes = painter.finish()
+    return Segmentation.from_painted(labels, scores, classes, dict(model.class_names))
+
+
+def _converts_to_one_value(frame: np.ndarray, scale: Uint8Scale) -> bool:
+    """Whether the network would see one gray level everywhere (alpha aside)."""
+    if scale.kind in ("uint8", "bool"):
+        colours = frame if frame.ndim == 2 else frame[:, :, :3]
+        return bool(colours.min() == colours.max())
+    # a stretch maps its low and high percentiles, real pixels of the frame, to 0 and 255
+    return scale.kind == "blank"
 
 
 def _collect_native(
