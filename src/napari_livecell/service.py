@@ -224,11 +224,16 @@ def render_response(
     filename: str,
     should_stop: Callable[[], bool] | None = None,
     polarity: Any = None,
+    resampling: Any = None,
 ):
     """Encode a result as PNG (outlined), COCO-style json, or a 16-bit label PNG.
 
     The json's ``info.settings`` says what the frame was taken to be
-    (``modality``, ``modality_decided``, ``model_modality``, ``inverted``).
+    (``modality``, ``modality_decided``, ``model_modality``, ``inverted``)
+    and what was done about its pixel size (``pixel_size_um``,
+    ``pixel_size_source``, ``model_pixel_size_um``, ``resampled``,
+    ``resample_factor``); the PNG answers say the latter in ``X-Pixel-Size``.
+    Cells are always on the upload's own grid.
     """
     from fastapi.responses import JSONResponse, Response
 
@@ -238,22 +243,50 @@ def render_response(
         coco = build_coco(
             [CocoImage(1, filename or "upload", segmentation)], with_scores=True, should_stop=should_stop
         )
+        said = coco["info"].get("settings", {})
         if polarity is not None:
-            coco["info"]["settings"] = {**coco["info"].get("settings", {}), **polarity.as_dict()}
+            said = {**said, **polarity.as_dict()}
+        if resampling is not None:
+            said = {**said, **resampling.as_dict(), "pixel_size": resampling.describe()}
+        coco["info"]["settings"] = said
         return JSONResponse(coco)
     from napari_livecell.core.render import draw_outlines, png_bytes
 
+    headers = {"X-Pixel-Size": resampling.describe()} if resampling is not None else {}
     if response_format == "labels":
         labels = segmentation.labels
         if labels.max() > 65535:
             raise RequestError(422, "more than 65,535 cells do not fit a 16-bit label PNG")
-        return Response(png_bytes(labels.astype(np.uint16)), media_type="image/png")
+        return Response(png_bytes(labels.astype(np.uint16)), media_type="image/png", headers=headers)
     outlined = draw_outlines(image, segmentation.labels)
     return Response(
         png_bytes(outlined),
         media_type="image/png",
-        headers={"X-Cell-Count": str(segmentation.n_cells)},
+        headers={"X-Cell-Count": str(segmentation.n_cells), **headers},
     )
+
+
+def check_resampled_size(shape: tuple[int, int], zoom: float, settings: ServiceSettings) -> None:
+    """Refuse a frame that resampling to the model's pixel size would take beyond the limits.
+
+    Raises
+    ------
+    RequestError
+        413 beyond ``max_pixels``, 422 for a frame too small to segment.
+    """
+    from napari_livecell.core.pixel_size import resampled_shape
+
+    height, width = resampled_shape(shape, zoom)
+    if height * width > settings.max_pixels:
+        raise RequestError(
+            413,
+            f"at the model's pixel size the image would be {width} x {height} px, over the limit of "
+            f"{settings.max_pixels:,} px (ServiceSettings.max_pixels): check pixel_size",
+        )
+    if min(height, width) < 8:
+        raise RequestError(
+            422, f"at the model's pixel size the image would be {width} x {height} px: too small to segment"
+        )
 
 
 def _run_request(
@@ -264,18 +297,31 @@ def _run_request(
     predict: Any,
     response_format: str,
     stop: threading.Event,
+    pixel_size: float | None = None,
 ):
     """Decode, segment and encode one upload in a worker thread, stopping when ``stop`` is set.
 
     ``stop`` is checked between tiles of the frame and every 256 cells of the
     json, so a request over its time limit (or a server shutting down) frees
-    its worker within one tile.
+    its worker within one tile. The frame's pixel size is ``pixel_size``
+    (the query), else what an uploaded TIFF's metadata says, else unknown.
     """
-    from napari_livecell.core.predict import Cancelled, frame_polarity, segment_frame_steps
+    from napari_livecell.core.pixel_size import (
+        bytes_pixel_size,
+        plan_resampling,
+        segment_frame_resampled_steps,
+    )
+    from napari_livecell.core.predict import Cancelled, frame_polarity
 
     frame = decode_image(payload, filename, settings)
+    source = "query"
+    if pixel_size is None:
+        pixel_size, source = bytes_pixel_size(payload), "file metadata"
+    resampling = plan_resampling(pixel_size, model, source)
+    if resampling.applied:
+        check_resampled_size(frame.shape[:2], resampling.zoom, settings)
     polarity = frame_polarity(frame, predict, model.modality)
-    steps = segment_frame_steps(frame, model, predict, polarity=polarity)
+    steps = segment_frame_resampled_steps(frame, model, predict, None, polarity, resampling)
     while True:
         if stop.is_set():
             raise Cancelled("stopped between tiles")
@@ -285,7 +331,13 @@ def _run_request(
             result = finished.value
             break
     return render_response(
-        frame, result, response_format, filename, should_stop=stop.is_set, polarity=polarity
+        frame,
+        result,
+        response_format,
+        filename,
+        should_stop=stop.is_set,
+        polarity=polarity,
+        resampling=resampling,
     )
 
 
@@ -337,6 +389,7 @@ def create_app(settings: ServiceSettings | None = None):
             "classes": {str(k): v for k, v in model.class_names.items()},
             "imgsz": model.imgsz,
             "device": model.device,
+            "pixel_size_um": model.pixel_size_um,
         }
 
     def too_slow() -> RequestError:
@@ -357,6 +410,13 @@ def create_app(settings: ServiceSettings | None = None):
             "auto",
             pattern="^(auto|phase|fluorescence)$",
             description="auto (decided from the pixels), phase or fluorescence",
+        ),
+        pixel_size: float | None = Query(
+            None,
+            gt=0.0,
+            le=1e4,
+            description="micrometres per pixel of the image (default: a TIFF's own metadata, else "
+            "unknown); resampled to the model's pixel size when they differ by more than 10 %",
         ),
     ):
         loop = asyncio.get_running_loop()
@@ -379,7 +439,7 @@ def create_app(settings: ServiceSettings | None = None):
         stop = threading.Event()
         state["running"].add(stop)
         predict = PredictSettings(conf=conf, iou=iou, imgsz=imgsz, modality=modality)
-        arguments = (payload, filename, settings, state["model"], predict, format, stop)
+        arguments = (payload, filename, settings, state["model"], predict, format, stop, pixel_size)
         work = asyncio.ensure_future(asyncio.to_thread(_run_request, *arguments))
 
         def finished(_task) -> None:

@@ -43,6 +43,13 @@ def add_parser(commands) -> None:
         help="segment this channel (from 0) of multi-channel images: the last axis when short "
         "(H, W, C), else a short first axis (C, H, W)",
     )
+    seg.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="micrometres per pixel of the images (default: each TIFF's own metadata, else unknown); "
+        "frames are resampled to the model's pixel size when they differ by more than 10%%",
+    )
     seg.add_argument("--out", required=True, help="output folder")
     seg.add_argument(
         "--scheduler",
@@ -68,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     """
     from napari_livecell.core.coco import CocoImage, build_coco, write_coco
     from napari_livecell.core.images import read_image, search_images
+    from napari_livecell.core.measure import check_pixel_size
     from napari_livecell.core.model import load_model
+    from napari_livecell.core.pixel_size import describe_resamplings
     from napari_livecell.core.predict import PredictSettings, describe_polarities
     from napari_livecell.core.render import write_segment_outputs
     from napari_livecell.core.run import Backend, iter_segment
@@ -77,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz, modality=args.modality)
     except ValueError as error:
         raise CommandError(str(error)) from None
+    try:
+        check_pixel_size(args.pixel_size)
+    except ValueError as error:
+        raise CommandError(f"--pixel-size: {error}") from None
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1")
     out = Path(args.out)
@@ -99,18 +112,22 @@ def run(args: argparse.Namespace) -> int:
         backend = Backend(weights=args.model, device=args.device, tile=TILE_MODES[args.tile])
         class_names = model.class_names
     entries: list[CocoImage] = []
+    resampled: dict[str, dict] = {}
     failures = []
     for path in paths:
         try:
             image = read_image(path)
             image = _prepare_image(image, path, args.channel)
+            pixel = image_pixel_size(path, args.pixel_size)
             if args.scheduler:
-                leading, frames, polarities = _frames_on_cluster(args, weights, path, image, settings)
+                leading, frames, polarities, resamplings = _frames_on_cluster(
+                    args, weights, path, image, settings, pixel
+                )
             else:
-                events = iter_segment(image, backend, settings)
+                events = iter_segment(image, backend, settings, None, *pixel)
                 started = next(events)
                 leading = started.leading
-                frames, polarities = _frames_with_progress(events, started.n_frames, path.name)
+                frames, polarities, resamplings = _frames_with_progress(events, started.n_frames, path.name)
         except USER_ERRORS as error:
             failures.append(f"{path.name}: {error}")
             continue
@@ -125,7 +142,13 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         n_cells = sum(f.n_cells for f in frames)
-        print(f"{path.name}: {n_cells} cells; {describe_polarities(polarities)}", file=sys.stderr)
+        if resamplings and resamplings[0] is not None:
+            resampled[path.name] = resamplings[0].as_dict()
+        print(
+            f"{path.name}: {n_cells} cells; {describe_polarities(polarities)}; "
+            f"{describe_resamplings(resamplings)}",
+            file=sys.stderr,
+        )
     if entries:
         coco = build_coco(entries, class_names=class_names, with_scores=True)
         coco["info"]["settings"] = {
@@ -134,12 +157,24 @@ def run(args: argparse.Namespace) -> int:
             "iou": settings.iou,
             "imgsz": settings.imgsz,
             "modality": settings.modality,
+            "pixel_size_um": args.pixel_size,
+            "resampling": resampled,
         }
         write_coco(out / "predictions.json", coco)
         print(f"wrote {len(entries)} frame(s) of results to {out}")
     for failure in failures:
         print(f"napari-livecell: error: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def image_pixel_size(path: Path, given: float | None) -> tuple[float | None, str]:
+    """An input's micrometres per pixel and where it came from: ``--pixel-size``, else its TIFF metadata."""
+    from napari_livecell.core.pixel_size import file_pixel_size
+
+    if given is not None:
+        return given, "--pixel-size"
+    found = file_pixel_size(path)
+    return (found, "file metadata") if found is not None else (None, "")
 
 
 def _prepare_image(image, path: Path, channel: int | None):
@@ -209,11 +244,11 @@ def _report_skipped(search, out: Path) -> None:
         )
 
 
-def _frames_with_progress(events, n_frames: int, name: str) -> tuple[list, list]:
-    """Collect a run's frames and polarities, with a bar over a stack's frames and one over tiles."""
+def _frames_with_progress(events, n_frames: int, name: str) -> tuple[list, list, list]:
+    """A run's frames, polarities and resamplings, with a bar over a stack's frames and one over tiles."""
     from napari_livecell.core.run import FrameResult, TileProgress
 
-    frames, polarities = [], []
+    frames, polarities, resamplings = [], [], []
     frame_bar = progress_bar(n_frames, name, unit="frame") if n_frames > 1 else None
     tile_bar = None
     try:
@@ -231,16 +266,19 @@ def _frames_with_progress(events, n_frames: int, name: str) -> tuple[list, list]
             elif isinstance(event, FrameResult):
                 frames.append(event.segmentation)
                 polarities.append(event.polarity)
+                resamplings.append(event.resampling)
                 if frame_bar is not None:
                     frame_bar.update(1)
     finally:
         for bar in (tile_bar, frame_bar):
             if bar is not None:
                 bar.close()
-    return frames, polarities
+    return frames, polarities, resamplings
 
 
-def _frames_on_cluster(args: argparse.Namespace, weights: str | None, path: Path, image, settings) -> tuple:
+def _frames_on_cluster(
+    args: argparse.Namespace, weights: str | None, path: Path, image, settings, pixel: tuple
+) -> tuple:
     """A file's frames as tasks on a Dask cluster, resumable per frame.
 
     Finished frames go to a scratch folder (``<out>/.<stem>_frames/``) as they
@@ -265,7 +303,9 @@ def _frames_on_cluster(args: argparse.Namespace, weights: str | None, path: Path
             settings,
             progress=lambda done, total: bar.update(done - bar.n),
             torch_threads=args.threads,
+            pixel_size=pixel[0],
+            pixel_size_source=pixel[1],
         )
     results = read_frame_results(scratch, stack.shape[0])
     shutil.rmtree(scratch, ignore_errors=True)
-    return leading, [r for r, _ in results], [p for _, p in results]
+    return leading, [r for r, _, _ in results], [p for _, p, _ in results], [s for _, _, s in results]

@@ -23,36 +23,59 @@ def _frame_paths(out: Path, index: int) -> tuple[Path, Path]:
     return out / f"frame_{index:05d}_labels.tif", out / f"frame_{index:05d}.json"
 
 
-def segment_frame_task(frame: np.ndarray, weights: str | None, settings, torch_threads: int | None = None):
+def segment_frame_task(
+    frame: np.ndarray,
+    weights: str | None,
+    settings,
+    torch_threads: int | None = None,
+    pixel_size: float | None = None,
+    pixel_size_source: str = "",
+):
     """Runs on a worker: segment one frame with the worker's cached model.
 
     Returns the :class:`~napari_livecell.core.segmentation.Segmentation`, with
     its outlines already traced (the worker's cores do it, not the client's),
-    and the frame's :class:`~napari_livecell.core.predict.Polarity` against
-    the worker's model (``settings.modality`` is honoured as locally).
+    the frame's :class:`~napari_livecell.core.predict.Polarity` against the
+    worker's model (``settings.modality`` is honoured as locally), and the
+    :class:`~napari_livecell.core.pixel_size.Resampling` to the model's
+    pixel size (``pixel_size``: the frame's micrometres per pixel, if known).
     """
     from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import frame_polarity, segment_frame
+    from napari_livecell.core.pixel_size import plan_resampling, segment_frame_resampled_steps
+    from napari_livecell.core.predict import frame_polarity
+    from napari_livecell.core.steps import drain
 
     model = load_model(weights, device="cpu")
     if torch_threads:
         import torch
 
         torch.set_num_threads(torch_threads)
+    resampling = plan_resampling(pixel_size, model, pixel_size_source)
     polarity = frame_polarity(frame, settings, model.modality)
-    result = segment_frame(frame, model, settings, polarity=polarity)
+    result = drain(segment_frame_resampled_steps(frame, model, settings, None, polarity, resampling))
     result.polygons  # noqa: B018
-    return result, polarity
+    return result, polarity, resampling
 
 
 def _segment_one(
-    frame: np.ndarray, weights: str | None, settings, torch_threads: int | None = None
+    frame: np.ndarray,
+    weights: str | None,
+    settings,
+    torch_threads: int | None = None,
+    pixel_size: float | None = None,
+    pixel_size_source: str = "",
 ) -> tuple[np.ndarray, list[dict]]:
     """Runs on a worker: segment one frame, return labels and COCO annotations."""
     from napari_livecell.core.coco import segmentation_annotations
 
-    result, polarity = segment_frame_task(frame, weights, settings, torch_threads)
-    record = {"annotations": segmentation_annotations(result, 0, 1, with_scores=True), **polarity.as_dict()}
+    result, polarity, resampling = segment_frame_task(
+        frame, weights, settings, torch_threads, pixel_size, pixel_size_source
+    )
+    record = {
+        "annotations": segmentation_annotations(result, 0, 1, with_scores=True),
+        **polarity.as_dict(),
+        **resampling.as_dict(),
+    }
     return result.labels, record
 
 
@@ -63,6 +86,8 @@ def iter_segment_distributed(
     settings=None,
     torch_threads: int | None = None,
     in_flight: int | None = None,
+    pixel_size: float | None = None,
+    pixel_size_source: str = "",
 ) -> Iterator:
     """Segment frames on a Dask cluster, yielding results in frame order.
 
@@ -81,10 +106,13 @@ def iter_segment_distributed(
         As for :func:`segment_stack_distributed`.
     in_flight : int, optional
         Most frames submitted and not yet yielded.
+    pixel_size, pixel_size_source
+        The frames' micrometres per pixel and where it came from (see
+        :func:`segment_frame_task`).
 
     Yields
     ------
-    (Segmentation, Polarity)
+    (Segmentation, Polarity, Resampling)
         One per frame, in the order of ``frames``.
     """
     from collections import deque
@@ -104,6 +132,8 @@ def iter_segment_distributed(
                     weights,
                     settings,
                     torch_threads,
+                    pixel_size,
+                    pixel_size_source,
                     pure=False,
                     retries=3,
                 )
@@ -128,6 +158,8 @@ def segment_stack_distributed(
     settings=None,
     progress: Callable[[int, int], None] | None = None,
     torch_threads: int | None = None,
+    pixel_size: float | None = None,
+    pixel_size_source: str = "",
 ) -> Path:
     """Segment every frame of a ``(T, H, W)`` stack on a Dask cluster.
 
@@ -151,6 +183,12 @@ def segment_stack_distributed(
         of its machine: with several worker processes per machine, give
         ``cores // processes`` or they slow each other down (measured: 2
         workers on 2 cores at 2 threads each ran at 0.59x of 1 worker).
+    pixel_size : float, optional
+        The stack's micrometres per pixel: frames are resampled to the
+        model's pixel size when it differs by more than 10 % (cells come back
+        on the stack's grid).
+    pixel_size_source : str
+        Where ``pixel_size`` came from, recorded with each frame.
 
     Returns
     -------
@@ -175,7 +213,17 @@ def segment_stack_distributed(
     futures = {}
     for index in todo:
         frame = np.asarray(stack[index])
-        future = client.submit(_segment_one, frame, weights, settings, torch_threads, pure=False, retries=3)
+        future = client.submit(
+            _segment_one,
+            frame,
+            weights,
+            settings,
+            torch_threads,
+            pixel_size,
+            pixel_size_source,
+            pure=False,
+            retries=3,
+        )
         futures[future] = index
     for future, (labels, record) in as_completed(futures, with_results=True):
         index = futures[future]
@@ -198,7 +246,7 @@ def _frame_record(json_path: Path) -> dict:
 
 
 def read_frame_results(out: str | os.PathLike, total: int) -> list:
-    """The finished frames of a scratch folder as ``(Segmentation, Polarity or None)`` pairs.
+    """The finished frames of a scratch folder as ``(Segmentation, Polarity, Resampling)`` triples.
 
     Parameters
     ----------
@@ -210,11 +258,13 @@ def read_frame_results(out: str | os.PathLike, total: int) -> list:
     Returns
     -------
     list of tuple
-        One ``(Segmentation, Polarity | None)`` per frame, in frame order:
-        the same cells, scores and classes a local run gives.
+        One ``(Segmentation, Polarity | None, Resampling | None)`` per frame,
+        in frame order: the same cells, scores and classes a local run gives
+        (``None``: not recorded, a scratch folder of an earlier version).
     """
     import tifffile
 
+    from napari_livecell.core.pixel_size import Resampling
     from napari_livecell.core.predict import Polarity
     from napari_livecell.core.segmentation import Segmentation
 
@@ -231,7 +281,7 @@ def read_frame_results(out: str | os.PathLike, total: int) -> list:
         polarity = None
         if "model_modality" in record:
             polarity = Polarity(record["modality"], record["model_modality"], record["modality_decided"])
-        results.append((segmentation, polarity))
+        results.append((segmentation, polarity, Resampling.from_dict(record)))
     return results
 
 

@@ -19,6 +19,9 @@ from .errors import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "livecell-synth-yolov8n-seg.pt"
+# micrometres per pixel of the shipped model's training frames: core.synthetic draws cells
+# at LIVECell's size in pixels, and LIVECell is imaged at 1.24 um/px (docs/pixel_size.md)
+DEFAULT_MODEL_PIXEL_SIZE_UM = 1.24
 SUPPORTED_SUFFIXES = {".pt": "PyTorch", ".onnx": "ONNX", ".torchscript": "TorchScript"}
 
 
@@ -68,6 +71,37 @@ class LoadedModel:
         """
         value = self.metadata.get("modality", "phase")
         return value if value in ("phase", "fluorescence") else "phase"
+
+    @property
+    def pixel_size_um(self) -> float | None:
+        """Micrometres per pixel of the model's training frames (``None``: the model does not say).
+
+        See :func:`checkpoint_pixel_size`.
+        """
+        return checkpoint_pixel_size(self.metadata, self.path)
+
+
+def checkpoint_pixel_size(metadata: dict, path: str | os.PathLike | None = None) -> float | None:
+    """The training pixel size that a model's ``napari_livecell`` metadata states, in micrometres.
+
+    Read from ``metadata["pixel_size_um"]``; the shipped default model, whose
+    checkpoint predates the key, is documented as
+    :data:`DEFAULT_MODEL_PIXEL_SIZE_UM`. Other weights that do not say (ONNX
+    exports, other YOLO models) give ``None``: their frames are not resampled.
+
+    Parameters
+    ----------
+    metadata : dict
+        ``checkpoint["napari_livecell"]`` (may be empty).
+    path : path, optional
+        The weights file, to recognise the shipped model.
+    """
+    value = metadata.get("pixel_size_um") if isinstance(metadata, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf"):
+        return float(value)
+    if path is not None and Path(path).resolve() == DEFAULT_MODEL.resolve():
+        return DEFAULT_MODEL_PIXEL_SIZE_UM
+    return None
 
 
 def resolve_device(device: str | None = None) -> str:

@@ -28,17 +28,43 @@ def segment_frame_remote(frame: np.ndarray, url: str, settings, timeout: float =
     return segment_remote(frame, url, settings, timeout)[0]
 
 
-def segment_remote(frame: np.ndarray, url: str, settings, timeout: float = 300.0) -> tuple:
-    """:func:`segment_frame_remote`, plus the service's polarity decision.
+def segment_remote(
+    frame: np.ndarray,
+    url: str,
+    settings,
+    timeout: float = 300.0,
+    pixel_size: float | None = None,
+    pixel_size_source: str = "",
+) -> tuple:
+    """:func:`segment_frame_remote`, plus the service's polarity and pixel-size decisions.
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        The frame, sent as a TIFF.
+    url : str
+        The service's address.
+    settings : PredictSettings
+        Thresholds, image size, modality.
+    timeout : float
+        Seconds to wait for the answer.
+    pixel_size : float, optional
+        The frame's micrometres per pixel (query ``pixel_size``): the service
+        resamples it to its model's and answers on the frame's grid.
+    pixel_size_source : str
+        Where ``pixel_size`` came from, kept in the returned decision.
 
     Returns
     -------
-    (Segmentation, Polarity or None)
-        ``None`` when the service does not report one (an older version).
+    (Segmentation, Polarity or None, Resampling or None)
+        ``None`` where the service does not report a decision (an older version).
     """
+    import dataclasses
+
     import httpx
     import tifffile
 
+    from .pixel_size import Resampling
     from .predict import Polarity
 
     buffer = io.BytesIO()
@@ -50,6 +76,8 @@ def segment_remote(frame: np.ndarray, url: str, settings, timeout: float = 300.0
         "modality": settings.modality,
         "format": "json",
     }
+    if pixel_size is not None:
+        params["pixel_size"] = pixel_size
     try:
         response = httpx.post(
             f"{url.rstrip('/')}/segment",
@@ -80,4 +108,7 @@ def segment_remote(frame: np.ndarray, url: str, settings, timeout: float = 300.0
     polarity = None
     if "modality" in said and "model_modality" in said:
         polarity = Polarity(said["modality"], said["model_modality"], bool(said.get("modality_decided")))
-    return segmentation, polarity
+    resampling = Resampling.from_dict(said)
+    if resampling is not None and pixel_size_source and resampling.image_um is not None:
+        resampling = dataclasses.replace(resampling, source=pixel_size_source)
+    return segmentation, polarity, resampling

@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .predict import Polarity, PredictSettings, iter_frames
 from .segmentation import Segmentation
+
+if TYPE_CHECKING:
+    from .pixel_size import Resampling
 from .steps import relay
 
 
@@ -85,13 +88,16 @@ class FrameResult:
     """A finished frame: its position in the run, its leading index, its cells and its polarity.
 
     ``polarity`` says what the frame was taken to be (phase contrast or
-    fluorescence) and whether it was inverted for the model.
+    fluorescence) and whether it was inverted for the model; ``resampling``
+    what was done about its pixel size (``None``: not reported, an older
+    service). The cells are on the frame's own grid either way.
     """
 
     number: int
     index: tuple[int, ...]
     segmentation: Segmentation
     polarity: Polarity | None = None
+    resampling: Resampling | None = None
 
 
 RunEvent = RunStarted | TileProgress | FrameResult
@@ -102,6 +108,8 @@ def iter_segment(
     backend: Backend,
     settings: PredictSettings | None = None,
     rgb: bool | None = None,
+    pixel_size: float | None = None,
+    pixel_size_source: str = "",
 ) -> Iterator[RunEvent]:
     """Segment an image or stack frame by frame, wherever the backend says.
 
@@ -115,6 +123,13 @@ def iter_segment(
         Thresholds and image size.
     rgb : bool, optional
         Whether the last axis holds colour (guessed when omitted).
+    pixel_size : float, optional
+        Micrometres per pixel of the frames. When the model states its own
+        and they differ by more than 10 %, each frame is resampled to the
+        model's and its cells mapped back (:mod:`napari_livecell.core.pixel_size`);
+        unknown: nothing is resampled.
+    pixel_size_source : str
+        Where ``pixel_size`` came from (``--pixel-size``, ``layer scale``...), for the reports.
 
     Yields
     ------
@@ -128,42 +143,50 @@ def iter_segment(
         Bad input, a model that cannot be loaded, an unreachable service or
         scheduler: raised before the first event, or for the frame concerned.
     """
+    from napari_livecell.core.measure import check_pixel_size
     from napari_livecell.core.remote import is_service_url
 
     settings = settings or PredictSettings()
     leading, frames = iter_frames(image, rgb)
     if backend.scheduler and is_service_url(backend.weights):
         raise ValueError("a service URL and a Dask scheduler cannot be used together")
+    pixel = (check_pixel_size(pixel_size), pixel_size_source if pixel_size is not None else "")
     if backend.scheduler:
-        results = _cluster_results(frames, backend, settings)
+        results = _cluster_results(frames, backend, settings, pixel)
     else:
-        results = _local_results(frames, backend, settings)
+        results = _local_results(frames, backend, settings, pixel)
     # the model is loaded (or the cluster reached) before the run counts as started
     results.send(None)
     yield RunStarted(leading, math.prod(leading) if leading else 1)
     yield from results
 
 
-def _local_results(frames: Iterator, backend: Backend, settings: PredictSettings) -> Any:
+def _local_results(
+    frames: Iterator, backend: Backend, settings: PredictSettings, pixel: tuple[float | None, str]
+) -> Any:
     from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import frame_polarity, segment_frame_steps
+    from napari_livecell.core.pixel_size import plan_resampling, segment_frame_resampled_steps
+    from napari_livecell.core.predict import frame_polarity
     from napari_livecell.core.remote import is_service_url, segment_remote
 
     service = backend.weights if is_service_url(backend.weights) else None
     model = None if service else load_model(backend.weights, device=backend.device)
+    resampling = None if service else plan_resampling(pixel[0], model, pixel[1])
     yield None  # primed: setup errors surface before the run starts
     for number, (index, frame) in enumerate(frames):
         if service:
-            result, polarity = segment_remote(frame, service, settings)
+            result, polarity, resampling = segment_remote(frame, service, settings, 300.0, *pixel)
         else:
             polarity = frame_polarity(frame, settings, model.modality)
-            steps = segment_frame_steps(frame, model, settings, backend.tile, polarity)
+            steps = segment_frame_resampled_steps(frame, model, settings, backend.tile, polarity, resampling)
             result = yield from relay(steps, lambda tiles, number=number: TileProgress(number, *tiles))
         result.polygons  # noqa: B018  (outlines traced here, in the worker, off any GUI thread)
-        yield FrameResult(number, index, result, polarity)
+        yield FrameResult(number, index, result, polarity, resampling)
 
 
-def _cluster_results(frames: Iterator, backend: Backend, settings: PredictSettings) -> Any:
+def _cluster_results(
+    frames: Iterator, backend: Backend, settings: PredictSettings, pixel: tuple[float | None, str]
+) -> Any:
     from distributed import Client
 
     from napari_livecell.core.distributed import iter_segment_distributed
@@ -181,8 +204,10 @@ def _cluster_results(frames: Iterator, backend: Backend, settings: PredictSettin
                 yield frame
 
         yield None
-        results = iter_segment_distributed(frame_data(), client, backend.weights, settings)
-        for number, (result, polarity) in enumerate(results):
-            yield FrameResult(number, indices[number], result, polarity)
+        results = iter_segment_distributed(
+            frame_data(), client, backend.weights, settings, pixel_size=pixel[0], pixel_size_source=pixel[1]
+        )
+        for number, (result, polarity, resampling) in enumerate(results):
+            yield FrameResult(number, indices[number], result, polarity, resampling)
     finally:
         client.close()

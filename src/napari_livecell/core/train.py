@@ -456,6 +456,7 @@ def train_model(
     checkpoint = load_checkpoint(best)
     checkpoint["napari_livecell"] = {
         **_inherited(settings.model),
+        **inherited_pixel_size(settings.model),
         "settings": asdict(settings),
         "metrics": metrics,
         "train_seconds": round(seconds, 1),
@@ -491,6 +492,26 @@ def _inherited(base: str) -> dict:
     checkpoint = load_checkpoint(base)
     info = (checkpoint.get("napari_livecell") if isinstance(checkpoint, dict) else None) or {}
     return {key: info[key] for key in ("modality",) if key in info}
+
+
+def inherited_pixel_size(base: str) -> dict:
+    """The training pixel size a fine-tuned model keeps from its base: ``{"pixel_size_um": ...}`` or ``{}``.
+
+    Fine-tuning data is taken to be imaged like the base model's (the
+    ``metadata`` given to :func:`train_model` may say otherwise with its own
+    ``pixel_size_um``). The shipped model's documented size counts, though
+    its checkpoint does not carry the key (see
+    :func:`napari_livecell.core.model.checkpoint_pixel_size`).
+    """
+    from napari_livecell.core.model import checkpoint_pixel_size
+    from napari_livecell.core.safe_load import load_checkpoint
+
+    if not str(base).lower().endswith(".pt") or not Path(base).is_file():
+        return {}
+    checkpoint = load_checkpoint(base)
+    info = (checkpoint.get("napari_livecell") if isinstance(checkpoint, dict) else None) or {}
+    size = checkpoint_pixel_size(info, base)
+    return {} if size is None else {"pixel_size_um": size}
 
 
 def score_before_after(
