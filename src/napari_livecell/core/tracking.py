@@ -64,11 +64,26 @@ def iter_frames(labels, frames: Iterable[int] | None = None) -> Iterator[tuple[i
     whole_frames = (
         labels.rechunk({1: -1, 2: -1}) if len(labels.chunks[1]) + len(labels.chunks[2]) > 2 else labels
     )
-    t = 0
-    for block in whole_frames.to_delayed().reshape(-1):
-        for frame in np.asarray(block.compute()):
-            yield t, frame
-            t += 1
+    yield from enumerate(frame for block in _computed_blocks(whole_frames) for frame in block)
+
+
+def _computed_blocks(stack) -> Iterator[np.ndarray]:
+    """The blocks of a dask stack chunked along time only, computed one by one, in order.
+
+    Each block is computed by dask's synchronous scheduler from its own part
+    of the graph (culled once per block): ``block.compute()`` or
+    ``dask.compute`` go through graph optimisation every call, which cost
+    2-5 ms per 704 x 520 frame, several times reading it (benchmarks/README.md).
+    """
+    from dask.core import flatten
+    from dask.local import get_sync
+    from dask.optimization import cull
+
+    keys = list(flatten(stack.__dask_keys__()))
+    graph = dict(stack.__dask_optimize__(stack.__dask_graph__(), keys))
+    for key in keys:
+        needed, _ = cull(graph, [key])
+        yield np.asarray(get_sync(needed, key))
 
 
 def _ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,24 +173,29 @@ def measure_frame(frame: np.ndarray, previous: np.ndarray | None = None) -> Fram
     starts[1:] = np.flatnonzero(change) + 1
     lengths = np.diff(starts, append=flat.size)
     labels = flat[starts].astype(np.int64)
-    cell = labels > 0
-    starts, lengths, labels = starts[cell], lengths[cell], labels[cell]
-    rows, cols = np.divmod(starts, width)
+    # background runs are kept (as label 0, dropped from the sums at the end):
+    # selecting the cell runs costs more than summing them all, since cell and
+    # background runs alternate and defeat the CPU's branch prediction
     ids, which = _ids(labels)
+    # exact: a float quotient of integers below 2**53 never rounds up to the next integer
+    rows = np.floor(starts / width)
+    cols = starts - rows * width
     n = len(ids)
     # float64 sums of integers stay exact below 2**53: centroids are exact means
     area = np.bincount(which, weights=lengths, minlength=n)
     sum_y = np.bincount(which, weights=rows * lengths, minlength=n)
-    sum_x = np.bincount(which, weights=cols * lengths + lengths * (lengths - 1) // 2, minlength=n)
+    sum_x = np.bincount(which, weights=cols * lengths + lengths * (lengths - 1) / 2, minlength=n)
     overlap = (empty, empty, empty)
     if previous is not None:
         earlier = before[starts].astype(np.int64)
-        both = earlier > 0
-        if both.any():
-            span = int(earlier.max()) + 1
-            codes, where = _ids(which[both].astype(np.int64) * span + earlier[both])
-            shared = np.bincount(where, weights=lengths[both], minlength=len(codes)).astype(np.int64)
-            overlap = (ids[codes // span], codes % span, shared)
+        span = int(earlier.max()) + 1
+        codes, where = _ids(which * span + earlier)
+        shared = np.bincount(where, weights=lengths, minlength=len(codes)).astype(np.int64)
+        cell, previous_cell = ids[codes // span], codes % span
+        both = (cell > 0) & (previous_cell > 0)
+        overlap = (cell[both], previous_cell[both], shared[both])
+    if len(ids) and ids[0] == 0:
+        ids, area, sum_y, sum_x = ids[1:], area[1:], sum_y[1:], sum_x[1:]
     return FrameCells(ids.astype(np.int64), sum_y / area, sum_x / area, area.astype(np.int64), *overlap)
 
 
