@@ -13,7 +13,9 @@ TIFFs like ``synth`` writes them; time to read the labels vs time to track
 them lazily from the same files (the reads included), and where the time goes:
 the one-pass measurement (centroids, areas, overlaps; ``measure_frame``) and the
 same measurement with ``skimage.measure.regionprops_table`` as it was done
-before, on the first ``--regionprops-frames`` frames.
+before, on the first ``--regionprops-frames`` frames; and the reference linker
+(``linker="laptrack"``) on the first ``--laptrack-frames`` frames. Accuracy is
+measured for both linkers.
 
 Run: ``python benchmarks/bench_tracking.py [--frames 1000] [--cells 300] [--seeds 3]``
 (``--seeds 0`` skips the accuracy part).
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 
-def accuracy(seeds: int, frames: int, cells: int) -> None:
+def accuracy(seeds: int, frames: int, cells: int, linker: str) -> None:
     from napari_livecell.core.synthetic import synthesize_timelapse
     from napari_livecell.core.tracking import graph_from_lineage, link_accuracy, track_cells
 
@@ -41,12 +43,12 @@ def accuracy(seeds: int, frames: int, cells: int) -> None:
     for seed in range(seeds):
         lapse = synthesize_timelapse(seed=seed, n_frames=frames, n_cells=cells)
         started = time.perf_counter()
-        result = track_cells(lapse.labels)
+        result = track_cells(lapse.labels, linker=linker)
         seconds = time.perf_counter() - started
         truth = graph_from_lineage(lapse.lineage)
         scores = link_accuracy(lapse.track_labels, truth, result.labels, result.graph)
         line = (
-            f"seed {seed}: {frames} frames, {len(lapse.lineage)} true tracks, "
+            f"{linker} seed {seed}: {frames} frames, {len(lapse.lineage)} true tracks, "
             f"links right {scores['recall']:.4f} ({scores['links']:.0f} links), "
             f"precision {scores['precision']:.4f}, divisions found "
             f"{scores['divisions_found']:.0f}/{scores['divisions']:.0f} "
@@ -61,7 +63,8 @@ def accuracy(seeds: int, frames: int, cells: int) -> None:
         if evaluate_sequence is not None:
             line += f", TRA {_tra(evaluate_sequence, lapse, truth, result):.4f}"
         print(line, flush=True)
-    print(f"all: links right {totals[0] / totals[1]:.4f}, divisions found {totals[2]:.0f}/{totals[3]:.0f}")
+    found = f"{totals[2]:.0f}/{totals[3]:.0f}"
+    print(f"{linker} all: links right {totals[0] / totals[1]:.4f}, divisions found {found}")
 
 
 def _tra(evaluate_sequence, lapse, truth, result) -> float:
@@ -80,7 +83,7 @@ def _tra(evaluate_sequence, lapse, truth, result) -> float:
     return scores["TRA"]
 
 
-def speed(frames: int, cells: int, regionprops_frames: int) -> None:
+def speed(frames: int, cells: int, regionprops_frames: int, laptrack_frames: int) -> None:
     import dask
     import dask.array as da
     import tifffile
@@ -117,6 +120,10 @@ def speed(frames: int, cells: int, regionprops_frames: int) -> None:
             result = track_cells(lazy)
             track_s = time.perf_counter() - started
             assert isinstance(result.labels, da.Array)  # lazy stays lazy
+            laptrack_frames = min(laptrack_frames, frames)
+            started = time.perf_counter()
+            track_cells(lazy[:laptrack_frames], linker="laptrack", relabel=False)
+            laptrack_s = (time.perf_counter() - started) * frames / max(laptrack_frames, 1)
             started = time.perf_counter()
             for _ in iter_frames(result.labels):
                 pass
@@ -125,9 +132,11 @@ def speed(frames: int, cells: int, regionprops_frames: int) -> None:
     print(
         f"{frames} frames x {per_frame:.0f} cells ({len(table)} cells, {n_tracks} tracks, "
         f"{len(result.graph)} daughters): reading labels {read_s:.2f} s; track_cells (reads, "
-        f"measurement, laptrack, ids) {track_s:.2f} s = {track_s / read_s:.1f}x reading; "
+        f"measurement, linking, ids) {track_s:.2f} s = {track_s / read_s:.1f}x reading; "
         f"measurement pass alone (reads included) {measure_s:.2f} s = {measure_s / read_s:.1f}x; "
         f"linking (the rest) {track_s - measure_s:.2f} s = {(track_s - measure_s) / read_s:.1f}x; "
+        f"track_cells with linker='laptrack' (from {laptrack_frames} frames, scaled) {laptrack_s:.2f} s = "
+        f"{laptrack_s / read_s:.1f}x; "
         f"regionprops_table instead (reads included, from {min(regionprops_frames, frames)} frames) "
         f"{regionprops_s:.2f} s = {regionprops_s / read_s:.1f}x; "
         f"relabelled stack computed block by block {relabel_s:.2f} s = {relabel_s / read_s:.1f}x reading"
@@ -142,10 +151,12 @@ def main() -> None:
     parser.add_argument("--accuracy-frames", type=int, default=20)
     parser.add_argument("--accuracy-cells", type=int, default=150)
     parser.add_argument("--regionprops-frames", type=int, default=100, help="frames timed with regionprops")
+    parser.add_argument("--laptrack-frames", type=int, default=200, help="frames tracked with laptrack")
     args = parser.parse_args()
     if args.seeds:
-        accuracy(args.seeds, args.accuracy_frames, args.accuracy_cells)
-    speed(args.frames, args.cells, args.regionprops_frames)
+        for linker in ("overlap", "laptrack"):
+            accuracy(args.seeds, args.accuracy_frames, args.accuracy_cells, linker)
+    speed(args.frames, args.cells, args.regionprops_frames, args.laptrack_frames)
 
 
 if __name__ == "__main__":
