@@ -20,6 +20,7 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSlider,
+    FloatSpinBox,
     Label,
     LineEdit,
     ProgressBar,
@@ -54,6 +55,7 @@ from napari_livecell._qt.segment_worker import (
     channel_choices,
     check_image_layer,
     choose_channel,
+    layer_pixel_size,
     prepare_result_layers,
     segment_generator,
 )
@@ -95,6 +97,9 @@ class SegmentCellsWidget(BackgroundRun, Container):
         self._imgsz = SpinBox(label="image size", value=DEFAULT_IMGSZ, min=64, max=4096, step=32)
         self._device = ComboBox(label="device", choices=available_devices())
         self._tile = CheckBox(label="tile large frames", value=True)
+        self._pixel_size = FloatSpinBox(
+            label="pixel size (um, 0: layer/file)", value=0.0, min=0.0, max=1000.0, step=0.001
+        )
         self._run = PushButton(text="Run")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", min=0, max=1, value=0)
@@ -113,6 +118,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
             self._imgsz,
             self._device,
             self._tile,
+            self._pixel_size,
         ]
         self.extend(
             [
@@ -152,7 +158,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
         QTimer.singleShot(0, lambda: warm_up_text_glyphs(self))  # once docked in napari's window
 
     def _show_advanced(self, shown: bool) -> None:
-        """Rarely changed settings (weights file, service, scheduler, NMS IoU, size, device, tiles)."""
+        """Rarely changed settings (weights, service, scheduler, NMS IoU, size, device, tiles, pixel size)."""
         for control in self._advanced_controls:
             control.visible = bool(shown)
 
@@ -241,7 +247,8 @@ class SegmentCellsWidget(BackgroundRun, Container):
             },
         }
         finish = prepare_result_layers(layer.name, common)
-        worker = create_worker(segment_generator, data, rgb, backend, settings, finish)
+        pixel_size = layer_pixel_size(layer, scale, float(self._pixel_size.value))
+        worker = create_worker(segment_generator, data, rgb, backend, settings, finish, pixel_size)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_cancelled)
@@ -357,7 +364,10 @@ class SegmentCellsWidget(BackgroundRun, Container):
             self._status.value = "kept the edited layers; new result discarded"
             return
         self._placeholder = None  # it is the result layer now
-        self._status.value = f"{prepared.n_cells} cells in {prepared.n_frames} frame(s); {prepared.modality}"
+        self._status.value = (
+            f"{prepared.n_cells} cells in {prepared.n_frames} frame(s); {prepared.modality}; "
+            f"{prepared.pixel_size}"
+        )
         # one layer per event-loop turn, so that the GUI breathes between them
         steps = [
             lambda data=data, kwargs=kwargs, kind=kind: self._replace_or_add(data, kwargs, kind)

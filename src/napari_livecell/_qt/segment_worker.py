@@ -90,12 +90,51 @@ class RunFailure(str):
     """The message of a run that failed on bad input (returned, not raised)."""
 
 
+def layer_pixel_size(layer: Any, spatial_scale: tuple, typed: float = 0.0) -> tuple[float | None, str]:
+    """An image layer's micrometres per pixel, and where it came from.
+
+    In order: ``typed`` (the widget's field, when > 0); the layer's scale,
+    when it is not napari's default 1 (napari does not know units: a scale
+    someone set is taken as micrometres); the pixel size a reader recorded in
+    the layer's metadata; the TIFF metadata of the file the layer was opened
+    from. Otherwise unknown: ``(None, "")``. Pixels that are not square
+    count as unknown.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        The image to segment.
+    spatial_scale : tuple of float
+        The layer's scale, at least its last two (Y, X) entries (a chosen
+        channel's axis already left out).
+    typed : float
+        The pixel size typed in the widget; 0 = not typed.
+    """
+    from napari_livecell.core.pixel_size import file_pixel_size
+    from napari_livecell.layers import RESULT_KEY
+
+    if typed and typed > 0:
+        return float(typed), "typed"
+    scale = np.abs(np.asarray(spatial_scale[-2:], dtype=float))
+    if not np.allclose(scale, 1.0):
+        if np.isclose(scale[0], scale[1], rtol=0.01):
+            return float(scale[1]), "layer scale"
+        return None, ""
+    recorded = (getattr(layer, "metadata", None) or {}).get(RESULT_KEY, {}).get("pixel_size_um")
+    if recorded:
+        return float(recorded), "file metadata"
+    path = getattr(getattr(layer, "source", None), "path", None)
+    found = file_pixel_size(path) if path else None
+    return (found, "file metadata") if found is not None else (None, "")
+
+
 def segment_generator(
     image: Any,
     rgb: bool,
     backend: Any,
     settings: Any,
     finish: Callable[[list, tuple[int, ...]], Any] | None = None,
+    pixel_size: tuple[float | None, str] = (None, ""),
 ) -> Iterator[tuple[int, int] | FrameReady]:
     """Segment frame by frame, yielding (done, total); return (results, leading shape).
 
@@ -105,18 +144,21 @@ def segment_generator(
     given, also runs here and its value is returned instead. Bad input, an
     unusable model or an unreachable backend is returned as a
     :class:`RunFailure` (a user's mistake, not a bug: no traceback dialog).
+    ``pixel_size`` is the image's micrometres per pixel and its source
+    (:func:`layer_pixel_size`): frames are resampled to the model's.
     """
+    from napari_livecell.core.pixel_size import describe_resamplings
     from napari_livecell.core.predict import describe_polarities
     from napari_livecell.core.run import FrameResult, TileProgress, iter_segment
 
-    events = iter_segment(image, backend, settings, rgb)
+    events = iter_segment(image, backend, settings, rgb, *pixel_size)
     try:
         started = next(events)
     except (ValueError, OSError) as error:
         return RunFailure(str(error))
     leading, total = started.leading, started.n_frames
     yield 0, total * TILE_STEPS
-    results, polarities = [], []
+    results, polarities, resamplings = [], [], []
     first_id = 0
     while True:
         try:
@@ -131,6 +173,7 @@ def segment_generator(
             result = event.segmentation
             results.append(result)
             polarities.append(event.polarity)
+            resamplings.append(event.resampling)
             if leading:
                 yield FrameReady(event.index, offset_ids(result.labels, first_id))
             first_id += result.n_cells
@@ -140,6 +183,7 @@ def segment_generator(
     prepared = finish(results, leading)
     if isinstance(prepared, PreparedLayers):
         prepared.modality = describe_polarities(polarities)
+        prepared.pixel_size = describe_resamplings(resamplings)
     return prepared
 
 
@@ -156,6 +200,7 @@ class PreparedLayers:
     n_cells: int
     n_frames: int
     modality: str = ""  # what the frames were taken to be, for the status line
+    pixel_size: str = ""  # what was done about the pixel size, for the status line
 
 
 def prepare_result_layers(
