@@ -137,3 +137,47 @@ def test_cancel_leaves_the_layer_unchanged(qtbot, viewer_and_widget, lapse):
     assert worker.abort_requested
     assert np.array_equal(np.asarray(layer.data), lapse.labels)
     assert "movie tracks" not in viewer.layers
+
+
+def test_correcting_an_id_touches_two_tracks_and_undo_restores(qtbot, viewer_and_widget, lapse):
+    viewer, widget = viewer_and_widget
+    layer = viewer.add_labels(lapse.labels.copy(), name="movie", scale=(1, 0.5, 0.5))
+    widget._layer.value = layer
+    run_and_wait(qtbot, widget)
+    tracked = np.array(layer.data)
+    tracks = viewer.layers["movie tracks"]
+    before_tracks, before_features = tracks.data.copy(), tracks.features.copy()
+    table = widget.result.table
+    spans = table.groupby("track_id")["t"].agg(["min", "max"])
+    a, b = spans[(spans["min"] == 0) & (spans["max"] == 4)].index[:2]
+
+    # the user selects cell a, goes to frame 2 and says it is b from there on
+    layer.selected_label = int(a)
+    viewer.dims.set_point(0, 2)
+    widget._new_id.value = int(b)
+    widget._correct.changed.emit(True)
+    correction = widget.corrections[-1]
+    assert correction.relinked_frames == (2,)
+    data = np.asarray(layer.data)
+    changed = data != tracked
+    assert not changed[:2].any() and set(np.unique(tracked[changed])) == {a, b}
+    assert np.array_equal(data[2:][tracked[2:] == a], np.full(int((tracked[2:] == a).sum()), b))
+    # the Tracks layer follows: b's rows from frame 2 sit on a's former cells
+    rows = tracks.data[(tracks.data[:, 0] == b) & (tracks.data[:, 1] >= 2)]
+    for _, t, y, x in rows:
+        r, c = np.nonzero(data[int(t)] == b)
+        assert np.isclose(r.mean(), y) and np.isclose(c.mean(), x)
+    assert len(tracks.data) == len(before_tracks)
+
+    widget._undo_correct.changed.emit(True)
+    assert np.array_equal(np.asarray(layer.data), tracked)
+    assert np.array_equal(tracks.data, before_tracks)
+    assert tracks.features.equals(before_features)
+    assert not widget.corrections and not widget._undo_correct.enabled
+
+
+def test_a_correction_before_tracking_is_one_line(qtbot, viewer_and_widget, errors, lapse):
+    viewer, widget = viewer_and_widget
+    viewer.add_labels(lapse.labels.copy(), name="movie")
+    assert widget.correct_id(1, 2, 0) is None
+    assert len(errors) == 1 and "track a stack first" in errors[0]

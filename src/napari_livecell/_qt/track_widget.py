@@ -36,6 +36,7 @@ from qtpy.QtCore import QTimer
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.run_controls import BackgroundRun, RunControls
 from napari_livecell.core.growth import growth_curves, plot_growth, write_growth_csv, write_growth_png
+from napari_livecell.core.track_edit import TrackCorrection, correct_track_id
 from napari_livecell.core.tracking import TrackingResult, iter_track_cells, review_flags
 
 if TYPE_CHECKING:
@@ -99,6 +100,9 @@ class TrackCellsWidget(BackgroundRun, Container):
         self._status = Label(label="status", value="")
         self._next = PushButton(text="Next track to review")
         self._review = Label(label="review", value="")
+        self._new_id = SpinBox(label="right id", value=1, min=1, max=2**31 - 1)
+        self._correct = PushButton(text="Give the selected cell this id from this frame on")
+        self._undo_correct = PushButton(text="Undo last correction", enabled=False)
         self._save_csv = PushButton(text="Save growth CSV...")
         self._save_png = PushButton(text="Save growth PNG...")
         self._controls = RunControls(self._run, self._cancel, self._status, "tracking")
@@ -114,6 +118,9 @@ class TrackCellsWidget(BackgroundRun, Container):
                 self._status,
                 self._next,
                 self._review,
+                self._new_id,
+                self._correct,
+                self._undo_correct,
             ]
         )
         self.figure = Figure(figsize=(4, 4.5), dpi=90)
@@ -129,6 +136,7 @@ class TrackCellsWidget(BackgroundRun, Container):
         self.flags = pd.DataFrame()
         self._review_index = -1
         self._reviewed_layer: Any = None
+        self.corrections: list[TrackCorrection] = []
         self._watched: Any = None
         # parented: the timer goes with the dock, never firing into a deleted widget
         self._growth_timer = QTimer(self.native)
@@ -139,6 +147,8 @@ class TrackCellsWidget(BackgroundRun, Container):
         self._run.changed.connect(self.run)
         self._cancel.changed.connect(self.cancel)
         self._next.changed.connect(self.next_review)
+        self._correct.changed.connect(lambda: self.correct_id())
+        self._undo_correct.changed.connect(lambda: self.undo_correction())
         self._save_csv.changed.connect(lambda: self.save_growth_csv())
         self._save_png.changed.connect(lambda: self.save_growth_png())
         self._layer.changed.connect(self._watch)
@@ -270,6 +280,8 @@ class TrackCellsWidget(BackgroundRun, Container):
             how = "data replaced (not undoable: lazy, too large or ids beyond its dtype)"
         self._show_tracks(layer, result)
         self.flags, self._review_index, self._reviewed_layer = outcome.flags, -1, layer
+        self.corrections.clear()  # they refer to the tracks replaced
+        self._undo_correct.enabled = False
         if outcome.growth is not None and self._layer.value is layer:
             self.update_growth(outcome.growth)
         n_tracks = result.table["track_id"].nunique() if not result.table.empty else 0
@@ -302,6 +314,63 @@ class TrackCellsWidget(BackgroundRun, Container):
             translate=layer.translate,
             tail_length=10,
         )
+
+    # corrections -------------------------------------------------------------
+    def correct_id(
+        self, track_id: int | None = None, new_id: int | None = None, t: int | None = None
+    ) -> TrackCorrection | None:
+        """From frame ``t`` on, give track ``track_id`` the id ``new_id`` (and ``new_id`` the old one).
+
+        Defaults: the Labels layer's selected label, the "right id" box, the
+        frame shown. Only the two tracks' pixels from ``t`` on change (one
+        undoable ``data_setitem``), their rows of the Tracks layer, lineage
+        and features; nothing is tracked again.
+        """
+        layer = self._reviewed_layer
+        try:
+            if layer is None or self.result is None:
+                raise ValueError("track a stack first: corrections apply to the tracked layer")
+            if not isinstance(layer.data, np.ndarray):
+                raise ValueError(f"{layer.name!r} is lazy: correct ids in an in-memory stack")
+            if t is None:
+                t = round(float(layer.world_to_data(self._viewer.dims.point)[-3]))
+            track_id = int(layer.selected_label if track_id is None else track_id)
+            new_id = int(self._new_id.value if new_id is None else new_id)
+            correction = correct_track_id(layer.data, self.result, t, track_id, new_id)
+        except ValueError as error:
+            notify_error(self._status, f"correction refused: {error}")
+            return None
+        layer.data_setitem(correction.changed, correction.after)
+        self._use_corrected(layer, correction.result)
+        self.corrections.append(correction)
+        self._undo_correct.enabled = True
+        self._status.value = (
+            f"track {track_id} is {new_id} from frame {t} on (and {new_id} is {track_id}); "
+            f"{len(correction.before)} pixels, {len(correction.touched_tracks)} tracks re-linked"
+        )
+        return correction
+
+    def undo_correction(self) -> TrackCorrection | None:
+        """Undo the last correction: ids, Tracks layer, lineage and features as they were."""
+        if not self.corrections:
+            self._status.value = "no correction to undo"
+            return None
+        correction = self.corrections.pop()
+        layer = self._reviewed_layer
+        layer.data_setitem(correction.changed, correction.before)
+        self._use_corrected(layer, correction.previous)
+        self._undo_correct.enabled = bool(self.corrections)
+        a, b = correction.tracks
+        self._status.value = f"correction of tracks {a} and {b} undone"
+        return correction
+
+    def _use_corrected(self, layer: Any, result: TrackingResult) -> None:
+        """Show corrected (or restored) tracks; the growth curves follow the layer's edit event."""
+        self.result = TrackingResult(
+            labels=layer.data, table=result.table, graph=result.graph, features=result.features
+        )
+        self._show_tracks(layer, self.result)
+        self.flags, self._review_index = review_flags(self.result.table), -1
 
     # review ------------------------------------------------------------------
     def next_review(self, _=None) -> pd.Series | None:
