@@ -150,3 +150,47 @@ def test_planted_errors_are_flagged_in_frame_order(lapse):
     assert set(jumps["t"]) == {6, 7}  # there and back
     clean = review_flags(tracks_from_labels(lapse.track_labels))
     assert not {"flicker", "jump"} & set(clean["kind"])
+
+
+# --------------------------------------------------------------------------- the linker
+
+
+def _disk(shape, centre, radius, value, out):
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    out[(rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2] = value
+
+
+def test_a_cell_that_jumps_past_its_own_size_keeps_its_track():
+    # no overlap between frames: the distance assignment links it, not a neighbour far away
+    stack = np.zeros((3, 60, 120), np.int32)
+    for t, column in enumerate((20, 40, 60)):
+        _disk(stack.shape[1:], (30, column), 6, 1, stack[t])
+        _disk(stack.shape[1:], (30, 110), 4, 2, stack[t])
+    result = track_cells(stack, max_distance=25)
+    assert result.table.groupby("track_id")["t"].size().tolist() == [3, 3]
+    assert np.array_equal(result.labels, stack)
+
+
+def test_a_division_whose_daughters_both_start_is_found():
+    # neither daughter is linked by overlap (they lie farther than max_distance from the
+    # mother's centre): both start, and both become the daughters of the cell that covered them
+    stack = np.zeros((3, 60, 80), np.int32)
+    _disk(stack.shape[1:], (30, 40), 10, 1, stack[0])
+    _disk(stack.shape[1:], (30, 40), 10, 1, stack[1])
+    _disk(stack.shape[1:], (30, 31), 6, 1, stack[2])
+    _disk(stack.shape[1:], (30, 49), 6, 2, stack[2])
+    result = track_cells(stack, max_distance=5)
+    assert result.graph == {2: [1], 3: [1]}
+
+
+def test_the_overlap_linker_is_as_right_as_laptrack(lapse, tracked):
+    reference = track_cells(lapse.labels, linker="laptrack")
+    truth = graph_from_lineage(lapse.lineage)
+    ours = link_accuracy(lapse.track_labels, truth, tracked.labels, tracked.graph)
+    theirs = link_accuracy(lapse.track_labels, truth, reference.labels, reference.graph)
+    assert ours["recall"] >= theirs["recall"] and ours["divisions_found"] >= theirs["divisions_found"]
+
+
+def test_an_unknown_linker_is_one_line():
+    with pytest.raises(ValueError, match="unknown linker 'greedy'"):
+        track_cells(np.zeros((2, 8, 8), np.int32), linker="greedy")

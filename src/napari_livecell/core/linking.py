@@ -200,10 +200,12 @@ def _division_costs(starts, t, area, pair_parent, pair_pixels, pair_bounds, chil
     usable = (children[mother] <= 1) & (t[mother] == t[starts[owner]] - 1)
     pairs, owner, mother = pairs[usable], owner[usable], mother[usable]
     mothers, column = np.unique(mother, return_inverse=True)
-    cost = np.full((len(starts), len(mothers)), _IMPOSSIBLE)
     covered = pair_pixels[pairs] / area[starts[owner]]
+    cost = np.full((len(starts), len(mothers)), _IMPOSSIBLE)
     cost[owner, column] = (1.0 - covered) * cutoff
-    return mothers, cost
+    # a mother without a child yet can take both daughters: a second column for it
+    free = children[mothers] == 0
+    return np.concatenate([mothers, mothers[free]]), np.concatenate([cost, cost[:, free]], axis=1)
 
 
 def segments(n: int, links: Links) -> tuple[np.ndarray, list[tuple[int, int]]]:
