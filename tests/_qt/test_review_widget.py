@@ -167,3 +167,14 @@ def test_the_dataset_csv_needs_a_csv_name(make_napari_viewer, folder, qtbot, tmp
     _, widget = open_review(make_napari_viewer, folder, qtbot, segment=False)
     assert widget.save_dataset_csv(tmp_path / "cells.xlsx") is None
     assert "saved as a .csv file" in widget._status.value
+
+
+def test_the_open_image_shows_its_cells_once_the_background_run_reaches_it(make_napari_viewer, folder, qtbot):
+    viewer, widget = open_review(make_napari_viewer, folder, qtbot)
+    name = widget.current
+    qtbot.waitUntil(lambda: f"{name} outlines" in viewer.layers, timeout=10_000)
+    cells = viewer.layers[f"{name} cells"]
+    qtbot.waitUntil(lambda: cells.visible and viewer.layers[f"{name} outlines"].visible, timeout=5_000)
+    ids = set(np.unique(cells.data)) - {0}
+    assert len(ids) == widget.dataset.index.entry(name).n_cells > 0
+    assert set(viewer.layers[f"{name} outlines"].features["label"]) == ids  # a cell in pieces has several

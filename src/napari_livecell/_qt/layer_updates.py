@@ -122,6 +122,28 @@ def insert_inactive(layers, index: int, layer) -> None:
         real_layers._activate_on_insert = switch
 
 
+def run_in_turns(steps: list, pause_ms: int = 5) -> None:
+    """Run ``steps`` (callables) one per event-loop turn, each scheduled once the one before is done.
+
+    Scheduling them all at once would not help: when one step takes longer
+    than the pause, the later timers are all overdue and Qt runs them back to
+    back, before paints and other timers get their turn.
+    """
+    from qtpy.QtCore import QTimer
+
+    if not steps:
+        return
+    first, rest = steps[0], steps[1:]
+
+    def run_first() -> None:
+        try:
+            first()
+        finally:
+            run_in_turns(rest, pause_ms)
+
+    QTimer.singleShot(pause_ms, run_first)
+
+
 def activate(layers, layer) -> None:
     """Make ``layer`` the only selected (active) layer, if it is still in the list."""
     if layer in layers:

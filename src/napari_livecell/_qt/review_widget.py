@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import napari
 
 AUTOSAVE_DELAY_MS = 500
+STEP_PAUSE_MS = 5  # between inserting one image's layers, so that the GUI breathes between them
 NEXT_KEY, PREVIOUS_KEY = "PageDown", "PageUp"
 
 
@@ -53,12 +54,24 @@ def measure_dataset(dataset, path: Path):
     return path, len(measurements.cells), len(measurements.summary)
 
 
+def build_cell_layers(dataset, name: str) -> list:
+    """An image's saved cells as napari layers, built off the GUI thread (reading, polygons)."""
+    from napari.layers import Layer
+
+    return [Layer.create(data, kwargs, kind) for data, kwargs, kind in dataset.cell_layers(name)]
+
+
 class ReviewWidget(BackgroundRun, Container):
     """Open a folder of images (or a COCO json beside its images) and review it image by image."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from magicgui.widgets import ComboBox
 
+        from napari_livecell._qt.layer_updates import warm_up_layer_code
+        from napari_livecell.core.predict import import_inference_modules
+
+        import_inference_modules()  # on the main thread, before any worker predicts (see its docstring)
+        warm_up_layer_code()  # napari's first-layer costs now, not when the first cells appear
         super().__init__(labels=True)
         self._viewer = viewer
         self.dataset = None
@@ -112,6 +125,9 @@ class ReviewWidget(BackgroundRun, Container):
         viewer.bind_key(NEXT_KEY, lambda _viewer: self.step(1), overwrite=True)
         viewer.bind_key(PREVIOUS_KEY, lambda _viewer: self.step(-1), overwrite=True)
         fit_dock(self, [self._status])
+        from napari_livecell._qt.layer_updates import warm_up_text_glyphs
+
+        QTimer.singleShot(0, lambda: warm_up_text_glyphs(self))  # once docked in napari's window
 
     # dataset -------------------------------------------------------------------
 
@@ -190,7 +206,7 @@ class ReviewWidget(BackgroundRun, Container):
         if name:
             self._status.value = f"segmented {name} ({done} of {total})"
             if name == self.current:
-                self._show_cells(name)
+                self._show_cells_in_background(name)
         self._refresh_list()
 
     def _on_finished(self) -> None:
@@ -241,14 +257,58 @@ class ReviewWidget(BackgroundRun, Container):
         self._status.value = f"{name}: {entry.state}"
 
     def _show_cells(self, name: str) -> None:
+        self._remove_cells(name)
+        for layer in build_cell_layers(self.dataset, name):
+            self._insert_cells(layer)
+
+    def _show_cells_in_background(self, name: str) -> None:
+        """Show cells that were just segmented: built in a worker, inserted one layer per turn.
+
+        Reading the cells file and building the outlines take most of a second
+        for a few hundred cells, and napari's insertion of a Labels and a
+        Shapes layer ~0.1 s each: together in one event-loop turn they froze
+        the GUI for 2.8 s (benchmarks/README.md, "Review dataset heartbeat").
+        """
+        from napari.qt.threading import create_worker
+
+        from napari_livecell._qt.layer_updates import run_in_turns
+
+        def insert_in_turns(layers: list) -> None:
+            if name != self.current:
+                return  # the user moved on while the layers were built
+            self._remove_cells(name)
+            # inserted hidden, shown a turn later: a layer's first paint builds its GL programs
+            steps = []
+            for layer in layers:
+                layer.visible = False
+                steps.append(lambda layer=layer: self._insert_cells(layer, name))
+                steps.append(lambda layer=layer: setattr(layer, "visible", True))
+            run_in_turns(steps, STEP_PAUSE_MS)
+
+        worker = create_worker(build_cell_layers, self.dataset, name)
+        worker.returned.connect(insert_in_turns)
+        worker.errored.connect(lambda error: self.notify_error(f"could not show {name}'s cells: {error}"))
+        worker.start()
+
+    def _remove_cells(self, name: str) -> None:
         for layer_name in (cells_layer_name(name), outlines_layer_name(name)):
             if layer_name in self._viewer.layers:
                 self._viewer.layers.remove(layer_name)
-        for data, kwargs, kind in self.dataset.cell_layers(name):
-            layer = getattr(self._viewer, f"add_{kind}")(data, **kwargs)
-            if kind == "labels":
-                for event in (layer.events.paint, layer.events.set_data, layer.events.features):
-                    event.connect(self._changed)
+
+    def _insert_cells(self, layer, name: str | None = None) -> None:
+        """Put one cell layer in the viewer (if its image is still the current one)."""
+        from napari.layers import Labels
+
+        from napari_livecell._qt.layer_updates import insert_inactive
+
+        if name is not None and name != self.current:
+            return
+        if layer.name in self._viewer.layers:
+            self._viewer.layers.remove(layer.name)
+        insert_inactive(self._viewer.layers, len(self._viewer.layers), layer)
+        if isinstance(layer, Labels):
+            for event in (layer.events.paint, layer.events.set_data, layer.events.features):
+                event.connect(self._changed)
 
     # measurements --------------------------------------------------------------
     def save_dataset_csv(self, path: str | Path | None = None):
