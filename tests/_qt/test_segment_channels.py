@@ -22,7 +22,8 @@ def run_and_wait(qtbot, widget, timeout=120_000):
 def test_channel_dropdown_segments_the_chosen_channel(qtbot, viewer_and_widget, small_frame):
     viewer, widget = viewer_and_widget
     two = np.stack([np.zeros_like(small_frame.image), small_frame.image])  # (C, H, W): channel 0 blank
-    layer = viewer.add_image(two, name="two", scale=(1, 0.5, 0.5))
+    # a scale in um/px: the shipped model's own pixel size, so the frame is segmented as it is
+    layer = viewer.add_image(two, name="two", scale=(1, 1.24, 1.24))
     widget._image.value = layer
     assert not widget._channel.native.isHidden()  # shown (the dock itself is not on screen)
     assert [c for c in widget._channel.choices] == [None, (0, 0), (0, 1)]
@@ -30,7 +31,7 @@ def test_channel_dropdown_segments_the_chosen_channel(qtbot, viewer_and_widget, 
     run_and_wait(qtbot, widget)
     cells = viewer.layers["two cells"]
     assert cells.data.shape == small_frame.image.shape  # one frame, not channels as frames
-    assert tuple(cells.scale) == (0.5, 0.5)
+    assert tuple(cells.scale) == (1.24, 1.24)
     assert cells.data.max() > 20
     assert "phase (auto): not inverted" in widget._status.value
     widget._channel.value = (0, 0)

@@ -110,7 +110,6 @@ def layer_pixel_size(layer: Any, spatial_scale: tuple, typed: float = 0.0) -> tu
     typed : float
         The pixel size typed in the widget; 0 = not typed.
     """
-    from napari_livecell.core.pixel_size import file_pixel_size
     from napari_livecell.layers import RESULT_KEY
 
     if typed and typed > 0:
@@ -124,7 +123,11 @@ def layer_pixel_size(layer: Any, spatial_scale: tuple, typed: float = 0.0) -> tu
     if recorded:
         return float(recorded), "file metadata"
     path = getattr(getattr(layer, "source", None), "path", None)
-    found = file_pixel_size(path) if path else None
+    if not path:
+        return None, ""
+    from napari_livecell.core.pixel_size import file_pixel_size
+
+    found = file_pixel_size(path)
     return (found, "file metadata") if found is not None else (None, "")
 
 

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from .measure import check_pixel_size
 from .model import LoadedModel
 from .predict import InputError, Polarity, PredictSettings, segment_frame_steps
 from .segmentation import Segmentation
@@ -160,6 +159,8 @@ def plan_resampling(image_um: float | None, model: LoadedModel, source: str = ""
     ValueError
         A pixel size that is not a positive finite number.
     """
+    from .measure import check_pixel_size  # here: measurements bring pandas, a GUI click need not
+
     return Resampling(check_pixel_size(image_um), model.pixel_size_um, source if image_um is not None else "")
 
 
