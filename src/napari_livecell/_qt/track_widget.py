@@ -2,7 +2,7 @@
 
 Tracking runs in a napari thread worker over :func:`napari_livecell.core.tracking.iter_track_cells`,
 which yields once per frame read and relabelled (Cancel takes effect there;
-laptrack's linking is one step). The result is applied on the GUI thread:
+linking is one short step). The result is applied on the GUI thread:
 an in-memory Labels stack is relabelled in place through one
 ``data_setitem`` call, so that Ctrl+Z undoes the whole tracking in one step;
 a lazy (dask) stack, a stack whose dtype cannot hold the new ids, or one
@@ -265,7 +265,7 @@ class TrackCellsWidget(BackgroundRun, Container):
         frames = (self._progress.max - 1) // 2
         value = {"measuring": done, "linking": frames + done, "relabelling": frames + 1 + done}[stage]
         self._progress.value = min(value, self._progress.max)
-        self._status.value = f"{stage} {done}/{total}" if stage != "linking" else "linking (laptrack)..."
+        self._status.value = f"{stage} {done}/{total}" if stage != "linking" else "linking..."
 
     def _on_returned(self, layer: Any, outcome: TrackOutcome) -> None:
         if outcome.error or outcome.result is None:
