@@ -46,3 +46,28 @@ def test_without_a_pixel_size_the_status_says_nothing_was_resampled(qtbot, viewe
     viewer.add_image(small_frame.image, name="plain")
     run_and_wait(qtbot, widget)
     assert widget._status.value.endswith("; pixel size unknown: not resampled")
+
+
+def test_where_the_pixel_size_comes_from(make_napari_viewer, tmp_path, small_frame):
+    import tifffile
+    from napari.layers import Image
+
+    from napari_livecell._qt.segment_worker import layer_pixel_size
+    from napari_livecell.layers import RESULT_KEY
+
+    plain = Image(small_frame.image)
+    assert layer_pixel_size(plain, plain.scale) == (None, "")
+    assert layer_pixel_size(plain, plain.scale, typed=0.5) == (0.5, "typed")
+    scaled = Image(small_frame.image, scale=(0.65, 0.65))
+    assert layer_pixel_size(scaled, scaled.scale) == (0.65, "layer scale")
+    stretched = Image(small_frame.image, scale=(2.0, 0.65))
+    assert layer_pixel_size(stretched, stretched.scale) == (None, "")
+    recorded = Image(small_frame.image, metadata={RESULT_KEY: {"pixel_size_um": 0.325}})
+    assert layer_pixel_size(recorded, recorded.scale) == (0.325, "file metadata")
+
+    path = tmp_path / "frame.tif"
+    tifffile.imwrite(
+        path, small_frame.image, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={"unit": "um"}
+    )
+    (opened,) = make_napari_viewer().open(str(path), plugin="napari")
+    assert layer_pixel_size(opened, opened.scale) == (pytest.approx(0.65), "file metadata")

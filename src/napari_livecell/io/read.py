@@ -284,7 +284,14 @@ def _image_layer(json_path: Path, images: list[dict]) -> tuple | None:
             [da.from_delayed(dask.delayed(read_image)(p), first.shape, first.dtype) for p in found]
         )
     name = Path(found[0]).stem if len(found) == 1 else json_path.stem
-    return data, {"name": name, "metadata": {RESULT_KEY: {"paths": [str(p) for p in found]}}}, "image"
+    info: dict[str, Any] = {"paths": [str(p) for p in found]}
+    from napari_livecell.core.pixel_size import file_pixel_size
+
+    # kept as metadata, not as the layer's scale: the labels beside it are in pixels
+    pixel_size = file_pixel_size(found[0])
+    if pixel_size is not None:
+        info["pixel_size_um"] = pixel_size
+    return data, {"name": name, "metadata": {RESULT_KEY: info}}, "image"
 
 
 def get_yolo_reader(path: str | list[str]):
