@@ -72,6 +72,14 @@ def test_a_folder_of_frames_is_tracked_lazily(lapse, tmp_path):
     assert not (out / "frames_ctc").exists() and not (out / "frames_rois.zip").exists()
 
 
+def test_the_reference_linker_gives_the_same_tracks(lapse, tracked, tmp_path):
+    stack = tmp_path / "movie.tif"
+    tifffile.imwrite(stack, lapse.labels.astype(np.uint16))
+    assert main(["track", str(stack), "--out", str(tmp_path / "out"), "--linker", "laptrack"]) == 0
+    reference = tifffile.imread(tmp_path / "out" / "movie_tracked.tif")
+    assert np.array_equal(reference, tifffile.imread(tracked / "movie_tracked.tif"))
+
+
 def test_wrong_inputs_are_one_line_errors(tmp_path, capsys):
     flat = tmp_path / "flat.tif"
     tifffile.imwrite(flat, np.zeros((20, 20), np.uint16))

@@ -31,6 +31,12 @@ def add_parser(commands) -> None:
     )
     track.add_argument("--max-gap", type=int, default=1, help="frames a cell may be missed (default 1)")
     track.add_argument("--no-divisions", action="store_true", help="do not look for divisions")
+    track.add_argument(
+        "--linker",
+        choices=("overlap", "laptrack"),
+        default="overlap",
+        help="overlap (default, fast) or laptrack (the reference, 20-100x slower; docs/tracking.md)",
+    )
     track.add_argument("--pixel-size", type=float, default=None, help="micrometres per pixel (growth CSV)")
     track.set_defaults(handler=run)
 
@@ -83,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     n_frames = labels.shape[0]
     steps = iter_track_cells(
-        labels, max_distance=args.max_distance, max_gap=args.max_gap, divisions=not args.no_divisions
+        labels,
+        max_distance=args.max_distance,
+        max_gap=args.max_gap,
+        divisions=not args.no_divisions,
+        linker=args.linker,
     )
     with progress_bar(2 * n_frames + 1, "track", unit="frame") as bar:
         while True:
