@@ -89,6 +89,33 @@ def test_cli_segment_with_a_scheduler(tmp_path, cluster, stack):
     assert set(client.run(torch_threads).values()) == {2}
 
 
+def test_frames_on_the_cluster_are_resampled_by_pixel_size_as_locally(tmp_path, cluster, stack):
+    from napari_livecell.core.distributed import read_frame_results, segment_stack_distributed
+    from napari_livecell.core.model import DEFAULT_MODEL_PIXEL_SIZE_UM
+    from napari_livecell.core.run import Backend, FrameResult, iter_segment
+
+    local_cluster, client = cluster
+    coarse = 2 * DEFAULT_MODEL_PIXEL_SIZE_UM
+    frames = stack[:2, ::2, ::2]  # cells half as large as the model's, at twice its pixel size
+    local = [
+        e
+        for e in iter_segment(frames, Backend(device="cpu"), pixel_size=coarse)
+        if isinstance(e, FrameResult)
+    ]
+    on_cluster = iter_segment(frames, Backend(scheduler=local_cluster.scheduler_address), pixel_size=coarse)
+    remote = [e for e in on_cluster if isinstance(e, FrameResult)]
+    for here, there in zip(local, remote, strict=True):
+        assert there.resampling == here.resampling and there.resampling.applied
+        assert np.array_equal(there.segmentation.labels, here.segmentation.labels)
+        assert there.segmentation.labels.shape == frames.shape[1:]
+
+    segment_stack_distributed(frames, tmp_path, client, pixel_size=coarse, pixel_size_source="--pixel-size")
+    (first, _, resampling), _ = read_frame_results(tmp_path, 2)
+    assert resampling.describe() == f"resampled {coarse:g} -> {DEFAULT_MODEL_PIXEL_SIZE_UM:g} um/px"
+    assert resampling.source == "--pixel-size"
+    assert np.array_equal(first.labels > 0, local[0].segmentation.labels > 0)
+
+
 def test_widget_segments_a_lazy_stack_on_the_cluster(
     qtbot, make_napari_viewer, cluster, stack, default_model
 ):
