@@ -38,3 +38,58 @@ def test_normal_frames_give_the_same_cells_as_before(name, default_model):
     assert differing == 0, f"{differing} pixels differ from the reference labels"
     np.testing.assert_array_equal(result.scores, expected[f"{name}_scores"])
     np.testing.assert_array_equal(result.classes, expected[f"{name}_classes"])
+
+
+def _mosaic(side: int) -> np.ndarray:
+    """A 12-bit ``side`` x ``side`` frame tiled from one LIVECell-sized synthetic frame (cells everywhere)."""
+    base = synthesize_image(seed=7100, n_cells=250).image
+    repeats = (side // base.shape[0] + 1, side // base.shape[1] + 1)
+    return (np.tile(base, repeats)[:side, :side].astype(np.uint16) * 16 + 7).astype(np.uint16)
+
+
+def _run(frame: np.ndarray, model, settings) -> tuple[float, int, int, int]:
+    """Seconds per tile, tiles, cells and the peak memory traced beyond the frame and its labels."""
+    import time
+    import tracemalloc
+
+    from napari_livecell.core.predict import segment_frame_steps
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    steps = segment_frame_steps(frame, model, settings, tile=True)
+    while True:
+        try:
+            _, tiles = next(steps)
+        except StopIteration as finished:
+            result = finished.value
+            break
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return seconds / tiles, tiles, result.n_cells, peak - result.labels.nbytes
+
+
+def test_tiling_cost_is_linear_and_memory_is_one_tile_beyond_the_labels(default_model, monkeypatch):
+    from napari_livecell.core import predict
+    from napari_livecell.core.predict import PredictSettings
+
+    # 256-px tiles (64 px overlap) keep the test quick; the same code runs 704-px tiles.
+    # 3 x 3 and 6 x 6 tiles exactly: 4x the tiles, 3.6x the pixels
+    settings = PredictSettings(imgsz=256)
+    small, large = _mosaic(64 + 3 * 192), _mosaic(64 + 6 * 192)
+    # percentiles from a sample, as for frames above 16 Mpx (smaller ones copy themselves once for them)
+    monkeypatch.setattr(predict, "PERCENTILE_SAMPLE_PIXELS", 128 * 128)
+    _run(small[:200, :200], default_model, settings)  # warm up
+    # interleaved, best of two: the machine may be shared
+    runs = {"small": [], "large": []}
+    for _ in range(2):
+        runs["small"].append(_run(small, default_model, settings))
+        runs["large"].append(_run(large, default_model, settings))
+    small_per_tile, large_per_tile = (min(run[0] for run in runs[size]) for size in ("small", "large"))
+    _, small_tiles, small_cells, small_extra = runs["small"][0]
+    _, large_tiles, large_cells, large_extra = runs["large"][0]
+    assert large_tiles == 4 * small_tiles and large_cells > 3.3 * small_cells
+    assert large_per_tile < 1.5 * small_per_tile, (small_per_tile, large_per_tile)
+    # a whole-frame conversion alone held an 8-bit BGR copy (3 bytes a pixel) and float copies
+    assert large_extra < 1.5 * small_extra, (small_extra, large_extra)
+    assert large_extra < large.nbytes, (large_extra, large.nbytes)

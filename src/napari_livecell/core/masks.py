@@ -15,6 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
+RELABEL_BLOCK_PIXELS = 1 << 18  # relabelling in place copies one block of this many labels at a time
+
 
 def _resize_matrix(n_in: int, n_out: int, scale: float | None = None) -> np.ndarray:
     """``(n_out, n_in)`` matrix of PyTorch's 1-D bilinear resize (align_corners=False)."""
@@ -194,7 +196,7 @@ class MaskPainter:
         kept = np.array([index for index, box in enumerate(boxes) if box is not None], dtype=np.intp)
         lookup = np.zeros(self._count + 1, dtype=np.int32)
         lookup[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
-        rows = max(1, (1 << 22) // max(1, labels.shape[1]))
+        rows = max(1, RELABEL_BLOCK_PIXELS // max(1, labels.shape[1]))
         for start in range(0, labels.shape[0], rows):  # in place: no second label image
             block = labels[start : start + rows]
             block[...] = lookup[block]

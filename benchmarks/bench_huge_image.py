@@ -1,0 +1,136 @@
+"""Huge frames (issue 16 item 4): tiling cost per tile and peak memory against a normal frame.
+
+A ``side`` x ``side`` 12-bit mosaic, tiled from one synthetic 704 x 520 frame (so
+cells are everywhere, at LIVECell density), is segmented tile by tile as the CLI
+and the widget do (:func:`segment_frame_steps`, outlines traced after). Its cost
+per tile is compared, in the same process, with the cost of the 704 x 520 frame
+itself and of one 704 x 704 tile; its peak RSS with the label image and the frame.
+
+Run: ``python benchmarks/bench_huge_image.py [--side 20000] [--device cpu]``.
+Prints a Markdown table; numbers from this machine go into benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import time
+
+import numpy as np
+
+from napari_livecell.core.model import load_model
+from napari_livecell.core.predict import PredictSettings, segment_frame, segment_frame_steps
+from napari_livecell.core.synthetic import synthesize_image
+
+MIB = 2**20
+
+
+def rss_mib() -> float:
+    """Resident memory now (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / MIB
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def twelve_bit(image: np.ndarray) -> np.ndarray:
+    return (image.astype(np.uint16) * 16 + 7).astype(np.uint16)
+
+
+def mosaic(base: np.ndarray, side: int) -> np.ndarray:
+    """``side`` x ``side`` 12-bit frame tiled from ``base``, in row bands (no whole-frame temporaries)."""
+    frame = np.empty((side, side), dtype=np.uint16)
+    row_of_bases = twelve_bit(np.tile(base, (1, side // base.shape[1] + 1))[:, :side])
+    for start in range(0, side, base.shape[0]):
+        stop = min(start + base.shape[0], side)
+        frame[start:stop] = row_of_bases[: stop - start]
+    return frame
+
+
+def median_seconds(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", type=int, default=20000, help="edge of the square frame in pixels")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each normal-size reference")
+    args = parser.parse_args()
+
+    model = load_model(device=args.device)
+    settings = PredictSettings()
+    base = synthesize_image(seed=3, n_cells=300).image  # 520 x 704, LIVECell's frame
+    base16 = twelve_bit(base)
+    square = mosaic(base, 704)
+    segment_frame(base16, model, settings)  # warm up: first inference, model input probe
+    frame_s = median_seconds(lambda: segment_frame(base16, model, settings).polygons, args.repeats)
+    tile_s = median_seconds(lambda: segment_frame(square, model, settings).polygons, args.repeats)
+    base_cells = segment_frame(base16, model, settings).n_cells
+
+    huge = mosaic(base, args.side)
+    before_rss, before_peak = rss_mib(), peak_rss_mib()
+    started = time.perf_counter()
+    steps = segment_frame_steps(huge, model, settings)
+    tile_times = []
+    last = started
+    while True:
+        try:
+            _, tiles = next(steps)
+        except StopIteration as finished:
+            result = finished.value
+            break
+        now = time.perf_counter()
+        tile_times.append(now - last)
+        last = now
+    finish_s = time.perf_counter() - last
+    segmented_s = time.perf_counter() - started
+    segmented_peak = peak_rss_mib()
+    outlines_started = time.perf_counter()
+    result.polygons  # noqa: B018  (traced in the worker by core.run, as for the CLI and the widget)
+    outlines_s = time.perf_counter() - outlines_started
+    total_s = time.perf_counter() - started
+    peak = peak_rss_mib()
+    labels_mib, image_mib = result.labels.nbytes / MIB, huge.nbytes / MIB
+    per_tile = total_s / tiles
+
+    print(f"machine: {platform.processor() or platform.machine()}, device {args.device}")
+    print(f"| {args.side} x {args.side} uint16 | value |")
+    print("|---|---|")
+    rows = [
+        ("pixels", f"{args.side**2 / 1e6:.0f} Mpx ({args.side**2 / base.size:.0f} x 704 x 520)"),
+        ("tiles (704 x 704, 128 px overlap)", f"{tiles}"),
+        ("cells found", f"{result.n_cells} ({base_cells} in one 704 x 520 frame)"),
+        ("total (segment + outlines)", f"{total_s:.1f} s"),
+        ("first progress (first tile done)", f"{tile_times[0]:.2f} s"),
+        ("per tile, median of the tiles", f"{statistics.median(tile_times):.3f} s"),
+        ("after the last tile (fragments, relabel) / outlines", f"{finish_s:.1f} s / {outlines_s:.1f} s"),
+        ("per tile, all included (total / tiles)", f"{per_tile:.3f} s"),
+        ("704 x 520 frame (segment + outlines), median", f"{frame_s:.3f} s"),
+        ("704 x 704 frame = one tile (segment + outlines), median", f"{tile_s:.3f} s"),
+        ("**per tile / 704 x 520 frame**", f"**{per_tile / frame_s:.2f}**"),
+        ("**per tile / 704 x 704 frame**", f"**{per_tile / tile_s:.2f}**"),
+        ("segmentation alone, per tile / 704 x 704 frame", f"{segmented_s / tiles / tile_s:.2f}"),
+        ("image / labels (int32)", f"{image_mib:.0f} MiB / {labels_mib:.0f} MiB"),
+        ("RSS before the frame was segmented (model, image)", f"{before_rss:.0f} MiB"),
+        ("**peak RSS, segmenting**", f"**{segmented_peak:.0f} MiB**"),
+        ("peak RSS segmenting - RSS before - labels", f"{segmented_peak - before_rss - labels_mib:.0f} MiB"),
+        ("peak RSS with outlines (polygons of every cell)", f"{peak:.0f} MiB"),
+    ]
+    if before_peak > before_rss + 1:
+        rows.append(("(peak RSS before segmenting, references)", f"{before_peak:.0f} MiB"))
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
