@@ -169,9 +169,19 @@ def test_export_onnx_and_triton_repository(tmp_path, small_frame):
         == 0
     )
     assert sorted(DEFAULT_MODEL.parent.iterdir()) == shipped  # nothing written beside the shipped model
+    # the repository: a dynamic export run by Triton's Python backend (tests/test_triton.py serves it)
     config = (tmp_path / "repo" / "livecell" / "config.pbtxt").read_text()
-    assert 'platform: "onnxruntime_onnx"' in config and "dims: [ 1, 3, 544, 704 ]" in config
-    assert (tmp_path / "repo" / "livecell" / "1" / "model.onnx").exists()
+    assert 'backend: "python"' in config and "dims: [3, -1, -1]" in config and "dynamic_batching" in config
+    assert "'task': 'segment'" in config  # what Ultralytics' Triton client reads the task from
+    assert {p.name for p in (tmp_path / "repo" / "livecell" / "1").iterdir()} == {"model.onnx", "model.py"}
+    # the GPU variant for NVIDIA's containers, from the static export: Triton's ONNX Runtime backend
+    from napari_livecell.core.export import export_triton
+
+    gpu = export_triton(tmp_path / "m.onnx", tmp_path / "gpu-repo", "cells", backend="onnxruntime")
+    config = (gpu / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "dims: [1, 3, 544, 704]" in config
+    assert "max_batch_size: 0" in config and "KIND_GPU" in config and 'name: "cells"' in config
+    assert not (gpu / "1" / "model.py").exists()
     exported = segment_frame(small_frame.image, load_model(tmp_path / "m.onnx", device="cpu"))
     reference = segment_frame(small_frame.image, load_model(device="cpu"))
     match = match_cells(reference.labels, exported.labels)

@@ -13,7 +13,7 @@ from napari_livecell.cli.common import (
     ensure_output_folder,
     weights_argument,
 )
-from napari_livecell.core.export import DEFAULT_EXPORT_SIZE
+from napari_livecell.core.export import DEFAULT_EXPORT_SIZE, TRITON_BACKENDS
 
 SCRATCH_EPOCHS = 15  # training from an architecture yaml (the shipped model's recipe)
 
@@ -76,29 +76,47 @@ def add_parser(commands) -> None:
         default=list(DEFAULT_EXPORT_SIZE),
         help="H W of the input ({} {})".format(*DEFAULT_EXPORT_SIZE),
     )
-    exp.add_argument("--out", required=True, help="an .onnx path or a folder")
-    exp.add_argument("--triton", default=None, help="also write a Triton model repository here")
+    exp.add_argument("--out", default=None, help="an .onnx path or a folder")
+    exp.add_argument(
+        "--triton",
+        default=None,
+        metavar="REPO",
+        help="write a Triton model repository here (a dynamic export: Triton batches requests)",
+    )
+    exp.add_argument("--triton-model", default="livecell", help="the model's name on the server (livecell)")
+    exp.add_argument(
+        "--triton-backend",
+        choices=TRITON_BACKENDS,
+        default="python",
+        help="python: ONNX Runtime in Triton's Python backend (the CPU server of nvidia-pytriton); "
+        "onnxruntime: Triton's ONNX Runtime backend on a GPU (NVIDIA's containers); docs/triton.md",
+    )
     exp.set_defaults(handler=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export weights to ONNX (and a Triton model repository)."""
-    from napari_livecell.core.export import export_onnx, export_triton
+    """Export weights to ONNX and/or a Triton model repository."""
+    from napari_livecell.core.export import export_onnx, export_triton_repository
 
+    if not args.out and not args.triton:
+        raise CommandError("say where to export: --out model.onnx, --triton REPO, or both")
     weights = weights_argument(args.weights)
     size = (args.imgsz[0], args.imgsz[-1])
-    out = Path(args.out)
-    # an --out ending in .onnx is the file; anything else is a folder for model.onnx
-    if out.suffix == ".onnx":
-        target = ensure_output_file(out, option="--out")
-    else:
-        target = ensure_output_folder(out) / "model.onnx"
+    target = None
+    if args.out:
+        out = Path(args.out)
+        # an --out ending in .onnx is the file; anything else is a folder for model.onnx
+        if out.suffix == ".onnx":
+            target = ensure_output_file(out, option="--out")
+        else:
+            target = ensure_output_folder(out) / "model.onnx"
     if args.triton:
         ensure_output_folder(args.triton, option="--triton")
-    onnx_path = export_onnx(weights, target, imgsz=size)
-    print(f"wrote {onnx_path}")
+    if target is not None:
+        print(f"wrote {export_onnx(weights, target, imgsz=size)}")
     if args.triton:
-        print(f"wrote Triton model repository {export_triton(onnx_path, args.triton)}")
+        folder = export_triton_repository(weights, args.triton, args.triton_model, args.triton_backend)
+        print(f"wrote Triton model repository {folder}")
     return 0
 
 

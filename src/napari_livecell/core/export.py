@@ -7,11 +7,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .model import ModelError, load_model
 
 # 520 x 704 LIVECell frames letterbox to 544 x 704 (stride 32); a square
 # 704 x 704 export would pad every frame and run slower
 DEFAULT_EXPORT_SIZE = (544, 704)
+TRITON_MAX_BATCH = 8  # requests Triton's dynamic batcher may put in one forward pass
+TRITON_QUEUE_DELAY_US = 2000  # how long it waits for more requests to batch with
 
 
 def export_onnx(
@@ -68,14 +71,17 @@ def export_onnx(
     return target
 
 
+TRITON_BACKENDS = ("python", "onnxruntime")
+TRITON_MODEL_CODE = Path(__file__).parent.parent / "deploy" / "triton_model.py"
+# what travels: the letterboxed float32 frame in, the raw head outputs back
 TRITON_CONFIG = """name: "{name}"
-platform: "onnxruntime_onnx"
-max_batch_size: 0
+{runtime}
+max_batch_size: {max_batch_size}
 input [
   {{
     name: "images"
     data_type: TYPE_FP32
-    dims: [ 1, 3, {height}, {width} ]
+    dims: {input}
   }}
 ]
 output [
@@ -90,20 +96,49 @@ output [
     dims: {output1}
   }}
 ]
-instance_group [ {{ kind: KIND_CPU }} ]
+{batching}instance_group [ {{ kind: {kind}, count: 1 }} ]
+parameters {{ key: "metadata" value: {{ string_value: "{metadata}" }} }}
 """
 
 
 def export_triton(
-    onnx_path: str | os.PathLike, repository: str | os.PathLike, name: str = "livecell"
+    onnx_path: str | os.PathLike,
+    repository: str | os.PathLike,
+    name: str = "livecell",
+    backend: str = "python",
 ) -> Path:
-    """Lay out a Triton Inference Server model repository around an ONNX export.
+    """Lay out a Triton Inference Server model repository around a YOLO-seg ONNX export.
 
-    Writes ``<repository>/<name>/1/model.onnx`` and ``<repository>/<name>/config.pbtxt``
-    with the input and output shapes read from the ONNX graph.
+    Parameters
+    ----------
+    onnx_path : path
+        The ONNX export (:func:`export_onnx`; a dynamic one lets Triton batch
+        requests and take any frame size).
+    repository : path
+        The model repository; ``<repository>/<name>/`` is written.
+    name : str
+        The model's name on the server.
+    backend : str
+        ``"python"`` (default): Triton's Python backend runs the export with
+        ONNX Runtime (``model.py`` beside ``model.onnx``); what the CPU-only
+        server bundled in the ``nvidia-pytriton`` wheel can load.
+        ``"onnxruntime"``: Triton's ONNX Runtime backend on a GPU, for
+        NVIDIA's Triton containers (docs/triton.md).
+
+    Returns
+    -------
+    Path
+        ``<repository>/<name>``.
+
+    Raises
+    ------
+    ModelError
+        Not a YOLO-seg ONNX export, or an unknown backend.
     """
     import onnx
 
+    if backend not in TRITON_BACKENDS:
+        raise ModelError(f"unknown Triton backend {backend!r}: use {' or '.join(TRITON_BACKENDS)}")
     model = onnx.load(str(onnx_path), load_external_data=False)
 
     def dims(value) -> list[int]:
@@ -111,14 +146,59 @@ def export_triton(
 
     (image,) = [i for i in model.graph.input]
     outputs = {o.name: dims(o) for o in model.graph.output}
-    _, _, height, width = dims(image)
     if set(outputs) != {"output0", "output1"}:
         raise ModelError(f"{Path(onnx_path).name} is not a YOLO-seg ONNX export (outputs {sorted(outputs)})")
+    input_dims = dims(image)
+    batches = input_dims[0] == -1  # a dynamic export: Triton may put several requests in one batch
+    if batches:  # Triton's dims then leave the batch axis out
+        input_dims, outputs = input_dims[1:], {key: value[1:] for key, value in outputs.items()}
+    config = TRITON_CONFIG.format(
+        name=name,
+        runtime='backend: "python"' if backend == "python" else 'platform: "onnxruntime_onnx"',
+        max_batch_size=TRITON_MAX_BATCH if batches else 0,
+        input=input_dims,
+        output0=outputs["output0"],
+        output1=outputs["output1"],
+        batching=f"dynamic_batching {{ max_queue_delay_microseconds: {TRITON_QUEUE_DELAY_US} }}\n"
+        if batches
+        else "",
+        kind="KIND_CPU" if backend == "python" else "KIND_GPU",
+        metadata=repr(_ultralytics_metadata(model)).replace("\\", "\\\\").replace('"', '\\"'),
+    )
     folder = Path(repository) / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, folder / "1" / "model.onnx")
-    config = TRITON_CONFIG.format(
-        name=name, height=height, width=width, output0=outputs["output0"], output1=outputs["output1"]
-    )
-    (folder / "config.pbtxt").write_text(config)
+    if backend == "python":
+        shutil.copyfile(TRITON_MODEL_CODE, folder / "1" / "model.py")
+    else:
+        (folder / "1" / "model.py").unlink(missing_ok=True)
+    write_text_atomic(folder / "config.pbtxt", config)
     return folder
+
+
+def export_triton_repository(
+    weights: str | os.PathLike | None,
+    repository: str | os.PathLike,
+    name: str = "livecell",
+    backend: str = "python",
+) -> Path:
+    """Export ``weights`` (dynamic shapes, so Triton can batch) into a Triton model repository."""
+    with tempfile.TemporaryDirectory(prefix="napari-livecell-triton-") as scratch:
+        onnx_path = export_onnx(weights, Path(scratch) / "model.onnx", dynamic=True)
+        return export_triton(onnx_path, repository, name, backend)
+
+
+def _ultralytics_metadata(model) -> dict:
+    """The export's own metadata (task, class names, stride...), as Ultralytics' Triton client reads it."""
+    import ast
+
+    metadata = {}
+    for prop in model.metadata_props:
+        try:
+            metadata[prop.key] = ast.literal_eval(prop.value)
+        except (ValueError, SyntaxError):
+            metadata[prop.key] = prop.value
+    # "args" holds the export's settings: "dynamic" there makes Ultralytics letterbox frames
+    # to their own stride-32 size, as for a local model, instead of padding them to imgsz
+    wanted = ("task", "names", "stride", "imgsz", "batch", "channels", "args", "end2end", "description")
+    return {key: metadata[key] for key in wanted if key in metadata}

@@ -1,0 +1,171 @@
+"""A model served by a Triton Inference Server, used like a local one.
+
+The model is named by a spec ``triton+http://HOST:PORT/MODEL`` (made by
+:func:`triton_spec` from ``--triton URL --triton-model NAME``) wherever weights
+are accepted. At load time the server's health and the model's inputs,
+outputs and task are checked, each failure in one line; then Ultralytics'
+own Triton client runs the network over the KServe v2 HTTP protocol: the
+letterboxed float32 frame goes in, the raw head outputs (boxes, scores,
+mask coefficients, prototypes) come back, and the same post-processing as for
+a local model makes the :class:`~napari_livecell.core.segmentation.Segmentation`.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import ModelError
+
+SCHEME = "triton+http"
+CONNECT_TIMEOUT_S = 5.0
+INFER_TIMEOUT_S = 120.0
+
+
+class TritonUnavailable(OSError):
+    """The Triton server does not answer (stopped, unreachable): worth retrying later."""
+
+
+def triton_spec(url: str, model: str) -> str:
+    """``triton+http://host:port/model`` from a server URL (``http://host:port`` or ``host:port``)."""
+    if not model or "/" in model:
+        raise ModelError(f"--triton-model must be a model name on the server, not {model!r}")
+    address = url.strip().rstrip("/")
+    for prefix in ("http://", f"{SCHEME}://"):
+        address = address.removeprefix(prefix)
+    if not address or "/" in address:
+        raise ModelError(f"--triton must be the server's address (http://HOST:PORT), not {url!r}")
+    return f"{SCHEME}://{address}/{model}"
+
+
+def is_triton_spec(weights: object) -> bool:
+    """Whether ``weights`` names a model on a Triton server."""
+    return isinstance(weights, str) and weights.startswith(f"{SCHEME}://")
+
+
+def parse_triton_spec(spec: str) -> tuple[str, str]:
+    """``(host:port, model)`` of a spec."""
+    parts = urlsplit(spec)
+    model = parts.path.strip("/")
+    if parts.scheme != SCHEME or not parts.netloc or not model or "/" in model:
+        raise ModelError(f"{spec!r} is not a Triton model ({SCHEME}://HOST:PORT/MODEL)")
+    return parts.netloc, model
+
+
+def _client(address: str):
+    try:
+        import tritonclient.http as triton_http
+    except ImportError:
+        raise ModelError(
+            "a Triton model needs the Triton client: pip install 'napari-livecell[triton]'"
+        ) from None
+    return triton_http.InferenceServerClient(
+        url=address, connection_timeout=CONNECT_TIMEOUT_S, network_timeout=INFER_TIMEOUT_S
+    )
+
+
+def check_triton_model(spec: str) -> dict:
+    """Check that the server is up and serves a YOLO-seg model under that name.
+
+    Returns
+    -------
+    dict
+        The model's Ultralytics metadata (task, names, stride, imgsz) from
+        its config, plus ``"dynamic"``: whether it takes any frame size.
+
+    Raises
+    ------
+    TritonUnavailable
+        The server does not answer.
+    ModelError
+        The model is missing or not ready, or its inputs, outputs or task do
+        not fit (the message says which).
+    """
+    address, model = parse_triton_spec(spec)
+    client = _client(address)
+    try:
+        live = client.is_server_live()
+    except Exception as error:  # connection refused, timeout, DNS...: the client raises many types
+        raise TritonUnavailable(f"Triton at http://{address} does not answer: {_one_line(error)}") from None
+    if not live:
+        raise TritonUnavailable(f"Triton at http://{address} is not live")
+    try:
+        ready = client.is_model_ready(model)
+        index = client.get_model_repository_index() if not ready else []
+        metadata = client.get_model_metadata(model) if ready else {}
+        config = client.get_model_config(model) if ready else {}
+    except Exception as error:
+        raise TritonUnavailable(f"Triton at http://{address}: {_one_line(error)}") from None
+    if not ready:
+        names = sorted(entry.get("name", "?") for entry in index)
+        raise ModelError(
+            f"Triton at http://{address} has no ready model {model!r} (it has: {', '.join(names) or 'none'})"
+        )
+    inputs, outputs = metadata.get("inputs", []), metadata.get("outputs", [])
+    if len(inputs) != 1 or inputs[0].get("datatype") != "FP32" or len(inputs[0].get("shape", [])) != 4:
+        raise ModelError(
+            f"Triton model {model!r} takes {_describe(inputs)}; a YOLO-seg export takes one FP32 image batch"
+        )
+    if sorted(output.get("name") for output in outputs) != ["output0", "output1"]:
+        raise ModelError(
+            f"Triton model {model!r} returns {_describe(outputs)}; a YOLO-seg export returns "
+            "output0 (boxes, scores, mask coefficients) and output1 (mask prototypes)"
+        )
+    text = config.get("parameters", {}).get("metadata", {}).get("string_value", "")
+    try:
+        info = ast.literal_eval(text) if text else {}
+    except (ValueError, SyntaxError):
+        info = {}
+    task = info.get("task", "segment")
+    if task != "segment":
+        raise ModelError(
+            f"Triton model {model!r} is a {task!r} model; a segmentation (YOLO-seg) model is needed"
+        )
+    info["dynamic"] = -1 in inputs[0]["shape"][2:]
+    return info
+
+
+def load_triton_model(spec: str):
+    """A :class:`~napari_livecell.core.model.LoadedModel` whose network runs on the Triton server."""
+    from napari_livecell.core.model import LoadedModel
+    from napari_livecell.core.offline import import_ultralytics
+
+    info = check_triton_model(spec)
+    address, model = parse_triton_spec(spec)
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    yolo = YOLO(f"http://{address}/{model}", task="segment")
+    names = {int(k): str(v) for k, v in (info.get("names") or {0: "cell"}).items()}
+    imgsz = info.get("imgsz")
+    loaded = LoadedModel(
+        yolo=yolo,
+        path=Path(model),
+        class_names=names,
+        device="cpu",  # the host's side: the tensors it sends and gets back
+        imgsz=int(max(imgsz)) if isinstance(imgsz, (list, tuple)) and imgsz else None,
+    )
+    if info["dynamic"]:
+        loaded.input_shape = None  # any stride-32 frame, as for a PyTorch model
+    return loaded
+
+
+def triton_is_down(error: BaseException) -> bool:
+    """Whether an error raised while running a Triton model means the server stopped answering."""
+    if isinstance(error, TritonUnavailable | ConnectionError | TimeoutError):
+        return True
+    module = type(error).__module__ or ""
+    text = str(error).lower()
+    return module.startswith(("tritonclient", "geventhttpclient", "gevent")) or "connection refused" in text
+
+
+def _describe(tensors: list[dict]) -> str:
+    if not tensors:
+        return "nothing"
+    return ", ".join(f"{t.get('name')} {t.get('datatype')} {t.get('shape')}" for t in tensors)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
