@@ -93,3 +93,24 @@ def test_tiling_cost_is_linear_and_memory_is_one_tile_beyond_the_labels(default_
     # a whole-frame conversion alone held an 8-bit BGR copy (3 bytes a pixel) and float copies
     assert large_extra < 1.5 * small_extra, (small_extra, large_extra)
     assert large_extra < large.nbytes, (large_extra, large.nbytes)
+
+
+def test_outlines_drawn_in_bands_equal_the_whole_image_at_once(monkeypatch):
+    from napari_livecell.core import render
+
+    labels = synthesize_image(seed=7200, n_cells=60, shape=(256, 320)).labels
+    whole = render.outline_mask(labels)
+    assert whole.sum() > 60 * 10  # every cell has a border
+    monkeypatch.setattr(render, "OUTLINE_BLOCK_PIXELS", 7 * 320)  # bands of 7 rows
+    np.testing.assert_array_equal(render.outline_mask(labels), whole)
+
+
+def test_a_huge_frame_is_stretched_from_a_sample_as_the_whole_would_be(monkeypatch):
+    from napari_livecell.core import predict
+
+    frame = _mosaic(1000)
+    exact = predict.to_uint8(frame)
+    # every 4th row and column; at the real 16 Mpx a 400 Mpx frame is sampled every 5th
+    monkeypatch.setattr(predict, "PERCENTILE_SAMPLE_PIXELS", 300 * 300)
+    difference = np.abs(predict.to_uint8(frame).astype(int) - exact)
+    assert difference.max() <= 3 and difference.mean() < 1  # of 255 levels

@@ -9,11 +9,29 @@ from typing import Any
 import numpy as np
 
 OUTLINE_COLOR = (255, 220, 0)  # yellow reads well on gray phase contrast
+OUTLINE_BLOCK_PIXELS = 1 << 20  # outlines are found one band of about this many pixels at a time
 
 
 def outline_mask(labels: np.ndarray) -> np.ndarray:
-    """Pixels on the inner border of every cell (a cell touching another keeps its own border)."""
+    """Pixels on the inner border of every cell (a cell touching another keeps its own border).
+
+    Worked out in bands of rows (each with its neighbouring rows), so that a
+    400-megapixel label image needs the mask and one band's temporaries, not
+    a padded copy and four comparisons of the whole image.
+    """
     labels = np.asarray(labels)
+    height, width = labels.shape
+    border = np.empty(labels.shape, dtype=bool)
+    rows = max(1, OUTLINE_BLOCK_PIXELS // max(1, width))
+    for start in range(0, height, rows):
+        stop = min(start + rows, height)
+        above, below = max(start - 1, 0), min(stop + 1, height)
+        band = _outline_band(labels[above:below])
+        border[start:stop] = band[start - above : start - above + stop - start]
+    return border
+
+
+def _outline_band(labels: np.ndarray) -> np.ndarray:
     border = np.zeros(labels.shape, dtype=bool)
     padded = np.pad(labels, 1, mode="edge")
     center = padded[1:-1, 1:-1]
