@@ -41,33 +41,9 @@ def as_uint16(image: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def server():
-    import threading
-    import time
+    from napari_livecell.service import ServiceSettings
+    from tests.servers import start_service, stop_service
 
-    import uvicorn
-
-    from napari_livecell.service import ServiceSettings, create_app, uvicorn_config
-
-    settings = ServiceSettings(device="cpu", concurrency=1, queue=4)
-    app = create_app(settings)
-    # the server production's serve() runs (its timeouts and limits); LOG_LEVEL, its log knob,
-    # keeps the suite's output quiet unless set
-    quiet = "LOG_LEVEL" not in os.environ
-    if quiet:
-        os.environ["LOG_LEVEL"] = "warning"
-    try:
-        config = uvicorn_config(app, "127.0.0.1", 0, settings)
-    finally:
-        if quiet:
-            del os.environ["LOG_LEVEL"]
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 120
-    while not instance.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert instance.started, "uvicorn did not start"
-    port = instance.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    instance, thread, url = start_service(ServiceSettings(device="cpu", concurrency=1, queue=4))
+    yield url
+    stop_service(instance, thread)

@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from tests.servers import start_service, stop_service
+
 pytest.importorskip("fastapi")
 import httpx
 import imageio.v3 as iio
@@ -103,38 +105,15 @@ def _tiff(array: np.ndarray) -> bytes:
 # --- hardening: bounded time and memory, timeouts (issue 15) ---------------------------------
 
 
-def _start(settings):
-    """A real uvicorn running the service in a thread, configured as ``serve`` does."""
-    import threading
-    import time
-
-    import uvicorn
-
-    from napari_livecell.service import create_app, uvicorn_config
-
-    config = uvicorn_config(create_app(settings), "127.0.0.1", 0, settings)
-    config.log_level = "warning"
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 120
-    while not instance.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert instance.started, "uvicorn did not start"
-    port = instance.servers[0].sockets[0].getsockname()[1]
-    return instance, thread, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
 def strict_server():
     """Low limits so that each test stays short: 3 s per request, 1 s to send a request."""
     from napari_livecell.service import ServiceSettings
 
     settings = ServiceSettings(device="cpu", queue=8, request_timeout_s=3.0, read_timeout_s=1.0)
-    instance, thread, url = _start(settings)
+    instance, thread, url = start_service(settings)
     yield url
-    instance.should_exit = True
-    thread.join(timeout=15)
+    stop_service(instance, thread)
 
 
 def _rss_mb() -> float:
@@ -259,7 +238,7 @@ def test_shutdown_finishes_within_seconds_during_a_long_request(small_frame):
     from napari_livecell.service import ServiceSettings
 
     settings = ServiceSettings(device="cpu", request_timeout_s=600, shutdown_timeout_s=2)
-    instance, thread, url = _start(settings)
+    instance, thread, url = start_service(settings)
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(post, url, _large_frame_png(), "big.png", format="json")
         deadline = time.time() + 30

@@ -146,3 +146,74 @@ def test_concurrent_requests_are_batched(triton, frame):
     passes = after["execution_count"] - before["execution_count"]
     assert requests == 16 and passes < requests, f"{requests} requests ran in {passes} forward passes"
     print(f"16 concurrent requests ran in {passes} forward passes", file=sys.stderr)
+
+
+def labels_from_json(answer: dict, shape: tuple[int, int]) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    labels = np.zeros(shape, np.int32)
+    for number, annotation in enumerate(answer["annotations"], start=1):
+        segmentation = annotation["segmentation"]
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, *shape))
+        else:
+            rle = {"size": segmentation["size"], "counts": segmentation["counts"].encode()}
+        labels[mask_utils.decode(rle).astype(bool)] = number
+    return labels
+
+
+def test_the_service_on_triton_answers_like_the_local_one_and_rides_out_a_triton_restart(
+    triton, frame, server
+):
+    """Same cells as the local service; Triton stopped: 503 in one line; Triton back: answers again."""
+    pytest.importorskip("fastapi")
+    from napari_livecell.core.matching import match_cells
+    from napari_livecell.core.triton import triton_spec
+    from napari_livecell.service import ServiceSettings
+    from tests.servers import start_service, stop_service
+    from tests.test_service import png_bytes, post
+
+    settings = ServiceSettings(model=triton_spec(triton.url, "livecell"), device="cpu", request_timeout_s=60)
+    instance, thread, url = start_service(settings)
+    try:
+        image = png_bytes(frame.image)
+        remote, local = post(url, image, format="json"), post(server, image, format="json")
+        assert remote.status_code == local.status_code == 200
+        remote_labels = labels_from_json(remote.json(), frame.image.shape)
+        local_labels = labels_from_json(local.json(), frame.image.shape)
+        assert len(remote.json()["annotations"]) == len(local.json()["annotations"]) > 0
+        match = match_cells(local_labels, remote_labels)
+        assert match.n_matched == len(local.json()["annotations"]) and match.ious.min() >= 0.95
+
+        triton.stop()
+        down = post(url, image, format="json")
+        assert down.status_code == 503
+        reason = down.json()["detail"]
+        assert reason.startswith("Triton at http://127.0.0.1:") and "does not answer" in reason
+        assert "\n" not in reason
+
+        triton.start()
+        again = post(url, image, format="json")
+        assert again.status_code == 200
+        assert len(again.json()["annotations"]) == len(local.json()["annotations"])
+    finally:
+        stop_service(instance, thread)
+        if triton.process is None:
+            triton.start()  # the module's other tests still need it
+
+
+def test_segment_cli_on_triton_writes_what_the_local_run_writes(triton, frame, tmp_path, capsys):
+    import tifffile
+
+    from napari_livecell.cli import main
+
+    tifffile.imwrite(tmp_path / "frame.tif", frame.image)
+    assert main(["segment", str(tmp_path / "frame.tif"), "--out", str(tmp_path / "local")]) == 0
+    remote_run = ["segment", str(tmp_path / "frame.tif"), "--out", str(tmp_path / "remote")]
+    assert main([*remote_run, "--triton", triton.url, "--triton-model", "livecell"]) == 0
+    local = tifffile.imread(tmp_path / "local" / "frame_labels.tif")
+    remote = tifffile.imread(tmp_path / "remote" / "frame_labels.tif")
+    np.testing.assert_array_equal(local, remote)
+    capsys.readouterr()
+    assert main([*remote_run, "--triton", triton.url, "--triton-model", "cells"]) == 2
+    assert "has no ready model 'cells'" in capsys.readouterr().err

@@ -348,6 +348,7 @@ def create_app(settings: ServiceSettings | None = None):
 
     from napari_livecell.core.model import load_model
     from napari_livecell.core.predict import Cancelled, PredictSettings, import_inference_modules
+    from napari_livecell.core.triton import TritonUnavailable
 
     settings = settings or ServiceSettings()
     state: dict[str, Any] = {"model": None, "running": set()}
@@ -455,6 +456,8 @@ def create_app(settings: ServiceSettings | None = None):
             raise too_slow() from None
         except Cancelled:
             raise too_slow() from None
+        except TritonUnavailable as error:  # the model's server stopped answering: retry later
+            raise RequestError(503, str(error)) from None
         except BaseException:
             stop.set()  # the client left or the server is stopping
             raise

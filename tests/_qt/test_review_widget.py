@@ -139,7 +139,7 @@ def test_opening_nothing_or_a_wrong_path_is_one_line(make_napari_viewer, tmp_pat
     assert "missing" in messages and "open a folder of images first" in messages
 
 
-def test_the_dataset_measurements_csv_holds_every_image_with_the_edits(make_napari_viewer, folder, qtbot, tmp_path):
+def test_the_dataset_csv_holds_every_image_with_the_edits(make_napari_viewer, folder, qtbot, tmp_path):
     import pandas as pd
 
     viewer, widget = open_review(make_napari_viewer, folder, qtbot)

@@ -24,6 +24,13 @@ def add_parser(commands) -> None:
     seg.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ, help=f"network input size ({DEFAULT_IMGSZ})")
     seg.add_argument("--device", default="auto", help="auto, cpu, cuda:N or mps")
     seg.add_argument(
+        "--triton",
+        default=None,
+        metavar="URL",
+        help="run the network on this Triton Inference Server (http://HOST:PORT; docs/triton.md)",
+    )
+    seg.add_argument("--triton-model", default="livecell", help="the model's name on the Triton server")
+    seg.add_argument(
         "--tile",
         choices=tuple(TILE_MODES),
         default="auto",
@@ -98,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
     check_output_names(paths, out)
     ensure_output_folder(out)
     _report_skipped(search, out)
+    if args.triton:
+        from napari_livecell.core.triton import triton_spec
+
+        if args.model or args.scheduler:
+            raise CommandError("--triton names the model (--triton-model): not with --model or --scheduler")
+        args.model = triton_spec(args.triton, args.triton_model)
     if args.scheduler:
         from napari_livecell.core.model import check_weights_path
 

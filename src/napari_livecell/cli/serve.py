@@ -21,6 +21,14 @@ def add_parser(commands) -> None:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--model", default=None, help="weights; the shipped default if omitted")
     srv.add_argument("--device", default="cpu", help="cpu, cuda:N, mps or auto")
+    srv.add_argument(
+        "--triton",
+        default=None,
+        metavar="URL",
+        help="the network runs on this Triton Inference Server (http://HOST:PORT); the service "
+        "pre- and post-processes (docs/triton.md)",
+    )
+    srv.add_argument("--triton-model", default="livecell", help="the model's name on the Triton server")
     srv.add_argument("--workers", type=int, default=1, help="inferences at once")
     srv.add_argument("--queue", type=int, default=8, help="requests that may wait (more get 503)")
     srv.add_argument(
@@ -68,8 +76,19 @@ def settings_from_args(args: argparse.Namespace, settings_type: type):
         if not args.max_image_mb > 0:
             raise CommandError(f"--max-image-mb must be a positive number of MB, not {args.max_image_mb:g}")
         limits["max_image_bytes"] = int(args.max_image_mb * BYTES_PER_MB)
+    model = args.model
+    if getattr(args, "triton", None):
+        from napari_livecell.core.errors import ModelError
+        from napari_livecell.core.triton import triton_spec
+
+        if args.model:
+            raise CommandError("--triton names the model (--triton-model): not with --model")
+        try:
+            model = triton_spec(args.triton, args.triton_model)
+        except ModelError as error:
+            raise CommandError(str(error)) from None
     return settings_type(
-        model=args.model, device=args.device, concurrency=args.workers, queue=args.queue, **limits
+        model=model, device=args.device, concurrency=args.workers, queue=args.queue, **limits
     )
 
 
@@ -82,8 +101,13 @@ def run(args: argparse.Namespace) -> int:
             f"the service needs the 'server' extra (pip install 'napari-livecell[server]'): {error}"
         ) from None
     from napari_livecell.core.model import check_weights_path
+    from napari_livecell.core.triton import check_triton_model, is_triton_spec
 
     settings = settings_from_args(args, ServiceSettings)
-    check_weights_path(args.model)  # fail before the server starts, with the reason
+    # fail before the server starts, with the reason
+    if is_triton_spec(settings.model):
+        check_triton_model(settings.model)
+    else:
+        check_weights_path(args.model)
     serve(args.host, args.port, settings)
     return 0

@@ -261,7 +261,8 @@ def load_model(
     ----------
     weights : path or LoadedModel, optional
         ``.pt``, ``.onnx`` or ``.torchscript`` weights; the shipped default
-        model when omitted. A :class:`LoadedModel` is returned unchanged.
+        model when omitted; ``triton+http://HOST:PORT/MODEL`` for a model on a
+        Triton server (:mod:`.triton`). A :class:`LoadedModel` is returned unchanged.
     device : str, optional
         ``"auto"`` (default: CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:N"``...
 
@@ -277,5 +278,9 @@ def load_model(
     """
     if isinstance(weights, LoadedModel):
         return weights
+    from .triton import is_triton_spec, load_triton_model
+
+    if is_triton_spec(weights):  # triton+http://HOST:PORT/MODEL: the network runs on that server
+        return load_triton_model(str(weights))
     path = check_weights_path(weights)
     return _load_cached(path, path.stat().st_mtime_ns, resolve_device(device))

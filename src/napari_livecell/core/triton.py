@@ -13,8 +13,11 @@ a local model makes the :class:`~napari_livecell.core.segmentation.Segmentation`
 from __future__ import annotations
 
 import ast
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from .errors import ModelError
 
@@ -126,16 +129,26 @@ def check_triton_model(spec: str) -> dict:
     return info
 
 
+_loaded: dict[str, object] = {}  # spec -> LoadedModel: the client and its predictor are made once
+
+
 def load_triton_model(spec: str):
-    """A :class:`~napari_livecell.core.model.LoadedModel` whose network runs on the Triton server."""
+    """A :class:`~napari_livecell.core.model.LoadedModel` whose network runs on the Triton server.
+
+    The server and model are checked on every call (a one-line error when
+    they are missing); the client is made once per spec.
+    """
     from napari_livecell.core.model import LoadedModel
     from napari_livecell.core.offline import import_ultralytics
 
     info = check_triton_model(spec)
+    if spec in _loaded:
+        return _loaded[spec]
     address, model = parse_triton_spec(spec)
     import_ultralytics()
     from ultralytics import YOLO
 
+    _use_thread_safe_client()
     yolo = YOLO(f"http://{address}/{model}", task="segment")
     names = {int(k): str(v) for k, v in (info.get("names") or {0: "cell"}).items()}
     imgsz = info.get("imgsz")
@@ -148,7 +161,64 @@ def load_triton_model(spec: str):
     )
     if info["dynamic"]:
         loaded.input_shape = None  # any stride-32 frame, as for a PyTorch model
+    _loaded[spec] = loaded
     return loaded
+
+
+def _use_thread_safe_client() -> None:
+    """Make Ultralytics' Triton backend use :class:`ThreadSafeTritonModel` (idempotent)."""
+    import ultralytics.utils.triton as ultralytics_triton
+
+    if not issubclass(ultralytics_triton.TritonRemoteModel, _ThreadSafeBase):
+        ultralytics_triton.TritonRemoteModel = _thread_safe_class(ultralytics_triton.TritonRemoteModel)
+
+
+class _ThreadSafeBase:
+    """Marker: the Triton client class is ours already."""
+
+
+def _thread_safe_class(base: type) -> type:
+    class ThreadSafeTritonModel(base, _ThreadSafeBase):
+        """Ultralytics' Triton client with one HTTP connection per thread.
+
+        tritonclient's HTTP client runs on gevent, whose connections belong to
+        the thread that made them ("Cannot switch to a different thread" when
+        another uses them); the widget's workers and the service's threads
+        each run inference. A failed call drops its thread's connection, so
+        the next one reconnects: a restarted server is picked up again.
+        """
+
+        def __init__(self, url: str, endpoint: str = "", scheme: str = "") -> None:
+            super().__init__(url, endpoint, scheme)
+            self._connections = threading.local()
+
+        def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
+            client = getattr(self._connections, "client", None)
+            if client is None:
+                client = self._connections.client = _client(self.url)
+            requests = []
+            for name, data_type, array in zip(self.input_names, self.input_formats, inputs):
+                request = self.InferInput(name, list(array.shape), data_type.replace("TYPE_", ""))
+                request.set_data_from_numpy(
+                    np.ascontiguousarray(array, dtype=np.dtype(_NUMPY_TYPES[data_type]))
+                )
+                requests.append(request)
+            outputs = [self.InferRequestedOutput(name) for name in self.output_names]
+            try:
+                answer = client.infer(model_name=self.endpoint, inputs=requests, outputs=outputs)
+            except Exception as error:
+                self._connections.client = None
+                if triton_is_down(error):
+                    raise TritonUnavailable(
+                        f"Triton at http://{self.url} does not answer: {_one_line(error)}"
+                    ) from None
+                raise
+            return [answer.as_numpy(name).astype(inputs[0].dtype, copy=False) for name in self.output_names]
+
+    return ThreadSafeTritonModel
+
+
+_NUMPY_TYPES = {"TYPE_FP32": "float32", "TYPE_FP16": "float16", "TYPE_UINT8": "uint8"}
 
 
 def triton_is_down(error: BaseException) -> bool:
