@@ -97,9 +97,9 @@ def test_a_triton_model_finds_the_same_cells_as_the_local_one(triton, frame):
     from napari_livecell.core.matching import match_cells
     from napari_livecell.core.model import load_model
     from napari_livecell.core.predict import segment_frame
-    from napari_livecell.core.triton import load_triton_model, triton_spec
+    from napari_livecell.core.triton import triton_spec
 
-    remote = segment_frame(frame.image, load_triton_model(triton_spec(triton.url, "livecell")))
+    remote = segment_frame(frame.image, load_model(triton_spec(triton.url, "livecell")))
     local = segment_frame(frame.image, load_model(device="cpu"))
     assert remote.n_cells == local.n_cells > 0.8 * frame.labels.max()
     match = match_cells(local.labels, remote.labels)

@@ -252,6 +252,20 @@ def _load_cached(path: Path, mtime_ns: int, device: str) -> LoadedModel:
     )
 
 
+@lru_cache(maxsize=4)
+def _load_triton(spec: str) -> LoadedModel:
+    """A model whose network runs on a Triton server: its client is made once per spec."""
+    from .triton import connect_triton_model
+
+    yolo, names, imgsz, dynamic = connect_triton_model(spec)
+    name = Path(spec.rpartition("/")[2])
+    # device: where the host's side of it (tensors sent and received) lives
+    loaded = LoadedModel(yolo=yolo, path=name, class_names=names, device="cpu", imgsz=imgsz)
+    if dynamic:
+        loaded.input_shape = None  # any stride-32 frame, as for a PyTorch model
+    return loaded
+
+
 def load_model(
     weights: str | os.PathLike | LoadedModel | None = None, device: str | None = None
 ) -> LoadedModel:
@@ -278,9 +292,10 @@ def load_model(
     """
     if isinstance(weights, LoadedModel):
         return weights
-    from .triton import is_triton_spec, load_triton_model
+    from .triton import check_triton_model, is_triton_spec
 
     if is_triton_spec(weights):  # triton+http://HOST:PORT/MODEL: the network runs on that server
-        return load_triton_model(str(weights))
+        check_triton_model(str(weights))  # every time: a one-line error while the server is down
+        return _load_triton(str(weights))
     path = check_weights_path(weights)
     return _load_cached(path, path.stat().st_mtime_ns, resolve_device(device))

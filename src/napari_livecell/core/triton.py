@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import threading
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -129,21 +128,20 @@ def check_triton_model(spec: str) -> dict:
     return info
 
 
-_loaded: dict[str, object] = {}  # spec -> LoadedModel: the client and its predictor are made once
+def connect_triton_model(spec: str) -> tuple:
+    """Check the model on its server, then make the Ultralytics model that runs it there.
 
-
-def load_triton_model(spec: str):
-    """A :class:`~napari_livecell.core.model.LoadedModel` whose network runs on the Triton server.
-
-    The server and model are checked on every call (a one-line error when
-    they are missing); the client is made once per spec.
+    Returns
+    -------
+    tuple
+        ``(yolo, class names, training image size or None, dynamic)``: what
+        :func:`napari_livecell.core.model.load_model` makes its
+        :class:`~napari_livecell.core.model.LoadedModel` from; ``dynamic``
+        says whether the model takes frames of any size.
     """
-    from napari_livecell.core.model import LoadedModel
     from napari_livecell.core.offline import import_ultralytics
 
     info = check_triton_model(spec)
-    if spec in _loaded:
-        return _loaded[spec]
     address, model = parse_triton_spec(spec)
     import_ultralytics()
     from ultralytics import YOLO
@@ -152,17 +150,8 @@ def load_triton_model(spec: str):
     yolo = YOLO(f"http://{address}/{model}", task="segment")
     names = {int(k): str(v) for k, v in (info.get("names") or {0: "cell"}).items()}
     imgsz = info.get("imgsz")
-    loaded = LoadedModel(
-        yolo=yolo,
-        path=Path(model),
-        class_names=names,
-        device="cpu",  # the host's side: the tensors it sends and gets back
-        imgsz=int(max(imgsz)) if isinstance(imgsz, (list, tuple)) and imgsz else None,
-    )
-    if info["dynamic"]:
-        loaded.input_shape = None  # any stride-32 frame, as for a PyTorch model
-    _loaded[spec] = loaded
-    return loaded
+    size = int(max(imgsz)) if isinstance(imgsz, (list, tuple)) and imgsz else None
+    return yolo, names, size, info["dynamic"]
 
 
 def _use_thread_safe_client() -> None:
