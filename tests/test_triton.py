@@ -217,3 +217,19 @@ def test_segment_cli_on_triton_writes_what_the_local_run_writes(triton, frame, t
     capsys.readouterr()
     assert main([*remote_run, "--triton", triton.url, "--triton-model", "cells"]) == 2
     assert "has no ready model 'cells'" in capsys.readouterr().err
+
+
+def test_the_segment_widget_runs_its_model_on_triton(triton, frame, make_napari_viewer, qtbot):
+    from napari_livecell.core.model import load_model
+    from napari_livecell.core.predict import segment_frame
+    from napari_livecell.core.triton import triton_spec
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    viewer.add_image(frame.image, name="img")
+    widget._service.value = triton_spec(triton.url, "livecell")
+    assert widget.run() is not None, widget._status.value
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    local = segment_frame(frame.image, load_model(device="cpu"))
+    assert np.array_equal(viewer.layers["img cells"].data > 0, local.labels > 0)
+    assert widget._status.value.startswith(f"{local.n_cells} cells")

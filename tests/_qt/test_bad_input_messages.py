@@ -39,7 +39,7 @@ def test_segment_a_5d_rgb_stack(docked, notifications):
 @pytest.mark.parametrize(
     ("service", "scheduler", "message"),
     [
-        ("ftp://host", "", "service URL must start with http:// or https://"),
+        ("ftp://host", "", "'ftp://host' is neither a service URL (http://HOST:PORT) nor a Triton model"),
         ("http://127.0.0.1:9", "tcp://127.0.0.1:9", "either a service URL or a Dask scheduler"),
     ],
 )

@@ -90,7 +90,11 @@ class SegmentCellsWidget(BackgroundRun, Container):
         self._modality = ComboBox(label="modality", choices=MODALITIES, value="auto")
         self._model = ComboBox(label="model", choices=model_choices)
         self._weights = FileEdit(label="weights file", filter="*.pt *.onnx *.torchscript", mode="r")
-        self._service = LineEdit(label="or service URL", value="")
+        self._service = LineEdit(label="or service / Triton", value="")
+        self._service.tooltip = (
+            "a napari-livecell service (http://HOST:PORT) or a model on a Triton Inference Server "
+            "(triton+http://HOST:PORT/MODEL): see docs/triton.md"
+        )
         self._scheduler = LineEdit(label="Dask scheduler (optional)", value="")
         self._conf = FloatSlider(label="confidence", value=DEFAULT_CONF, min=0.01, max=1.0, step=0.01)
         self._iou = FloatSlider(label="NMS IoU", value=DEFAULT_IOU, min=0.05, max=1.0, step=0.01)
@@ -224,11 +228,15 @@ class SegmentCellsWidget(BackgroundRun, Container):
         service = str(self._service.value).strip()
         if service:
             from napari_livecell.core.remote import is_service_url
+            from napari_livecell.core.triton import is_triton_spec
 
-            if not is_service_url(service):
-                self._notify_error(f"service URL must start with http:// or https://, got {service!r}")
+            if not (is_service_url(service) or is_triton_spec(service)):
+                self._notify_error(
+                    f"{service!r} is neither a service URL (http://HOST:PORT) nor a Triton model "
+                    "(triton+http://HOST:PORT/MODEL)"
+                )
                 return None
-            weights = service
+            weights = service  # a Triton model runs here, with only its network on the server
         scheduler = str(self._scheduler.value).strip() or None
         if scheduler and service:
             self._notify_error("use either a service URL or a Dask scheduler, not both")
