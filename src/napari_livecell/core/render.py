@@ -132,8 +132,14 @@ def write_segment_outputs(
 
     out = Path(out)
     leading, image_frames = iter_frames(image, rgb)
-    labels = stack_labels(frames, leading)
-    labels = labels.astype(np.uint16 if labels.max() < 65536 else np.uint32)
+    # one frame's ids need no offset: its own label image, not a stacked copy (1.6 GB at 400 Mpx)
+    labels = stack_labels(frames, leading) if leading else frames[0].labels
+    if labels.max() < 65536:
+        labels = labels.astype(np.uint16)
+    elif labels.dtype == np.int32:
+        labels = labels.view(np.uint32)  # ids are positive: the same bits, no copy
+    else:
+        labels = labels.astype(np.uint32)
     labels_path = write_with(
         out / f"{stem}_labels.tif",
         lambda p: tifffile.imwrite(p, labels, compression="zlib", photometric="minisblack"),
