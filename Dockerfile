@@ -13,7 +13,7 @@ RUN pip install torch torchvision --index-url ${TORCH_INDEX}
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install ".[server]" && useradd --create-home livecell \
+RUN pip install ".[server,triton]" && useradd --create-home livecell \
     && mkdir -p /var/lib/napari-livecell && chown livecell /var/lib/napari-livecell
 USER livecell
 

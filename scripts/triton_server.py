@@ -72,6 +72,7 @@ def main() -> None:
         "--allow-grpc=false",
         "--allow-metrics=false",
         "--log-verbose=0",
+        "--exit-timeout-secs=5",  # in-flight requests get 5 s when the server is stopped
     ]
     print(f"Triton on http://{args.host}:{args.port} serving {args.repository}", flush=True)
     os.execve(command[0], command, env)

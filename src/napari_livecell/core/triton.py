@@ -202,7 +202,8 @@ def _thread_safe_class(base: type) -> type:
                         f"Triton at http://{self.url} does not answer: {_one_line(error)}"
                     ) from None
                 raise
-            return [answer.as_numpy(name).astype(inputs[0].dtype, copy=False) for name in self.output_names]
+            # copies: the client's arrays are read-only views of its buffer, torch wants to own them
+            return [np.array(answer.as_numpy(name), dtype=inputs[0].dtype) for name in self.output_names]
 
     return ThreadSafeTritonModel
 
