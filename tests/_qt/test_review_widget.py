@@ -178,3 +178,23 @@ def test_the_open_image_shows_its_cells_once_the_background_run_reaches_it(make_
     ids = set(np.unique(cells.data)) - {0}
     assert len(ids) == widget.dataset.index.entry(name).n_cells > 0
     assert set(viewer.layers[f"{name} outlines"].features["label"]) == ids  # a cell in pieces has several
+
+
+def test_images_taken_at_another_pixel_size_are_resampled_from_their_tiff_tags(
+    make_napari_viewer, tmp_path, qtbot
+):
+    from napari_livecell.core.synthetic import synthesize_image
+    from tests.core.test_pixel_size import MODEL_UM, taken_at
+
+    scene = synthesize_image(seed=3, n_cells=60, shape=(256, 320))
+    image, truth = taken_at(scene, MODEL_UM / 2)  # cells twice as large in pixels
+    plate = tmp_path / "fine"
+    plate.mkdir()
+    size_cm = MODEL_UM / 2 / 1e4
+    tifffile.imwrite(
+        plate / "fine.tif", image, resolution=(1 / size_cm, 1 / size_cm), resolutionunit="CENTIMETER"
+    )
+    _, widget = open_review(make_napari_viewer, plate, qtbot)
+    found = widget.dataset.index.entry("fine").n_cells
+    n_true = len(np.unique(truth)) - 1
+    assert abs(found - n_true) <= 0.1 * n_true, f"{found} cells found, {n_true} true"

@@ -31,15 +31,18 @@ NEXT_KEY, PREVIOUS_KEY = "PageDown", "PageUp"
 def segment_dataset(dataset, names: list[str], weights: str | None, settings):
     """Worker: segment the images that have no cells yet, saving each; yields (done, total, name)."""
     from napari_livecell.core.images import read_image
+    from napari_livecell.core.pixel_size import file_pixel_size
     from napari_livecell.core.run import Backend, FrameResult, iter_segment
 
     backend = Backend(weights=weights, device="auto")
     yield 0, len(names), ""
     for done, name in enumerate(names, start=1):
-        image = read_image(dataset.index.entry(name).image)
-        results = [
-            e.segmentation for e in iter_segment(image, backend, settings) if isinstance(e, FrameResult)
-        ]
+        path = dataset.index.entry(name).image
+        image = read_image(path)
+        pixel_size = file_pixel_size(path)  # a TIFF's own pixel size: resampled to the model's
+        source = "file metadata" if pixel_size else ""
+        events = iter_segment(image, backend, settings, None, pixel_size, source)
+        results = [e.segmentation for e in events if isinstance(e, FrameResult)]
         dataset.save_prediction(name, results[0])
         yield done, len(names), name
 
