@@ -93,3 +93,20 @@ def test_auto_on_fluorescence_is_within_0_1_of_phase_and_override_is_worse(twins
 def test_modality_setting_is_checked():
     with pytest.raises(ValueError, match="modality"):
         PredictSettings(modality="brightfield")
+
+
+@pytest.mark.parametrize(("base", "inverted"), [("phase", True), ("fluorescence", False), (None, False)])
+def test_training_frames_are_shown_to_the_base_model_in_its_polarity(tmp_path, base, inverted):
+    """Fluorescence corrections fine-tune a phase model on inverted frames, as inference will give them."""
+    import imageio.v3 as iio
+
+    from napari_livecell.core.training_data import TrainingFrame, write_training_dataset
+
+    scene = synthesize_image(seed=8, n_cells=20, shape=(128, 160), look="fluorescence")
+    frame = TrainingFrame(name="nuclei", image=scene.image, labels=scene.labels, classes=None)
+    write_training_dataset([frame], 1, {0: "cell"}, tmp_path, model_modality=base)
+    (written,) = (tmp_path / "images" / "train").iterdir()
+    pixels = iio.imread(written)
+    pixels = pixels if pixels.ndim == 2 else pixels[..., 0]
+    cells, background = scene.labels > 0, scene.labels == 0
+    assert (pixels[cells].mean() < pixels[background].mean()) == inverted  # dark cells: inverted

@@ -69,6 +69,7 @@ def run_training(
         MIN_FINETUNE_STEPS,
         TrainingCancelled,
         TrainSettings,
+        base_modality,
         describe_before_after,
         plan_finetune,
         train_model,
@@ -84,15 +85,22 @@ def run_training(
     warnings: list[str] = []
     try:
         dataset = request.out / "dataset"
+        # the frames as the base model will see them at inference (fluorescence inverted for phase)
+        modality = base_modality(request.base)
         if request.folder is not None:
             data_yaml, _ = resolve_training_data(
-                request.folder, dataset, crop=request.crop, val_fraction=request.val_fraction
+                request.folder,
+                dataset,
+                crop=request.crop,
+                val_fraction=request.val_fraction,
+                model_modality=modality,
             )
         else:
             # relabelling every frame is real work: here in the worker, not on the GUI thread
             frames, names = training_frames(request.layers or [])
+            split = {"crop": request.crop, "val_fraction": request.val_fraction}
             data_yaml = write_training_dataset(
-                frames, len(frames), names, dataset, request.crop, request.val_fraction
+                frames, len(frames), names, dataset, **split, model_modality=modality
             )
         metadata: dict = {"source": "napari Train on corrections", "data": {"crop": request.crop}}
         # data-loader processes forked from a GUI process with threads can hang

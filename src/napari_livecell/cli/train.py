@@ -126,6 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from napari_livecell.core.train import (
         PRESETS,
         TrainSettings,
+        base_modality,
         describe_before_after,
         saved_run,
         train_model,
@@ -142,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         base = args.model or preset["model"]
         base = str(DEFAULT_MODEL) if base == "default" else base
         crop = preset["crop"] if args.crop is None else (args.crop or None)
-        data_yaml, metadata = _training_data(args, out, crop)
+        data_yaml, metadata = _training_data(args, out, crop, base_modality(base))
         metadata["preset"] = args.preset
         common = {"device": args.device, "seed": args.seed, "workers": args.workers}
         if base.lower().endswith(".pt"):
@@ -216,8 +217,10 @@ def _plan(args: argparse.Namespace, data_yaml: Path, out: Path, preset: dict):
     return plan, data_yaml
 
 
-def _training_data(args: argparse.Namespace, out: Path, crop: int | None) -> tuple[Path, dict]:
-    """The data.yaml to train on (converting a COCO json first) and its provenance."""
+def _training_data(
+    args: argparse.Namespace, out: Path, crop: int | None, model_modality: str | None
+) -> tuple[Path, dict]:
+    """The data.yaml to train on (converting a COCO json first, in the base model's polarity)."""
     from napari_livecell.core.training_data import resolve_training_data
 
     if args.data is None:
@@ -225,6 +228,6 @@ def _training_data(args: argparse.Namespace, out: Path, crop: int | None) -> tup
     if Path(args.data).suffix.lower() == ".json" and args.images is None:
         raise CommandError("--images DIR is required with a COCO json")
     data_yaml, provenance = resolve_training_data(
-        args.data, out / "dataset", args.images, crop, seed=args.seed
+        args.data, out / "dataset", args.images, crop, seed=args.seed, model_modality=model_modality
     )
     return data_yaml, {"command": " ".join(["napari-livecell", *sys.argv[1:]]), **provenance}

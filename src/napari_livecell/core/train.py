@@ -494,6 +494,20 @@ def _inherited(base: str) -> dict:
     return {key: info[key] for key in ("modality",) if key in info}
 
 
+def base_modality(base: str | os.PathLike | None) -> str | None:
+    """What a fine-tuning base model sees (``"phase"``/``"fluorescence"``); ``None`` for a yaml recipe.
+
+    The training data are shown to it in that polarity
+    (:func:`napari_livecell.core.training_data.write_training_dataset`).
+    Weights that do not say are phase-contrast models, like the shipped one.
+    """
+    if base is None or str(base) == "default":
+        return "phase"
+    if not str(base).lower().endswith(".pt"):
+        return None
+    return _inherited(str(base)).get("modality", "phase")
+
+
 def inherited_pixel_size(base: str) -> dict:
     """The training pixel size a fine-tuned model keeps from its base: ``{"pixel_size_um": ...}`` or ``{}``.
 

@@ -83,6 +83,7 @@ def write_training_dataset(
     crop: int | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
+    model_modality: str | None = None,
 ) -> Path:
     """Write annotated frames as a YOLO-seg dataset with a train/val split by frame.
 
@@ -103,13 +104,20 @@ def write_training_dataset(
         trains and validates on itself.
     seed : int
         Seed of the train/val split.
+    model_modality : str, optional
+        What the model to be fine-tuned sees (``"phase"`` or ``"fluorescence"``).
+        Each frame is then shown to it as inference would: a frame ``auto``
+        takes for the other modality is inverted, so that a phase model
+        learns from fluorescence corrections in its own polarity (and is
+        later given those frames inverted, as it was trained). ``None``
+        (training from scratch): frames as they are.
 
     Returns
     -------
     Path
         ``data.yaml``.
     """
-    from .predict import to_uint8
+    from .predict import PredictSettings, frame_polarity, invert, to_uint8
 
     if n_frames < 1:
         raise DatasetError("empty dataset: no annotated frames to train on")
@@ -126,6 +134,8 @@ def write_training_dataset(
         any_cells = any_cells or bool(np.any(frame.labels))
         split = "val" if position in val_ids else "train"
         image = to_uint8(np.asarray(frame.image))
+        if model_modality and frame_polarity(image, PredictSettings(), model_modality).inverted:
+            image = invert(image)
         for suffix, image_piece, label_piece in _crops(image, np.asarray(frame.labels), crop):
             sample = YoloSample(frame.name + suffix, image_piece, label_piece, frame.classes)
             write_yolo_sample(out, split, sample)
@@ -141,6 +151,7 @@ def coco_to_yolo_dataset(
     crop: int | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
+    model_modality: str | None = None,
 ) -> Path:
     """Convert a COCO json and its images into a YOLO-seg dataset.
 
@@ -158,6 +169,8 @@ def coco_to_yolo_dataset(
         Share of *images* (not tiles) held out for validation.
     seed : int
         Seed of the train/val split.
+    model_modality : str, optional
+        As for :func:`write_training_dataset`.
 
     Returns
     -------
@@ -203,7 +216,9 @@ def coco_to_yolo_dataset(
                 classes=[class_of[int(a["category_id"])] for a in annotations],
             )
 
-    return write_training_dataset(frames(), len(coco["images"]), names, out, crop, val_fraction, seed)
+    return write_training_dataset(
+        frames(), len(coco["images"]), names, out, crop, val_fraction, seed, model_modality
+    )
 
 
 def resolve_training_data(
@@ -213,6 +228,7 @@ def resolve_training_data(
     crop: int | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
+    model_modality: str | None = None,
 ) -> tuple[Path, dict]:
     """The ``data.yaml`` to train on, converting a COCO json (and its images) first.
 
@@ -227,8 +243,8 @@ def resolve_training_data(
     images : path, optional
         The COCO json's image folder; by default ``images/`` beside the json
         when it exists, else the json's own folder.
-    crop, val_fraction, seed
-        As for :func:`coco_to_yolo_dataset`.
+    crop, val_fraction, seed, model_modality
+        As for :func:`coco_to_yolo_dataset` (a YOLO dataset is used as it is).
 
     Returns
     -------
@@ -267,7 +283,7 @@ def resolve_training_data(
         raise DatasetError(f"{data} is neither a COCO json nor a YOLO dataset (folder with data.yaml)")
     if images is None:
         images = data.parent / "images" if (data.parent / "images").is_dir() else data.parent
-    data_yaml = coco_to_yolo_dataset(data, images, out, crop=crop, val_fraction=val_fraction, seed=seed)
+    data_yaml = coco_to_yolo_dataset(data, images, out, crop, val_fraction, seed, model_modality)
     provenance: dict = {"data": {"coco": data.name, "crop": crop}}
     recipe = data.parent / "synth.json"
     if recipe.is_file():
