@@ -114,3 +114,28 @@ def test_a_huge_frame_is_stretched_from_a_sample_as_the_whole_would_be(monkeypat
     monkeypatch.setattr(predict, "PERCENTILE_SAMPLE_PIXELS", 300 * 300)
     difference = np.abs(predict.to_uint8(frame).astype(int) - exact)
     assert difference.max() <= 3 and difference.mean() < 1  # of 255 levels
+
+
+def test_outlines_are_traced_in_chunks_with_progress_and_the_same_rings():
+    """A huge frame's outlines come with progress every TRACE_CHUNK cells (a run can stop in between)."""
+    from napari_livecell.core.segmentation import Segmentation, labels_to_polygons, trace_polygons_steps
+
+    labels = np.zeros((60, 600), np.int32)
+    for cell in range(250):  # 250 little squares
+        row, col = divmod(cell, 50)
+        labels[row * 12 + 1 : row * 12 + 9, col * 12 + 1 : col * 12 + 9] = cell + 1
+    steps = trace_polygons_steps(labels, chunk=100)
+    reports = []
+    while True:
+        try:
+            reports.append(next(steps))
+        except StopIteration as finished:
+            rings = finished.value
+            break
+    assert reports == [(100, 250), (200, 250), (250, 250)]
+    expected = labels_to_polygons(labels)
+    assert len(rings) == len(expected) == 250
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(rings, expected))
+    result = Segmentation.from_labels(labels)
+    assert list(result.trace_steps())[-1] == (250, 250)
+    assert len(result.polygons) == 250 and list(result.trace_steps()) == []  # traced once
