@@ -1,4 +1,4 @@
-"""Exporting trained models to ONNX (offline: no auto-installed simplifier)."""
+"""Exporting trained models to ONNX and OpenVINO (offline: no auto-installed simplifier)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from pathlib import Path
 
 from .atomic import write_text_atomic
 from .model import ModelError, load_model
+from .runtime import DEFAULT_EXPORT_SIZE, write_onnx, write_openvino
 
-# 520 x 704 LIVECell frames letterbox to 544 x 704 (stride 32); a square
-# 704 x 704 export would pad every frame and run slower
-DEFAULT_EXPORT_SIZE = (544, 704)
 TRITON_MAX_BATCH = 8  # requests Triton's dynamic batcher may put in one forward pass
 TRITON_QUEUE_DELAY_US = 2000  # how long it waits for more requests to batch with
 
@@ -41,33 +39,55 @@ def export_onnx(
     Path
         The written ONNX file.
     """
-    model = load_model(weights, device="cpu")
+    model = load_model(weights, device="cpu", runtime="torch")
     if model.path.suffix.lower() != ".pt":
         raise ModelError(f"only .pt models can be exported, got {model.path.name}")
-    from ultralytics import YOLO
+    return write_onnx(model.path, Path(out), imgsz, dynamic)
 
-    from napari_livecell.core.safe_load import use_in_ultralytics
 
-    use_in_ultralytics()  # load_model did too; the fresh YOLO below must read the file the same way
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Ultralytics writes the export beside the weights: work on a copy, so that a read-only
-    # install (or the shipped model's folder) is never written to, even by a failed export
+def export_openvino(
+    weights: str | os.PathLike | None,
+    out: str | os.PathLike,
+    imgsz: int | tuple[int, int] = DEFAULT_EXPORT_SIZE,
+    dynamic: bool = True,
+) -> Path:
+    """Export a YOLO-seg ``.pt`` or ``.onnx`` model to an OpenVINO IR folder.
+
+    Parameters
+    ----------
+    weights : path, optional
+        ``.pt`` or ``.onnx`` weights; the shipped default model when omitted.
+    out : path
+        Target folder; Ultralytics recognises it when its name ends in ``_openvino_model``.
+    imgsz : int or tuple of int
+        Input ``(height, width)`` of a static export of a ``.pt`` (ignored for ``.onnx``).
+    dynamic : bool
+        Dynamic input shapes (default), for any frame size.
+
+    Returns
+    -------
+    Path
+        The folder, holding ``model.xml``, ``model.bin`` and ``metadata.yaml``.
+
+    Raises
+    ------
+    ModelError
+        OpenVINO is not installed, or the weights cannot be exported.
+    """
+    from .runtime import choose_runtime
+
+    model = load_model(weights, device="cpu", runtime="torch")
+    choose_runtime("openvino", model.path, "cpu")  # a one-line error when OpenVINO is missing
     with tempfile.TemporaryDirectory(prefix="napari-livecell-export-") as scratch:
-        weights_copy = Path(scratch) / model.path.name
-        shutil.copyfile(model.path, weights_copy)
-        # a fresh model object: export mutates the one it runs on
-        exported = YOLO(str(weights_copy)).export(
-            format="onnx",
-            imgsz=list(imgsz) if isinstance(imgsz, tuple) else imgsz,
-            dynamic=dynamic,
-            simplify=False,
-            device="cpu",
-            verbose=False,
-        )
-        temporary = target.with_suffix(".onnx.tmp")
-        shutil.move(str(exported), temporary)
-        os.replace(temporary, target)
+        source = model.path
+        if source.suffix.lower() == ".pt":
+            source = write_onnx(model.path, Path(scratch) / "model.onnx", imgsz, dynamic)
+        target = Path(out)
+        built = write_openvino(source, Path(scratch) / "openvino")
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(built), target)
     return target
 
 

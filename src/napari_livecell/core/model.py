@@ -8,6 +8,7 @@ downloaded from GitHub by name) and turns every failure into a
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -43,6 +44,10 @@ class LoadedModel:
         Image size the model was trained at (a hint; inference may differ).
     metadata : dict
         Provenance stored by ``napari-livecell train`` (empty for other weights).
+    runtime : str
+        What runs the forward pass: ``torch`` (Ultralytics' own loader, which
+        also covers ``.onnx`` and ``.torchscript`` files), ``onnxruntime`` or
+        ``openvino`` (:mod:`.runtime`; ``path`` stays the weights the user chose).
     """
 
     yolo: Any
@@ -51,6 +56,7 @@ class LoadedModel:
     device: str
     imgsz: int | None = None
     metadata: dict = field(default_factory=dict)
+    runtime: str = "torch"
     # fixed (height, width) input of a static export, None when flexible;
     # found on first use by napari_livecell.core.predict.model_input_shape
     input_shape: tuple[int, int] | str | None = "unknown"
@@ -266,8 +272,35 @@ def _load_triton(spec: str) -> LoadedModel:
     return loaded
 
 
+@lru_cache(maxsize=4)
+def _load_runtime(path: Path, mtime_ns: int, runtime: str) -> LoadedModel:
+    """``path`` exported for ``runtime`` (cached on disk), with the original weights' names and metadata."""
+    from .runtime import load_for_runtime
+
+    original = _load_cached(path, mtime_ns, "cpu")
+    try:
+        yolo, _ = load_for_runtime(path, runtime)
+    except ModelError:
+        raise
+    except Exception as error:  # export and conversion raise many types
+        message = str(error).splitlines()[0] if str(error) else ""
+        problem = f"{type(error).__name__}: {message}"
+        raise ModelError(f"cannot prepare {path.name} for {runtime}: {problem}") from None
+    return LoadedModel(
+        yolo=yolo,
+        path=original.path,
+        class_names=dict(original.class_names),
+        device="cpu",
+        imgsz=original.imgsz,
+        metadata=dict(original.metadata),
+        runtime=runtime,
+    )
+
+
 def load_model(
-    weights: str | os.PathLike | LoadedModel | None = None, device: str | None = None
+    weights: str | os.PathLike | LoadedModel | None = None,
+    device: str | None = None,
+    runtime: str | None = "torch",
 ) -> LoadedModel:
     """Load (once, then from a cache) a YOLO segmentation model.
 
@@ -279,6 +312,12 @@ def load_model(
         Triton server (:mod:`.triton`). A :class:`LoadedModel` is returned unchanged.
     device : str, optional
         ``"auto"`` (default: CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:N"``...
+    runtime : str, optional
+        What runs the forward pass (:mod:`.runtime`): ``"torch"`` (default),
+        ``"onnxruntime"``, ``"openvino"`` (CPU only; the model is exported
+        once and cached), or ``"auto"``: OpenVINO, then ONNX Runtime when
+        installed and the device is the CPU, else PyTorch. ``auto`` falls back
+        to PyTorch (with a log warning) when the export fails.
 
     Returns
     -------
@@ -287,8 +326,9 @@ def load_model(
     Raises
     ------
     ModelError
-        Missing, empty, corrupt or unsupported files, and models that do not
-        segment (the message says which task the file holds).
+        Missing, empty, corrupt or unsupported files, models that do not
+        segment (the message says which task the file holds), and a runtime
+        whose package is missing or that cannot run this file or device.
     """
     if isinstance(weights, LoadedModel):
         return weights
@@ -297,5 +337,21 @@ def load_model(
     if is_triton_spec(weights):  # triton+http://HOST:PORT/MODEL: the network runs on that server
         check_triton_model(str(weights))  # every time: a one-line error while the server is down
         return _load_triton(str(weights))
+    from .runtime import check_runtime_name, choose_runtime
+
+    asked = check_runtime_name(runtime)
     path = check_weights_path(weights)
-    return _load_cached(path, path.stat().st_mtime_ns, resolve_device(device))
+    if asked in ("onnxruntime", "openvino") and device in (None, "", "auto"):
+        device = "cpu"  # the runtime named decides: it runs on the CPU
+    device = resolve_device(device)
+    chosen = choose_runtime(asked, path, device)
+    mtime_ns = path.stat().st_mtime_ns
+    if chosen == "torch":
+        return _load_cached(path, mtime_ns, device)
+    try:
+        return _load_runtime(path, mtime_ns, chosen)
+    except ModelError as error:
+        if asked != "auto":
+            raise
+        logging.getLogger(__name__).warning("%s; running it with torch instead", error)
+        return _load_cached(path, mtime_ns, device)
