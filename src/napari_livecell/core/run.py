@@ -19,7 +19,6 @@ from .segmentation import Segmentation
 
 if TYPE_CHECKING:
     from .pixel_size import Resampling
-from .steps import relay
 
 
 def offset_ids(labels: np.ndarray, first_id: int) -> np.ndarray:
@@ -58,12 +57,17 @@ class Backend:
     scheduler : str, optional
         A Dask scheduler address: frames run as tasks on that cluster (the
         weights must be a path its workers can read).
+    runtime : str
+        What runs a local model's forward pass (:mod:`napari_livecell.core.runtime`):
+        ``torch`` (default here), ``onnxruntime``, ``openvino`` or ``auto``
+        (the fastest installed on a CPU; what the widget, CLI and service use).
     """
 
     weights: str | None = None
     device: str | None = "auto"
     tile: bool | None = None
     scheduler: str | None = None
+    runtime: str = "torch"
 
 
 @dataclass
@@ -161,27 +165,141 @@ def iter_segment(
     yield from results
 
 
+# frames in flight at once: while one is in the forward pass (which holds the model's lock),
+# the one before it is decoded, painted and traced; a third is being read and normalised
+PIPELINE_DEPTH = 2
+PROGRESS_POLL_S = 0.05
+
+
 def _local_results(
-    frames: Iterator, backend: Backend, settings: PredictSettings, pixel: tuple[float | None, str]
+    frames: Iterator,
+    backend: Backend,
+    settings: PredictSettings,
+    pixel: tuple[float | None, str],
 ) -> Any:
     from napari_livecell.core.model import load_model
     from napari_livecell.core.pixel_size import plan_resampling, segment_frame_resampled_steps
-    from napari_livecell.core.predict import frame_polarity
+    from napari_livecell.core.predict import frame_polarity, model_input_shape
     from napari_livecell.core.remote import is_service_url, segment_remote
-
     service = backend.weights if is_service_url(backend.weights) else None
-    model = None if service else load_model(backend.weights, device=backend.device)
+    model = None
+    if not service:
+        model = load_model(backend.weights, device=backend.device, runtime=backend.runtime)
+        model_input_shape(model)  # found once here, before worker threads share the model
     resampling = None if service else plan_resampling(pixel[0], model, pixel[1])
     yield None  # primed: setup errors surface before the run starts
-    for number, (index, frame) in enumerate(frames):
+
+    def read() -> tuple | None:
+        """The next frame, read (a dask frame is computed here) and its polarity decided."""
+        item = next(frames, None)
+        if item is None or service:
+            return item
+        index, frame = item
+        return index, frame, frame_polarity(frame, settings, model.modality)
+
+    def work(number: int, item: tuple, report: Any) -> FrameResult:
         if service:
-            result, polarity, resampling = segment_remote(frame, service, settings, 300.0, *pixel)
+            index, frame = item
+            result, polarity, used = segment_remote(frame, service, settings, 300.0, *pixel)
         else:
-            polarity = frame_polarity(frame, settings, model.modality)
+            index, frame, polarity = item
             steps = segment_frame_resampled_steps(frame, model, settings, backend.tile, polarity, resampling)
-            result = yield from relay(steps, lambda tiles, number=number: TileProgress(number, *tiles))
-        result.polygons  # noqa: B018  (outlines traced here, in the worker, off any GUI thread)
-        yield FrameResult(number, index, result, polarity, resampling)
+            result, used = report(number, steps), resampling
+        result.polygons  # noqa: B018  (outlines traced here, in a worker, off any GUI thread)
+        return FrameResult(number, index, result, polarity, used)
+
+    yield from pipeline(read, work, PIPELINE_DEPTH)
+
+
+def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunEvent]:
+    """Run frames through ``work`` in ``depth`` threads, reading ahead in another; yield in order.
+
+    Parameters
+    ----------
+    read : callable
+        ``read() -> item or None``: the next frame (``None`` at the end); runs
+        in a reader thread, one frame ahead of the workers.
+    work : callable
+        ``work(number, item, report) -> FrameResult``; ``report(number, steps)``
+        wraps a ``(done, total)`` progress generator so that its tile progress
+        reaches the caller (and a closed run stops it between tiles).
+    depth : int
+        Frames segmented at once. The model's lock keeps their forward passes
+        one at a time; the gain is that one frame's post-processing overlaps
+        the next one's forward pass. ``1``: frame by frame.
+
+    Yields
+    ------
+    TileProgress, FrameResult
+        Results in frame order, whatever order the threads finish in; tile
+        progress of the frame that is due next. An error is raised for the
+        frame it concerns, after the frames before it.
+    """
+    import queue
+    import threading
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from napari_livecell.core.predict import Cancelled
+
+    progress: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def report(number: int, steps: Any) -> Any:
+        while True:
+            if stop.is_set():
+                raise Cancelled("run closed")
+            try:
+                tiles = next(steps)
+            except StopIteration as finished:
+                return finished.value
+            progress.put(TileProgress(number, *tiles))
+
+    reader = ThreadPoolExecutor(1, thread_name_prefix="livecell-read")
+    workers = ThreadPoolExecutor(max(1, depth), thread_name_prefix="livecell-segment")
+    try:
+        upcoming = reader.submit(read)
+        in_flight: deque = deque()
+        number, exhausted = 0, False
+        while True:
+            while not exhausted and len(in_flight) < max(1, depth):
+                wait([upcoming])
+                if upcoming.exception() is not None:  # a frame that cannot be read fails in its turn
+                    in_flight.append((number, upcoming))
+                    exhausted = True
+                    break
+                item = upcoming.result()
+                if item is None:
+                    exhausted = True
+                    break
+                upcoming = reader.submit(read)
+                in_flight.append((number, workers.submit(work, number, item, report)))
+                number += 1
+            if not in_flight:
+                return
+            head_number, head = in_flight[0]
+            while not wait([head], timeout=PROGRESS_POLL_S).done:
+                yield from _drain_progress(progress, head_number)
+            yield from _drain_progress(progress, head_number)
+            in_flight.popleft()
+            yield head.result()
+    finally:
+        stop.set()
+        reader.shutdown(wait=False, cancel_futures=True)
+        workers.shutdown(wait=False, cancel_futures=True)
+
+
+def _drain_progress(progress: Any, frame: int) -> Iterator[TileProgress]:
+    """Tile progress queued so far, for ``frame`` only (later frames report again in their turn)."""
+    import queue
+
+    while True:
+        try:
+            event = progress.get_nowait()
+        except queue.Empty:
+            return
+        if event.frame == frame:
+            yield event
 
 
 def _cluster_results(
