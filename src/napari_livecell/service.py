@@ -39,6 +39,9 @@ class ServiceSettings:
 
     Attributes
     ----------
+    runtime : str
+        What runs the forward pass: ``auto`` (the fastest installed on a CPU),
+        ``torch``, ``onnxruntime`` or ``openvino`` (:mod:`napari_livecell.core.runtime`).
     max_upload_bytes : int
         Largest upload accepted (413 beyond).
     max_pixels : int
@@ -60,6 +63,7 @@ class ServiceSettings:
 
     model: str | None = None
     device: str | None = "cpu"
+    runtime: str = "auto"
     concurrency: int = 1  # inferences at once: one model, 2 cores
     queue: int = 8  # requests that may wait for a slot; more get 503
     max_upload_bytes: int = MAX_UPLOAD_BYTES
@@ -225,6 +229,7 @@ def render_response(
     should_stop: Callable[[], bool] | None = None,
     polarity: Any = None,
     resampling: Any = None,
+    runtime: str | None = None,
 ):
     """Encode a result as PNG (outlined), COCO-style json, or a 16-bit label PNG.
 
@@ -232,7 +237,8 @@ def render_response(
     (``modality``, ``modality_decided``, ``model_modality``, ``inverted``)
     and what was done about its pixel size (``pixel_size_um``,
     ``pixel_size_source``, ``model_pixel_size_um``, ``resampled``,
-    ``resample_factor``); the PNG answers say the latter in ``X-Pixel-Size``.
+    ``resample_factor``) and what ran the network (``runtime``); the PNG
+    answers say the pixel size in ``X-Pixel-Size``.
     Cells are always on the upload's own grid.
     """
     from fastapi.responses import JSONResponse, Response
@@ -248,6 +254,8 @@ def render_response(
             said = {**said, **polarity.as_dict()}
         if resampling is not None:
             said = {**said, **resampling.as_dict(), "pixel_size": resampling.describe()}
+        if runtime is not None:
+            said = {**said, "runtime": runtime}
         coco["info"]["settings"] = said
         return JSONResponse(coco)
     from napari_livecell.core.render import draw_outlines, png_bytes
@@ -338,6 +346,7 @@ def _run_request(
         should_stop=stop.is_set,
         polarity=polarity,
         resampling=resampling,
+        runtime=getattr(model, "runtime", None),
     )
 
 
@@ -356,7 +365,9 @@ def create_app(settings: ServiceSettings | None = None):
     @asynccontextmanager
     async def lifespan(_app):
         import_inference_modules()
-        state["model"] = await asyncio.to_thread(load_model, settings.model, settings.device)
+        state["model"] = await asyncio.to_thread(
+            load_model, settings.model, settings.device, settings.runtime
+        )
         state["slots"] = asyncio.Semaphore(settings.concurrency)
         state["waiting"] = 0
         yield
@@ -390,6 +401,7 @@ def create_app(settings: ServiceSettings | None = None):
             "classes": {str(k): v for k, v in model.class_names.items()},
             "imgsz": model.imgsz,
             "device": model.device,
+            "runtime": model.runtime,
             "pixel_size_um": model.pixel_size_um,
         }
 

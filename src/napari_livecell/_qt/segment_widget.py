@@ -61,6 +61,7 @@ from napari_livecell._qt.segment_worker import (
 )
 from napari_livecell.core.model import available_devices
 from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
+from napari_livecell.core.runtime import available_runtimes
 from napari_livecell.layers import RESULT_KEY, cells_layer_name
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
         # the result Labels layer made empty at Run (a stack fills it frame by frame);
         # removed again if the run does not finish
         self._placeholder = None
+        self._backend = None  # the last run's, to say what ran it
         self.confirm_replace: Callable[[str], bool] = self._ask_replace
 
         self._image = ComboBox(label="image", choices=self._image_layer_choices, nullable=True)
@@ -100,6 +102,11 @@ class SegmentCellsWidget(BackgroundRun, Container):
         self._iou = FloatSlider(label="NMS IoU", value=DEFAULT_IOU, min=0.05, max=1.0, step=0.01)
         self._imgsz = SpinBox(label="image size", value=DEFAULT_IMGSZ, min=64, max=4096, step=32)
         self._device = ComboBox(label="device", choices=available_devices())
+        self._runtime = ComboBox(label="runtime", choices=available_runtimes(), value="auto")
+        self._runtime.tooltip = (
+            "what runs the network on the CPU: auto picks OpenVINO, then ONNX Runtime when installed "
+            "(faster than torch, same cells), else torch: see docs/runtime.md"
+        )
         self._tile = CheckBox(label="tile large frames", value=True)
         self._pixel_size = FloatSpinBox(
             label="pixel size (um, 0: layer/file)", value=0.0, min=0.0, max=1000.0, step=0.001
@@ -121,6 +128,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
             self._iou,
             self._imgsz,
             self._device,
+            self._runtime,
             self._tile,
             self._pixel_size,
         ]
@@ -162,7 +170,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
         QTimer.singleShot(0, lambda: warm_up_text_glyphs(self))  # once docked in napari's window
 
     def _show_advanced(self, shown: bool) -> None:
-        """Rarely changed settings (weights, service, scheduler, NMS IoU, size, device, tiles, pixel size)."""
+        """Rarely changed settings: weights, service, scheduler, IoU, size, device, runtime, tiles..."""
         for control in self._advanced_controls:
             control.visible = bool(shown)
 
@@ -246,7 +254,9 @@ class SegmentCellsWidget(BackgroundRun, Container):
             device=self._device.value,
             tile=None if self._tile.value else False,
             scheduler=scheduler,
+            runtime=self._runtime.value,
         )
+        self._backend = backend
         common = {
             "scale": scale,
             "translate": translate,
@@ -372,9 +382,11 @@ class SegmentCellsWidget(BackgroundRun, Container):
             self._status.value = "kept the edited layers; new result discarded"
             return
         self._placeholder = None  # it is the result layer now
+        from napari_livecell.core.run import backend_runtime
+
         self._status.value = (
             f"{prepared.n_cells} cells in {prepared.n_frames} frame(s); {prepared.modality}; "
-            f"{prepared.pixel_size}"
+            f"{prepared.pixel_size}; {backend_runtime(self._backend)}"
         )
         # one layer per event-loop turn, so that the GUI breathes between them
         steps = [

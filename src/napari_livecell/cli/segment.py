@@ -8,6 +8,7 @@ from pathlib import Path
 
 from napari_livecell.cli.common import USER_ERRORS, CommandError, ensure_output_folder, progress_bar
 from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
+from napari_livecell.core.runtime import RUNTIMES
 
 TILE_MODES = {"auto": None, "on": True, "off": False}
 
@@ -23,6 +24,13 @@ def add_parser(commands) -> None:
     seg.add_argument("--iou", type=float, default=DEFAULT_IOU, help=f"NMS IoU threshold ({DEFAULT_IOU})")
     seg.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ, help=f"network input size ({DEFAULT_IMGSZ})")
     seg.add_argument("--device", default="auto", help="auto, cpu, cuda:N or mps")
+    seg.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="what runs the network on the CPU: auto (OpenVINO, then ONNX Runtime when installed, "
+        "else torch), torch, onnxruntime or openvino (docs/runtime.md)",
+    )
     seg.add_argument(
         "--triton",
         default=None,
@@ -117,12 +125,16 @@ def run(args: argparse.Namespace) -> int:
         weights = None if args.model is None else str(check_weights_path(args.model))
         class_names = None
     else:
-        model = load_model(args.model, device=args.device)
+        model = load_model(args.model, device=args.device, runtime=args.runtime)
+        runtime = "triton" if args.triton else model.runtime
+        print(f"napari-livecell: {model.name} runs on {model.device} with {runtime}", file=sys.stderr)
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
-        backend = Backend(weights=args.model, device=args.device, tile=TILE_MODES[args.tile])
+        backend = Backend(
+            weights=args.model, device=args.device, tile=TILE_MODES[args.tile], runtime=args.runtime
+        )
         class_names = model.class_names
     entries: list[CocoImage] = []
     resampled: dict[str, dict] = {}
@@ -170,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
             "iou": settings.iou,
             "imgsz": settings.imgsz,
             "modality": settings.modality,
+            "runtime": "torch" if args.scheduler else runtime,
             "pixel_size_um": args.pixel_size,
             "resampling": resampled,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from napari_livecell.cli.common import CommandError
+from napari_livecell.core.runtime import RUNTIMES
 
 # ServiceSettings' defaults, for --help without importing FastAPI (tests/cli/test_cli.py keeps them equal)
 DEFAULT_REQUEST_TIMEOUT_S = 120.0
@@ -21,6 +22,13 @@ def add_parser(commands) -> None:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--model", default=None, help="weights; the shipped default if omitted")
     srv.add_argument("--device", default="cpu", help="cpu, cuda:N, mps or auto")
+    srv.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="what runs the network on the CPU: auto (OpenVINO, then ONNX Runtime when installed, "
+        "else torch), torch, onnxruntime or openvino (docs/runtime.md)",
+    )
     srv.add_argument(
         "--triton",
         default=None,
@@ -88,7 +96,12 @@ def settings_from_args(args: argparse.Namespace, settings_type: type):
         except ModelError as error:
             raise CommandError(str(error)) from None
     return settings_type(
-        model=model, device=args.device, concurrency=args.workers, queue=args.queue, **limits
+        model=model,
+        device=args.device,
+        runtime=getattr(args, "runtime", "auto"),
+        concurrency=args.workers,
+        queue=args.queue,
+        **limits,
     )
 
 
@@ -108,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
     if is_triton_spec(settings.model):
         check_triton_model(settings.model)
     else:
-        check_weights_path(args.model)
+        from napari_livecell.core.model import resolve_device
+        from napari_livecell.core.runtime import choose_runtime
+
+        # a missing runtime package is named now, not when the server loads the model
+        device = "cpu" if args.runtime in ("onnxruntime", "openvino") else resolve_device(args.device)
+        choose_runtime(args.runtime, check_weights_path(args.model), device)
     serve(args.host, args.port, settings)
     return 0

@@ -70,6 +70,32 @@ class Backend:
     runtime: str = "torch"
 
 
+def backend_runtime(backend: Backend | None) -> str:
+    """What ran (or runs) a backend's forward pass, for a status line: ``runtime openvino``...
+
+    A local model is looked up in :func:`.model.load_model`'s cache, so the
+    answer is the runtime actually used (``auto`` made concrete, or its
+    fallback to torch).
+    """
+    from napari_livecell.core.remote import is_service_url
+    from napari_livecell.core.triton import is_triton_spec
+
+    if backend is None:
+        return "runtime unknown"
+    if backend.scheduler:
+        return "runtime torch on the Dask workers"
+    if is_service_url(backend.weights):
+        return "runtime: the service's"
+    if is_triton_spec(backend.weights):
+        return "network on Triton"
+    from napari_livecell.core.model import load_model
+
+    try:
+        return f"runtime {load_model(backend.weights, backend.device, backend.runtime).runtime}"
+    except (ValueError, OSError):
+        return "runtime unknown"
+
+
 @dataclass
 class RunStarted:
     """First event of a run: the stack's leading shape and its number of frames."""

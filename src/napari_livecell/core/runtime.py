@@ -16,9 +16,11 @@ Ultralytics' and ours: only the network changes hands.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from functools import lru_cache, partial
 from pathlib import Path
@@ -50,11 +52,11 @@ def runtime_installed(runtime: str) -> bool:
     """Whether the package that ``runtime`` needs can be imported (``torch`` always can)."""
     if runtime == "torch":
         return True
-    try:
-        __import__(RUNTIME_PACKAGES[runtime][0])
-    except ImportError:
-        return False
-    return True
+    package = RUNTIME_PACKAGES[runtime][0]
+    if package in sys.modules:  # imported already, or blocked (None)
+        return sys.modules[package] is not None
+    # found without importing it: a picker is built on the GUI thread
+    return importlib.util.find_spec(package) is not None
 
 
 def available_runtimes() -> list[str]:
