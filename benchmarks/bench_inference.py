@@ -1,7 +1,18 @@
-"""Inference speed and memory, as ratios measured in one process run.
+"""Inference speed, agreement and memory, as ratios measured in one process run.
 
-Run: ``python benchmarks/bench_inference.py [--frames 10] [--stack 200]``.
-Prints a Markdown table; numbers from this machine go into benchmarks/README.md.
+Run: ``python benchmarks/bench_inference.py [--frames 3] [--repeats 5] [--stack 200]``.
+
+* ``density_*``: at ~50, ~500 and ~2000 cells per frame, plain Ultralytics
+  predict, ours with each runtime (torch, ONNX Runtime, OpenVINO) and each
+  runtime's forward pass alone, timed in interleaved rounds (the machine is
+  shared: its speed drifts); medians per frame, and the faster runtimes' cells
+  against torch's (counts, per-cell mask IoU).
+* ``stack_pipelined``: a lazily generated dask stack segmented frame by
+  frame and pipelined (:mod:`napari_livecell.core.run`), as frames per second
+  over 1 / forward time.
+* ``memory_2000_cells``: peak numpy memory of a 2000-cell frame.
+
+Prints Markdown-ready lines; numbers from this machine go into benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -9,27 +20,28 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 
+from napari_livecell.core import run
 from napari_livecell.core.matching import match_cells
-from napari_livecell.core.model import load_model
+from napari_livecell.core.model import DEFAULT_MODEL, load_model
 from napari_livecell.core.offline import import_ultralytics
-from napari_livecell.core.predict import PredictSettings, segment, segment_frame
+from napari_livecell.core.predict import PredictSettings, segment_frame, to_bgr
+from napari_livecell.core.run import Backend, FrameResult, iter_segment
 from napari_livecell.core.synthetic import synthesize_image
 
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+# cells per frame -> frame shape and network size that runs the frame whole (no tiles)
+DENSITIES = {50: ((520, 704), 704), 500: ((520, 704), 704), 2000: ((1040, 1408), 1408)}
 
-def median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+
+def seconds(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
 
 
 def peak_rss_mib() -> float:
@@ -38,62 +50,132 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_end_to_end(frames: list[np.ndarray], repeats: int) -> dict:
-    """Ours vs plain Ultralytics predict (its defaults) vs the forward pass alone."""
+def forward_pass(model, bgr: np.ndarray):
+    """The network alone on one letterboxed frame, through the runtime's Ultralytics backend."""
     import torch
-    from ultralytics import YOLO
-    from ultralytics.utils import NUM_THREADS as ULTRALYTICS_THREADS
 
-    model = load_model(device="cpu")
-    settings = PredictSettings()
-    plain = YOLO(str(model.path))
-    bgr_frames = [np.repeat(f[:, :, None], 3, axis=2) for f in frames]
-
-    def plain_predict():
-        for bgr in bgr_frames:
-            plain.predict(bgr, retina_masks=True, imgsz=704, verbose=False)
-
-    def ours():
-        for frame in frames:
-            result = segment_frame(frame, model, settings)
-            result.polygons  # noqa: B018  (outlines are part of the result users get)
-            result.areas  # noqa: B018
-
-    ours()
     predictor = model.yolo.predictor
-    tensors = [predictor.preprocess([bgr]) for bgr in bgr_frames]
+    tensor = predictor.preprocess([bgr])
 
-    def forward():
+    def forward() -> None:
         with torch.inference_mode():
-            for tensor in tensors:
-                predictor.model(tensor)
+            predictor.model(tensor)
 
-    torch.set_num_threads(ULTRALYTICS_THREADS)
-    plain_predict()
-    # this machine's speed drifts (shared cores): interleave the three and take medians
-    plain_times, ours_times, forward_times, ours_one_thread = [], [], [], []
+    return forward, tuple(tensor.shape)
+
+
+def agreement(reference, other) -> tuple[float, float, float]:
+    """Cell count difference (fraction), smallest and median mask IoU of matched cells, matched fraction."""
+    match = match_cells(reference.labels, other.labels)
+    count = abs(other.n_cells - reference.n_cells) / max(1, reference.n_cells)
+    ious = match.ious if match.n_matched else np.zeros(1)
+    return count, float(np.min(ious)), match.n_matched / max(1, reference.n_cells)
+
+
+def bench_density(n_cells: int, n_frames: int, repeats: int) -> dict:
+    """Plain Ultralytics, ours per runtime and forward alone per runtime, interleaved."""
+    from ultralytics import YOLO
+
+    shape, imgsz = DENSITIES[n_cells]
+    settings = PredictSettings(imgsz=imgsz)
+    frames = [
+        synthesize_image(seed=2000 + n_cells + i, n_cells=n_cells, shape=shape).image for i in range(n_frames)
+    ]
+    bgr_frames = [to_bgr(frame) for frame in frames]
+    models = {name: load_model(device="cpu", runtime=name) for name in RUNTIMES}
+    plain = YOLO(str(DEFAULT_MODEL))
+
+    def ours(model):
+        def segment_all() -> None:
+            for frame in frames:
+                result = segment_frame(frame, model, settings)
+                result.polygons  # noqa: B018  (outlines are part of the result users get)
+
+        return segment_all
+
+    def plain_predict() -> None:
+        for bgr in bgr_frames:
+            plain.predict(bgr, retina_masks=True, imgsz=imgsz, verbose=False)
+
+    results = {name: [segment_frame(f, model, settings) for f in frames] for name, model in models.items()}
+    forwards, input_shape = {}, None
+    for name, model in models.items():
+        passes = [forward_pass(model, bgr) for bgr in bgr_frames]
+        input_shape = passes[0][1]
+        forwards[name] = lambda passes=passes: [forward() for forward, _ in passes]
+    contenders = {"plain": plain_predict}
+    contenders.update({f"ours_{name}": ours(model) for name, model in models.items()})
+    contenders.update({f"forward_{name}": forward for name, forward in forwards.items()})
+    for function in contenders.values():
+        function()  # warm-up: first calls at a new shape compile kernels
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
-        torch.set_num_threads(ULTRALYTICS_THREADS)  # what Ultralytics' predictor setup picks here
-        plain_times.append(median_seconds(plain_predict, 1))
-        ours_one_thread.append(median_seconds(ours, 1))
-        torch.set_num_threads(os.cpu_count())
-        ours_times.append(median_seconds(ours, 1))
-        forward_times.append(median_seconds(forward, 1))
-    t_plain = statistics.median(plain_times) / len(frames)
-    t_ours = statistics.median(ours_times) / len(frames)
-    t_forward = statistics.median(forward_times) / len(frames)
-    t_ours_one = statistics.median(ours_one_thread) / len(frames)
+        for name, function in contenders.items():
+            times[name].append(seconds(function) / n_frames)
+    ms = {name: 1000 * statistics.median(values) for name, values in times.items()}
+    report = {
+        "frame": f"{shape[1]}x{shape[0]}",
+        "network_input": input_shape,
+        "cells_torch": statistics.mean(r.n_cells for r in results["torch"]),
+    }
+    report.update({f"{name}_ms": value for name, value in ms.items()})
+    for name in RUNTIMES[1:]:
+        report[f"forward_torch_over_{name}"] = ms["forward_torch"] / ms[f"forward_{name}"]
+        report[f"ours_torch_over_{name}"] = ms["ours_torch"] / ms[f"ours_{name}"]
+        checks = [agreement(a, b) for a, b in zip(results["torch"], results[name])]
+        report[f"{name}_count_diff_max"] = max(c[0] for c in checks)
+        report[f"{name}_min_cell_iou"] = min(c[1] for c in checks)
+        report[f"{name}_matched_min"] = min(c[2] for c in checks)
+    best = min(RUNTIMES, key=lambda name: ms[f"ours_{name}"])
+    report["plain_over_ours_best"] = ms["plain"] / ms[f"ours_{best}"]
+    report["ours_best"] = best
+    report["ours_best_over_its_forward"] = ms[f"ours_{best}"] / ms[f"forward_{best}"]
+    return report
+
+
+def bench_pipeline(n_frames: int, runtime: str, n_cells: int = 50) -> dict:
+    """A lazy dask stack: frame by frame vs pipelined, against the forward pass alone, interleaved."""
+    import dask
+    import dask.array as da
+
+    frame = synthesize_image(seed=5, n_cells=n_cells).image
+    model = load_model(device="cpu", runtime=runtime)
+    segment_frame(frame, model)
+    forward, _ = forward_pass(model, to_bgr(frame))
+
+    @dask.delayed
+    def make(index: int) -> np.ndarray:
+        return np.roll(frame, 7 * index, axis=1)
+
+    stack = da.stack([da.from_delayed(make(i), frame.shape, frame.dtype) for i in range(n_frames)])
+    backend = Backend(device="cpu", runtime=runtime)
+    labels: dict[int, list[np.ndarray]] = {}
+
+    def run_stack(depth: int) -> None:
+        run.PIPELINE_DEPTH = depth
+        found = [e.segmentation.labels for e in iter_segment(stack, backend) if isinstance(e, FrameResult)]
+        labels[depth] = found
+
+    per_frame: dict[int, list[float]] = {1: [], 2: []}
+    forward_times: list[float] = []
+    for depth in (1, 2, 2, 1):  # interleaved, each twice
+        forward_times += [seconds(forward) for _ in range(10)]
+        per_frame[depth].append(seconds(lambda depth=depth: run_stack(depth)) / n_frames)
+    forward_times += [seconds(forward) for _ in range(10)]
+    run.PIPELINE_DEPTH = 2
+    t_forward = statistics.median(forward_times)
+    t_serial, t_pipelined = (statistics.median(per_frame[d]) for d in (1, 2))
     return {
-        "threads_plain": ULTRALYTICS_THREADS,
-        "threads_ours": os.cpu_count(),
-        "plain_ms": 1000 * t_plain,
-        "ours_ms": 1000 * t_ours,
+        "runtime": runtime,
+        "frames": n_frames,
         "forward_ms": 1000 * t_forward,
-        "ours_1_thread_ms": 1000 * t_ours_one,
-        "speedup_vs_plain": t_plain / t_ours,
-        "speedup_vs_plain_same_threads": t_plain / t_ours_one,
-        "ours_over_forward": t_ours / t_forward,
-        "input": tuple(tensors[0].shape),
+        "frame_by_frame_ms": 1000 * t_serial,
+        "pipelined_ms": 1000 * t_pipelined,
+        "pipelined_fps_over_1_per_forward": t_forward / t_pipelined,
+        "frame_by_frame_fps_over_1_per_forward": t_forward / t_serial,
+        "pipelined_speedup": t_serial / t_pipelined,
+        "same_labels": all(np.array_equal(a, b) for a, b in zip(labels[1], labels[2])),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
@@ -110,97 +192,48 @@ def bench_memory(n_cells: int = 2000) -> dict:
     return {
         "cells_true": int(sample.labels.max()),
         "cells_found": result.n_cells,
-        "frame": sample.image.shape,
         "peak_numpy_mib": peak / 2**20,
-        "label_image_mib": label_bytes / 2**20,
         "peak_over_labels": peak / label_bytes,
-        "all_masks_float32_mib": result.n_cells * sample.image.size * 4 / 2**20,
-    }
-
-
-def bench_onnx(frames: list[np.ndarray], repeats: int) -> dict:
-    """ONNX Runtime vs PyTorch on the same exported model: speed and mask IoU."""
-    import torch
-
-    from napari_livecell.core.export import export_onnx
-
-    torch.set_num_threads(os.cpu_count())
-    with tempfile.TemporaryDirectory() as folder:
-        onnx_path = export_onnx(None, Path(folder) / "model.onnx", imgsz=(544, 704))
-        onnx_model = load_model(onnx_path, device="cpu")
-        torch_model = load_model(device="cpu")
-        ious, matched = [], []
-        for frame in frames:
-            a = segment_frame(frame, torch_model)
-            b = segment_frame(frame, onnx_model)
-            match = match_cells(a.labels, b.labels)
-            ious.append(float(np.median(match.ious)) if match.n_matched else 0.0)
-            matched.append(match.n_matched / max(1, a.n_cells))
-        t_onnx = median_seconds(lambda: [segment_frame(f, onnx_model) for f in frames], repeats)
-        torch.set_num_threads(os.cpu_count())
-        t_torch = median_seconds(lambda: [segment_frame(f, torch_model) for f in frames], repeats)
-    return {
-        "torch_ms": 1000 * t_torch / len(frames),
-        "onnx_ms": 1000 * t_onnx / len(frames),
-        "torch_over_onnx": t_torch / t_onnx,
-        "median_cell_iou": statistics.median(ious),
-        "matched_fraction": statistics.median(matched),
-    }
-
-
-def bench_stack(n_frames: int) -> dict:
-    """A lazily generated dask time-lapse: per-frame time and peak RSS vs one frame."""
-    import dask
-    import dask.array as da
-
-    frame = synthesize_image(seed=5, n_cells=80).image
-    model = load_model(device="cpu")
-    rss_before = peak_rss_mib()
-    t_single = median_seconds(lambda: segment_frame(frame, model), 5)
-
-    @dask.delayed
-    def make(index: int) -> np.ndarray:
-        return np.roll(frame, index, axis=1)
-
-    stack = da.stack([da.from_delayed(make(i), frame.shape, frame.dtype) for i in range(n_frames)])
-    started = time.perf_counter()
-    n_cells = 0
-    for result in segment(stack, model):
-        n_cells += result.n_cells
-    per_frame = (time.perf_counter() - started) / n_frames
-    return {
-        "frames": n_frames,
-        "stack_gib_if_loaded": stack.nbytes / 2**30,
-        "single_ms": 1000 * t_single,
-        "per_frame_ms": 1000 * per_frame,
-        "per_frame_over_single": per_frame / t_single,
-        "peak_rss_mib_before": rss_before,
-        "peak_rss_mib_after": peak_rss_mib(),
-        "cells": n_cells,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--frames", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--stack", type=int, default=200)
-    parser.add_argument("--cells", type=int, default=45)
+    parser.add_argument("--frames", type=int, default=3, help="frames per density")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--stack", type=int, default=200, help="frames of the pipelined stack")
+    parser.add_argument(
+        "--densities", type=int, nargs="+", default=sorted(DENSITIES), choices=sorted(DENSITIES)
+    )
+    parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     import_ultralytics()
-    frames = [synthesize_image(seed=1000 + i, n_cells=args.cells).image for i in range(args.frames)]
-    print(f"cores: {os.cpu_count()}, frames: {args.frames} x 704x520, ~{args.cells} cells each")
-    for name, bench in (
-        ("end_to_end", lambda: bench_end_to_end(frames, args.repeats)),
-        ("memory_2000_cells", bench_memory),
-        ("onnx_vs_torch", lambda: bench_onnx(frames[:5], args.repeats)),
-        ("dask_stack", lambda: bench_stack(args.stack)),
-    ):
+    import onnxruntime
+    import openvino
+    import torch
+    import ultralytics
+
+    print(
+        f"cores: {os.cpu_count()} (every runtime uses all), torch {torch.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, "
+        f"ultralytics {ultralytics.__version__}"
+    )
+    benches = [
+        (f"density_{n}_cells", lambda n=n: bench_density(n, args.frames, args.repeats))
+        for n in args.densities
+    ]
+    benches += [
+        (f"stack_pipelined_{name}", lambda name=name: bench_pipeline(args.stack, name))
+        for name in ("openvino", "torch")
+    ]
+    if not args.skip_memory:
+        benches.append(("memory_2000_cells", bench_memory))
+    for name, bench in benches:
         result = bench()
         print(f"\n## {name}")
         for key, value in result.items():
             shown = f"{value:.3f}" if isinstance(value, float) else value
-            print(f"- {key}: {shown}")
+            print(f"- {key}: {shown}", flush=True)
 
 
 if __name__ == "__main__":
