@@ -30,7 +30,7 @@ from napari_livecell.core.matching import match_cells
 from napari_livecell.core.model import DEFAULT_MODEL, load_model
 from napari_livecell.core.offline import import_ultralytics
 from napari_livecell.core.predict import PredictSettings, segment_frame, to_bgr
-from napari_livecell.core.run import Backend, FrameResult, iter_segment
+from napari_livecell.core.run import FrameResult
 from napari_livecell.core.synthetic import synthesize_image
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
@@ -148,13 +148,22 @@ def bench_pipeline(n_frames: int, runtime: str, n_cells: int = 50) -> dict:
         return np.roll(frame, 7 * index, axis=1)
 
     stack = da.stack([da.from_delayed(make(i), frame.shape, frame.dtype) for i in range(n_frames)])
-    backend = Backend(device="cpu", runtime=runtime)
     labels: dict[int, list[np.ndarray]] = {}
 
     def run_stack(depth: int) -> None:
-        run.PIPELINE_DEPTH = depth
-        found = [e.segmentation.labels for e in iter_segment(stack, backend) if isinstance(e, FrameResult)]
-        labels[depth] = found
+        """The stack through core.run's pipeline at ``depth`` (1: frame by frame, reader ahead)."""
+        frames = iter(stack)
+
+        def read() -> np.ndarray | None:
+            frame = next(frames, None)
+            return None if frame is None else np.asarray(frame)  # the dask frame is computed here
+
+        def work(number: int, frame: np.ndarray, report) -> FrameResult:
+            result = segment_frame(frame, model)
+            result.polygons  # noqa: B018
+            return FrameResult(number, (number,), result)
+
+        labels[depth] = [e.segmentation.labels for e in run.pipeline(read, work, depth)]
 
     per_frame: dict[int, list[float]] = {1: [], 2: []}
     forward_times: list[float] = []
@@ -162,7 +171,6 @@ def bench_pipeline(n_frames: int, runtime: str, n_cells: int = 50) -> dict:
         forward_times += [seconds(forward) for _ in range(10)]
         per_frame[depth].append(seconds(lambda depth=depth: run_stack(depth)) / n_frames)
     forward_times += [seconds(forward) for _ in range(10)]
-    run.PIPELINE_DEPTH = 2
     t_forward = statistics.median(forward_times)
     t_serial, t_pipelined = (statistics.median(per_frame[d]) for d in (1, 2))
     return {

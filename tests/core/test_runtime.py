@@ -37,10 +37,14 @@ def test_runtime_gives_the_same_cells_as_torch(runtime, default_model, small_fra
         assert_same_cells(segment_frame(frame, default_model), segment_frame(frame, model))
 
 
-def test_openvino_computes_in_float32():
+def test_openvino_computes_in_float32_at_each_frame_size():
     model = load_model(device="cpu", runtime="openvino")
-    segment_frame(np.full((64, 64), 9, np.uint8) + np.eye(64, dtype=np.uint8) * 200, model)
-    compiled = model.yolo.predictor.model.backend.ov_compiled_model
+    frame = np.full((64, 96), 9, np.uint8) + np.eye(64, 96, dtype=np.uint8) * 200
+    segment_frame(frame, model)
+    shapes = model.yolo.predictor.model.backend.ov_compiled_model
+    compiled = shapes.compiled((1, 3, 64, 96))  # the frame's own letterboxed size, met already
+    assert len(shapes._compiled) <= shapes.KEEP
+    assert list(compiled.input().shape) == [1, 3, 64, 96]
     # bfloat16, OpenVINO's default on CPUs with AMX, changes the masks
     assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
 

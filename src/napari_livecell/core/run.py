@@ -192,7 +192,8 @@ def iter_segment(
 
 
 # frames in flight at once: while one is in the forward pass (which holds the model's lock),
-# the one before it is decoded, painted and traced; a third is being read and normalised
+# the one before it is decoded, painted and traced; a third is being read and normalised.
+# PyTorch on the CPU runs frame by frame (with the reader ahead): see _local_results
 PIPELINE_DEPTH = 2
 PROGRESS_POLL_S = 0.05
 
@@ -207,6 +208,7 @@ def _local_results(
     from napari_livecell.core.pixel_size import plan_resampling, segment_frame_resampled_steps
     from napari_livecell.core.predict import frame_polarity, model_input_shape
     from napari_livecell.core.remote import is_service_url, segment_remote
+
     service = backend.weights if is_service_url(backend.weights) else None
     model = None
     if not service:
@@ -234,7 +236,10 @@ def _local_results(
         result.polygons  # noqa: B018  (outlines traced here, in a worker, off any GUI thread)
         return FrameResult(number, index, result, polarity, used)
 
-    yield from pipeline(read, work, PIPELINE_DEPTH)
+    # PyTorch's CPU threads contend with a frame post-processed beside them: measured 0.84x on
+    # 2 cores (benchmarks/README.md); OpenVINO, ONNX Runtime, a GPU and a service gain
+    serial = model is not None and model.runtime == "torch" and model.device == "cpu"
+    yield from pipeline(read, work, 1 if serial else PIPELINE_DEPTH)
 
 
 def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunEvent]:

@@ -201,16 +201,16 @@ def write_openvino(onnx_path: Path, folder: Path) -> Path:
 
     The folder holds ``model.xml``, ``model.bin`` (float32 weights: OpenVINO's
     default of float16 weights would change the masks) and the ONNX file's
-    Ultralytics metadata as ``metadata.yaml``. ``openvino.convert_model`` is
-    used instead of Ultralytics' OpenVINO export, which checks for (and may try
-    to install) packages this conversion does not need.
+    Ultralytics metadata as ``metadata.yaml``. OpenVINO's own ONNX reader is
+    used: Ultralytics' OpenVINO export checks for (and may try to install)
+    packages, and ``openvino.convert_model`` may send usage telemetry.
     """
     import openvino
     from ultralytics.nn.backends.base import BaseBackend
     from ultralytics.utils import YAML
 
     folder.mkdir(parents=True, exist_ok=True)
-    network = openvino.convert_model(str(onnx_path))
+    network = openvino.Core().read_model(str(onnx_path))
     openvino.save_model(network, str(folder / "model.xml"), compress_to_fp16=False)
     YAML.save(folder / "metadata.yaml", BaseBackend.read_metadata(onnx_path))
     return folder
@@ -258,20 +258,51 @@ def configure_predictor(predictor: Any, runtime: str, model_file: Path) -> None:
         providers = ["CPUExecutionProvider"]
         backend.session = onnxruntime.InferenceSession(str(model_file), options, providers=providers)
     elif runtime == "openvino":
+        xml = next(model_file.glob("*.xml"))
+        backend.read_model = None  # Ultralytics' own per-shape recompiling (for int8 on AMX) stays off
+        backend.ov_compiled_model = StaticShapes(xml, threads)
+    backend.livecell_runtime = runtime
+
+
+class StaticShapes:
+    """An OpenVINO model compiled for each input shape it meets (the last few kept).
+
+    Called as a compiled model is (``compiled(array).values()``). The IR has a
+    dynamic input shape, so that frames of any size run at their own size as
+    with PyTorch; compiled for one fixed shape, its forward pass is ~15 %
+    faster (benchmarks/README.md), and a stack's frames share one shape.
+    """
+
+    KEEP = 4  # shapes: a stack's frames, tiles, and a few odd sizes
+
+    def __init__(self, xml: Path, threads: int) -> None:
         import openvino
 
-        core = openvino.Core()
-        config = {
+        self._core = openvino.Core()
+        self._xml = xml
+        self.config = {
             "PERFORMANCE_HINT": "LATENCY",
             # f32: on CPUs with AMX or AVX512-BF16 the default is bfloat16, whose masks differ
             "INFERENCE_PRECISION_HINT": "f32",
             "INFERENCE_NUM_THREADS": threads,
         }
-        xml = next(model_file.glob("*.xml"))
-        backend.compile_model = partial(core.compile_model, device_name="CPU", config=config)
-        network = core.read_model(str(xml), str(xml.with_suffix(".bin")))
-        backend.ov_compiled_model = backend.compile_model(network)
-    backend.livecell_runtime = runtime
+        self._compiled: dict[tuple[int, ...], Any] = {}
+
+    def compiled(self, shape: tuple[int, ...]) -> Any:
+        """The model compiled for ``shape`` (compiled now when new)."""
+        if shape in self._compiled:
+            self._compiled[shape] = self._compiled.pop(shape)  # most recently used last
+        else:
+            network = self._core.read_model(str(self._xml), str(self._xml.with_suffix(".bin")))
+            network.reshape(list(shape))
+            self._compiled[shape] = self._core.compile_model(network, "CPU", self.config)
+            while len(self._compiled) > self.KEEP:
+                self._compiled.pop(next(iter(self._compiled)))
+        return self._compiled[shape]
+
+    def __call__(self, inputs: Any) -> Any:
+        """Run the forward pass on a float32 ``(N, 3, H, W)`` array; outputs by port."""
+        return self.compiled(tuple(inputs.shape))(inputs)
 
 
 def load_for_runtime(weights: Path, runtime: str) -> tuple[Any, Path]:
