@@ -151,3 +151,46 @@ def test_closing_a_run_early_stops_it(stack):
     first = next(e for e in events if isinstance(e, FrameResult))
     events.close()  # Cancel in the GUI: no error, no stray results
     assert first.number == 0
+
+
+PROBE = """
+import socket, sys
+attempts = []
+
+def block(event, args):
+    if event == "socket.connect" and args[0].family != getattr(socket, "AF_UNIX", None):
+        host = args[1][0] if isinstance(args[1], tuple) else args[1]
+        if not str(host).startswith("127.") and host not in ("localhost", "::1"):
+            attempts.append(f"connect {args[1]}")
+            raise ConnectionRefusedError("network blocked")
+    elif event.startswith("socket.gethostby") or event == "socket.getaddrinfo":
+        if args[0] in ("localhost", "127.0.0.1"):
+            return
+        attempts.append(f"{event} {args[0]}")
+        raise socket.gaierror("DNS blocked")
+
+sys.addaudithook(block)
+import numpy as np
+from napari_livecell.core.model import load_model
+from napari_livecell.core.predict import segment_frame
+
+frame = np.zeros((96, 128), np.uint8)
+frame[30:60, 40:80] = 200
+for runtime in ("onnxruntime", "openvino"):
+    segment_frame(frame, load_model(device="cpu", runtime=runtime))
+print("ATTEMPTS", attempts)
+"""
+
+
+def test_exports_for_runtimes_never_touch_the_network(tmp_path):
+    import os
+    import subprocess
+
+    environment = {**os.environ, "NAPARI_LIVECELL_HOME": str(tmp_path)}  # a fresh cache: exports run
+    environment.pop("YOLO_CONFIG_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ATTEMPTS []" in done.stdout, done.stdout
+    assert list((tmp_path / "runtimes").glob("*_openvino_model/model.xml"))
