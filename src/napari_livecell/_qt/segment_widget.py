@@ -385,8 +385,8 @@ class SegmentCellsWidget(BackgroundRun, Container):
         from napari_livecell.core.run import backend_runtime
 
         self._status.value = (
-            f"{prepared.n_cells} cells in {prepared.n_frames} frame(s); {prepared.modality}; "
-            f"{prepared.pixel_size}; {backend_runtime(self._backend)}"
+            f"{prepared.n_cells} cells in {prepared.n_frames} frame(s) ({backend_runtime(self._backend)}); "
+            f"{prepared.modality}; {prepared.pixel_size}"
         )
         # one layer per event-loop turn, so that the GUI breathes between them
         steps = [
