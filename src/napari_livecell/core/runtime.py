@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import logging
 import os
 import shutil
 import sys
@@ -36,8 +35,6 @@ EXPORTABLE_SUFFIXES = (".pt", ".onnx")
 # 520 x 704 LIVECell frames letterbox to 544 x 704 (stride 32); a square
 # 704 x 704 static export would pad every frame and run slower
 DEFAULT_EXPORT_SIZE = (544, 704)
-
-log = logging.getLogger(__name__)
 
 
 def check_runtime_name(runtime: str | None) -> str:
@@ -130,7 +127,9 @@ def _content_hash(path: Path, mtime_ns: int, size: int) -> str:
 
 def export_key(weights: Path, runtime: str) -> str:
     """A cache name that changes with the weights' content and the versions that made the export."""
-    import ultralytics
+    from .offline import import_ultralytics
+
+    ultralytics = import_ultralytics()  # never a bare import: it would go online
 
     stat = weights.stat()
     content = _content_hash(weights, stat.st_mtime_ns, stat.st_size)
