@@ -34,7 +34,7 @@ def segment_dataset(dataset, names: list[str], weights: str | None, settings):
     from napari_livecell.core.pixel_size import file_pixel_size
     from napari_livecell.core.run import Backend, FrameResult, iter_segment
 
-    backend = Backend(weights=weights, device="auto")
+    backend = Backend(weights=weights, device="auto", runtime="auto")  # the fastest installed
     yield 0, len(names), ""
     for done, name in enumerate(names, start=1):
         path = dataset.index.entry(name).image

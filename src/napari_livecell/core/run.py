@@ -233,13 +233,21 @@ def _local_results(
             index, frame, polarity = item
             steps = segment_frame_resampled_steps(frame, model, settings, backend.tile, polarity, resampling)
             result, used = report(number, steps), resampling
-        result.polygons  # noqa: B018  (outlines traced here, in a worker, off any GUI thread)
+        # outlines traced here, in a worker, off any GUI thread; in chunks of cells, so that a
+        # closed run stops between them (a 400-Mpx frame's 330,000 outlines take 10-15 s)
+        report(number, _frame_done_while(result.trace_steps()))
         return FrameResult(number, index, result, polarity, used)
 
     # PyTorch's CPU threads contend with a frame post-processed beside them: measured 0.84x on
     # 2 cores (benchmarks/README.md); OpenVINO, ONNX Runtime, a GPU and a service gain
     serial = model is not None and model.runtime == "torch" and model.device == "cpu"
     yield from pipeline(read, work, 1 if serial else PIPELINE_DEPTH)
+
+
+def _frame_done_while(steps: Iterator) -> Iterator[tuple[int, int]]:
+    """Report a frame's tiles as all done after each step of ``steps`` (its end-of-frame work)."""
+    for _ in steps:
+        yield 1, 1
 
 
 def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunEvent]:
