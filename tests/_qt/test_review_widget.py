@@ -180,6 +180,28 @@ def test_the_open_image_shows_its_cells_once_the_background_run_reaches_it(make_
     assert set(viewer.layers[f"{name} outlines"].features["label"]) == ids  # a cell in pieces has several
 
 
+def test_the_open_images_cells_fill_the_layer_that_waited_for_them(make_napari_viewer, folder, qtbot):
+    """The Labels layer is inserted on the Open click, not mid-run (napari's insertion blocks ~0.2 s)."""
+    viewer, widget = open_review(make_napari_viewer, folder, qtbot, segment=False)
+    name = widget.current
+    waiting = viewer.layers[f"{name} cells"]
+    assert not waiting.data.any() and not waiting.editable, "empty and locked until the cells come"
+    assert waiting.data.shape == viewer.layers[name].data.shape
+    widget.segment_all()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
+    qtbot.waitUntil(lambda: viewer.layers[f"{name} cells"].editable, timeout=10_000)
+    cells = viewer.layers[f"{name} cells"]
+    assert cells is waiting, "filled in place, not removed and inserted again"
+    ids = set(np.unique(cells.data)) - {0}
+    assert len(ids) == widget.dataset.index.entry(name).n_cells > 0
+    assert set(cells.features["index"]) == ids
+    assert [layer.name for layer in viewer.layers] == [name, f"{name} cells", f"{name} outlines"]
+    deleted = delete_one_cell(viewer, widget)
+    qtbot.waitUntil(lambda: not widget._dirty, timeout=5_000)  # autosaved, as for any shown cells
+    saved = widget.dataset.cell_layers(name)[0][0]
+    assert deleted not in np.unique(saved)
+
+
 def test_images_taken_at_another_pixel_size_are_resampled_from_their_tiff_tags(
     make_napari_viewer, tmp_path, qtbot
 ):

@@ -134,8 +134,7 @@ def test_gui_stays_responsive_while_segmenting(qtbot, viewer_and_widget, small_f
         widget._image.value = viewer.add_image(np.stack([small_frame.image] * 12), name=name)
         click, inference, finishing = heartbeat_during_a_run(qtbot, widget)
         print(f"click {click:.3f} s, inference {inference.max():.3f} s, finishing {finishing.max():.3f} s")
-        assert len(inference) > 20, f"only {len(inference)} beats while segmenting: the run was too short to judge"
-
+        assert len(inference) > 20, f"only {len(inference)} beats while segmenting: too short to judge"
         if max(click, inference.max(), finishing.max()) < 0.2:
             break
     assert click < 0.2, f"the Run click blocked the GUI for {click:.3f} s"

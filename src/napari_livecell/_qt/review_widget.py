@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from magicgui.widgets import Container, Label, LineEdit, ProgressBar, PushButton
 from qtpy.QtWidgets import QListWidget
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 AUTOSAVE_DELAY_MS = 500
 STEP_PAUSE_MS = 5  # between inserting one image's layers, so that the GUI breathes between them
 NEXT_KEY, PREVIOUS_KEY = "PageDown", "PageUp"
+WAITING_KEY = "napari-livecell: waiting for cells"  # metadata flag of an image's empty cells layer
 
 
 def segment_dataset(dataset, names: list[str], weights: str | None, settings):
@@ -62,6 +64,13 @@ def build_cell_layers(dataset, name: str) -> list:
     from napari.layers import Layer
 
     return [Layer.create(data, kwargs, kind) for data, kwargs, kind in dataset.cell_layers(name)]
+
+
+def same_layer(first, second) -> bool:
+    """Whether two layer handles are one layer (napari hands plugins a new proxy on every access)."""
+    if first is None or second is None:
+        return False
+    return getattr(first, "__wrapped__", first) is getattr(second, "__wrapped__", second)
 
 
 class ReviewWidget(BackgroundRun, Container):
@@ -261,8 +270,34 @@ class ReviewWidget(BackgroundRun, Container):
 
     def _show_cells(self, name: str) -> None:
         self._remove_cells(name)
-        for layer in build_cell_layers(self.dataset, name):
+        layers = build_cell_layers(self.dataset, name)
+        for layer in layers:
             self._insert_cells(layer)
+        if not layers:
+            self._insert_waiting_layer(name)
+
+    def _insert_waiting_layer(self, name: str) -> None:
+        """An empty, locked ``<name> cells`` layer that the background run's cells fill in.
+
+        napari's insertion of a Labels layer takes 0.15-0.25 s on the GUI
+        thread (its vispy overlays and layer controls), too long a freeze to
+        happen by surprise mid-run; it happens here, on the user's click, and
+        the cells later only replace the data. Locked so that nothing is
+        painted that the prediction would then overwrite.
+        """
+        from napari.layers import Labels
+
+        image = self._viewer.layers[name]
+        shape = image.data.shape[:2] if image.rgb else image.data.shape
+        waiting = Labels(
+            np.zeros(shape, np.int32),
+            name=cells_layer_name(name),
+            scale=image.scale[: len(shape)],
+            translate=image.translate[: len(shape)],
+            metadata={WAITING_KEY: True},
+        )
+        waiting.editable = False
+        self._insert_cells(waiting, name, connect=False)
 
     def _show_cells_in_background(self, name: str) -> None:
         """Show cells that were just segmented: built in a worker, inserted one layer per turn.
@@ -272,6 +307,7 @@ class ReviewWidget(BackgroundRun, Container):
         Shapes layer ~0.1 s each: together in one event-loop turn they froze
         the GUI for 2.8 s (benchmarks/README.md, "Review dataset heartbeat").
         """
+        from napari.layers import Labels
         from napari.qt.threading import create_worker
 
         from napari_livecell._qt.layer_updates import run_in_turns
@@ -279,10 +315,15 @@ class ReviewWidget(BackgroundRun, Container):
         def insert_in_turns(layers: list) -> None:
             if name != self.current:
                 return  # the user moved on while the layers were built
-            self._remove_cells(name)
+            waiting = self._waiting_layer(name)
+            self._remove_cells(name, keep=waiting)
             # inserted hidden, shown a turn later: a layer's first paint builds its GL programs
             steps = []
             for layer in layers:
+                if waiting is not None and isinstance(layer, Labels):
+                    steps.append(lambda layer=layer: self._fill_waiting_layer(waiting, layer, name, "data"))
+                    steps.append(lambda layer=layer: self._fill_waiting_layer(waiting, layer, name, "rest"))
+                    continue
                 layer.visible = False
                 steps.append(lambda layer=layer: self._insert_cells(layer, name))
                 steps.append(lambda layer=layer: setattr(layer, "visible", True))
@@ -293,12 +334,42 @@ class ReviewWidget(BackgroundRun, Container):
         worker.errored.connect(lambda error: self.notify_error(f"could not show {name}'s cells: {error}"))
         worker.start()
 
-    def _remove_cells(self, name: str) -> None:
+    def _remove_cells(self, name: str, keep=None) -> None:
         for layer_name in (cells_layer_name(name), outlines_layer_name(name)):
-            if layer_name in self._viewer.layers:
+            if layer_name in self._viewer.layers and not same_layer(self._viewer.layers[layer_name], keep):
                 self._viewer.layers.remove(layer_name)
 
-    def _insert_cells(self, layer, name: str | None = None) -> None:
+    def _waiting_layer(self, name: str):
+        """The empty layer waiting for ``name``'s cells, if it is still in the viewer."""
+        layer_name = cells_layer_name(name)
+        if layer_name in self._viewer.layers:
+            layer = self._viewer.layers[layer_name]
+            if layer.metadata.get(WAITING_KEY):
+                return layer
+        return None
+
+    def _fill_waiting_layer(self, waiting, cells, name: str, part: str) -> None:
+        """Give the waiting layer the cells' ``"data"``, then (a turn later) the ``"rest"``.
+
+        Each napari setter costs 30-60 ms here (events, dims, a refresh), so
+        the data and the attributes take a turn each, and the placement is set
+        only when it differs. With the rest it becomes the editable result.
+        """
+        if name != self.current or not same_layer(self._waiting_layer(name), waiting):
+            return
+        if part == "data":
+            waiting.data = cells.data
+            return
+        for attribute in ("scale", "translate"):
+            if not np.array_equal(getattr(waiting, attribute), getattr(cells, attribute)):
+                setattr(waiting, attribute, getattr(cells, attribute))
+        waiting.opacity = cells.opacity
+        waiting.features = cells.features
+        waiting.metadata = cells.metadata  # without the waiting flag from now on
+        waiting.editable = True
+        self._connect_autosave(waiting)
+
+    def _insert_cells(self, layer, name: str | None = None, connect: bool = True) -> None:
         """Put one cell layer in the viewer (if its image is still the current one)."""
         from napari.layers import Labels
 
@@ -309,9 +380,12 @@ class ReviewWidget(BackgroundRun, Container):
         if layer.name in self._viewer.layers:
             self._viewer.layers.remove(layer.name)
         insert_inactive(self._viewer.layers, len(self._viewer.layers), layer)
-        if isinstance(layer, Labels):
-            for event in (layer.events.paint, layer.events.set_data, layer.events.features):
-                event.connect(self._changed)
+        if connect and isinstance(layer, Labels):
+            self._connect_autosave(layer)
+
+    def _connect_autosave(self, layer) -> None:
+        for event in (layer.events.paint, layer.events.set_data, layer.events.features):
+            event.connect(self._changed)
 
     # measurements --------------------------------------------------------------
     def save_dataset_csv(self, path: str | Path | None = None):
