@@ -131,12 +131,16 @@ class FrameCells:
 def measure_frame(frame: np.ndarray, previous: np.ndarray | None = None) -> FrameCells:
     """Centroid and area of every cell of a label frame, and its overlaps with the previous frame.
 
-    One vectorised pass over the frame: the frame is cut into horizontal runs
-    of one label (and one label of ``previous``), and every sum is taken over
-    the runs, which are ~20x fewer than the pixels. The centroids equal
-    ``skimage.measure.regionprops_table``'s bit for bit (both divide an exact
-    integer sum of coordinates by the area); regionprops builds one Python
-    object per cell and is about ten times slower (benchmarks/README.md).
+    One pass over the frame: the frame is cut into horizontal runs of one
+    label (and one label of ``previous``), and every sum is taken over the
+    runs, which are ~20x fewer than the pixels. The pass is compiled with
+    numba (:mod:`._tracking_kernel`, docs/numba.md); numpy needs several
+    passes for the same and stays as the fallback (no numba, negative ids, or
+    ids spread far wider than the pixels), with the same numbers bit for bit.
+    The centroids equal ``skimage.measure.regionprops_table``'s bit for bit
+    (both divide an exact integer sum of coordinates by the area);
+    regionprops builds one Python object per cell and is about ten times
+    slower (benchmarks/README.md).
 
     Parameters
     ----------
@@ -157,6 +161,47 @@ def measure_frame(frame: np.ndarray, previous: np.ndarray | None = None) -> Fram
         previous = np.asarray(previous)
         if previous.shape != frame.shape:
             raise ValueError(f"frames differ in shape: {previous.shape} and {frame.shape}")
+    cells = _measure_compiled(frame, previous)
+    return cells if cells is not None else _measure_frame_numpy(frame, previous)
+
+
+_KERNEL: list = []
+
+
+def _kernel():
+    """The compiled measurement (:func:`._tracking_kernel.measure_runs`), or None without numba.
+
+    Imported on first use: numba's import (~0.3 s) stays out of
+    ``import napari_livecell`` and napari's start-up.
+    """
+    if not _KERNEL:
+        try:
+            from ._tracking_kernel import measure_runs
+        except ImportError:
+            measure_runs = None
+        _KERNEL.append(measure_runs)
+    return _KERNEL[0]
+
+
+def _measure_compiled(frame: np.ndarray, previous: np.ndarray | None) -> FrameCells | None:
+    """:func:`measure_frame` by the compiled kernel; None where the numpy path must do it."""
+    kernel = _kernel()
+    if kernel is None or frame.size == 0 or frame.dtype.kind not in "iu":
+        return None
+    if previous is not None and previous.dtype != frame.dtype:
+        # one compiled version per dtype pair: mixed pairs are rare, widen both
+        if previous.dtype.kind not in "iu":
+            return None
+        frame, previous = frame.astype(np.int64), previous.astype(np.int64)
+    frame = np.ascontiguousarray(frame)
+    ok, *tables = kernel(
+        frame, frame if previous is None else np.ascontiguousarray(previous), previous is not None
+    )
+    return FrameCells(*tables) if ok else None
+
+
+def _measure_frame_numpy(frame: np.ndarray, previous: np.ndarray | None = None) -> FrameCells:
+    """:func:`measure_frame` in numpy (vectorised over runs, several passes): the fallback."""
     empty = np.zeros(0, dtype=np.int64)
     width = frame.shape[1]
     flat = frame.ravel()
