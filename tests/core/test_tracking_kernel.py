@@ -89,3 +89,15 @@ def test_numba_is_imported_on_first_measurement_only():
         "assert 'numba' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16])
+def test_compiled_relabel_equals_numpy(stack, dtype):
+    frame = stack[3].astype(dtype)
+    lookup = np.arange(int(frame.max()) + 1, dtype=np.int32) * 3 + 1
+    lookup[0] = 0
+    assert np.array_equal(tracking._apply_lookup(frame, lookup), lookup[frame])
+    short = lookup[: len(lookup) // 2]  # ids past the lookup's end become background
+    expected = np.where(frame < len(short), short[np.minimum(frame, len(short) - 1)], 0)
+    relabelled = tracking._apply_lookup(frame, short)
+    assert relabelled.dtype == np.int32 and np.array_equal(relabelled, expected)

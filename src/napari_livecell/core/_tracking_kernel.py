@@ -229,3 +229,22 @@ def measure_runs(frame, previous, overlaps):
     span_before = high_before + 1 if low == 1 and span * (high_before + 1) <= 1 << 18 else 0
     sums = _sums(frame, previous, overlaps, starts, low, span, span_before)
     return (True, *_tables(low, *sums))
+
+
+@numba.njit(**_JIT)
+def relabel(frame, lookup):
+    """``lookup[frame]`` as int32, ids past the lookup's end (and negative ones) to 0.
+
+    One gather per pixel; numpy's fancy indexing converts the indices to
+    intp first and costs ~7x this on a 704 x 520 frame.
+    """
+    height, width = frame.shape
+    out = np.empty((height, width), np.int32)
+    size = lookup.size
+    for y in range(height):
+        here = frame[y]
+        row = out[y]
+        for x in range(width):
+            value = np.int64(here[x])
+            row[x] = lookup[value] if 0 <= value < size else 0
+    return out

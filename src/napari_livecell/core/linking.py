@@ -84,18 +84,27 @@ def overlap_links(
     near = (y[pair_child] - y[pair_parent]) ** 2 + (x[pair_child] - x[pair_parent]) ** 2
     keep = (near <= max_distance**2) & (t[pair_child] == t[pair_parent] + 1)
     child, parent, iou = pair_child[keep], pair_parent[keep], iou[keep]
-    pair = np.arange(len(child))
-    # best parent of each child: sort by child, then by IoU falling (ties: lower parent row)
-    by_child = np.lexsort((parent, -iou, child))
-    first = np.r_[True, child[by_child][1:] != child[by_child][:-1]]
-    best_for_child = np.zeros(len(child), dtype=bool)
-    best_for_child[pair[by_child][first]] = True
-    by_parent = np.lexsort((child, -iou, parent))
-    first = np.r_[True, parent[by_parent][1:] != parent[by_parent][:-1]]
-    best_for_parent = np.zeros(len(child), dtype=bool)
-    best_for_parent[pair[by_parent][first]] = True
-    mutual = best_for_child & best_for_parent
+    # best parent of each child (highest IoU; ties: lower parent row) and best child of
+    # each parent, by scattered maxima: O(pairs), where sorting the pairs twice cost
+    # most of the linking (benchmarks/README.md, tracking)
+    mutual = _best_of(child, parent, iou) & _best_of(parent, child, iou)
     return Links(parent[mutual].astype(np.int64), child[mutual].astype(np.int64))
+
+
+def _best_of(owner: np.ndarray, other: np.ndarray, iou: np.ndarray) -> np.ndarray:
+    """Per pair, whether it is its owner's best: highest IoU, ties to the lowest ``other``.
+
+    Pairs ``(owner, other)`` are distinct, so each owner has exactly one best pair.
+    """
+    if len(owner) == 0:
+        return np.zeros(0, dtype=bool)
+    size = int(owner.max()) + 1
+    best = np.full(size, -np.inf)
+    np.maximum.at(best, owner, iou)
+    tied = iou == best[owner]
+    lowest = np.full(size, np.iinfo(np.int64).max)
+    np.minimum.at(lowest, owner[tied], other[tied].astype(np.int64))
+    return tied & (other == lowest[owner])
 
 
 def link_cells(

@@ -165,28 +165,28 @@ def measure_frame(frame: np.ndarray, previous: np.ndarray | None = None) -> Fram
     return cells if cells is not None else _measure_frame_numpy(frame, previous)
 
 
-_KERNEL: list = []
+_KERNELS: list = []
 
 
-def _kernel():
-    """The compiled measurement (:func:`._tracking_kernel.measure_runs`), or None without numba.
+def _kernels():
+    """The compiled kernels (module :mod:`._tracking_kernel`), or None without numba.
 
     Imported on first use: numba's import (~0.3 s) stays out of
     ``import napari_livecell`` and napari's start-up.
     """
-    if not _KERNEL:
+    if not _KERNELS:
         try:
-            from ._tracking_kernel import measure_runs
+            from . import _tracking_kernel
         except ImportError:
-            measure_runs = None
-        _KERNEL.append(measure_runs)
-    return _KERNEL[0]
+            _tracking_kernel = None
+        _KERNELS.append(_tracking_kernel)
+    return _KERNELS[0]
 
 
 def _measure_compiled(frame: np.ndarray, previous: np.ndarray | None) -> FrameCells | None:
     """:func:`measure_frame` by the compiled kernel; None where the numpy path must do it."""
-    kernel = _kernel()
-    if kernel is None or frame.size == 0 or frame.dtype.kind not in "iu":
+    kernels = _kernels()
+    if kernels is None or frame.size == 0 or frame.dtype.kind not in "iu":
         return None
     if previous is not None and previous.dtype != frame.dtype:
         # one compiled version per dtype pair: mixed pairs are rare, widen both
@@ -194,7 +194,7 @@ def _measure_compiled(frame: np.ndarray, previous: np.ndarray | None) -> FrameCe
             return None
         frame, previous = frame.astype(np.int64), previous.astype(np.int64)
     frame = np.ascontiguousarray(frame)
-    ok, *tables = kernel(
+    ok, *tables = kernels.measure_runs(
         frame, frame if previous is None else np.ascontiguousarray(previous), previous is not None
     )
     return FrameCells(*tables) if ok else None
@@ -754,19 +754,28 @@ def _division_cost(cells: pd.DataFrame, overlaps: Overlaps, cutoff: float):
 
 
 def _lookups(table: pd.DataFrame) -> dict[int, np.ndarray]:
-    """Per frame, an array mapping input label -> track id."""
-    lookups: dict[int, np.ndarray] = {}
-    for t, rows in table.groupby("t"):
-        old = rows["label"].to_numpy(dtype=np.int64)
-        lookup = np.zeros(int(old.max()) + 1, dtype=np.int32)
-        lookup[old] = rows["track_id"].to_numpy(dtype=np.int32)
-        lookups[int(t)] = lookup
-    return lookups
+    """Per frame, an array mapping input label -> track id (0 for labels not in the table)."""
+    rows = table.sort_values(["t", "label"])
+    t = rows["t"].to_numpy(dtype=np.int64)
+    label = rows["label"].to_numpy(dtype=np.int64)
+    if t.size == 0:
+        return {}
+    # all frames' lookups in one array, each frame's from its offset: one groupby per
+    # frame cost more than relabelling it
+    frames, first = np.unique(t, return_index=True)
+    sizes = label[np.r_[first[1:], t.size] - 1] + 1  # each frame's largest label + 1
+    offsets = np.r_[0, np.cumsum(sizes)]
+    flat = np.zeros(int(offsets[-1]), dtype=np.int32)
+    flat[offsets[np.searchsorted(frames, t)] + label] = rows["track_id"].to_numpy(dtype=np.int32)
+    return {int(frame): flat[offsets[i] : offsets[i + 1]] for i, frame in enumerate(frames.tolist())}
 
 
 def _apply_lookup(frame: np.ndarray, lookup: np.ndarray | None) -> np.ndarray:
     if lookup is None:
         return np.zeros(frame.shape, dtype=np.int32)
+    kernels = _kernels()
+    if kernels is not None and frame.dtype.kind in "iu" and frame.ndim == 2:
+        return kernels.relabel(frame, lookup)
     if frame.size and int(frame.max()) < len(lookup):
         return lookup[frame]
     # ids above the table's largest (none if the table came from this stack) become background
