@@ -17,6 +17,12 @@ before, on the first ``--regionprops-frames`` frames; and the reference linker
 (``linker="laptrack"``) on the first ``--laptrack-frames`` frames. Accuracy is
 measured for both linkers.
 
+The measurement and the relabelling are compiled with numba (docs/numba.md):
+the first call of a process compiles them, or loads them from numba's on-disk
+cache. That cost is kept out of the timings (one warm-up call) and reported
+on its own, from fresh processes: with an empty cache (compiling) and with
+the cache that run filled.
+
 Run: ``python benchmarks/bench_tracking.py [--frames 1000] [--cells 300] [--seeds 3]``
 (``--seeds 0`` skips the accuracy part).
 """
@@ -24,6 +30,9 @@ Run: ``python benchmarks/bench_tracking.py [--frames 1000] [--cells 300] [--seed
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,6 +92,36 @@ def _tra(evaluate_sequence, lapse, truth, result) -> float:
     return scores["TRA"]
 
 
+# a fresh process: numba's import, then the first measurement and relabelling of a 704 x 520 uint16 stack
+_FIRST_CALL = """
+import time
+import numpy as np
+from napari_livecell.core.synthetic import synthesize_timelapse
+from napari_livecell.core import tracking
+labels = synthesize_timelapse(seed=0, n_frames=2, n_cells=300).labels.astype(np.uint16)
+started = time.perf_counter()
+tracking.measure_frame(labels[1], labels[0])
+tracking.measure_frame(labels[1])
+tracking._apply_lookup(labels[1], np.arange(int(labels[1].max()) + 1, dtype=np.int32))
+print(time.perf_counter() - started)
+"""
+
+
+def first_call() -> tuple[float, float]:
+    """Seconds of a process's first measurement: with an empty numba cache (compiling), then cached."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        seconds = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", _FIRST_CALL], env=env, check=True, capture_output=True, text=True
+                ).stdout
+            )
+            for _ in range(2)
+        ]
+    return seconds[0], seconds[1]
+
+
 def speed(frames: int, cells: int, regionprops_frames: int, laptrack_frames: int, repeats: int) -> None:
     import dask
     import dask.array as da
@@ -114,10 +153,12 @@ def speed(frames: int, cells: int, regionprops_frames: int, laptrack_frames: int
                 pass
 
         with dask.config.set(scheduler="synchronous"):
+            # the first call compiles or loads the numba kernels: kept out of the timings
             result = track_cells(lazy)
             assert isinstance(result.labels, da.Array)  # lazy stays lazy
             # the machine is shared: each step is timed `repeats` times, interleaved, and the
-            # fastest run of each is kept, so that a busy moment does not skew one ratio
+            # median of each is kept, so that a busy moment does not skew one ratio (the
+            # fastest run of each is printed too)
             timings: dict[str, list[float]] = {}
             steps = {
                 "read": read,
@@ -130,7 +171,8 @@ def speed(frames: int, cells: int, regionprops_frames: int, laptrack_frames: int
                     started = time.perf_counter()
                     step()
                     timings.setdefault(name, []).append(time.perf_counter() - started)
-            read_s, measure_s, track_s, relabel_s = (min(timings[name]) for name in steps)
+            read_s, measure_s, track_s, relabel_s = (float(np.median(timings[name])) for name in steps)
+            fastest = {name: min(timings[name]) for name in steps}
             started = time.perf_counter()
             for path in paths[:regionprops_frames]:
                 regionprops_table(tifffile.imread(path), properties=("label", "centroid", "area"))
@@ -141,17 +183,25 @@ def speed(frames: int, cells: int, regionprops_frames: int, laptrack_frames: int
             laptrack_s = (time.perf_counter() - started) * frames / max(laptrack_frames, 1)
         table = result.table
     n_tracks = result.table["track_id"].nunique()
+    cold_s, cached_s = first_call()
     print(
-        f"{frames} frames x {per_frame:.0f} cells ({len(table)} cells, best of {repeats}, {n_tracks} tracks, "
+        f"{frames} frames x {per_frame:.0f} cells ({len(table)} cells, median of {repeats}, "
+        f"{n_tracks} tracks, "
         f"{len(result.graph)} daughters): reading labels {read_s:.2f} s; track_cells (reads, "
-        f"measurement, linking, ids) {track_s:.2f} s = {track_s / read_s:.1f}x reading; "
-        f"measurement pass alone (reads included) {measure_s:.2f} s = {measure_s / read_s:.1f}x; "
+        f"measurement, linking, ids) {track_s:.2f} s = {track_s / read_s:.2f}x reading; "
+        f"measurement pass alone (reads included) {measure_s:.2f} s = {measure_s / read_s:.2f}x; "
         f"linking (the rest) {track_s - measure_s:.2f} s = {(track_s - measure_s) / read_s:.1f}x; "
         f"track_cells with linker='laptrack' (from {laptrack_frames} frames, scaled) {laptrack_s:.2f} s = "
         f"{laptrack_s / read_s:.1f}x; "
         f"regionprops_table instead (reads included, from {min(regionprops_frames, frames)} frames) "
         f"{regionprops_s:.2f} s = {regionprops_s / read_s:.1f}x; "
-        f"relabelled stack computed block by block {relabel_s:.2f} s = {relabel_s / read_s:.1f}x reading"
+        f"relabelled stack computed block by block {relabel_s:.2f} s = {relabel_s / read_s:.2f}x reading; "
+        f"fastest of {repeats}: "
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in fastest.items())
+        + f" (track {fastest['track'] / fastest['read']:.2f}x read); "
+        f"first call in a fresh process (numba's import, measuring and relabelling one frame): "
+        f"{cold_s:.1f} s with an empty cache (compiling), {cached_s:.2f} s cached; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
 
 
@@ -163,7 +213,9 @@ def main() -> None:
     parser.add_argument("--accuracy-frames", type=int, default=20)
     parser.add_argument("--accuracy-cells", type=int, default=150)
     parser.add_argument("--regionprops-frames", type=int, default=100, help="frames timed with regionprops")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved timings of each step (min kept)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved timings of each step (median kept)"
+    )
     parser.add_argument("--laptrack-frames", type=int, default=200, help="frames tracked with laptrack")
     args = parser.parse_args()
     if args.seeds:

@@ -71,20 +71,21 @@ def iter_frames(labels, frames: Iterable[int] | None = None) -> Iterator[tuple[i
 def _computed_blocks(stack) -> Iterator[np.ndarray]:
     """The blocks of a dask stack chunked along time only, computed one by one, in order.
 
-    Each block is computed by dask's synchronous scheduler from its own part
-    of the graph (culled once per block): ``block.compute()`` or
+    Each block is computed from its own part of the graph (culled once per
+    block) by dask's simple recursive executor: ``block.compute()`` or
     ``dask.compute`` go through graph optimisation every call, which cost
-    2-5 ms per 704 x 520 frame, several times reading it (benchmarks/README.md).
+    2-5 ms per 704 x 520 frame, several times reading it, and the
+    synchronous scheduler's task ordering ~0.1 ms more per block than this
+    (benchmarks/README.md).
     """
-    from dask.core import flatten
-    from dask.local import get_sync
+    from dask.core import flatten, get
     from dask.optimization import cull
 
     keys = list(flatten(stack.__dask_keys__()))
     graph = dict(stack.__dask_optimize__(stack.__dask_graph__(), keys))
     for key in keys:
         needed, _ = cull(graph, [key])
-        yield np.asarray(get_sync(needed, key))
+        yield np.asarray(get(needed, [key])[0])
 
 
 def _ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
