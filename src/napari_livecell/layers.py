@@ -161,6 +161,7 @@ def result_layer_data(
     image_name: str,
     leading_shape: tuple[int, ...] = (),
     layer_kwargs: dict | None = None,
+    labels: Any = None,
 ) -> list[tuple]:
     """Labels + outline Shapes ``LayerDataTuple`` s named after the image.
 
@@ -175,6 +176,11 @@ def result_layer_data(
         Shape of the stack's leading axes (``()`` for a single frame).
     layer_kwargs : dict, optional
         Extra keyword arguments for both layers (``scale``, ``translate``...).
+    labels : array-like, optional
+        The stack's labels, already filled frame by frame with ids running on
+        (numpy or a compact zarr array, see
+        :func:`~napari_livecell.core.run.new_label_stack`); then the frames
+        may be :class:`~napari_livecell.core.run.FrameCells` without labels.
 
     Returns
     -------
@@ -184,7 +190,8 @@ def result_layer_data(
     if isinstance(segmentations, Segmentation):
         segmentations = [segmentations]
     indices = list(np.ndindex(*leading_shape)) if leading_shape else [()]
-    labels = stack_labels(segmentations, leading_shape)  # the CLI's label TIFF has the same ids
+    if labels is None:
+        labels = stack_labels(segmentations, leading_shape)  # the CLI's label TIFF has the same ids
     common = dict(layer_kwargs or {})
     labels_kwargs = {
         "name": cells_layer_name(image_name),
@@ -198,7 +205,9 @@ def result_layer_data(
         "categories": dict(segmentations[0].class_names),
         "baseline_status": "predicted",
         # the prediction, for the correction summary and exports; big stacks copy it when proofread
-        "baseline": labels.copy() if labels.nbytes <= MAX_BASELINE_BYTES else None,
+        "baseline": labels.copy()
+        if isinstance(labels, np.ndarray) and labels.nbytes <= MAX_BASELINE_BYTES
+        else None,
     }
     if sum(s.n_cells for s in segmentations) > MAX_OUTLINES:
         shapes, shape_features = [], {"label": [], "score": [], "area": [], "frame": []}

@@ -89,6 +89,35 @@ def test_stack_labels_fill_in_frame_by_frame_and_become_the_result(qtbot, viewer
     assert cells.data.max() == 4 * reference.n_cells, "ids run on across frames"
 
 
+def test_a_long_stack_is_kept_compressed_and_stays_editable(
+    qtbot, viewer_and_widget, small_frame, monkeypatch
+):
+    """Stacks above the size limit fill a zarr array (1,000 frames: ~30 MB instead of 1.46 GB)."""
+    import napari_livecell.core.run as run
+
+    monkeypatch.setattr(run, "COMPACT_LABELS_BYTES", 0)  # this 3-frame stack counts as long
+    viewer, widget = viewer_and_widget
+    viewer.add_image(np.stack([small_frame.image] * 3), name="long")
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    cells = viewer.layers["long cells"]
+    assert not isinstance(cells.data, np.ndarray), "compressed, not a numpy stack"
+    reference = widget_free_result(small_frame.image)
+    frame = np.asarray(cells.data[2])
+    assert np.array_equal(frame > 0, reference.labels > 0)
+    assert frame.max() == 3 * reference.n_cells, "ids run on across frames"
+    assert len(cells.features) == 3 * reference.n_cells
+    assert len(viewer.layers["long outlines"].data) >= 3 * reference.n_cells
+
+    viewer.dims.set_current_step(0, 1)
+    cell = int(np.asarray(cells.data[1]).max())
+    rows, cols = np.nonzero(np.asarray(cells.data[1]) == cell)
+    cells.fill((1, rows[0], cols[0]), 0)  # napari's fill tool erases the cell
+    assert cell not in np.unique(np.asarray(cells.data[1])), "the edit is in the compressed stack"
+    cells.undo()
+    assert cell in np.unique(np.asarray(cells.data[1]))
+
+
 def widget_free_result(image):
     from napari_livecell.core.model import load_model
     from napari_livecell.core.predict import segment_frame

@@ -59,7 +59,10 @@ def update_layer(layer, data: np.ndarray, kwargs: dict) -> None:
     The layer's own colours (before any filter) are kept.
     """
     base_colormap = layer.metadata.get(RESULT_KEY, {}).get("base_colormap")
-    if layer.data.shape != data.shape or not np.array_equal(layer.data, data):
+    current = layer.data
+    if current is data:
+        layer.refresh()  # the stack it showed while filling in: no copy, no comparison of 1000s of frames
+    elif current.shape != data.shape or not np.array_equal(current, data):
         layer.data = data
     clear_undo_history(layer)
     layer.features = kwargs["features"]

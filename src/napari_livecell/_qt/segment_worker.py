@@ -76,14 +76,14 @@ def check_image_layer(layer: Any) -> tuple[bool, tuple[int, ...]]:
 
 @dataclass
 class FrameReady:
-    """A finished frame of a stack, for the Labels layer that fills in during a run.
+    """A finished frame of a stack, already written into the run's label stack.
 
-    ``labels`` already carries the ids the final layer gives this frame (they
-    run on across frames), so the GUI only copies it into place.
+    The worker writes each frame (with the ids the final layer gives it: they
+    run on across frames) into the stack the filling-in Labels layer shows,
+    so the GUI only refreshes that layer.
     """
 
     index: tuple[int, ...]
-    labels: np.ndarray
 
 
 class RunFailure(str):
@@ -136,15 +136,21 @@ def segment_generator(
     rgb: bool,
     backend: Any,
     settings: Any,
-    finish: Callable[[list, tuple[int, ...]], Any] | None = None,
+    finish: Callable[[list, tuple[int, ...], Any], Any] | None = None,
     pixel_size: tuple[float | None, str] = (None, ""),
+    labels_out: Any = None,
 ) -> Iterator[tuple[int, int] | FrameReady]:
     """Segment frame by frame, yielding (done, total); return (results, leading shape).
 
     Runs in a worker thread. Outlines are traced there too, so the GUI thread
-    only adds layers. For a stack, each finished frame is also yielded as a
-    :class:`FrameReady`, in frame order. ``finish(results, leading)``, when
-    given, also runs here and its value is returned instead. Bad input, an
+    only adds layers. For a stack, each finished frame is written into
+    ``labels_out`` (``(*leading, H, W)`` int32, from
+    :func:`~napari_livecell.core.run.new_label_stack`) and yielded as a
+    :class:`FrameReady`, in frame order; the run then keeps only each
+    frame's cells (:class:`~napari_livecell.core.run.FrameCells`), not its
+    label image, so a long time-lapse costs its compact stack, not a full
+    copy per frame. ``finish(results, leading, labels_out)``, when given,
+    also runs here and its value is returned instead. Bad input, an
     unusable model or an unreachable backend is returned as a
     :class:`RunFailure` (a user's mistake, not a bug: no traceback dialog).
     ``pixel_size`` is the image's micrometres per pixel and its source
@@ -152,7 +158,8 @@ def segment_generator(
     """
     from napari_livecell.core.pixel_size import describe_resamplings
     from napari_livecell.core.predict import describe_polarities
-    from napari_livecell.core.run import FrameResult, TileProgress, iter_segment
+    from napari_livecell.core.run import FrameCells, FrameResult, TileProgress, iter_segment
+    from napari_livecell.layers import MAX_OUTLINES
 
     events = iter_segment(image, backend, settings, rgb, *pixel_size)
     try:
@@ -163,6 +170,10 @@ def segment_generator(
     yield 0, total * TILE_STEPS
     results, polarities, resamplings = [], [], []
     first_id = 0
+    if leading and labels_out is None:
+        from napari_livecell.core.run import new_label_stack
+
+        labels_out = new_label_stack((*leading, *image.shape[len(leading) : len(leading) + 2]))
     while True:
         try:
             event = next(events)
@@ -174,16 +185,24 @@ def segment_generator(
             yield event.frame * TILE_STEPS + (TILE_STEPS * event.done) // event.total - 1, total * TILE_STEPS
         elif isinstance(event, FrameResult):
             result = event.segmentation
-            results.append(result)
             polarities.append(event.polarity)
             resamplings.append(event.resampling)
             if leading:
-                yield FrameReady(event.index, offset_ids(result.labels, first_id))
+                labels_out[event.index] = offset_ids(result.labels, first_id)
+                # beyond MAX_OUTLINES cells no outlines layer is made: their rings need not be kept
+                keep_outlines = first_id + result.n_cells <= MAX_OUTLINES
+                if not keep_outlines and first_id <= MAX_OUTLINES:
+                    for earlier in results:
+                        earlier.polygons = []
+                result = FrameCells.of(result, keep_outlines)
+            results.append(result)
             first_id += result.n_cells
+            if leading:
+                yield FrameReady(event.index)
             yield (event.number + 1) * TILE_STEPS, total * TILE_STEPS
     if finish is None:
         return results, leading
-    prepared = finish(results, leading)
+    prepared = finish(results, leading, labels_out if leading else None)
     if isinstance(prepared, PreparedLayers):
         prepared.modality = describe_polarities(polarities)
         prepared.pixel_size = describe_resamplings(resamplings)
@@ -211,12 +230,12 @@ def prepare_result_layers(
 ) -> Callable[[list, tuple[int, ...]], PreparedLayers]:
     """A ``finish`` for :func:`segment_generator` that builds the result layers."""
 
-    def finish(results: list, leading: tuple[int, ...]) -> PreparedLayers:
+    def finish(results: list, leading: tuple[int, ...], labels: Any = None) -> PreparedLayers:
         from napari.layers import Shapes
 
         from napari_livecell.layers import result_layer_data
 
-        layer_data = result_layer_data(results, image_name, leading, layer_kwargs)
+        layer_data = result_layer_data(results, image_name, leading, layer_kwargs, labels)
         ready = [
             (Shapes(data, **kwargs) if kind == "shapes" else data, kwargs, kind)
             for data, kwargs, kind in layer_data

@@ -41,6 +41,71 @@ def stack_labels(frames: list[Segmentation], leading: tuple[int, ...]) -> np.nda
     return labels
 
 
+# int32 label stacks larger than this are kept compressed in memory (zarr), one chunk per frame:
+# 1,000 frames of 704 x 520 are 1.46 GB as numpy, ~30 MB compressed (benchmarks/README.md)
+COMPACT_LABELS_BYTES = 256 * 2**20
+
+
+def new_label_stack(shape: tuple[int, ...], compact_above: int | None = None) -> Any:
+    """An all-zero int32 label stack to fill frame by frame: numpy, or a compressed zarr array if large.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(*leading, H, W)``.
+    compact_above : int, optional
+        Size in bytes above which the stack is a zarr array in memory,
+        chunked by frame (default :data:`COMPACT_LABELS_BYTES`). napari
+        shows and paints zarr-backed Labels layers; ``np.asarray`` or a
+        frame index gives numpy back.
+
+    Returns
+    -------
+    numpy.ndarray or zarr.Array
+    """
+    limit = COMPACT_LABELS_BYTES if compact_above is None else compact_above
+    if math.prod(shape) * 4 <= limit:
+        return np.zeros(shape, np.int32)  # maps untouched frames lazily: costs memory as it fills
+    import zarr
+
+    chunks = (1,) * (len(shape) - 2) + tuple(shape[-2:])
+    return zarr.create_array(
+        store=zarr.storage.MemoryStore(), shape=shape, chunks=chunks, dtype="int32", fill_value=0
+    )
+
+
+@dataclass
+class FrameCells:
+    """A segmented frame's cells without its label image (kept once the labels are in a stack).
+
+    Quacks like :class:`~napari_livecell.core.segmentation.Segmentation` for
+    the per-cell tables and outlines: a 1,000-frame run keeps these, not
+    1,000 full-frame label images.
+    """
+
+    scores: np.ndarray
+    classes: np.ndarray
+    class_names: dict[int, str]
+    areas: np.ndarray
+    polygons: list
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells."""
+        return len(self.scores)
+
+    @classmethod
+    def of(cls, segmentation: Segmentation, keep_outlines: bool = True) -> FrameCells:
+        """The cells of ``segmentation`` (outlines dropped unless ``keep_outlines``)."""
+        return cls(
+            scores=segmentation.scores,
+            classes=segmentation.classes,
+            class_names=segmentation.class_names,
+            areas=segmentation.areas,
+            polygons=segmentation.polygons if keep_outlines else [],
+        )
+
+
 @dataclass(frozen=True)
 class Backend:
     """Where segmentation runs.
@@ -263,9 +328,10 @@ def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunE
         wraps a ``(done, total)`` progress generator so that its tile progress
         reaches the caller (and a closed run stops it between tiles).
     depth : int
-        Frames segmented at once. The model's lock keeps their forward passes
-        one at a time; the gain is that one frame's post-processing overlaps
-        the next one's forward pass. ``1``: frame by frame.
+        Frames segmented at once (after the first, which runs alone). The
+        model's lock keeps their forward passes one at a time; the gain is
+        that one frame's post-processing overlaps the next one's forward
+        pass. ``1``: frame by frame.
 
     Yields
     ------
@@ -299,9 +365,11 @@ def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunE
     try:
         upcoming = reader.submit(read)
         in_flight: deque = deque()
-        number, exhausted = 0, False
+        number, exhausted, first_done = 0, False, False
         while True:
-            while not exhausted and len(in_flight) < max(1, depth):
+            # the first frame runs alone, so that its result shows as soon as one frame allows
+            # (two frames sharing the cores from the start delayed it ~2x); then ``depth`` at once
+            while not exhausted and len(in_flight) < (max(1, depth) if first_done else 1):
                 wait([upcoming])
                 if upcoming.exception() is not None:  # a frame that cannot be read fails in its turn
                     in_flight.append((number, upcoming))
@@ -321,6 +389,7 @@ def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunE
                 yield from _drain_progress(progress, head_number)
             yield from _drain_progress(progress, head_number)
             in_flight.popleft()
+            first_done = True
             yield head.result()
     finally:
         stop.set()
