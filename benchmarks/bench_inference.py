@@ -1,12 +1,14 @@
 """Inference speed, agreement and memory, as ratios measured in one process run.
 
-Run: ``python benchmarks/bench_inference.py [--frames 3] [--repeats 5] [--stack 200]``.
+Run: ``python benchmarks/bench_inference.py [--frames 3] [--repeats 5] [--stack 200]``
+(``--stack 0 --skip-memory``: the densities only).
 
 * ``density_*``: at ~50, ~500 and ~2000 cells per frame, plain Ultralytics
   predict, ours with each runtime (torch, ONNX Runtime, OpenVINO) and each
   runtime's forward pass alone, timed in interleaved rounds (the machine is
   shared: its speed drifts); medians per frame, and the faster runtimes' cells
-  against torch's (counts, per-cell mask IoU).
+  against torch's (counts, per-cell mask IoU), and each runtime's end to end
+  over its forward pass (``ours_over_forward_*``: what post-processing adds).
 * ``stack_pipelined``: a lazily generated dask stack segmented frame by
   frame and pipelined (:mod:`napari_livecell.core.run`), as frames per second
   over 1 / forward time.
@@ -126,6 +128,8 @@ def bench_density(n_cells: int, n_frames: int, repeats: int) -> dict:
         report[f"{name}_count_diff_max"] = max(c[0] for c in checks)
         report[f"{name}_min_cell_iou"] = min(c[1] for c in checks)
         report[f"{name}_matched_min"] = min(c[2] for c in checks)
+    for name in RUNTIMES:  # issue 19: end to end within 1.15x (~500 cells) / 1.3x (~2000) of the forward
+        report[f"ours_over_forward_{name}"] = ms[f"ours_{name}"] / ms[f"forward_{name}"]
     best = min(RUNTIMES, key=lambda name: ms[f"ours_{name}"])
     report["plain_over_ours_best"] = ms["plain"] / ms[f"ours_{best}"]
     report["ours_best"] = best
@@ -209,7 +213,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=3, help="frames per density")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
-    parser.add_argument("--stack", type=int, default=200, help="frames of the pipelined stack")
+    parser.add_argument("--stack", type=int, default=200, help="frames of the pipelined stack (0: skip it)")
     parser.add_argument(
         "--densities", type=int, nargs="+", default=sorted(DENSITIES), choices=sorted(DENSITIES)
     )
@@ -230,10 +234,11 @@ def main() -> None:
         (f"density_{n}_cells", lambda n=n: bench_density(n, args.frames, args.repeats))
         for n in args.densities
     ]
-    benches += [
-        (f"stack_pipelined_{name}", lambda name=name: bench_pipeline(args.stack, name))
-        for name in ("openvino", "torch")
-    ]
+    if args.stack:
+        benches += [
+            (f"stack_pipelined_{name}", lambda name=name: bench_pipeline(args.stack, name))
+            for name in ("openvino", "torch")
+        ]
     if not args.skip_memory:
         benches.append(("memory_2000_cells", bench_memory))
     for name, bench in benches:

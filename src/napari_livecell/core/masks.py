@@ -12,10 +12,9 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from types import SimpleNamespace
 
 import numpy as np
-
-RELABEL_BLOCK_PIXELS = 1 << 18  # relabelling in place copies one block of this many labels at a time
 
 
 def _resize_matrix(n_in: int, n_out: int, scale: float | None = None) -> np.ndarray:
@@ -76,6 +75,327 @@ def _support(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, last + 1
 
 
+@lru_cache(maxsize=1)
+def compiled() -> SimpleNamespace:
+    """The numba kernels of this module, compiled on first use (and cached on disk).
+
+    numba is imported here, not at module level, so that napari's start-up
+    never pays for it; ``nogil`` lets the GUI stay responsive while a worker
+    thread runs them.
+    """
+    import numba
+
+    jit = numba.njit(cache=True, nogil=True)
+
+    @jit
+    def nms(boxes, order, threshold):
+        # torchvision's greedy CPU NMS (stable descending scores, float32 IoU > threshold),
+        # comparing each box only with kept boxes in the grid cells it covers: boxes that
+        # share no cell do not intersect, and torchvision's IoU of those is 0
+        n = len(order)
+        keep = np.empty(n, np.int64)
+        if n == 0:
+            return keep
+        low_x, low_y = boxes[:, 0].min(), boxes[:, 1].min()
+        span = max(boxes[:, 2].max() - low_x, boxes[:, 3].max() - low_y, np.float32(1))
+        cell = max(np.float32(32), span / np.float32(256))
+        side = int(span / cell) + 1
+        head = np.full(side * side, -1, np.int64)
+        following = np.empty(16 * n + 64, np.int64)
+        owner = np.empty(16 * n + 64, np.int64)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        zero = np.float32(0)
+        n_keep = 0
+        n_entries = 0
+        for rank in range(n):
+            j = order[rank]
+            x1, y1, x2, y2 = boxes[j, 0], boxes[j, 1], boxes[j, 2], boxes[j, 3]
+            gx0 = min(max(int((x1 - low_x) / cell), 0), side - 1)
+            gx1 = min(max(int((x2 - low_x) / cell), 0), side - 1)
+            gy0 = min(max(int((y1 - low_y) / cell), 0), side - 1)
+            gy1 = min(max(int((y2 - low_y) / cell), 0), side - 1)
+            suppressed = False
+            for gy in range(gy0, gy1 + 1):
+                for gx in range(gx0, gx1 + 1):
+                    entry = head[gy * side + gx]
+                    while entry >= 0 and not suppressed:
+                        i = owner[entry]
+                        w = max(zero, min(boxes[i, 2], x2) - max(boxes[i, 0], x1))
+                        h = max(zero, min(boxes[i, 3], y2) - max(boxes[i, 1], y1))
+                        inter = w * h
+                        if inter / (areas[i] + areas[j] - inter) > threshold:
+                            suppressed = True
+                        entry = following[entry]
+                    if suppressed:
+                        break
+                if suppressed:
+                    break
+            if suppressed:
+                continue
+            keep[n_keep] = j
+            n_keep += 1
+            needed = n_entries + (gy1 - gy0 + 1) * (gx1 - gx0 + 1)
+            if needed > len(owner):
+                grown = max(2 * len(owner), needed)
+                following = np.concatenate((following, np.empty(grown - len(following), np.int64)))
+                owner = np.concatenate((owner, np.empty(grown - len(owner), np.int64)))
+            for gy in range(gy0, gy1 + 1):
+                for gx in range(gx0, gx1 + 1):
+                    owner[n_entries] = j
+                    following[n_entries] = head[gy * side + gx]
+                    head[gy * side + gx] = n_entries
+                    n_entries += 1
+        return keep[:n_keep]
+
+    @jit
+    def paint(
+        labels,
+        label_scores,
+        label_classes,
+        count,
+        boxes,
+        scores,
+        classes,
+        coefficients,
+        protos,
+        row_map,
+        col_map,
+        row_first,
+        row_last,
+        col_first,
+        col_last,
+        window,
+        within,
+        origin,
+        selected,
+    ):
+        # instance_masks + MaskPainter.add for each selected instance, in order: the mask
+        # (rows @ (coefficients . protos) @ cols.T > 0 in float32, inside its box), cut to the
+        # window's own pixels, painted where it outscores the label beneath (of equal scores,
+        # the later one); returns the new count of painted ids
+        height, width = labels.shape
+        n_channels = protos.shape[0]
+        for index in range(len(boxes)):
+            if not selected[index]:
+                continue
+            r0 = max(0, math.ceil(boxes[index, 1]))
+            r1 = min(window[0], math.ceil(boxes[index, 3]))
+            c0 = max(0, math.ceil(boxes[index, 0]))
+            c1 = min(window[1], math.ceil(boxes[index, 2]))
+            if r1 <= r0 or c1 <= c0:
+                continue
+            p0, p1 = row_first[r0], row_last[r1 - 1]
+            q0, q1 = col_first[c0], col_last[c1 - 1]
+            logits = np.zeros((p1 - p0, q1 - q0), np.float32)
+            for channel in range(n_channels):
+                weight = coefficients[index, channel]
+                for p in range(p0, p1):
+                    for q in range(q0, q1):
+                        logits[p - p0, q - q0] += weight * protos[channel, p, q]
+            rows = np.zeros((r1 - r0, q1 - q0), np.float32)
+            for r in range(r0, r1):
+                for p in range(p0, p1):
+                    weight = row_map[r, p]
+                    if weight != 0:
+                        for q in range(q0, q1):
+                            rows[r - r0, q - q0] += weight * logits[p - p0, q - q0]
+            # cut to the window's own pixels (a padded window) and to the frame
+            r_end = min(r1, within[0], height - origin[0])
+            c_end = min(c1, within[1], width - origin[1])
+            mask = np.zeros((r1 - r0, c1 - c0), np.bool_)
+            found = False
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    value = np.float32(0)
+                    for q in range(q0, q1):
+                        weight = col_map[c, q]
+                        if weight != 0:
+                            value += rows[r - r0, q - q0] * weight
+                    if value > 0:
+                        mask[r - r0, c - c0] = True
+                        if r < within[0] and c < within[1]:
+                            found = True
+            if not found:
+                continue
+            count += 1
+            score = np.float64(scores[index])
+            label_scores[count] = score
+            label_classes[count] = classes[index]
+            for r in range(r0, r_end):
+                for c in range(c0, c_end):
+                    if mask[r - r0, c - c0]:
+                        beneath = labels[origin[0] + r, origin[1] + c]
+                        if label_scores[beneath] <= score:
+                            labels[origin[0] + r, origin[1] + c] = count
+        return count
+
+    @jit
+    def bounding_boxes(labels, n_ids):
+        # per id: first row, last row + 1, first col, last col + 1 (first row -1: absent)
+        boxes = np.full((n_ids + 1, 4), -1, np.int64)
+        for r in range(labels.shape[0]):
+            for c in range(labels.shape[1]):
+                k = labels[r, c]
+                if k <= 0:
+                    continue
+                if boxes[k, 0] < 0:
+                    boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = r, r + 1, c, c + 1
+                else:
+                    boxes[k, 1] = r + 1
+                    boxes[k, 2] = min(boxes[k, 2], c)
+                    boxes[k, 3] = max(boxes[k, 3], c + 1)
+        return boxes
+
+    @jit
+    def drop_fragments(labels, boxes):
+        # for each id, 4-connected pieces inside its box numbered in raster order of their
+        # first pixel; all but the largest (of equal sizes, the first) are cleared
+        pieces = np.zeros(0, np.int32)
+        stack = np.zeros(0, np.int64)
+        for k in range(1, len(boxes)):
+            r0, r1, c0, c1 = boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3]
+            if r0 < 0:
+                continue
+            h, w = r1 - r0, c1 - c0
+            if len(pieces) < h * w:
+                pieces = np.zeros(2 * h * w, np.int32)
+                stack = np.zeros(2 * h * w, np.int64)
+            pieces[: h * w] = 0
+            n_pieces = 0
+            best, best_size = 0, 0
+            for start in range(h * w):
+                if pieces[start] != 0 or labels[r0 + start // w, c0 + start % w] != k:
+                    continue
+                n_pieces += 1
+                pieces[start] = n_pieces
+                size = 0
+                top = 0
+                stack[0] = start
+                top = 1
+                while top > 0:
+                    top -= 1
+                    at = stack[top]
+                    size += 1
+                    y, x = at // w, at % w
+                    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                        ny, nx = y + dy, x + dx
+                        if 0 <= ny < h and 0 <= nx < w:
+                            near = ny * w + nx
+                            if pieces[near] == 0 and labels[r0 + ny, c0 + nx] == k:
+                                pieces[near] = n_pieces
+                                stack[top] = near
+                                top += 1
+                if size > best_size:
+                    best, best_size = n_pieces, size
+            if n_pieces > 1:
+                for at in range(h * w):
+                    if pieces[at] != 0 and pieces[at] != best:
+                        labels[r0 + at // w, c0 + at % w] = 0
+
+    @jit
+    def relabel(labels, lookup):
+        for r in range(labels.shape[0]):
+            for c in range(labels.shape[1]):
+                labels[r, c] = lookup[labels[r, c]]
+
+    @jit
+    def pack_cells(labels, boxes, first, stop, canvas_width):
+        # each cell k in first..stop-1 (with a box) doubled in size into its own slot of one
+        # uint8 canvas, slots in shelves left to right, 2 px of background between them
+        n = stop - first
+        slots = np.full((n, 2), -1, np.int64)
+        row, col, shelf = 1, 1, 0
+        for i in range(n):
+            k = first + i
+            if boxes[k, 0] < 0:
+                continue
+            h, w = 2 * (boxes[k, 1] - boxes[k, 0]), 2 * (boxes[k, 3] - boxes[k, 2])
+            if col + w + 1 > canvas_width and col > 1:
+                row, col, shelf = row + shelf + 2, 1, 0
+            slots[i, 0], slots[i, 1] = row, col
+            col += w + 2
+            shelf = max(shelf, h)
+        canvas = np.zeros((row + shelf + 1, max(canvas_width, col + 1)), np.uint8)
+        for i in range(n):
+            k = first + i
+            if slots[i, 0] < 0:
+                continue
+            r0, r1, c0, c1 = boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3]
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    if labels[r, c] == k:
+                        y, x = slots[i, 0] + 2 * (r - r0), slots[i, 1] + 2 * (c - c0)
+                        canvas[y, x] = canvas[y, x + 1] = canvas[y + 1, x] = canvas[y + 1, x + 1] = 1
+        return canvas, slots
+
+    return SimpleNamespace(
+        nms=nms,
+        paint=paint,
+        bounding_boxes=bounding_boxes,
+        drop_fragments=drop_fragments,
+        relabel=relabel,
+        pack_cells=pack_cells,
+    )
+
+
+def non_max_suppression(
+    prediction: np.ndarray,
+    n_classes: int,
+    conf: float,
+    iou: float,
+    max_det: int,
+    agnostic: bool = False,
+) -> np.ndarray | None:
+    """Ultralytics' ``non_max_suppression`` for one image, in numpy and numba, with the same result.
+
+    The same float32 arithmetic in the same order (box corners, class
+    offsets, IoU) and torchvision's stable descending sort give the same rows
+    in the same order; ~20-50x faster on a CPU for hundreds of cells.
+
+    Parameters
+    ----------
+    prediction : numpy.ndarray
+        ``(4 + n_classes + n_extra, anchors)`` float32 network output: ``xywh``
+        boxes, class scores, mask coefficients.
+    n_classes : int
+        Number of classes.
+    conf, iou : float
+        Confidence threshold and NMS IoU threshold.
+    max_det : int
+        Most detections kept.
+    agnostic : bool
+        Class-agnostic NMS.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(N, 6 + n_extra)`` rows ``x1, y1, x2, y2, score, class, extra...``
+        in descending score; ``None`` when more candidates pass ``conf`` than
+        Ultralytics' ``max_nms`` (30000), which it would cut by an unstable
+        sort: the caller then runs Ultralytics' own.
+    """
+    prediction = np.asarray(prediction, dtype=np.float32)
+    class_scores = prediction[4 : 4 + n_classes]
+    candidates = np.flatnonzero(class_scores.max(axis=0) > conf)
+    if len(candidates) > 30000:
+        return None
+    x = prediction[:, candidates].T
+    half = x[:, 2:4] / 2
+    classes = x[:, 4 : 4 + n_classes].argmax(axis=1).astype(np.float32)
+    scores = x[:, 4 : 4 + n_classes].max(axis=1)
+    rows = np.empty((len(x), 6 + x.shape[1] - 4 - n_classes), np.float32)
+    rows[:, 0:2] = x[:, 0:2] - half
+    rows[:, 2:4] = x[:, 0:2] + half
+    rows[:, 4] = scores
+    rows[:, 5] = classes
+    rows[:, 6:] = x[:, 4 + n_classes :]
+    rows = rows[scores > conf]
+    offset = rows[:, 5:6] * np.float32(0 if agnostic else 7680)  # Ultralytics' max_wh
+    order = np.argsort(-rows[:, 4], kind="stable")
+    keep = compiled().nms(np.ascontiguousarray(rows[:, :4] + offset), order, float(iou))
+    return rows[keep[:max_det]]
+
+
 @dataclass
 class RawInstances:
     """Network output after NMS, before masks: boxes in image pixels."""
@@ -119,33 +439,6 @@ def instance_masks(
             yield index, r0, c0, mask
 
 
-def _drop_fragments(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
-    """Keep only the largest piece of each cell (in place); return each id's box (``None``: absent).
-
-    A low-scoring mask that overlaps higher-scoring cells can be left in
-    scattered pieces after they are painted over it; a cell is one piece.
-    Pieces are 4-connected and numbered in raster order of their first pixel
-    by OpenCV, as by ``scipy.ndimage.label`` (so of two largest pieces the
-    first is kept either way), ~6x faster per cell: this loop runs once per
-    cell, 300,000 times in a 400-megapixel frame.
-    """
-    import cv2
-    from scipy import ndimage as ndi
-
-    boxes = ndi.find_objects(labels)
-    for index, box in enumerate(boxes):
-        if box is None:
-            continue
-        cell = labels[box] == index + 1
-        n_pieces, pieces = cv2.connectedComponents(cell.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-        n_pieces -= 1  # OpenCV counts the background
-        if n_pieces > 1:
-            sizes = np.bincount(pieces.ravel())
-            sizes[0] = 0
-            labels[box][cell & (pieces != sizes.argmax())] = 0
-    return boxes
-
-
 class MaskPainter:
     """Paint box-sized masks into one label image as they come, the higher score on top.
 
@@ -183,6 +476,73 @@ class MaskPainter:
         beneath = region[mask]
         region[mask] = np.where(self._scores[beneath] <= score, self._count, beneath)
 
+    def _reserve(self, n: int) -> None:
+        """Room for ``n`` more ids in the score and class tables."""
+        size = len(self._scores)
+        if self._count + n + 1 < size:
+            return
+        grown = max(2 * size, self._count + n + 2)
+        self._scores = np.concatenate([self._scores, np.full(grown - size, -np.inf)])
+        self._classes = np.concatenate([self._classes, np.zeros(grown - size, np.int32)])
+
+    def add_instances(
+        self,
+        raw: RawInstances,
+        window: tuple[int, int],
+        origin: tuple[int, int] = (0, 0),
+        within: tuple[int, int] | None = None,
+        selected: np.ndarray | None = None,
+    ) -> None:
+        """Make and paint every instance of one network window, in order, in one compiled loop.
+
+        The same pixels as :func:`instance_masks` followed by :meth:`add` for
+        each instance with pixels in the window's own part, ~10x faster: no
+        Python or numpy call per cell.
+
+        Parameters
+        ----------
+        raw : RawInstances
+            The window's instances; boxes in window pixels.
+        window : tuple of int
+            ``(height, width)`` the network saw (masks are made at this size).
+        origin : tuple of int
+            ``(row, col)`` of the window's top-left pixel in the label image.
+        within : tuple of int, optional
+            ``(height, width)`` of the window's own pixels when it was padded:
+            masks are cut to it, and instances with no pixel there are skipped.
+        selected : numpy.ndarray, optional
+            Boolean ``(N,)``: the instances to paint (all by default).
+        """
+        n = len(raw.boxes)
+        if n == 0:
+            return
+        _, mh, mw = raw.protos.shape
+        row_map, col_map, (row_first, row_last), (col_first, col_last) = _proto_maps(
+            (int(mh), int(mw)), (int(window[0]), int(window[1]))
+        )
+        self._reserve(n)
+        self._count = compiled().paint(
+            self.labels,
+            self._scores,
+            self._classes,
+            self._count,
+            np.ascontiguousarray(raw.boxes, dtype=np.float32),
+            np.ascontiguousarray(raw.scores, dtype=np.float32),
+            np.ascontiguousarray(raw.classes, dtype=np.int32),
+            np.ascontiguousarray(raw.coefficients, dtype=np.float32),
+            np.ascontiguousarray(raw.protos, dtype=np.float32),
+            row_map,
+            col_map,
+            row_first,
+            row_last,
+            col_first,
+            col_last,
+            np.array(window, np.int64),
+            np.array(within or window, np.int64),
+            np.array(origin, np.int64),
+            np.ones(n, np.bool_) if selected is None else np.asarray(selected, np.bool_),
+        )
+
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Keep the largest piece of each cell and number the cells ``1..K``.
 
@@ -197,15 +557,14 @@ class MaskPainter:
             ``(K,)`` score (float64) and class of each kept cell.
         """
         labels = self.labels
-        boxes = _drop_fragments(labels)
+        kernels = compiled()
+        boxes = kernels.bounding_boxes(labels, self._count)
+        kernels.drop_fragments(labels, boxes)
         # dropping fragments keeps a piece of every cell: present ids are those with a box
-        kept = np.array([index for index, box in enumerate(boxes) if box is not None], dtype=np.intp)
+        kept = np.flatnonzero(boxes[1:, 0] >= 0)
         lookup = np.zeros(self._count + 1, dtype=np.int32)
         lookup[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
-        rows = max(1, RELABEL_BLOCK_PIXELS // max(1, labels.shape[1]))
-        for start in range(0, labels.shape[0], rows):  # in place: no second label image
-            block = labels[start : start + rows]
-            block[...] = lookup[block]
+        kernels.relabel(labels, lookup)  # in place: no second label image
         return labels, kept, self._scores[kept + 1], self._classes[kept + 1]
 
 

@@ -131,17 +131,79 @@ def trace_polygons_steps(
     A 400-megapixel frame holds ~330,000 cells, whose outlines take 10-15 s:
     the reports let a run show progress and stop in between.
     """
-    boxes = cell_boxes(labels)
+    from .masks import compiled
+
+    n_ids = int(labels.max()) if labels.size else 0
+    boxes = compiled().bounding_boxes(np.ascontiguousarray(labels, dtype=np.int32), n_ids)
     outlines: list[list[Polygon]] = []
-    for index, box in enumerate(boxes):
-        if index and index % chunk == 0:
-            yield index, len(boxes)
-        if box is None:
-            outlines.append([])
-            continue
-        mask = labels[box] == index + 1
-        outlines.append(mask_to_polygons(mask, (box[0].start, box[1].start)))
-    yield len(boxes), len(boxes)
+    for start in range(0, n_ids, chunk):
+        if start:
+            yield start, n_ids
+        outlines += _trace_cells(labels, boxes, start + 1, min(start + chunk, n_ids) + 1)
+    yield n_ids, n_ids
+    return outlines
+
+
+def _trace_cells(labels: np.ndarray, boxes: np.ndarray, first: int, stop: int) -> list[list[Polygon]]:
+    """The rings of cells ``first..stop - 1``, as :func:`mask_to_polygons` traces each alone.
+
+    Each cell's mask, doubled, goes into its own slot of one canvas, with
+    background between slots, and OpenCV traces the whole canvas at once:
+    tracing follows each border locally and lists a cell's rings in the
+    order it meets them, so every cell gets exactly the rings (points, start
+    and order) it gets alone, without a Python and OpenCV call per cell
+    (~5x faster for hundreds of cells).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(H, W)`` label image.
+    boxes : numpy.ndarray
+        ``(ids + 1, 4)`` first row, row end, first column, column end of each id
+        (first row -1 for absent ids), as made by ``masks.compiled().bounding_boxes``.
+    first, stop : int
+        The ids to trace.
+
+    Returns
+    -------
+    list of list of numpy.ndarray
+        The rings of each id (empty when absent).
+    """
+    import cv2
+
+    from .masks import compiled
+
+    outlines: list[list[Polygon]] = [[] for _ in range(stop - first)]
+    part = boxes[first:stop]
+    present = np.flatnonzero(part[:, 0] >= 0)
+    if not len(present):
+        return outlines
+    widest = int(2 * (part[present, 3] - part[present, 2]).max())
+    canvas, slots = compiled().pack_cells(
+        np.ascontiguousarray(labels, dtype=np.int32), boxes, first, stop, max(4096, widest + 3)
+    )
+    contours, _ = cv2.findContours(canvas, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return outlines
+    lengths = np.array([len(contour) for contour in contours])
+    points = np.concatenate(contours).reshape(-1, 2)
+    starts = points[np.concatenate([[0], np.cumsum(lengths[:-1])])]
+    # a ring belongs to the slot holding its first point: slots lie in shelves, left to right
+    shelf_rows = np.unique(slots[present, 0])
+    shelf = shelf_rows[np.searchsorted(shelf_rows, starts[:, 1], side="right") - 1]
+    width = canvas.shape[1]
+    slot_keys = slots[present, 0] * width + slots[present, 1]
+    cells = present[np.searchsorted(slot_keys, shelf * width + starts[:, 0], side="right") - 1]
+    # canvas points back to the image, with mask_to_polygons' arithmetic
+    ring_cells = np.repeat(cells, lengths)
+    corner = np.stack([part[ring_cells, 2], part[ring_cells, 0]], axis=1)
+    points = (points - slots[ring_cells][:, ::-1]) * 0.5 + (0.25 + corner)
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    for index, cell in enumerate(cells.tolist()):
+        ring = points[bounds[index] : bounds[index + 1]]
+        if len(ring) < 3:  # a 1 x 1 px part traces as fewer points; keep a valid ring
+            ring = np.vstack([ring, np.repeat(ring[-1:], 3 - len(ring), axis=0)])
+        outlines[cell].append(ring)
     return outlines
 
 
