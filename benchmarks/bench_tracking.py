@@ -158,8 +158,11 @@ def speed(frames: int, cells: int, regionprops_frames: int, laptrack_frames: int
             assert isinstance(result.labels, da.Array)  # lazy stays lazy
             # the machine is shared: each step is timed `repeats` times, interleaved, and the
             # median of each is kept, so that a busy moment does not skew one ratio (the
-            # fastest run of each is printed too)
+            # fastest run of each is printed too). The process's CPU time is kept as well: on
+            # a loaded machine the wall clock also counts the time spent waiting for a core
+            # (everything here runs in this one thread)
             timings: dict[str, list[float]] = {}
+            cpu: dict[str, list[float]] = {}
             steps = {
                 "read": read,
                 "measure": lambda: cell_table(lazy, overlaps=Overlaps()),
@@ -168,11 +171,13 @@ def speed(frames: int, cells: int, regionprops_frames: int, laptrack_frames: int
             }
             for _ in range(repeats):
                 for name, step in steps.items():
-                    started = time.perf_counter()
+                    started, started_cpu = time.perf_counter(), time.process_time()
                     step()
                     timings.setdefault(name, []).append(time.perf_counter() - started)
+                    cpu.setdefault(name, []).append(time.process_time() - started_cpu)
             read_s, measure_s, track_s, relabel_s = (float(np.median(timings[name])) for name in steps)
             fastest = {name: min(timings[name]) for name in steps}
+            cpu_s = {name: float(np.median(cpu[name])) for name in steps}
             started = time.perf_counter()
             for path in paths[:regionprops_frames]:
                 regionprops_table(tifffile.imread(path), properties=("label", "centroid", "area"))
@@ -199,6 +204,11 @@ def speed(frames: int, cells: int, regionprops_frames: int, laptrack_frames: int
         f"fastest of {repeats}: "
         + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in fastest.items())
         + f" (track {fastest['track'] / fastest['read']:.2f}x read); "
+        f"CPU time, median of {repeats}: "
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in cpu_s.items())
+        + f" (track {cpu_s['track'] / cpu_s['read']:.2f}x read, measurement "
+        f"{cpu_s['measure'] / cpu_s['read']:.2f}x, relabelled stack "
+        f"{cpu_s['relabel'] / cpu_s['read']:.2f}x); "
         f"first call in a fresh process (numba's import, measuring and relabelling one frame): "
         f"{cold_s:.1f} s with an empty cache (compiling), {cached_s:.2f} s cached; "
         f"load average {os.getloadavg()[0]:.1f}"

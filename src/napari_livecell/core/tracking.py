@@ -614,12 +614,22 @@ def _number_tracks(
     Segments are renumbered by first appearance (then input id), so frame 0's
     cells keep their order and ids are deterministic.
     """
-    first = pd.DataFrame({"raw": raw, "t": cells["t"].to_numpy(), "label": cells["label"].to_numpy()})
-    order = first.sort_values(["t", "label"]).drop_duplicates("raw")["raw"].to_numpy()
+    t = cells["t"].to_numpy()
+    # in numpy: pandas' sorts and drop_duplicates cost more than linking the movie
+    ranked = raw[np.lexsort((cells["label"].to_numpy(), t))]
+    _, first = np.unique(ranked, return_index=True)
+    order = ranked[np.sort(first)]
     renumber = np.zeros(int(raw.max()) + 1, dtype=np.int64)
     renumber[order] = np.arange(1, len(order) + 1)
-    table = cells.assign(track_id=renumber[raw])[TABLE_COLUMNS]
-    table = table.sort_values(["track_id", "t"], ignore_index=True)
+    track = renumber[raw]
+    # (track, t) is unique per row: any sort gives this order
+    rows = np.lexsort((t, track))
+    table = pd.DataFrame(
+        {
+            column: (track if column == "track_id" else cells[column].to_numpy())[rows]
+            for column in TABLE_COLUMNS
+        }
+    )
     graph: dict[int, list[int]] = {}
     for mother, daughter in splits:
         graph.setdefault(int(renumber[daughter]), []).append(int(renumber[mother]))
@@ -756,18 +766,19 @@ def _division_cost(cells: pd.DataFrame, overlaps: Overlaps, cutoff: float):
 
 def _lookups(table: pd.DataFrame) -> dict[int, np.ndarray]:
     """Per frame, an array mapping input label -> track id (0 for labels not in the table)."""
-    rows = table.sort_values(["t", "label"])
-    t = rows["t"].to_numpy(dtype=np.int64)
-    label = rows["label"].to_numpy(dtype=np.int64)
+    t = table["t"].to_numpy(dtype=np.int64)
+    label = table["label"].to_numpy(dtype=np.int64)
     if t.size == 0:
         return {}
+    rows = np.lexsort((label, t))
+    t, label = t[rows], label[rows]
     # all frames' lookups in one array, each frame's from its offset: one groupby per
     # frame cost more than relabelling it
     frames, first = np.unique(t, return_index=True)
     sizes = label[np.r_[first[1:], t.size] - 1] + 1  # each frame's largest label + 1
     offsets = np.r_[0, np.cumsum(sizes)]
     flat = np.zeros(int(offsets[-1]), dtype=np.int32)
-    flat[offsets[np.searchsorted(frames, t)] + label] = rows["track_id"].to_numpy(dtype=np.int32)
+    flat[offsets[np.searchsorted(frames, t)] + label] = table["track_id"].to_numpy(dtype=np.int32)[rows]
     return {int(frame): flat[offsets[i] : offsets[i + 1]] for i, frame in enumerate(frames.tolist())}
 
 
