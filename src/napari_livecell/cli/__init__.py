@@ -6,10 +6,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from napari_livecell.cli import convert, curate, demo, evaluate, measure, segment, serve, synth, track, train
+from napari_livecell.cli import (
+    convert,
+    curate,
+    demo,
+    evaluate,
+    measure,
+    quantize,
+    segment,
+    serve,
+    synth,
+    track,
+    train,
+)
 from napari_livecell.cli.common import USER_ERRORS, CommandError, describe_os_error
 
-SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo, track, measure)
+SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo, track, measure, quantize)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,8 @@ def add_parser(commands) -> None:
         default="auto",
         choices=RUNTIMES,
         help="what runs the network on the CPU: auto (OpenVINO, then ONNX Runtime when installed, "
-        "else torch), torch, onnxruntime or openvino (docs/runtime.md)",
+        "else torch), torch, onnxruntime, openvino, or openvino-int8 once calibrated by `quantize` "
+        "(docs/runtime.md)",
     )
     seg.add_argument(
         "--triton",

@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         from napari_livecell.core.runtime import choose_runtime
 
         # a missing runtime package is named now, not when the server loads the model
-        device = "cpu" if args.runtime in ("onnxruntime", "openvino") else resolve_device(args.device)
+        on_cpu = args.runtime in ("onnxruntime", "openvino", "openvino-int8")
+        device = "cpu" if on_cpu else resolve_device(args.device)
         choose_runtime(args.runtime, check_weights_path(args.model), device)
     serve(args.host, args.port, settings)
     return 0

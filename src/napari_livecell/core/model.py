@@ -341,7 +341,7 @@ def load_model(
 
     asked = check_runtime_name(runtime)
     path = check_weights_path(weights)
-    if asked in ("onnxruntime", "openvino") and device in (None, "", "auto"):
+    if asked in ("onnxruntime", "openvino", "openvino-int8") and device in (None, "", "auto"):
         device = "cpu"  # the runtime named decides: it runs on the CPU
     device = resolve_device(device)
     chosen = choose_runtime(asked, path, device)

@@ -27,9 +27,15 @@ from typing import Any
 
 from .errors import ModelError
 
-RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino", "openvino-int8")
 # the package each runtime imports, and the extra that installs it
-RUNTIME_PACKAGES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
+RUNTIME_PACKAGES = {
+    "onnxruntime": ("onnxruntime", "onnx"),
+    "openvino": ("openvino", "openvino"),
+    # runs with OpenVINO alone; calibrating it (core.quantize) needs nncf too
+    "openvino-int8": ("openvino", "int8"),
+}
+OPENVINO_RUNTIMES = ("openvino", "openvino-int8")
 AUTO_ORDER = ("openvino", "onnxruntime")  # fastest first, as measured in benchmarks/README.md
 EXPORTABLE_SUFFIXES = (".pt", ".onnx")
 # 520 x 704 LIVECell frames letterbox to 544 x 704 (stride 32); a square
@@ -58,7 +64,8 @@ def runtime_installed(runtime: str) -> bool:
 
 def available_runtimes() -> list[str]:
     """Runtime choices for a picker: ``auto``, ``torch``, then every installed faster runtime."""
-    return ["auto", "torch", *[name for name in ("onnxruntime", "openvino") if runtime_installed(name)]]
+    faster = ("onnxruntime", "openvino", "openvino-int8")
+    return ["auto", "torch", *[name for name in faster if runtime_installed(name)]]
 
 
 def choose_runtime(runtime: str | None, weights: Path, device: str) -> str:
@@ -78,7 +85,9 @@ def choose_runtime(runtime: str | None, weights: Path, device: str) -> str:
     str
         ``auto`` picks OpenVINO, then ONNX Runtime, on a CPU for ``.pt`` and
         ``.onnx`` files; PyTorch otherwise. For an ``.onnx`` file ``torch``
-        means Ultralytics' own ONNX Runtime session.
+        means Ultralytics' own ONNX Runtime session. ``openvino-int8`` is
+        never picked by ``auto`` (its masks are close, not equal: see
+        :mod:`.quantize`).
 
     Raises
     ------
@@ -134,7 +143,7 @@ def export_key(weights: Path, runtime: str) -> str:
     stat = weights.stat()
     content = _content_hash(weights, stat.st_mtime_ns, stat.st_size)
     key = f"{weights.stem}-{content}-ultralytics{ultralytics.__version__}"
-    if runtime == "openvino":
+    if runtime in OPENVINO_RUNTIMES:
         import openvino
 
         key += f"-openvino{openvino.__version__.split('-')[0]}"
@@ -256,7 +265,7 @@ def configure_predictor(predictor: Any, runtime: str, model_file: Path) -> None:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         backend.session = onnxruntime.InferenceSession(str(model_file), options, providers=providers)
-    elif runtime == "openvino":
+    elif runtime in OPENVINO_RUNTIMES:
         xml = next(model_file.glob("*.xml"))
         backend.read_model = None  # Ultralytics' own per-shape recompiling (for int8 on AMX) stays off
         backend.ov_compiled_model = StaticShapes(xml, threads)
@@ -307,11 +316,22 @@ class StaticShapes:
 def load_for_runtime(weights: Path, runtime: str) -> tuple[Any, Path]:
     """An Ultralytics ``YOLO`` over ``weights`` exported for ``runtime``, and the file it reads.
 
-    ``runtime`` is ``onnxruntime`` or ``openvino`` (:func:`choose_runtime`).
+    ``runtime`` is ``onnxruntime``, ``openvino`` or ``openvino-int8``
+    (:func:`choose_runtime`); the int8 model must have been calibrated
+    (:func:`.quantize.quantize_int8`).
     """
     from ultralytics import YOLO
 
-    if runtime == "openvino":
+    if runtime == "openvino-int8":
+        from .quantize import int8_folder
+
+        model_file = int8_folder(weights)
+        if not model_file.is_dir():
+            raise ModelError(
+                f"{weights.name} has no int8 calibration yet: run napari-livecell quantize "
+                f"--model {weights} IMAGE... on a few of your own frames (or choose runtime openvino)"
+            )
+    elif runtime == "openvino":
         model_file = openvino_export(weights)
     else:
         model_file = onnx_export(weights) if weights.suffix.lower() == ".pt" else weights
