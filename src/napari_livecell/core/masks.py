@@ -192,41 +192,39 @@ def compiled() -> SimpleNamespace:
                 for p in range(p0, p1):
                     for q in range(q0, q1):
                         logits[p - p0, q - q0] += weight * protos[channel, p, q]
+            # only the window's own pixels (it may be padded) count
+            r_own, c_own = min(r1, within[0]), min(c1, within[1])
             rows = np.zeros((r1 - r0, q1 - q0), np.float32)
-            for r in range(r0, r1):
-                for p in range(p0, p1):
+            # only each row's and column's non-zero span of the resampling maps: the terms
+            # skipped are zeros, so the sums (and their order) are those of the full products
+            for r in range(r0, r_own):
+                for p in range(max(p0, row_first[r]), min(p1, row_last[r])):
                     weight = row_map[r, p]
                     if weight != 0:
                         for q in range(q0, q1):
                             rows[r - r0, q - q0] += weight * logits[p - p0, q - q0]
-            # cut to the window's own pixels (a padded window) and to the frame
-            r_end = min(r1, within[0], height - origin[0])
-            c_end = min(c1, within[1], width - origin[1])
-            mask = np.zeros((r1 - r0, c1 - c0), np.bool_)
+            # pixels in the frame are painted at once with the id this instance gets if it
+            # has any pixel of its own at all
+            score = np.float64(scores[index])
+            label_scores[count + 1] = score
+            label_classes[count + 1] = classes[index]
+            r_end, c_end = min(r_own, height - origin[0]), min(c_own, width - origin[1])
             found = False
-            for r in range(r0, r1):
-                for c in range(c0, c1):
+            for r in range(r0, r_own):
+                for c in range(c0, c_own):
                     value = np.float32(0)
-                    for q in range(q0, q1):
+                    for q in range(max(q0, col_first[c]), min(q1, col_last[c])):
                         weight = col_map[c, q]
                         if weight != 0:
                             value += rows[r - r0, q - q0] * weight
                     if value > 0:
-                        mask[r - r0, c - c0] = True
-                        if r < within[0] and c < within[1]:
-                            found = True
-            if not found:
-                continue
-            count += 1
-            score = np.float64(scores[index])
-            label_scores[count] = score
-            label_classes[count] = classes[index]
-            for r in range(r0, r_end):
-                for c in range(c0, c_end):
-                    if mask[r - r0, c - c0]:
-                        beneath = labels[origin[0] + r, origin[1] + c]
-                        if label_scores[beneath] <= score:
-                            labels[origin[0] + r, origin[1] + c] = count
+                        found = True
+                        if r < r_end and c < c_end:
+                            beneath = labels[origin[0] + r, origin[1] + c]
+                            if label_scores[beneath] <= score:
+                                labels[origin[0] + r, origin[1] + c] = count + 1
+            if found:
+                count += 1
         return count
 
     @jit

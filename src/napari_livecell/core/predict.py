@@ -202,6 +202,9 @@ def _gray_sample(
     frame = np.asarray(frame)
     step = max(1, math.ceil(math.sqrt(frame.shape[0] * frame.shape[1] / max_pixels)))
     sample = frame[::step, ::step]
+    if sample.ndim == 2:
+        # the mean of three equal channels is the gray value: skip making them
+        return to_uint8(sample) if scale is None else scale.apply(sample)
     sample = to_uint8(sample) if scale is None else scale.bgr(sample)
     if sample.ndim == 3:
         sample = sample[:, :, :3].mean(axis=2).astype(np.uint8)
@@ -418,9 +421,9 @@ def _compiled() -> SimpleNamespace:
     def to_tensor(bgr, table):
         height, width = bgr.shape[0], bgr.shape[1]
         out = np.empty((1, 3, height, width), np.float32)
-        for y in range(height):
-            for x in range(width):
-                for channel in range(3):
+        for channel in range(3):  # written plane by plane, contiguously
+            for y in range(height):
+                for x in range(width):
                     out[0, 2 - channel, y, x] = table[bgr[y, x, channel]]
         return out
 
