@@ -101,3 +101,14 @@ def test_compiled_relabel_equals_numpy(stack, dtype):
     expected = np.where(frame < len(short), short[np.minimum(frame, len(short) - 1)], 0)
     relabelled = tracking._apply_lookup(frame, short)
     assert relabelled.dtype == np.int32 and np.array_equal(relabelled, expected)
+
+
+def test_without_numba_the_numpy_paths_run(stack, monkeypatch):
+    # what an ImportError of numba leaves: tracking.measure_frame and relabelling in numpy
+    frames = stack.astype(np.uint16)
+    with_numba = tracking.track_cells(frames)
+    monkeypatch.setattr(tracking, "_KERNELS", [None])
+    assert tracking._measure_compiled(frames[1], frames[0]) is None
+    without = tracking.track_cells(frames)
+    assert without.table.equals(with_numba.table) and without.graph == with_numba.graph
+    assert np.array_equal(without.labels, with_numba.labels)
