@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,51 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
 class ImageReadError(ValueError):
     """A path that does not hold a readable image."""
+
+
+def computed_blocks(stack) -> Iterator[np.ndarray]:
+    """The blocks of a dask array, computed one by one in C order of its block grid.
+
+    Each block is computed from its own part of the graph (culled once per
+    block) by dask's simple recursive executor. Slicing a frame out of a long
+    lazy stack (``np.asarray(stack[t])``), ``block.compute()`` or
+    ``dask.compute`` handle the whole graph on every call: 18 ms per frame of
+    a 60-frame stack and 91 ms at 1,000 frames, more than decoding the frame.
+    The graph is not optimised either: fusing puts the whole layer's subgraph
+    into every block's task, which would be culled again per block
+    (benchmarks/README.md, tracking).
+    """
+    from dask.core import flatten, get
+    from dask.optimization import cull
+
+    keys = list(flatten(stack.__dask_keys__()))
+    graph = dict(stack.__dask_graph__())
+    for key in keys:
+        needed, _ = cull(graph, [key])
+        yield np.asarray(get(needed, [key])[0])
+
+
+def iter_lazy_frames(image, leading: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    """``(index, frame)`` of a dask array's 2-D (or colour) frames, in C order, each computed once.
+
+    The array is rechunked to one frame per block when it is not already
+    (frames split in tiles, or several frames per block), so that the block
+    grid's order is the frames' order.
+    """
+    n_leading = len(leading)
+    one_frame_blocks = all(len(chunks) == size for chunks, size in zip(image.chunks[:n_leading], leading))
+    whole_frames = all(len(chunks) == 1 for chunks in image.chunks[n_leading:])
+    if not (one_frame_blocks and whole_frames):
+        axes = {axis: 1 for axis in range(n_leading)}
+        axes.update({axis: -1 for axis in range(n_leading, image.ndim)})
+        image = image.rechunk(axes)
+    for index, block in zip(np.ndindex(*leading), computed_blocks(image)):
+        yield index, block.reshape(block.shape[n_leading:])
+
+
+def is_lazy(image) -> bool:
+    """Whether ``image`` is a dask array (computed piecewise, never whole)."""
+    return hasattr(image, "__dask_graph__") and hasattr(image, "chunks")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

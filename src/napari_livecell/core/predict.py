@@ -727,6 +727,11 @@ def iter_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[tuple[int, 
     leading = shape[:-spatial]
 
     def frames():
+        from .images import is_lazy, iter_lazy_frames
+
+        if leading and is_lazy(image):
+            yield from iter_lazy_frames(image, leading)
+            return
         for index in np.ndindex(*leading):
             yield index, np.asarray(image[index] if index else image)
 

@@ -65,28 +65,9 @@ def iter_frames(labels, frames: Iterable[int] | None = None) -> Iterator[tuple[i
     whole_frames = (
         labels.rechunk({1: -1, 2: -1}) if len(labels.chunks[1]) + len(labels.chunks[2]) > 2 else labels
     )
-    yield from enumerate(frame for block in _computed_blocks(whole_frames) for frame in block)
+    from .images import computed_blocks
 
-
-def _computed_blocks(stack) -> Iterator[np.ndarray]:
-    """The blocks of a dask stack chunked along time only, computed one by one, in order.
-
-    Each block is computed from its own part of the graph (culled once per
-    block) by dask's simple recursive executor. ``block.compute()`` or
-    ``dask.compute`` go through graph optimisation every call (2-5 ms per
-    704 x 520 frame, several times reading it); the graph is not optimised
-    here at all, since fusing it puts the whole layer's subgraph into every
-    block's task, which dask then culls again for each block: 0.3-0.4 ms per
-    frame at 1,000 frames, growing with the stack (benchmarks/README.md).
-    """
-    from dask.core import flatten, get
-    from dask.optimization import cull
-
-    keys = list(flatten(stack.__dask_keys__()))
-    graph = dict(stack.__dask_graph__())
-    for key in keys:
-        needed, _ = cull(graph, [key])
-        yield np.asarray(get(needed, [key])[0])
+    yield from enumerate(frame for block in computed_blocks(whole_frames) for frame in block)
 
 
 def _ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
