@@ -162,7 +162,10 @@ def looks_like_labels(image) -> bool:
     dtype = np.dtype(image.dtype)
     if not (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
         return False
-    sample = np.asarray(image[(0,) * (image.ndim - 2)] if image.ndim > 2 else image)
+    if image.ndim > 2 and is_lazy(image):  # slicing a long lazy stack costs more than reading a frame
+        _, sample = next(iter_lazy_frames(image, tuple(image.shape[:-2])))
+    else:
+        sample = np.asarray(image[(0,) * (image.ndim - 2)] if image.ndim > 2 else image)
     step = max(1, int(np.ceil(np.sqrt(sample.size / 1_000_000))))
     rows = sample[::step]  # whole rows: neighbours along a row stay neighbours
     values = np.unique(rows)

@@ -452,7 +452,7 @@ _PREDICTOR_CLASS = None
 
 
 def import_inference_modules() -> None:
-    """Import torch, Ultralytics and what their first prediction pulls in.
+    """Import torch, Ultralytics and what their first prediction pulls in (and zarr, for long stacks).
 
     Call this on the main thread before running inference in worker threads:
     the first prediction imports ``torch._dynamo`` (and triton with it), and
@@ -464,6 +464,7 @@ def import_inference_modules() -> None:
 
     import_ultralytics()
     import torch._dynamo  # noqa: F401
+    import zarr  # noqa: F401  (a long stack's labels: imported now, not in the Run click)
 
     if _PREDICTOR_CLASS is None:
         _PREDICTOR_CLASS = _make_predictor_class()
