@@ -180,7 +180,7 @@ def result_layer_data(
         The stack's labels, already filled frame by frame with ids running on
         (numpy or a compact zarr array, see
         :func:`~napari_livecell.core.run.new_label_stack`); then the frames
-        may be :class:`~napari_livecell.core.run.FrameCells` without labels.
+        may be :class:`~napari_livecell.core.run.FrameSummary` without labels.
 
     Returns
     -------

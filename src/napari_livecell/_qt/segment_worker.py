@@ -147,7 +147,7 @@ def segment_generator(
     ``labels_out`` (``(*leading, H, W)`` int32, from
     :func:`~napari_livecell.core.run.new_label_stack`) and yielded as a
     :class:`FrameReady`, in frame order; the run then keeps only each
-    frame's cells (:class:`~napari_livecell.core.run.FrameCells`), not its
+    frame's cells (:class:`~napari_livecell.core.run.FrameSummary`), not its
     label image, so a long time-lapse costs its compact stack, not a full
     copy per frame. ``finish(results, leading, labels_out)``, when given,
     also runs here and its value is returned instead. Bad input, an
@@ -158,7 +158,7 @@ def segment_generator(
     """
     from napari_livecell.core.pixel_size import describe_resamplings
     from napari_livecell.core.predict import describe_polarities
-    from napari_livecell.core.run import FrameCells, FrameResult, TileProgress, iter_segment
+    from napari_livecell.core.run import FrameResult, FrameSummary, TileProgress, iter_segment
     from napari_livecell.layers import MAX_OUTLINES
 
     events = iter_segment(image, backend, settings, rgb, *pixel_size)
@@ -194,7 +194,7 @@ def segment_generator(
                 if not keep_outlines and first_id <= MAX_OUTLINES:
                     for earlier in results:
                         earlier.polygons = []
-                result = FrameCells.of(result, keep_outlines)
+                result = FrameSummary.of(result, keep_outlines)
             results.append(result)
             first_id += result.n_cells
             if leading:

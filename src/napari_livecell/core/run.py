@@ -75,7 +75,7 @@ def new_label_stack(shape: tuple[int, ...], compact_above: int | None = None) ->
 
 
 @dataclass
-class FrameCells:
+class FrameSummary:
     """A segmented frame's cells without its label image (kept once the labels are in a stack).
 
     Quacks like :class:`~napari_livecell.core.segmentation.Segmentation` for
@@ -95,7 +95,7 @@ class FrameCells:
         return len(self.scores)
 
     @classmethod
-    def of(cls, segmentation: Segmentation, keep_outlines: bool = True) -> FrameCells:
+    def of(cls, segmentation: Segmentation, keep_outlines: bool = True) -> FrameSummary:
         """The cells of ``segmentation`` (outlines dropped unless ``keep_outlines``)."""
         return cls(
             scores=segmentation.scores,
