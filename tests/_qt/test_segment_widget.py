@@ -66,19 +66,21 @@ def test_stack_labels_fill_in_frame_by_frame_and_become_the_result(qtbot, viewer
     # a lazily read (dask) time-lapse, as napari opens large files
     movie = da.from_array(np.stack([small_frame.image] * 4), chunks=(1, -1, -1))
     viewer.add_image(movie, name="lazy")
-    cells_per_frame_seen = []
+    ready = []
 
-    def look(_progress):
-        cells_per_frame_seen.append([len(np.unique(frame)) - 1 for frame in filling.data])
+    def look(progress):
+        from napari_livecell._qt.segment_worker import FrameReady
+
+        if isinstance(progress, FrameReady):  # the frame is in the shown layer's data by now
+            ready.append((progress.index, bool(np.asarray(filling.data[progress.index]).any()), widget.busy))
 
     worker = widget.run()
     worker.yielded.connect(look)
     filling = viewer.layers["lazy cells"]
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
 
-    filled = [sum(count > 0 for count in seen) for seen in cells_per_frame_seen]
-    assert filled[0] == 0 and filled[-1] == 4
-    assert set(range(5)) <= set(filled), "frames appear one at a time"
+    assert [index for index, _, _ in ready] == [(0,), (1,), (2,), (3,)], "frames come in order"
+    assert all(filled and busy for _, filled, busy in ready), "each frame is in the layer during the run"
     names = [layer.name for layer in viewer.layers]
     assert names == ["lazy", "lazy cells", "lazy outlines"]
     cells = viewer.layers["lazy cells"]

@@ -42,13 +42,6 @@ class Calibration:
     seconds: float
 
 
-def int8_folder(weights: Path) -> Path:
-    """Where the int8 model of ``weights`` is kept (the runtime cache; one per weights content)."""
-    from .runtime import cache_folder, export_key
-
-    return cache_folder() / f"{export_key(weights, 'openvino-int8')}_int8_openvino_model"
-
-
 def _import_nncf():
     import logging
     import sys
@@ -149,7 +142,7 @@ def quantize_int8(
     import openvino
 
     from .model import _load_runtime, load_model
-    from .runtime import openvino_export
+    from .runtime import int8_folder, openvino_export
 
     model = load_model(weights, device="cpu", runtime="openvino")
     tensors = list(calibration_tensors(model, frames, max_frames))

@@ -224,6 +224,11 @@ def write_openvino(onnx_path: Path, folder: Path) -> Path:
     return folder
 
 
+def int8_folder(weights: Path) -> Path:
+    """Where the int8 model of ``weights`` is kept (one per weights content; made by :mod:`.quantize`)."""
+    return cache_folder() / f"{export_key(weights, 'openvino-int8')}_int8_openvino_model"
+
+
 def onnx_export(weights: Path) -> Path:
     """A dynamic-shape ONNX export of a ``.pt`` model, made once and cached (:func:`cache_folder`)."""
     target = cache_folder() / f"{export_key(weights, 'onnxruntime')}.onnx"
@@ -323,8 +328,6 @@ def load_for_runtime(weights: Path, runtime: str) -> tuple[Any, Path]:
     from ultralytics import YOLO
 
     if runtime == "openvino-int8":
-        from .quantize import int8_folder
-
         model_file = int8_folder(weights)
         if not model_file.is_dir():
             raise ModelError(
