@@ -128,15 +128,22 @@ def test_widget_segments_a_lazy_stack_on_the_cluster(
     viewer.add_image(da.from_array(stack[:5], chunks=(1, -1, -1)), name="lazy")
     _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
     widget._scheduler.value = local_cluster.scheduler_address
-    filled_frames = []
+    from napari_livecell._qt.segment_worker import FrameReady
+
+    ready = []  # (frame, whether it is in the layer's data) at each finished frame, during the run
     worker = widget.run()
     worker.yielded.connect(
-        lambda _: filled_frames.append(sum(frame.any() for frame in viewer.layers["lazy cells"].data))
+        lambda progress: (
+            isinstance(progress, FrameReady)
+            and ready.append(
+                (progress.index[0], bool(viewer.layers["lazy cells"].data[progress.index].any()))
+            )
+        )
     )
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
 
     cells = viewer.layers["lazy cells"]
-    assert set(range(6)) <= set(filled_frames), "the layer filled in frame by frame"
+    assert ready == [(t, True) for t in range(5)], "the layer filled in frame by frame, in order"
     assert len(viewer.layers["lazy outlines"].data) >= len(cells.features)
     first_id = 0
     for frame, labels in zip(stack[:5], cells.data):
