@@ -41,6 +41,7 @@ def main() -> None:
     import dask.array as da
     import napari
     from bench_inference import forward_pass
+    from bench_review_heartbeat import settle
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
@@ -141,13 +142,6 @@ def main() -> None:
         f"{t_forward * 1000:.0f} ms: forward + {first_shown[0] - clicked - t_forward:.2f} s "
         f"(the click itself {click_returned - clicked:.2f} s)"
     )
-
-
-def settle(app, seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        app.processEvents()
-        time.sleep(0.005)
 
 
 if __name__ == "__main__":
