@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .images import is_lazy
 from .steps import relay
 
 TABLE_COLUMNS = ["track_id", "t", "y", "x", "area", "label"]
@@ -58,7 +59,7 @@ def iter_frames(labels, frames: Iterable[int] | None = None) -> Iterator[tuple[i
     ``labels[t]`` one frame at a time costs more in graph handling than
     decoding the frame (benchmarks/README.md, tracking).
     """
-    if frames is not None or not _is_lazy(labels):
+    if frames is not None or not is_lazy(labels):
         for t in range(labels.shape[0]) if frames is None else frames:
             yield t, _frame(labels, t)
         return
@@ -575,7 +576,7 @@ def iter_track_cells(
         yield "linking", 1, 1
         table, graph = _number_tracks(cells, raw, splits)
     result_labels = labels
-    if relabel and _is_lazy(labels):
+    if relabel and is_lazy(labels):
         result_labels = relabel_stack(labels, table)
     elif relabel:
         result_labels = np.empty(labels.shape, dtype=np.int32)
@@ -776,11 +777,6 @@ def _apply_lookup(frame: np.ndarray, lookup: np.ndarray | None) -> np.ndarray:
     return lookup[np.minimum(frame, len(lookup) - 1)] * (frame < len(lookup))
 
 
-def _is_lazy(labels) -> bool:
-    """A dask array: relabelled block by block when computed."""
-    return hasattr(labels, "map_blocks") and hasattr(labels, "chunks")
-
-
 def relabel_stack(labels, table: pd.DataFrame):
     """Give every cell its track id: ``out[t][labels[t] == label] = track_id``.
 
@@ -798,7 +794,7 @@ def relabel_stack(labels, table: pd.DataFrame):
         dask array, so a lazy stack stays lazy.
     """
     lookups = _lookups(table)
-    if _is_lazy(labels):
+    if is_lazy(labels):
         # first frame of each block along time: dask's block_info builds a dict per block,
         # ~0.1 ms per frame at 1,000 frames; block_id is a tuple
         first_frames = np.r_[0, np.cumsum(labels.chunks[0])]
