@@ -181,17 +181,29 @@ def test_the_open_image_shows_its_cells_once_the_background_run_reaches_it(make_
 
 
 def test_the_open_images_cells_fill_the_layer_that_waited_for_them(make_napari_viewer, folder, qtbot):
-    """The Labels layer is inserted on the Open click, not mid-run (napari's insertion blocks ~0.2 s)."""
+    """The cells and outlines layers are inserted on the Open click, not mid-run.
+
+    napari's insertion of a Labels layer blocks ~0.2 s, and a Shapes layer's
+    first paint builds its GL programs (0.23 s on software OpenGL).
+    """
     viewer, widget = open_review(make_napari_viewer, folder, qtbot, segment=False)
     name = widget.current
     waiting = viewer.layers[f"{name} cells"]
     assert not waiting.data.any() and not waiting.editable, "empty and locked until the cells come"
     assert waiting.data.shape == viewer.layers[name].data.shape
+    waiting_outlines = viewer.layers[f"{name} outlines"]
+    assert not waiting_outlines.editable and waiting_outlines.edge_color[:, 3].max() == 0, "nothing visible"
     widget.segment_all()
     qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
     qtbot.waitUntil(lambda: viewer.layers[f"{name} cells"].editable, timeout=10_000)
     cells = viewer.layers[f"{name} cells"]
     assert cells is waiting, "filled in place, not removed and inserted again"
+    outlines = viewer.layers[f"{name} outlines"]
+    qtbot.waitUntil(lambda: outlines.editable, timeout=10_000)
+    assert outlines is waiting_outlines
+    assert set(outlines.features["label"]) == set(np.unique(cells.data)) - {0}
+    assert len(outlines.data) == len(outlines.features) and outlines.visible
+    assert (outlines.edge_color[:, 3] == 1).all()  # every outline drawn, the warm-up triangle gone
     ids = set(np.unique(cells.data)) - {0}
     assert len(ids) == widget.dataset.index.entry(name).n_cells > 0
     assert set(cells.features["index"]) == ids
@@ -220,3 +232,63 @@ def test_images_taken_at_another_pixel_size_are_resampled_from_their_tiff_tags(
     found = widget.dataset.index.entry("fine").n_cells
     n_true = len(np.unique(truth)) - 1
     assert abs(found - n_true) <= 0.1 * n_true, f"{found} cells found, {n_true} true"
+
+
+SHOWN_WINDOW_STEPS = """
+import sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+from napari_livecell.core.segmentation import Segmentation
+from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.io.review import ReviewDataset
+
+folder = sys.argv[1]
+dataset = ReviewDataset.open(folder)
+for index, entry in enumerate(dataset.index.entries):
+    labels = synthesize_image(seed=300 + index, n_cells=15 + 5 * index, shape=(160, 192)).labels
+    dataset.save_prediction(entry.name, Segmentation.from_labels(labels))
+viewer = napari.Viewer(show=True)
+app = QApplication.instance()
+
+def paint(seconds=0.4):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+_, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Review dataset")
+widget.open(folder)
+paint()
+for _ in range(3):
+    name = widget.step(1)
+    paint()
+    outlines = viewer.layers[name + " outlines"]
+    viewer.layers[name + " cells"].visible = False  # a user looking at the outlines alone
+    viewer.layers.selection.active = outlines
+    paint()
+    print(name, len(outlines.data), flush=True)
+viewer.camera.zoom *= 1.5  # one more paint of everything
+paint()
+print("stepped", flush=True)
+"""
+
+
+def test_stepping_through_images_in_a_shown_window_paints_without_crashing(folder, tmp_path):
+    """Next and Previous in a window that is drawn, the cells hidden and the outlines selected.
+
+    napari 0.9 + vispy 0.17 on software OpenGL (Mesa llvmpipe under Xvfb, as
+    on remote desktops) segfault at the first paint after a Shapes or Points
+    layer is removed while no Labels layer is drawn (napari issue 6472,
+    vispy issue 1611; reproduced here without this plugin). Stepping swaps
+    each image's layers in a shown window, so it is checked painting, in a
+    child process (a crash would end the test process itself).
+    """
+    script = tmp_path / "steps.py"
+    script.write_text(SHOWN_WINDOW_STEPS)
+    command = [sys.executable, str(script), str(folder)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stdout[-500:]} {run.stderr[-1500:]}"
+    lines = run.stdout.split("\n")
+    assert "stepped" in lines
+    shown = [line.split() for line in lines if line.startswith("well")]
+    assert len(shown) == 3 and all(int(count) > 0 for _, count in shown)  # each image's outlines are shown

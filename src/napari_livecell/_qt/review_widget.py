@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 AUTOSAVE_DELAY_MS = 500
 STEP_PAUSE_MS = 5  # between inserting one image's layers, so that the GUI breathes between them
 NEXT_KEY, PREVIOUS_KEY = "PageDown", "PageUp"
-WAITING_KEY = "napari-livecell: waiting for cells"  # metadata flag of an image's empty cells layer
+WAITING_KEY = "napari-livecell: waiting for cells"  # metadata flag of an image's empty cells layers
+# the waiting outlines layer's one shape: drawn (invisibly) so that its GL programs are built on the click
+WARM_UP_TRIANGLE = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+OUTLINES_PER_TURN = 400
 
 
 def segment_dataset(dataset, names: list[str], weights: str | None, settings):
@@ -277,27 +280,38 @@ class ReviewWidget(BackgroundRun, Container):
             self._insert_waiting_layer(name)
 
     def _insert_waiting_layer(self, name: str) -> None:
-        """An empty, locked ``<name> cells`` layer that the background run's cells fill in.
+        """Empty, locked ``<name> cells`` and ``<name> outlines`` layers that the background run fills in.
 
         napari's insertion of a Labels layer takes 0.15-0.25 s on the GUI
-        thread (its vispy overlays and layer controls), too long a freeze to
-        happen by surprise mid-run; it happens here, on the user's click, and
-        the cells later only replace the data. Locked so that nothing is
-        painted that the prediction would then overwrite.
+        thread (its vispy overlays and layer controls), and the first paint
+        of a Shapes layer compiles its GL programs (0.23 s on software
+        OpenGL): too long a freeze to happen by surprise mid-run. Both happen
+        here, on the user's click: the outlines layer holds one invisible
+        triangle so that it is drawn now, and the cells later only replace
+        the data. Locked so that nothing is painted that the prediction would
+        then overwrite.
         """
-        from napari.layers import Labels
+        from napari.layers import Labels, Shapes
 
         image = self._viewer.layers[name]
         shape = image.data.shape[:2] if image.rgb else image.data.shape
+        placement = {"scale": image.scale[: len(shape)], "translate": image.translate[: len(shape)]}
         waiting = Labels(
-            np.zeros(shape, np.int32),
-            name=cells_layer_name(name),
-            scale=image.scale[: len(shape)],
-            translate=image.translate[: len(shape)],
-            metadata={WAITING_KEY: True},
+            np.zeros(shape, np.int32), name=cells_layer_name(name), metadata={WAITING_KEY: True}, **placement
         )
         waiting.editable = False
         self._insert_cells(waiting, name, connect=False)
+        outlines = Shapes(
+            [WARM_UP_TRIANGLE],
+            shape_type="polygon",
+            edge_color="transparent",
+            face_color="transparent",
+            name=outlines_layer_name(name),
+            metadata={WAITING_KEY: True},
+            **placement,
+        )
+        self._insert_cells(outlines, name, connect=False)
+        outlines.editable = False  # after the insertion, which makes a 2-D Shapes layer editable
 
     def _show_cells_in_background(self, name: str) -> None:
         """Show cells that were just segmented: built in a worker, inserted one layer per turn.
@@ -307,7 +321,7 @@ class ReviewWidget(BackgroundRun, Container):
         Shapes layer ~0.1 s each: together in one event-loop turn they froze
         the GUI for 2.8 s (benchmarks/README.md, "Review dataset heartbeat").
         """
-        from napari.layers import Labels
+        from napari.layers import Labels, Shapes
         from napari.qt.threading import create_worker
 
         from napari_livecell._qt.layer_updates import run_in_turns
@@ -316,13 +330,17 @@ class ReviewWidget(BackgroundRun, Container):
             if name != self.current:
                 return  # the user moved on while the layers were built
             waiting = self._waiting_layer(name)
-            self._remove_cells(name, keep=waiting)
+            waiting_outlines = self._waiting_layer(name, outlines_layer_name)
+            self._remove_cells(name, keep=(waiting, waiting_outlines))
             # inserted hidden, shown a turn later: a layer's first paint builds its GL programs
             steps = []
             for layer in layers:
                 if waiting is not None and isinstance(layer, Labels):
                     steps.append(lambda layer=layer: self._fill_waiting_layer(waiting, layer, name, "data"))
                     steps.append(lambda layer=layer: self._fill_waiting_layer(waiting, layer, name, "rest"))
+                    continue
+                if waiting_outlines is not None and isinstance(layer, Shapes):
+                    steps.extend(self._outline_fill_steps(waiting_outlines, layer, name))
                     continue
                 layer.visible = False
                 steps.append(lambda layer=layer: self._insert_cells(layer, name))
@@ -334,19 +352,59 @@ class ReviewWidget(BackgroundRun, Container):
         worker.errored.connect(lambda error: self.notify_error(f"could not show {name}'s cells: {error}"))
         worker.start()
 
-    def _remove_cells(self, name: str, keep=None) -> None:
+    def _remove_cells(self, name: str, keep: tuple = ()) -> None:
         for layer_name in (cells_layer_name(name), outlines_layer_name(name)):
-            if layer_name in self._viewer.layers and not same_layer(self._viewer.layers[layer_name], keep):
+            if layer_name in self._viewer.layers and not any(
+                same_layer(self._viewer.layers[layer_name], kept) for kept in keep
+            ):
                 self._viewer.layers.remove(layer_name)
 
-    def _waiting_layer(self, name: str):
-        """The empty layer waiting for ``name``'s cells, if it is still in the viewer."""
-        layer_name = cells_layer_name(name)
+    def _waiting_layer(self, name: str, layer_name=cells_layer_name):
+        """The empty cells (or ``outlines_layer_name``) layer waiting for ``name``'s cells, if there."""
+        layer_name = layer_name(name)
         if layer_name in self._viewer.layers:
             layer = self._viewer.layers[layer_name]
             if layer.metadata.get(WAITING_KEY):
                 return layer
         return None
+
+    def _outline_fill_steps(self, waiting, outlines, name: str) -> list:
+        """Steps (one per event-loop turn) giving the waiting Shapes layer ``outlines``' shapes and table.
+
+        napari triangulates the added polygons on the GUI thread (~0.1 ms
+        each), so they go in chunks; the layer keeps its GL programs, built
+        on the Open click.
+        """
+
+        def still_waiting() -> bool:
+            still_there = self._waiting_layer(name, outlines_layer_name)
+            return name == self.current and same_layer(still_there, waiting)
+
+        def clear() -> None:
+            if still_waiting():
+                waiting.visible = False  # shown complete, not chunk by chunk
+                waiting.data = []
+
+        def add(start: int) -> None:
+            if still_waiting():
+                end = start + OUTLINES_PER_TURN
+                waiting.add(
+                    outlines.data[start:end],
+                    shape_type=outlines.shape_type[start:end],
+                    edge_width=list(outlines.edge_width[start:end]),
+                    edge_color=outlines.edge_color[start:end],
+                    face_color=outlines.face_color[start:end],
+                )
+
+        def finish() -> None:
+            if still_waiting():
+                waiting.features = outlines.features
+                waiting.metadata = outlines.metadata  # without the waiting flag from now on
+                waiting.editable = True
+                waiting.visible = outlines.visible
+
+        chunks = [lambda start=start: add(start) for start in range(0, len(outlines.data), OUTLINES_PER_TURN)]
+        return [clear, *chunks, finish]
 
     def _fill_waiting_layer(self, waiting, cells, name: str, part: str) -> None:
         """Give the waiting layer the cells' ``"data"``, then (a turn later) the ``"rest"``.
