@@ -16,6 +16,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ._threads import in_two_threads
+
+# from this many mask pixels in a window, two threads decode them (a thread hand-off costs ~0.1 ms)
+PARALLEL_PIXELS = 50_000
+PARALLEL_CELLS = 200  # the same for the pieces of cells
+
 
 def _resize_matrix(n_in: int, n_out: int, scale: float | None = None) -> np.ndarray:
     """``(n_out, n_in)`` matrix of PyTorch's 1-D bilinear resize (align_corners=False)."""
@@ -148,34 +154,15 @@ def compiled() -> SimpleNamespace:
         return keep[:n_keep]
 
     @jit
-    def paint(
-        labels,
-        label_scores,
-        label_classes,
-        count,
-        boxes,
-        scores,
-        classes,
-        coefficients,
-        protos,
-        row_map,
-        col_map,
-        row_first,
-        row_last,
-        col_first,
-        col_last,
-        window,
-        within,
-        origin,
-        selected,
-    ):
-        # instance_masks + MaskPainter.add for each selected instance, in order: the mask
-        # (rows @ (coefficients . protos) @ cols.T > 0 in float32, inside its box), cut to the
-        # window's own pixels, painted where it outscores the label beneath (of equal scores,
-        # the later one); returns the new count of painted ids
-        height, width = labels.shape
-        n_channels = protos.shape[0]
-        for index in range(len(boxes)):
+    def geometry(boxes, window, within, selected):
+        # per instance: its box in window pixels clipped to the window (r0, r1, c0, c1), the end
+        # of its own (unpadded) part (r_own, c_own), and where its mask starts in the flat buffer
+        # of all masks (the own part only); -1 rows for instances not selected or empty
+        n = len(boxes)
+        spans = np.full((n, 6), -1, np.int64)
+        offsets = np.zeros(n + 1, np.int64)
+        for index in range(n):
+            offsets[index + 1] = offsets[index]
             if not selected[index]:
                 continue
             r0 = max(0, math.ceil(boxes[index, 1]))
@@ -184,6 +171,26 @@ def compiled() -> SimpleNamespace:
             c1 = min(window[1], math.ceil(boxes[index, 2]))
             if r1 <= r0 or c1 <= c0:
                 continue
+            r_own, c_own = min(r1, within[0]), min(c1, within[1])
+            spans[index, 0], spans[index, 1], spans[index, 2], spans[index, 3] = r0, r1, c0, c1
+            spans[index, 4], spans[index, 5] = r_own, c_own
+            offsets[index + 1] += max(0, r_own - r0) * max(0, c_own - c0)
+        return spans, offsets
+
+    @jit
+    def decode(
+        first, stop, spans, offsets, coefficients, protos, row_map, col_map, row_first, row_last,
+        col_first, col_last, masks, found,
+    ):  # fmt: skip
+        # instance_masks for instances first..stop-1, each independent of the others (so that
+        # two threads can share the instances): rows @ (coefficients . protos) @ cols.T > 0 in
+        # float32 inside its box, kept for the window's own pixels in ``masks`` at its offset
+        n_channels = protos.shape[0]
+        for index in range(first, stop):
+            r0, r1, c0, c1 = spans[index, 0], spans[index, 1], spans[index, 2], spans[index, 3]
+            if r0 < 0:
+                continue
+            r_own, c_own = spans[index, 4], spans[index, 5]
             p0, p1 = row_first[r0], row_last[r1 - 1]
             q0, q1 = col_first[c0], col_last[c1 - 1]
             logits = np.zeros((p1 - p0, q1 - q0), np.float32)
@@ -192,8 +199,6 @@ def compiled() -> SimpleNamespace:
                 for p in range(p0, p1):
                     for q in range(q0, q1):
                         logits[p - p0, q - q0] += weight * protos[channel, p, q]
-            # only the window's own pixels (it may be padded) count
-            r_own, c_own = min(r1, within[0]), min(c1, within[1])
             rows = np.zeros((r1 - r0, q1 - q0), np.float32)
             # only each row's and column's non-zero span of the resampling maps: the terms
             # skipped are zeros, so the sums (and their order) are those of the full products
@@ -203,13 +208,9 @@ def compiled() -> SimpleNamespace:
                     if weight != 0:
                         for q in range(q0, q1):
                             rows[r - r0, q - q0] += weight * logits[p - p0, q - q0]
-            # pixels in the frame are painted at once with the id this instance gets if it
-            # has any pixel of its own at all
-            score = np.float64(scores[index])
-            label_scores[count + 1] = score
-            label_classes[count + 1] = classes[index]
-            r_end, c_end = min(r_own, height - origin[0]), min(c_own, width - origin[1])
-            found = False
+            at = offsets[index]
+            width = c_own - c0
+            any_pixel = False
             for r in range(r0, r_own):
                 for c in range(c0, c_own):
                     value = np.float32(0)
@@ -217,14 +218,40 @@ def compiled() -> SimpleNamespace:
                         weight = col_map[c, q]
                         if weight != 0:
                             value += rows[r - r0, q - q0] * weight
-                    if value > 0:
-                        found = True
-                        if r < r_end and c < c_end:
-                            beneath = labels[origin[0] + r, origin[1] + c]
-                            if label_scores[beneath] <= score:
-                                labels[origin[0] + r, origin[1] + c] = count + 1
-            if found:
-                count += 1
+                    inside = value > 0
+                    masks[at + (r - r0) * width + (c - c0)] = inside
+                    any_pixel = any_pixel or inside
+            found[index] = any_pixel
+
+    @jit
+    def paint(
+        labels, label_scores, label_classes, count, spans, offsets, masks, found, scores, classes, origin
+    ):
+        # MaskPainter.add for each decoded instance, in order: painted where it outscores the
+        # label beneath (of equal scores, the later one); an instance with any pixel of its own
+        # gets the next id, even when all of them lie past the frame (a padded window's edge);
+        # returns the new count of painted ids
+        height, width = labels.shape
+        for index in range(len(spans)):
+            r0, c0 = spans[index, 0], spans[index, 2]
+            if r0 < 0:
+                continue
+            r_own, c_own = spans[index, 4], spans[index, 5]
+            score = np.float64(scores[index])
+            label_scores[count + 1] = score
+            label_classes[count + 1] = classes[index]
+            if not found[index]:
+                continue
+            r_end, c_end = min(r_own, height - origin[0]), min(c_own, width - origin[1])
+            at = offsets[index]
+            mask_width = c_own - c0
+            for r in range(r0, r_end):
+                for c in range(c0, c_end):
+                    if masks[at + (r - r0) * mask_width + (c - c0)]:
+                        beneath = labels[origin[0] + r, origin[1] + c]
+                        if label_scores[beneath] <= score:
+                            labels[origin[0] + r, origin[1] + c] = count + 1
+            count += 1
         return count
 
     @jit
@@ -245,12 +272,13 @@ def compiled() -> SimpleNamespace:
         return boxes
 
     @jit
-    def drop_fragments(labels, boxes):
-        # for each id, 4-connected pieces inside its box numbered in raster order of their
-        # first pixel; all but the largest (of equal sizes, the first) are cleared
+    def drop_fragments(labels, boxes, first, stop):
+        # for each id first..stop-1, 4-connected pieces inside its box numbered in raster order
+        # of their first pixel; all but the largest (of equal sizes, the first) are cleared. An
+        # id reads and clears only its own pixels, so two threads may share the ids
         pieces = np.zeros(0, np.int32)
         stack = np.zeros(0, np.int64)
-        for k in range(1, len(boxes)):
+        for k in range(first, stop):
             r0, r1, c0, c1 = boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3]
             if r0 < 0:
                 continue
@@ -328,6 +356,8 @@ def compiled() -> SimpleNamespace:
 
     return SimpleNamespace(
         nms=nms,
+        geometry=geometry,
+        decode=decode,
         paint=paint,
         bounding_boxes=bounding_boxes,
         drop_fragments=drop_fragments,
@@ -519,26 +549,41 @@ class MaskPainter:
             (int(mh), int(mw)), (int(window[0]), int(window[1]))
         )
         self._reserve(n)
-        self._count = compiled().paint(
+        kernels = compiled()
+        if selected is None:
+            selected = np.ones(n, np.bool_)
+        spans, offsets = kernels.geometry(
+            np.ascontiguousarray(raw.boxes, dtype=np.float32),
+            np.array(window, np.int64),
+            np.array(within or window, np.int64),
+            np.asarray(selected, np.bool_),
+        )
+        masks = np.empty(int(offsets[-1]), np.bool_)
+        found = np.zeros(n, np.bool_)
+        coefficients = np.ascontiguousarray(raw.coefficients, dtype=np.float32)
+        protos = np.ascontiguousarray(raw.protos, dtype=np.float32)
+
+        def decode(first: int, stop: int) -> None:
+            kernels.decode(
+                first, stop, spans, offsets, coefficients, protos, row_map, col_map,
+                row_first, row_last, col_first, col_last, masks, found,
+            )  # fmt: skip
+
+        # decoding is most of the work and each instance's alone: two halves (by pixels) at once
+        middle = int(np.searchsorted(offsets, offsets[-1] / 2))
+        in_two_threads(lambda: decode(0, middle), lambda: decode(middle, n), len(masks) >= PARALLEL_PIXELS)
+        self._count = kernels.paint(
             self.labels,
             self._scores,
             self._classes,
             self._count,
-            np.ascontiguousarray(raw.boxes, dtype=np.float32),
+            spans,
+            offsets,
+            masks,
+            found,
             np.ascontiguousarray(raw.scores, dtype=np.float32),
             np.ascontiguousarray(raw.classes, dtype=np.int32),
-            np.ascontiguousarray(raw.coefficients, dtype=np.float32),
-            np.ascontiguousarray(raw.protos, dtype=np.float32),
-            row_map,
-            col_map,
-            row_first,
-            row_last,
-            col_first,
-            col_last,
-            np.array(window, np.int64),
-            np.array(within or window, np.int64),
             np.array(origin, np.int64),
-            np.ones(n, np.bool_) if selected is None else np.asarray(selected, np.bool_),
         )
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -557,7 +602,12 @@ class MaskPainter:
         labels = self.labels
         kernels = compiled()
         boxes = kernels.bounding_boxes(labels, self._count)
-        kernels.drop_fragments(labels, boxes)
+        middle = (1 + len(boxes)) // 2
+        in_two_threads(
+            lambda: kernels.drop_fragments(labels, boxes, 1, middle),
+            lambda: kernels.drop_fragments(labels, boxes, middle, len(boxes)),
+            len(boxes) > PARALLEL_CELLS,
+        )
         # dropping fragments keeps a piece of every cell: present ids are those with a box
         kept = np.flatnonzero(boxes[1:, 0] >= 0)
         lookup = np.zeros(self._count + 1, dtype=np.int32)

@@ -1,0 +1,54 @@
+"""A second thread for the compiled post-processing, which releases the GIL.
+
+Post-processing runs after the network's forward pass, which uses every core:
+once it is done, splitting the work of one frame (mask decoding, outline
+tracing) in two halves uses the idle second core. The kernels are numba
+``nogil`` functions or OpenCV calls, so the halves run at the same time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TypeVar
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+@lru_cache(maxsize=1)
+def _helper():
+    """One extra thread, shared by every caller (``None`` on a one-core machine)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if (os.cpu_count() or 1) < 2:
+        return None
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-livecell-half")
+
+
+def in_two_threads(first: Callable[[], T], second: Callable[[], U], worth_it: bool = True) -> tuple[T, U]:
+    """``(first(), second())``, with ``second`` on the helper thread while ``first`` runs here.
+
+    Parameters
+    ----------
+    first, second : callable
+        Independent halves of one job; ``second`` must not itself wait for the
+        helper thread (it would wait for itself).
+    worth_it : bool
+        False runs both here, one after the other (small jobs: a hand-off costs ~0.1 ms).
+
+    Returns
+    -------
+    tuple
+        Both results, in order. An exception of either half is raised here.
+    """
+    helper = _helper() if worth_it else None
+    if helper is None:
+        return first(), second()
+    pending = helper.submit(second)
+    try:
+        result = first()
+    finally:
+        other = pending.result()  # always joined: the halves share the caller's buffers
+    return result, other
