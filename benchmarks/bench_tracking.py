@@ -97,12 +97,12 @@ _FIRST_CALL = """
 import time
 import numpy as np
 from napari_livecell.core.synthetic import synthesize_timelapse
-from napari_livecell.core import tracking
+from napari_livecell.core import track_relabel, tracking
 labels = synthesize_timelapse(seed=0, n_frames=2, n_cells=300).labels.astype(np.uint16)
 started = time.perf_counter()
 tracking.measure_frame(labels[1], labels[0])
 tracking.measure_frame(labels[1])
-tracking._apply_lookup(labels[1], np.arange(int(labels[1].max()) + 1, dtype=np.int32))
+track_relabel._apply_lookup(labels[1], np.arange(int(labels[1].max()) + 1, dtype=np.int32))
 print(time.perf_counter() - started)
 """
 

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from napari_livecell.core import tracking
+from napari_livecell.core import track_measure, track_relabel, tracking
 from napari_livecell.core.synthetic import synthesize_timelapse
-from napari_livecell.core.tracking import FrameCells, _measure_frame_numpy, measure_frame
+from napari_livecell.core.track_measure import FrameCells, _measure_frame_numpy, measure_frame
 
 pytest.importorskip("numba")
 
@@ -38,7 +38,7 @@ def assert_same(compiled: FrameCells, reference: FrameCells) -> None:
 
 
 def compiled(frame: np.ndarray, previous: np.ndarray | None = None) -> FrameCells:
-    cells = tracking._measure_compiled(frame, previous)
+    cells = track_measure._measure_compiled(frame, previous)
     assert cells is not None, "the kernel left this frame to numpy"
     return cells
 
@@ -76,10 +76,10 @@ def test_ids_the_kernel_leaves_to_numpy():
     frame = np.zeros((20, 20), np.int64)
     frame[2:5, 2:5] = 1
     frame[10:12, 10:15] = 10**9  # ids spread far wider than the pixels
-    assert tracking._measure_compiled(frame, None) is None
+    assert track_measure._measure_compiled(frame, None) is None
     assert_same(measure_frame(frame), _measure_frame_numpy(frame))
     frame[10:12, 10:15] = -4  # not a label
-    assert tracking._measure_compiled(frame, None) is None
+    assert track_measure._measure_compiled(frame, None) is None
 
 
 def test_numba_is_imported_on_first_measurement_only():
@@ -96,10 +96,10 @@ def test_compiled_relabel_equals_numpy(stack, dtype):
     frame = stack[3].astype(dtype)
     lookup = np.arange(int(frame.max()) + 1, dtype=np.int32) * 3 + 1
     lookup[0] = 0
-    assert np.array_equal(tracking._apply_lookup(frame, lookup), lookup[frame])
+    assert np.array_equal(track_relabel._apply_lookup(frame, lookup), lookup[frame])
     short = lookup[: len(lookup) // 2]  # ids past the lookup's end become background
     expected = np.where(frame < len(short), short[np.minimum(frame, len(short) - 1)], 0)
-    relabelled = tracking._apply_lookup(frame, short)
+    relabelled = track_relabel._apply_lookup(frame, short)
     assert relabelled.dtype == np.int32 and np.array_equal(relabelled, expected)
 
 
@@ -107,8 +107,8 @@ def test_without_numba_the_numpy_paths_run(stack, monkeypatch):
     # what an ImportError of numba leaves: tracking.measure_frame and relabelling in numpy
     frames = stack.astype(np.uint16)
     with_numba = tracking.track_cells(frames)
-    monkeypatch.setattr(tracking, "_KERNELS", [None])
-    assert tracking._measure_compiled(frames[1], frames[0]) is None
+    monkeypatch.setattr(track_measure, "_KERNELS", [None])
+    assert track_measure._measure_compiled(frames[1], frames[0]) is None
     without = tracking.track_cells(frames)
     assert without.table.equals(with_numba.table) and without.graph == with_numba.graph
     assert np.array_equal(without.labels, with_numba.labels)

@@ -1,6 +1,6 @@
-"""Compiled one-pass measurement of a label frame (numba), for :func:`.tracking.measure_frame`.
+"""Compiled one-pass measurement of a label frame (numba), for :func:`.track_measure.measure_frame`.
 
-Imported lazily by :mod:`.tracking` (``import napari_livecell`` and napari's
+Imported lazily by :mod:`.track_measure` (``import napari_livecell`` and napari's
 start-up do not pay numba's import); docs/numba.md says why numba and what
 compiling costs. Every function is compiled once per argument types and kept
 in numba's on-disk cache (``cache=True``), so only the first call after an
@@ -208,7 +208,7 @@ def measure_runs(frame, previous, overlaps):
         ``ok`` (False for labels this kernel leaves to the numpy path:
         negative ids, or ids spread over far more values than there are
         pixels), then ``label, y, x, area, overlap_label, overlap_previous,
-        overlap_pixels`` as :class:`.tracking.FrameCells` has them.
+        overlap_pixels`` as :class:`.track_measure.FrameCells` has them.
     """
     starts, bounds = _runs(frame, previous if overlaps else frame)
     low, high, low_before, high_before = bounds
