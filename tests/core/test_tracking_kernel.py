@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from napari_livecell.core import track_measure, track_relabel, tracking
+from napari_livecell.core import _compiled, track_measure, track_relabel, tracking
 from napari_livecell.core.synthetic import synthesize_timelapse
 from napari_livecell.core.track_measure import FrameCells, _measure_frame_numpy, measure_frame
 
@@ -107,7 +107,7 @@ def test_without_numba_the_numpy_paths_run(stack, monkeypatch):
     # what an ImportError of numba leaves: tracking.measure_frame and relabelling in numpy
     frames = stack.astype(np.uint16)
     with_numba = tracking.track_cells(frames)
-    monkeypatch.setattr(track_measure, "_KERNELS", [None])
+    monkeypatch.setattr(_compiled, "_LOADED", {**_compiled._LOADED, "_tracking_kernel": None})
     assert track_measure._measure_compiled(frames[1], frames[0]) is None
     without = tracking.track_cells(frames)
     assert without.table.equals(with_numba.table) and without.graph == with_numba.graph

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _compiled
+
 # stands in for "no link possible" in the assignment matrices (finite, so
 # that linear_sum_assignment always finds a solution; such pairs are dropped)
 _IMPOSSIBLE = 1e18
@@ -141,15 +143,12 @@ def link_cells(
     Links
         Each cell has at most one parent and at most two children.
     """
-    from scipy.optimize import linear_sum_assignment
-
     n = len(t)
     first = overlap_links(t, y, x, area, pair_child, pair_parent, pair_pixels, max_distance)
     children = np.zeros(n, dtype=np.int8)
     has_parent = np.zeros(n, dtype=bool)
     children[first.parent] = 1
     has_parent[first.child] = True
-    parents, kids = [first.parent], [first.child]
     if n == 0:
         return first
     n_frames = int(t.max()) + 1
@@ -160,6 +159,57 @@ def link_cells(
     order = np.argsort(pair_child, kind="stable")
     pair_child, pair_parent, pair_pixels = pair_child[order], pair_parent[order], pair_pixels[order]
     pair_bounds = np.searchsorted(pair_child, np.arange(n + 1))
+    compiled = _compiled.kernels("_linking_kernel")
+    # the compiled loop gives the numpy loop's links exactly (tests/core/test_linking_kernel.py)
+    step = _link_rest_numpy if compiled is None else compiled.link_rest
+    new_parent, new_child = step(
+        t.astype(np.int64),
+        y.astype(np.float64),
+        x.astype(np.float64),
+        area.astype(np.float64),
+        pair_parent.astype(np.int64),
+        pair_pixels.astype(np.int64),
+        pair_bounds.astype(np.int64),
+        offsets.astype(np.int64),
+        children,
+        has_parent,
+        cutoff,
+        float(gap_cutoff),
+        int(max_gap),
+        bool(divisions),
+    )
+    return Links(
+        np.concatenate([first.parent, new_parent]).astype(np.int64),
+        np.concatenate([first.child, new_child]).astype(np.int64),
+    )
+
+
+def _link_rest_numpy(
+    t: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    area: np.ndarray,
+    pair_parent: np.ndarray,
+    pair_pixels: np.ndarray,
+    pair_bounds: np.ndarray,
+    offsets: np.ndarray,
+    children: np.ndarray,
+    has_parent: np.ndarray,
+    cutoff: float,
+    gap_cutoff: float,
+    max_gap: int,
+    divisions: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frame-by-frame step of :func:`link_cells` in numpy: new ``(parent, child)`` rows.
+
+    Parameters as :func:`._linking_kernel.link_rest`, the compiled version;
+    this one runs without numba.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    parents: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    kids: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    n_frames = len(offsets) - 1
     for frame in range(1, n_frames):
         rows = np.arange(offsets[frame], offsets[frame + 1])
         starts = rows[~has_parent[rows]]
@@ -195,7 +245,7 @@ def link_cells(
         has_parent[new_child] = True
         parents.append(new_parent)
         kids.append(new_child)
-    return Links(np.concatenate(parents).astype(np.int64), np.concatenate(kids).astype(np.int64))
+    return np.concatenate(parents), np.concatenate(kids)
 
 
 def _division_costs(starts, t, area, pair_parent, pair_pixels, pair_bounds, children, cutoff):

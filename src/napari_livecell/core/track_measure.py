@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import _compiled
 from .images import is_lazy
 
 # the tracks table's columns: what napari's Tracks layer needs first, then the rest
@@ -128,22 +129,9 @@ def measure_frame(frame: np.ndarray, previous: np.ndarray | None = None) -> Fram
     return cells if cells is not None else _measure_frame_numpy(frame, previous)
 
 
-_KERNELS: list = []
-
-
 def _kernels():
-    """The compiled kernels (module :mod:`._tracking_kernel`), or None without numba.
-
-    Imported on first use: numba's import (~0.3 s) stays out of
-    ``import napari_livecell`` and napari's start-up.
-    """
-    if not _KERNELS:
-        try:
-            from . import _tracking_kernel
-        except ImportError:
-            _tracking_kernel = None
-        _KERNELS.append(_tracking_kernel)
-    return _KERNELS[0]
+    """The compiled measurement and relabelling (:mod:`._tracking_kernel`), or None without numba."""
+    return _compiled.kernels("_tracking_kernel")
 
 
 def _measure_compiled(frame: np.ndarray, previous: np.ndarray | None) -> FrameCells | None:
