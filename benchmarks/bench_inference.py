@@ -28,10 +28,11 @@ import tracemalloc
 import numpy as np
 
 from napari_livecell.core import run
+from napari_livecell.core.frame_input import to_bgr
 from napari_livecell.core.matching import match_cells
 from napari_livecell.core.model import DEFAULT_MODEL, load_model
 from napari_livecell.core.offline import import_ultralytics
-from napari_livecell.core.predict import PredictSettings, segment_frame, to_bgr
+from napari_livecell.core.predict import PredictSettings, segment_frame
 from napari_livecell.core.run import FrameResult
 from napari_livecell.core.synthetic import synthesize_image
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_livecell.core.frame_input import to_bgr
 from napari_livecell.core.model import DEFAULT_MODEL, load_model
-from napari_livecell.core.predict import PredictSettings, segment_frame, to_bgr
+from napari_livecell.core.predict import PredictSettings, segment_frame
 from napari_livecell.core.synthetic import synthesize_image
 
 

@@ -314,12 +314,13 @@ def _run_request(
     its worker within one tile. The frame's pixel size is ``pixel_size``
     (the query), else what an uploaded TIFF's metadata says, else unknown.
     """
+    from napari_livecell.core.frame_input import frame_polarity
     from napari_livecell.core.pixel_size import (
         bytes_pixel_size,
         plan_resampling,
         segment_frame_resampled_steps,
     )
-    from napari_livecell.core.predict import Cancelled, frame_polarity
+    from napari_livecell.core.predict import Cancelled
 
     frame = decode_image(payload, filename, settings)
     source = "query"

@@ -5,7 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from napari_livecell.core.predict import PredictSettings, detect_modality, frame_polarity
+from napari_livecell.core.frame_input import detect_modality, frame_polarity
+from napari_livecell.core.predict import PredictSettings
 from napari_livecell.core.synthetic import LOOKS, synthesize_image
 
 SHAPE = (256, 320)

@@ -5,6 +5,7 @@ import pytest
 import tifffile
 from skimage.transform import downscale_local_mean, resize
 
+from napari_livecell.core.frame_input import InputError
 from napari_livecell.core.matching import match_cells
 from napari_livecell.core.model import DEFAULT_MODEL_PIXEL_SIZE_UM, load_model
 from napari_livecell.core.pixel_size import (
@@ -13,7 +14,7 @@ from napari_livecell.core.pixel_size import (
     resample_frame,
     segmentation_to_grid,
 )
-from napari_livecell.core.predict import InputError, segment_frame
+from napari_livecell.core.predict import segment_frame
 from napari_livecell.core.run import Backend, FrameResult, iter_segment
 from napari_livecell.core.segmentation import Segmentation
 from napari_livecell.core.synthetic import synthesize_image

@@ -3,15 +3,9 @@
 import numpy as np
 import pytest
 
+from napari_livecell.core.frame_input import InputError, to_uint8
 from napari_livecell.core.matching import match_cells
-from napari_livecell.core.predict import (
-    Cancelled,
-    InputError,
-    PredictSettings,
-    segment,
-    segment_frame,
-    to_uint8,
-)
+from napari_livecell.core.predict import Cancelled, PredictSettings, segment, segment_frame
 from napari_livecell.core.synthetic import synthesize_image
 from tests.conftest import as_uint16
 

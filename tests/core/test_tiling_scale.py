@@ -70,7 +70,7 @@ def _run(frame: np.ndarray, model, settings) -> tuple[float, int, int, int]:
 
 
 def test_tiling_cost_is_linear_and_memory_is_one_tile_beyond_the_labels(default_model, monkeypatch):
-    from napari_livecell.core import predict
+    from napari_livecell.core import frame_input
     from napari_livecell.core.predict import PredictSettings
 
     # 256-px tiles (64 px overlap) keep the test quick; the same code runs 704-px tiles.
@@ -78,7 +78,7 @@ def test_tiling_cost_is_linear_and_memory_is_one_tile_beyond_the_labels(default_
     settings = PredictSettings(imgsz=256)
     small, large = _mosaic(64 + 3 * 192), _mosaic(64 + 6 * 192)
     # percentiles from a sample, as for frames above 16 Mpx (smaller ones copy themselves once for them)
-    monkeypatch.setattr(predict, "PERCENTILE_SAMPLE_PIXELS", 128 * 128)
+    monkeypatch.setattr(frame_input, "PERCENTILE_SAMPLE_PIXELS", 128 * 128)
     _run(small[:200, :200], default_model, settings)  # warm up
     # interleaved, best of two: the machine may be shared
     runs = {"small": [], "large": []}
@@ -106,13 +106,13 @@ def test_outlines_drawn_in_bands_equal_the_whole_image_at_once(monkeypatch):
 
 
 def test_a_huge_frame_is_stretched_from_a_sample_as_the_whole_would_be(monkeypatch):
-    from napari_livecell.core import predict
+    from napari_livecell.core import frame_input
 
     frame = _mosaic(1000)
-    exact = predict.to_uint8(frame)
+    exact = frame_input.to_uint8(frame)
     # every 4th row and column; at the real 16 Mpx a 400 Mpx frame is sampled every 5th
-    monkeypatch.setattr(predict, "PERCENTILE_SAMPLE_PIXELS", 300 * 300)
-    difference = np.abs(predict.to_uint8(frame).astype(int) - exact)
+    monkeypatch.setattr(frame_input, "PERCENTILE_SAMPLE_PIXELS", 300 * 300)
+    difference = np.abs(frame_input.to_uint8(frame).astype(int) - exact)
     assert difference.max() <= 3 and difference.mean() < 1  # of 255 levels
 
 

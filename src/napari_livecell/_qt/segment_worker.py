@@ -156,8 +156,8 @@ def segment_generator(
     ``pixel_size`` is the image's micrometres per pixel and its source
     (:func:`layer_pixel_size`): frames are resampled to the model's.
     """
+    from napari_livecell.core.frame_input import describe_polarities
     from napari_livecell.core.pixel_size import describe_resamplings
-    from napari_livecell.core.predict import describe_polarities
     from napari_livecell.core.run import FrameResult, FrameSummary, TileProgress, iter_segment
     from napari_livecell.layers import MAX_OUTLINES
 

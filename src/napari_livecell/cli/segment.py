@@ -90,11 +90,12 @@ def run(args: argparse.Namespace) -> int:
     output folder is created and proven writable.
     """
     from napari_livecell.core.coco import CocoImage, build_coco, write_coco
+    from napari_livecell.core.frame_input import describe_polarities
     from napari_livecell.core.images import read_image, search_images
     from napari_livecell.core.measure import check_pixel_size
     from napari_livecell.core.model import load_model
     from napari_livecell.core.pixel_size import describe_resamplings
-    from napari_livecell.core.predict import PredictSettings, describe_polarities
+    from napari_livecell.core.predict import PredictSettings
     from napari_livecell.core.render import write_segment_outputs
     from napari_livecell.core.run import Backend, iter_segment
 

@@ -35,14 +35,14 @@ def segment_frame_task(
 
     Returns the :class:`~napari_livecell.core.segmentation.Segmentation`, with
     its outlines already traced (the worker's cores do it, not the client's),
-    the frame's :class:`~napari_livecell.core.predict.Polarity` against the
+    the frame's :class:`~napari_livecell.core.frame_input.Polarity` against the
     worker's model (``settings.modality`` is honoured as locally), and the
     :class:`~napari_livecell.core.pixel_size.Resampling` to the model's
     pixel size (``pixel_size``: the frame's micrometres per pixel, if known).
     """
+    from napari_livecell.core.frame_input import frame_polarity
     from napari_livecell.core.model import load_model
     from napari_livecell.core.pixel_size import plan_resampling, segment_frame_resampled_steps
-    from napari_livecell.core.predict import frame_polarity
     from napari_livecell.core.steps import drain
 
     model = load_model(weights, device="cpu")
@@ -264,8 +264,8 @@ def read_frame_results(out: str | os.PathLike, total: int) -> list:
     """
     import tifffile
 
+    from napari_livecell.core.frame_input import Polarity
     from napari_livecell.core.pixel_size import Resampling
-    from napari_livecell.core.predict import Polarity
     from napari_livecell.core.segmentation import Segmentation
 
     results = []

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from .frame_input import InputError, Polarity
 from .model import LoadedModel
-from .predict import InputError, Polarity, PredictSettings, segment_frame_steps
+from .predict import PredictSettings, segment_frame_steps
 from .segmentation import Segmentation
 
 # pixel sizes within 10 % of each other are taken as the same: the model's

@@ -69,7 +69,8 @@ def _crop(frame: np.ndarray) -> np.ndarray:
 
 def calibration_tensors(model, frames: Iterable[np.ndarray], limit: int) -> Iterator[np.ndarray]:
     """Network inputs for ``frames``, made as inference makes them (polarity, 8-bit scale, letterbox)."""
-    from .predict import PredictSettings, frame_polarity, invert, segment_frame, to_bgr
+    from .frame_input import frame_polarity, invert, to_bgr
+    from .predict import PredictSettings, segment_frame
 
     settings = PredictSettings()
     for count, frame in enumerate(frames):

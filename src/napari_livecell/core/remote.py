@@ -64,8 +64,8 @@ def segment_remote(
     import httpx
     import tifffile
 
+    from .frame_input import Polarity
     from .pixel_size import Resampling
-    from .predict import Polarity
 
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, np.asarray(frame))

@@ -63,7 +63,7 @@ def draw_outlines(
     numpy.ndarray
         ``(H, W, 3)`` uint8.
     """
-    from napari_livecell.core.predict import to_uint8
+    from napari_livecell.core.frame_input import to_uint8
 
     gray_or_rgb = to_uint8(image)
     if gray_or_rgb.ndim == 2:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .predict import Polarity, PredictSettings, iter_frames
+from .frame_input import Polarity
+from .predict import PredictSettings, iter_frames
 from .segmentation import Segmentation
 
 if TYPE_CHECKING:
@@ -269,9 +270,10 @@ def _local_results(
     settings: PredictSettings,
     pixel: tuple[float | None, str],
 ) -> Any:
+    from napari_livecell.core.frame_input import frame_polarity
     from napari_livecell.core.model import load_model
     from napari_livecell.core.pixel_size import plan_resampling, segment_frame_resampled_steps
-    from napari_livecell.core.predict import frame_polarity, model_input_shape
+    from napari_livecell.core.predict import model_input_shape
     from napari_livecell.core.remote import is_service_url, segment_remote
 
     service = backend.weights if is_service_url(backend.weights) else None

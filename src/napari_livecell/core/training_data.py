@@ -117,7 +117,8 @@ def write_training_dataset(
     Path
         ``data.yaml``.
     """
-    from .predict import PredictSettings, frame_polarity, invert, to_uint8
+    from .frame_input import frame_polarity, invert, to_uint8
+    from .predict import PredictSettings
 
     if n_frames < 1:
         raise DatasetError("empty dataset: no annotated frames to train on")
