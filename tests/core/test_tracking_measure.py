@@ -122,3 +122,29 @@ def test_iter_track_cells_reports_every_frame(lapse):
     assert [s for s in seen if s[0] == "measuring"] == [("measuring", t, 3) for t in (1, 2, 3)]
     assert [s for s in seen if s[0] == "relabelling"][-1] == ("relabelling", 3, 3)
     assert np.array_equal(result.labels, track_cells(lapse.labels).labels)
+
+
+def test_read_ahead_gives_every_item_and_raises_the_readers_error():
+    from napari_livecell.core.track_measure import read_ahead
+
+    assert list(read_ahead(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("unreadable frame")
+
+    items = read_ahead(failing())
+    assert next(items) == 1
+    with pytest.raises(OSError, match="unreadable frame"):
+        next(items)
+
+
+def test_closing_the_read_ahead_stops_its_thread():
+    import threading
+
+    from napari_livecell.core.track_measure import read_ahead
+
+    items = read_ahead(iter(range(1000)), depth=2)
+    assert next(items) == 0
+    items.close()  # what a cancelled tracking run does
+    assert not any(thread.name == "napari-livecell-read-ahead" for thread in threading.enumerate())

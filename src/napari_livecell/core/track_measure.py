@@ -11,8 +11,12 @@ the same numbers.
 
 from __future__ import annotations
 
+import os
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,6 +26,11 @@ from .images import is_lazy
 
 # the tracks table's columns: what napari's Tracks layer needs first, then the rest
 TABLE_COLUMNS = ["track_id", "t", "y", "x", "area", "label"]
+# frames read ahead of the measurement: memory stays at a few frames
+READ_AHEAD = 2
+
+Item = TypeVar("Item")
+_DONE = object()
 
 
 def _frame(labels, t: int) -> np.ndarray:
@@ -49,6 +58,58 @@ def iter_frames(labels, frames: Iterable[int] | None = None) -> Iterator[tuple[i
     from .images import computed_blocks
 
     yield from enumerate(frame for block in computed_blocks(whole_frames) for frame in block)
+
+
+def read_ahead(items: Iterator[Item], depth: int = READ_AHEAD) -> Iterator[Item]:
+    """``items``, produced by a thread that runs up to ``depth`` items ahead of the consumer.
+
+    Reading a frame (dask's graph, tifffile's parsing, zlib) and measuring
+    the previous one (compiled, ``nogil``) then run at the same time where a
+    core is free: the measurement releases the GIL, and so does decoding.
+    Closing this generator stops the thread (after the item it is reading);
+    an error in the reader is raised here, at the item it would have given.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(entry: tuple) -> bool:
+        # a full queue waits for the consumer, or for close()
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((_DONE, None))
+        except BaseException as error:  # raised again in the consumer's thread
+            offer((_DONE, error))
+
+    reader = threading.Thread(target=read, name="napari-livecell-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join()
+
+
+def _reads_ahead(labels) -> bool:
+    """Whether reading ``labels`` is worth a thread: frames to decode, and a second core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores > 1 and not isinstance(labels, np.ndarray)
 
 
 def _ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -274,7 +335,10 @@ def _measure_stack(labels, frames: Iterable[int] | None, overlaps: Overlaps | No
     order = list(range(labels.shape[0]) if frames is None else frames)
     parts: list[FrameCells] = []
     previous: tuple[int, np.ndarray] | None = None
-    for done, (t, frame) in enumerate(iter_frames(labels, frames), start=1):
+    reading = iter_frames(labels, frames)
+    if _reads_ahead(labels):
+        reading = read_ahead(reading)
+    for done, (t, frame) in enumerate(reading, start=1):
         # previous is only kept when overlaps are wanted
         before = previous[1] if previous is not None and previous[0] == t - 1 else None
         cells = measure_frame(frame, before)

@@ -225,19 +225,22 @@ def iter_track_cells(
     if cells.empty:
         table = pd.DataFrame({column: pd.Series(dtype=np.int64) for column in TABLE_COLUMNS})
         graph: dict[int, list[int]] = {}
+        ids = table
     else:
-        cells = cells.sort_values(["t", "label"], ignore_index=True)
+        # cells come sorted by frame, then label (what linking and numbering rely on)
         yield "linking", 0, 1
         link = _link_laptrack if linker == "laptrack" else _link_overlaps
         raw, splits = link(cells, overlaps, labels.shape[0], float(max_distance), max_gap, divisions)
         yield "linking", 1, 1
-        table, graph = _number_tracks(cells, raw, splits)
+        table, graph, track = _number_tracks(cells, raw, splits)
+        # the cells' own (t, label) order: the lookups need no sort
+        ids = pd.DataFrame({"t": cells["t"], "label": cells["label"], "track_id": track})
     result_labels = labels
     if relabel and is_lazy(labels):
-        result_labels = relabel_stack(labels, table)
+        result_labels = relabel_stack(labels, ids)
     elif relabel:
         result_labels = np.empty(labels.shape, dtype=np.int32)
-        lookups = _lookups(table)
+        lookups = _lookups(ids)
         for t, frame in iter_frames(labels):
             result_labels[t] = _apply_lookup(frame, lookups.get(t))
             yield "relabelling", t + 1, labels.shape[0]
@@ -248,22 +251,21 @@ def iter_track_cells(
 
 def _number_tracks(
     cells: pd.DataFrame, raw: np.ndarray, splits: list[tuple[int, int]]
-) -> tuple[pd.DataFrame, dict[int, list[int]]]:
-    """Tracks table and graph from a segment number per cell row.
+) -> tuple[pd.DataFrame, dict[int, list[int]], np.ndarray]:
+    """Tracks table, graph and each cell row's track id, from a segment number per cell row.
 
     Segments are renumbered by first appearance (then input id), so frame 0's
     cells keep their order and ids are deterministic.
     """
-    t = cells["t"].to_numpy()
-    # in numpy: pandas' sorts and drop_duplicates cost more than linking the movie
-    ranked = raw[np.lexsort((cells["label"].to_numpy(), t))]
-    _, first = np.unique(ranked, return_index=True)
-    order = ranked[np.sort(first)]
+    # in numpy: pandas' sorts and drop_duplicates cost more than linking the movie;
+    # cells are sorted by (t, label), so a segment's first row is its first appearance
+    _, first = np.unique(raw, return_index=True)
+    order = raw[np.sort(first)]
     renumber = np.zeros(int(raw.max()) + 1, dtype=np.int64)
     renumber[order] = np.arange(1, len(order) + 1)
     track = renumber[raw]
-    # (track, t) is unique per row: any sort gives this order
-    rows = np.lexsort((t, track))
+    # by track, then time: a stable sort keeps each track's rows in frame order
+    rows = np.argsort(track, kind="stable")
     table = pd.DataFrame(
         {
             column: (track if column == "track_id" else cells[column].to_numpy())[rows]
@@ -273,7 +275,7 @@ def _number_tracks(
     graph: dict[int, list[int]] = {}
     for mother, daughter in splits:
         graph.setdefault(int(renumber[daughter]), []).append(int(renumber[mother]))
-    return table, graph
+    return table, graph, track
 
 
 def _link_overlaps(
@@ -303,7 +305,23 @@ def _link_overlaps(
 
 
 def _rows_of(t: np.ndarray, label: np.ndarray, cell_t: np.ndarray, cell_label: np.ndarray) -> np.ndarray:
-    """Row of each ``(t, label)`` in a table sorted by ``(t, label)``."""
-    span = int(max(cell_label.max(initial=0), label.max(initial=0))) + 1
-    keys = cell_t.astype(np.int64) * span + cell_label
-    return np.searchsorted(keys, t.astype(np.int64) * span + label)
+    """Row of each ``(t, label)`` in a table sorted by ``(t, label)`` that holds them all.
+
+    A table per frame indexed by ``label - smallest label`` (frames in one
+    array, each from its offset): a binary search over all cells of the movie
+    cost as much as linking it. Ids spread far wider than the cells are
+    searched instead.
+    """
+    n = len(cell_t)
+    first = np.searchsorted(cell_t, np.arange(int(cell_t[-1]) + 2))
+    present = first[1:] > first[:-1]
+    low = np.where(present, cell_label[np.minimum(first[:-1], n - 1)], 0)
+    sizes = np.where(present, cell_label[first[1:] - 1] - low + 1, 0)
+    offsets = np.r_[0, np.cumsum(sizes)]
+    if offsets[-1] > 4 * n + 65536:
+        span = int(max(cell_label.max(initial=0), label.max(initial=0))) + 1
+        keys = cell_t.astype(np.int64) * span + cell_label
+        return np.searchsorted(keys, t.astype(np.int64) * span + label)
+    rows = np.zeros(int(offsets[-1]), dtype=np.int64)
+    rows[offsets[cell_t] + cell_label - low[cell_t]] = np.arange(n)
+    return rows[offsets[t] + label - low[t]]
