@@ -119,6 +119,23 @@ def test_pipelined_stack_gives_frame_by_frame_labels(stack, runtime):
         assert len(result.segmentation.polygons) == reference.n_cells
 
 
+def test_two_frames_in_flight_give_the_frame_by_frame_labels(stack):
+    """Depth 2 (a GPU's or a service's runs): frames overlap, results come in order, labels equal."""
+    from napari_livecell.core.run import pipeline
+
+    model = load_model(device="cpu", runtime="openvino")
+    expected = [segment_frame(frame, model) for frame in stack]
+    frames = iter(stack)
+
+    def work(number, frame, report):
+        return FrameResult(number, (number,), segment_frame(frame, model))
+
+    results = list(pipeline(lambda: next(frames, None), work, depth=2))
+    assert [r.number for r in results] == list(range(len(stack)))
+    for result, reference in zip(results, expected):
+        np.testing.assert_array_equal(result.segmentation.labels, reference.labels)
+
+
 def test_pipelined_tiles_report_progress_in_frame_order(stack):
     events = list(iter_segment(stack[:3], Backend(device="cpu", tile=True), PredictSettings(imgsz=160)))
     frames = [e.frame if isinstance(e, TileProgress) else e.number for e in events[1:]]

@@ -259,7 +259,7 @@ def iter_segment(
 
 # frames in flight at once: while one is in the forward pass (which holds the model's lock),
 # the one before it is decoded, painted and traced; a third is being read and normalised.
-# PyTorch on the CPU runs frame by frame (with the reader ahead): see _local_results
+# Runs on the CPU go frame by frame (with the reader ahead): see _local_results
 PIPELINE_DEPTH = 2
 PROGRESS_POLL_S = 0.05
 
@@ -305,9 +305,11 @@ def _local_results(
         report(number, _frame_done_while(result.trace_steps()))
         return FrameResult(number, index, result, polarity, used)
 
-    # PyTorch's CPU threads contend with a frame post-processed beside them: measured 0.84x on
-    # 2 cores (benchmarks/README.md); OpenVINO, ONNX Runtime, a GPU and a service gain
-    serial = model is not None and model.runtime == "torch" and model.device == "cpu"
+    # on the CPU the forward pass uses every core and the post-processing, split in halves on two
+    # threads, the idle ones after it: a second frame beside them only contends (2 cores, OpenVINO,
+    # 50 cells: 0.96 of 1 / forward frame by frame, 0.81 pipelined; benchmarks/README.md); a GPU
+    # or a service leaves the host's cores free for the frame before
+    serial = model is not None and model.device == "cpu"
     yield from pipeline(read, work, 1 if serial else PIPELINE_DEPTH)
 
 
