@@ -29,6 +29,7 @@ import numpy as np
 
 from napari_livecell.core import run
 from napari_livecell.core.frame_input import to_bgr
+from napari_livecell.core.images import iter_lazy_frames
 from napari_livecell.core.matching import match_cells
 from napari_livecell.core.model import DEFAULT_MODEL, load_model
 from napari_livecell.core.offline import import_ultralytics
@@ -157,11 +158,13 @@ def bench_pipeline(n_frames: int, runtime: str, n_cells: int = 50) -> dict:
 
     def run_stack(depth: int) -> None:
         """The stack through core.run's pipeline at ``depth`` (1: frame by frame, reader ahead)."""
-        frames = iter(stack)
+        # read as the plugin reads lazy stacks: iterating the dask array itself handles its whole
+        # graph for every frame (~38 ms a frame at 200 frames, more than the post-processing)
+        frames = iter_lazy_frames(stack, stack.shape[:1])
 
         def read() -> np.ndarray | None:
-            frame = next(frames, None)
-            return None if frame is None else np.asarray(frame)  # the dask frame is computed here
+            item = next(frames, None)
+            return None if item is None else item[1]  # the dask frame is computed here
 
         def work(number: int, frame: np.ndarray, report) -> FrameResult:
             result = segment_frame(frame, model)
