@@ -8,6 +8,7 @@ result layer in, and the finished result layers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,9 @@ from napari_livecell.core.run import offset_ids
 
 MAX_SPATIAL_STACK_AXES = 4  # T, Z, Y, X (+ colour)
 TILE_STEPS = 100  # progress units per frame, so that tiles of a large frame show
+# progress bar and status moves at most this often: each costs the GUI thread a repaint of the
+# dock, which at 10+ frames a second took time (and the GIL) from the run
+PROGRESS_INTERVAL_S = 0.1
 
 
 def channel_choices(layer: Any) -> list[tuple[str, Any]]:
@@ -168,6 +172,7 @@ def segment_generator(
         return RunFailure(str(error))
     leading, total = started.leading, started.n_frames
     yield 0, total * TILE_STEPS
+    report_due = every(PROGRESS_INTERVAL_S)
     results, polarities, resamplings = [], [], []
     first_id = 0
     if leading and labels_out is None:
@@ -182,7 +187,9 @@ def segment_generator(
         except (ValueError, OSError) as error:
             return RunFailure(f"frame {len(results) + 1}: {error}")
         if isinstance(event, TileProgress):  # progress (and Cancel) move per tile inside a frame
-            yield event.frame * TILE_STEPS + (TILE_STEPS * event.done) // event.total - 1, total * TILE_STEPS
+            if event.total > 1 or report_due():  # tiles of a large frame each take a while: all shown
+                done = event.frame * TILE_STEPS + (TILE_STEPS * event.done) // event.total - 1
+                yield done, total * TILE_STEPS
         elif isinstance(event, FrameResult):
             result = event.segmentation
             polarities.append(event.polarity)
@@ -199,7 +206,8 @@ def segment_generator(
             first_id += result.n_cells
             if leading:
                 yield FrameReady(event.index)
-            yield (event.number + 1) * TILE_STEPS, total * TILE_STEPS
+            if report_due() or event.number + 1 == total:
+                yield (event.number + 1) * TILE_STEPS, total * TILE_STEPS
     if finish is None:
         return results, leading
     prepared = finish(results, leading, labels_out if leading else None)
@@ -207,6 +215,22 @@ def segment_generator(
         prepared.modality = describe_polarities(polarities)
         prepared.pixel_size = describe_resamplings(resamplings)
     return prepared
+
+
+def every(seconds: float):
+    """A callable that is True at its first call and then once ``seconds`` have passed since it was."""
+    import time
+
+    last = [-math.inf]
+
+    def due() -> bool:
+        now = time.monotonic()
+        if now - last[0] < seconds:
+            return False
+        last[0] = now
+        return True
+
+    return due
 
 
 @dataclass
