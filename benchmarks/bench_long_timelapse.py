@@ -109,12 +109,18 @@ def main() -> None:
                 if np.asarray(layer.data[0]).any():
                     first_shown.append(time.perf_counter())
 
+    widget_saw = widget._on_progress
+
+    def seen(progress) -> None:
+        widget_saw(progress)  # the widget's own slot first: the frame is in the layer
+        on_progress(progress)
+
+    widget._on_progress = seen  # connected before the worker starts (frame 0 may come before run returns)
     before = rss_bytes()
     sampler.start(50)
     clicked = time.perf_counter()
-    worker = widget.run()
+    widget.run()
     click_returned = time.perf_counter()
-    worker.yielded.connect(on_progress)  # after the widget's own slot: the frame is in the layer
     while widget.busy:
         app.processEvents()
         time.sleep(0.001)

@@ -292,3 +292,28 @@ def test_stepping_through_images_in_a_shown_window_paints_without_crashing(folde
     assert "stepped" in lines
     shown = [line.split() for line in lines if line.startswith("well")]
     assert len(shown) == 3 and all(int(count) > 0 for _, count in shown)  # each image's outlines are shown
+
+
+def test_one_outlines_layer_is_refilled_image_after_image(make_napari_viewer, folder):
+    """Stepping never removes the outlines Shapes layer (see docs/napari_crash.md): it is refilled."""
+    from napari_livecell.core.segmentation import Segmentation
+    from napari_livecell.io.review import ReviewDataset
+    from napari_livecell.layers import RESULT_KEY
+
+    dataset = ReviewDataset.open(folder)
+    for index, entry in enumerate(dataset.index.entries):
+        labels = synthesize_image(seed=300 + index, n_cells=15 + 5 * index, shape=(160, 192)).labels
+        dataset.save_prediction(entry.name, Segmentation.from_labels(labels))
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Review dataset")
+    widget.open(str(folder))
+    first = viewer.layers[f"{widget.current} outlines"]
+    for _ in range(3):
+        name = widget.step(1)
+        outlines = viewer.layers[f"{name} outlines"]
+        assert getattr(outlines, "__wrapped__", outlines) is getattr(first, "__wrapped__", first)
+        assert [layer.name for layer in viewer.layers] == [name, f"{name} cells", f"{name} outlines"]
+        cells = viewer.layers[f"{name} cells"]
+        ids = set(np.unique(cells.data)) - {0}
+        assert set(outlines.features["label"]) == ids and len(outlines.data) >= len(ids) > 0
+        assert outlines.editable and outlines.visible and RESULT_KEY in cells.metadata

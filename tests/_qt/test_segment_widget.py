@@ -67,15 +67,19 @@ def test_stack_labels_fill_in_frame_by_frame_and_become_the_result(qtbot, viewer
     movie = da.from_array(np.stack([small_frame.image] * 4), chunks=(1, -1, -1))
     viewer.add_image(movie, name="lazy")
     ready = []
+    widget_saw = widget._on_progress
 
     def look(progress):
         from napari_livecell._qt.segment_worker import FrameReady
 
+        widget_saw(progress)
         if isinstance(progress, FrameReady):  # the frame is in the shown layer's data by now
             ready.append((progress.index, bool(np.asarray(filling.data[progress.index]).any()), widget.busy))
 
-    worker = widget.run()
-    worker.yielded.connect(look)
+    # seen with the widget's own slot, connected before the worker starts (the first frame may be
+    # done before run() returns: the placeholder layer is inserted after the start)
+    widget._on_progress = look
+    widget.run()
     filling = viewer.layers["lazy cells"]
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
 

@@ -131,15 +131,15 @@ def test_widget_segments_a_lazy_stack_on_the_cluster(
     from napari_livecell._qt.segment_worker import FrameReady
 
     ready = []  # (frame, whether it is in the layer's data) at each finished frame, during the run
-    worker = widget.run()
-    worker.yielded.connect(
-        lambda progress: (
-            isinstance(progress, FrameReady)
-            and ready.append(
-                (progress.index[0], bool(viewer.layers["lazy cells"].data[progress.index].any()))
-            )
-        )
-    )
+    widget_saw = widget._on_progress
+
+    def look(progress):
+        widget_saw(progress)  # seen with the widget's own slot, connected before the worker starts
+        if isinstance(progress, FrameReady):
+            ready.append((progress.index[0], bool(viewer.layers["lazy cells"].data[progress.index].any())))
+
+    widget._on_progress = look
+    widget.run()
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
 
     cells = viewer.layers["lazy cells"]

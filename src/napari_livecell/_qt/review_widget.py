@@ -254,16 +254,23 @@ class ReviewWidget(BackgroundRun, Container):
         if self.dataset is None or name is None:
             return
         self.save()
+        # the outlines layer is kept and refilled, never removed: napari 0.9 with vispy 0.17 on
+        # software OpenGL (and some Windows drivers) segfaults at the first paint after a Shapes
+        # layer is removed (napari issue 6472, vispy issue 1611; docs/napari_crash.md)
+        outlines = self._reuse_outlines(name)
         for old in (self.current, name):
             if old is None:
                 continue
-            for layer_name in (old, cells_layer_name(old), outlines_layer_name(old)):
+            for layer_name in (old, cells_layer_name(old)):
                 if layer_name in self._viewer.layers:
                     self._viewer.layers.remove(layer_name)
         self.current = name
         self._dirty = False
         data, kwargs, _ = self.dataset.image_layer(name)
-        self._viewer.add_image(data, **kwargs)
+        image = self._viewer.add_image(data, **kwargs)
+        if outlines is not None:  # the image goes below the outlines it keeps
+            layers = self._viewer.layers
+            layers.move(layers.index(image), layers.index(outlines))
         self._show_cells(name)
         entry = self.dataset.index.entry(name)
         if entry.state == "to review":
@@ -271,13 +278,49 @@ class ReviewWidget(BackgroundRun, Container):
         self._refresh_list()
         self._status.value = f"{name}: {entry.state}"
 
+    def _reuse_outlines(self, name: str):
+        """The outlines Shapes layer shown so far, emptied and renamed ``<name> outlines`` (or None)."""
+        from napari.layers import Shapes
+
+        layers = self._viewer.layers
+        target = outlines_layer_name(name)
+        for owner in (name, self.current):
+            layer_name = None if owner is None else outlines_layer_name(owner)
+            if layer_name not in layers or not isinstance(layers[layer_name], Shapes):
+                continue
+            if layer_name != target and target in layers:
+                continue  # the name is taken by a layer of the user's
+            layer = layers[layer_name]
+            layer.name = target
+            layer.data = []
+            layer.metadata = {}
+            layer.editable = False
+            return layer
+        return None
+
     def _show_cells(self, name: str) -> None:
+        from napari.layers import Shapes
+
         self._remove_cells(name)
         layers = build_cell_layers(self.dataset, name)
         for layer in layers:
+            target = self._outlines_layer(name)
+            if isinstance(layer, Shapes) and target is not None:
+                for step in self._outline_fill_steps(target, layer, name):
+                    step()  # on the user's click: at once
+                continue
             self._insert_cells(layer)
         if not layers:
             self._insert_waiting_layer(name)
+
+    def _outlines_layer(self, name: str):
+        """``<name> outlines`` if it is a Shapes layer in the viewer, else None."""
+        from napari.layers import Shapes
+
+        layer_name = outlines_layer_name(name)
+        if layer_name in self._viewer.layers and isinstance(self._viewer.layers[layer_name], Shapes):
+            return self._viewer.layers[layer_name]
+        return None
 
     def _insert_waiting_layer(self, name: str) -> None:
         """Empty, locked ``<name> cells`` and ``<name> outlines`` layers that the background run fills in.
@@ -301,6 +344,11 @@ class ReviewWidget(BackgroundRun, Container):
         )
         waiting.editable = False
         self._insert_cells(waiting, name, connect=False)
+        kept = self._outlines_layer(name)
+        if kept is not None:  # drawn before: its GL programs are built
+            kept.metadata = {WAITING_KEY: True}
+            kept.editable = False
+            return
         outlines = Shapes(
             [WARM_UP_TRIANGLE],
             shape_type="polygon",
@@ -330,8 +378,8 @@ class ReviewWidget(BackgroundRun, Container):
             if name != self.current:
                 return  # the user moved on while the layers were built
             waiting = self._waiting_layer(name)
-            waiting_outlines = self._waiting_layer(name, outlines_layer_name)
-            self._remove_cells(name, keep=(waiting, waiting_outlines))
+            self._remove_cells(name, keep=waiting)
+            outlines_target = self._outlines_layer(name)  # waiting, or kept from the image before
             # inserted hidden, shown a turn later: a layer's first paint builds its GL programs
             steps = []
             for layer in layers:
@@ -339,8 +387,8 @@ class ReviewWidget(BackgroundRun, Container):
                     steps.append(lambda layer=layer: self._fill_waiting_layer(waiting, layer, name, "data"))
                     steps.append(lambda layer=layer: self._fill_waiting_layer(waiting, layer, name, "rest"))
                     continue
-                if waiting_outlines is not None and isinstance(layer, Shapes):
-                    steps.extend(self._outline_fill_steps(waiting_outlines, layer, name))
+                if outlines_target is not None and isinstance(layer, Shapes):
+                    steps.extend(self._outline_fill_steps(outlines_target, layer, name))
                     continue
                 layer.visible = False
                 steps.append(lambda layer=layer: self._insert_cells(layer, name))
@@ -352,12 +400,11 @@ class ReviewWidget(BackgroundRun, Container):
         worker.errored.connect(lambda error: self.notify_error(f"could not show {name}'s cells: {error}"))
         worker.start()
 
-    def _remove_cells(self, name: str, keep: tuple = ()) -> None:
-        for layer_name in (cells_layer_name(name), outlines_layer_name(name)):
-            if layer_name in self._viewer.layers and not any(
-                same_layer(self._viewer.layers[layer_name], kept) for kept in keep
-            ):
-                self._viewer.layers.remove(layer_name)
+    def _remove_cells(self, name: str, keep=None) -> None:
+        """Remove ``<name> cells`` (unless it is ``keep``); its outlines layer stays, to be refilled."""
+        layer_name = cells_layer_name(name)
+        if layer_name in self._viewer.layers and not same_layer(self._viewer.layers[layer_name], keep):
+            self._viewer.layers.remove(layer_name)
 
     def _waiting_layer(self, name: str, layer_name=cells_layer_name):
         """The empty cells (or ``outlines_layer_name``) layer waiting for ``name``'s cells, if there."""
@@ -368,27 +415,27 @@ class ReviewWidget(BackgroundRun, Container):
                 return layer
         return None
 
-    def _outline_fill_steps(self, waiting, outlines, name: str) -> list:
-        """Steps (one per event-loop turn) giving the waiting Shapes layer ``outlines``' shapes and table.
+    def _outline_fill_steps(self, target, outlines, name: str) -> list:
+        """Steps (one per event-loop turn) giving the Shapes layer ``target`` ``outlines``' shapes and table.
 
-        napari triangulates the added polygons on the GUI thread (~0.1 ms
-        each), so they go in chunks; the layer keeps its GL programs, built
-        on the Open click.
+        ``target`` is the image's outlines layer, waiting or kept from the
+        image before: refilled, never replaced (see :meth:`show`). napari
+        triangulates the added polygons on the GUI thread (~0.1 ms each), so
+        they go in chunks; the layer keeps its GL programs.
         """
 
-        def still_waiting() -> bool:
-            still_there = self._waiting_layer(name, outlines_layer_name)
-            return name == self.current and same_layer(still_there, waiting)
+        def still_current() -> bool:
+            return name == self.current and same_layer(self._outlines_layer(name), target)
 
         def clear() -> None:
-            if still_waiting():
-                waiting.visible = False  # shown complete, not chunk by chunk
-                waiting.data = []
+            if still_current():
+                target.visible = False  # shown complete, not chunk by chunk
+                target.data = []
 
         def add(start: int) -> None:
-            if still_waiting():
+            if still_current():
                 end = start + OUTLINES_PER_TURN
-                waiting.add(
+                target.add(
                     outlines.data[start:end],
                     shape_type=outlines.shape_type[start:end],
                     edge_width=list(outlines.edge_width[start:end]),
@@ -397,11 +444,14 @@ class ReviewWidget(BackgroundRun, Container):
                 )
 
         def finish() -> None:
-            if still_waiting():
-                waiting.features = outlines.features
-                waiting.metadata = outlines.metadata  # without the waiting flag from now on
-                waiting.editable = True
-                waiting.visible = outlines.visible
+            if still_current():
+                target.features = outlines.features
+                target.metadata = outlines.metadata  # without the waiting flag from now on
+                for attribute in ("scale", "translate"):
+                    if not np.array_equal(getattr(target, attribute), getattr(outlines, attribute)):
+                        setattr(target, attribute, getattr(outlines, attribute))
+                target.editable = True
+                target.visible = outlines.visible
 
         chunks = [lambda start=start: add(start) for start in range(0, len(outlines.data), OUTLINES_PER_TURN)]
         return [clear, *chunks, finish]
@@ -437,7 +487,10 @@ class ReviewWidget(BackgroundRun, Container):
             return
         if layer.name in self._viewer.layers:
             self._viewer.layers.remove(layer.name)
-        insert_inactive(self._viewer.layers, len(self._viewer.layers), layer)
+        # below the image's outlines layer, when one is kept (it is refilled, not inserted)
+        outlines = self._outlines_layer(self.current) if self.current else None
+        index = len(self._viewer.layers) if outlines is None else self._viewer.layers.index(outlines)
+        insert_inactive(self._viewer.layers, index, layer)
         if connect and isinstance(layer, Labels):
             self._connect_autosave(layer)
 
