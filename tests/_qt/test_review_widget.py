@@ -199,10 +199,14 @@ def test_the_open_images_cells_fill_the_layer_that_waited_for_them(make_napari_v
     cells = viewer.layers[f"{name} cells"]
     assert cells is waiting, "filled in place, not removed and inserted again"
     outlines = viewer.layers[f"{name} outlines"]
-    qtbot.waitUntil(lambda: outlines.editable, timeout=10_000)
+    from napari_livecell._qt.review_widget import WAITING_KEY
+
+    # filled: the waiting flag goes with the last step, which shows the layer (napari itself may
+    # make a Shapes layer editable earlier, on its data events)
+    qtbot.waitUntil(lambda: outlines.visible and WAITING_KEY not in outlines.metadata, timeout=10_000)
     assert outlines is waiting_outlines
     assert set(outlines.features["label"]) == set(np.unique(cells.data)) - {0}
-    assert len(outlines.data) == len(outlines.features) and outlines.visible
+    assert len(outlines.data) == len(outlines.features) and outlines.editable
     assert (outlines.edge_color[:, 3] == 1).all()  # every outline drawn, the warm-up triangle gone
     ids = set(np.unique(cells.data)) - {0}
     assert len(ids) == widget.dataset.index.entry(name).n_cells > 0
