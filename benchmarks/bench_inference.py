@@ -9,9 +9,10 @@ Run: ``python benchmarks/bench_inference.py [--frames 3] [--repeats 5] [--stack 
   shared: its speed drifts); medians per frame, and the faster runtimes' cells
   against torch's (counts, per-cell mask IoU), and each runtime's end to end
   over its forward pass (``ours_over_forward_*``: what post-processing adds).
-* ``stack_pipelined``: a lazily generated dask stack segmented frame by
-  frame and pipelined (:mod:`napari_livecell.core.run`), as frames per second
-  over 1 / forward time.
+* ``stack``: a lazily generated dask stack segmented as the plugin does
+  (:func:`napari_livecell.core.run.iter_segment`), frame by frame and (OpenVINO)
+  frames side by side, one stream per core, as frames per second over
+  1 / forward time.
 * ``memory_2000_cells``: peak numpy memory of a 2000-cell frame.
 
 Prints Markdown-ready lines; numbers from this machine go into benchmarks/README.md.
@@ -29,7 +30,6 @@ import numpy as np
 
 from napari_livecell.core import run
 from napari_livecell.core.frame_input import to_bgr
-from napari_livecell.core.images import iter_lazy_frames
 from napari_livecell.core.matching import match_cells
 from napari_livecell.core.model import DEFAULT_MODEL, load_model
 from napari_livecell.core.offline import import_ultralytics
@@ -140,9 +140,16 @@ def bench_density(n_cells: int, n_frames: int, repeats: int) -> dict:
 
 
 def bench_pipeline(n_frames: int, runtime: str, n_cells: int = 50) -> dict:
-    """A lazy dask stack: frame by frame vs pipelined, against the forward pass alone, interleaved."""
+    """A lazy dask stack through :func:`core.run.iter_segment` (as the plugin runs it) vs the forward pass.
+
+    Two ways, interleaved: frames side by side (OpenVINO: one stream per
+    core, :mod:`napari_livecell.core.openvino_model`; what runs by default)
+    and frame by frame (``openvino_model.STREAMS = 1``; torch always runs so).
+    """
     import dask
     import dask.array as da
+
+    from napari_livecell.core import openvino_model
 
     frame = synthesize_image(seed=5, n_cells=n_cells).image
     model = load_model(device="cpu", runtime=runtime)
@@ -154,42 +161,34 @@ def bench_pipeline(n_frames: int, runtime: str, n_cells: int = 50) -> dict:
         return np.roll(frame, 7 * index, axis=1)
 
     stack = da.stack([da.from_delayed(make(i), frame.shape, frame.dtype) for i in range(n_frames)])
+    backend = run.Backend(device="cpu", runtime=runtime)
     labels: dict[int, list[np.ndarray]] = {}
 
-    def run_stack(depth: int) -> None:
-        """The stack through core.run's pipeline at ``depth`` (1: frame by frame, reader ahead)."""
-        # read as the plugin reads lazy stacks: iterating the dask array itself handles its whole
-        # graph for every frame (~38 ms a frame at 200 frames, more than the post-processing)
-        frames = iter_lazy_frames(stack, stack.shape[:1])
-
-        def read() -> np.ndarray | None:
-            item = next(frames, None)
-            return None if item is None else item[1]  # the dask frame is computed here
-
-        def work(number: int, frame: np.ndarray, report) -> FrameResult:
-            result = segment_frame(frame, model)
-            result.polygons  # noqa: B018
-            return FrameResult(number, (number,), result)
-
-        labels[depth] = [e.segmentation.labels for e in run.pipeline(read, work, depth)]
+    def run_stack(streams: int) -> None:
+        openvino_model.STREAMS = streams
+        try:
+            events = run.iter_segment(stack, backend)
+            labels[streams] = [e.segmentation.labels for e in events if isinstance(e, FrameResult)]
+        finally:
+            openvino_model.STREAMS = 2
 
     per_frame: dict[int, list[float]] = {1: [], 2: []}
     forward_times: list[float] = []
-    for depth in (1, 2, 2, 1):  # interleaved, each twice
+    for streams in (2, 1, 1, 2):  # interleaved, each twice
         forward_times += [seconds(forward) for _ in range(10)]
-        per_frame[depth].append(seconds(lambda depth=depth: run_stack(depth)) / n_frames)
+        per_frame[streams].append(seconds(lambda streams=streams: run_stack(streams)) / n_frames)
     forward_times += [seconds(forward) for _ in range(10)]
     t_forward = statistics.median(forward_times)
-    t_serial, t_pipelined = (statistics.median(per_frame[d]) for d in (1, 2))
+    t_serial, t_side = (statistics.median(per_frame[s]) for s in (1, 2))
     return {
         "runtime": runtime,
         "frames": n_frames,
         "forward_ms": 1000 * t_forward,
         "frame_by_frame_ms": 1000 * t_serial,
-        "pipelined_ms": 1000 * t_pipelined,
-        "pipelined_fps_over_1_per_forward": t_forward / t_pipelined,
+        "side_by_side_ms": 1000 * t_side,
+        "side_by_side_fps_over_1_per_forward": t_forward / t_side,
         "frame_by_frame_fps_over_1_per_forward": t_forward / t_serial,
-        "pipelined_speedup": t_serial / t_pipelined,
+        "side_by_side_speedup": t_serial / t_side,
         "same_labels": all(np.array_equal(a, b) for a, b in zip(labels[1], labels[2])),
         "peak_rss_mib": peak_rss_mib(),
     }
@@ -240,7 +239,7 @@ def main() -> None:
     ]
     if args.stack:
         benches += [
-            (f"stack_pipelined_{name}", lambda name=name: bench_pipeline(args.stack, name))
+            (f"stack_{name}", lambda name=name: bench_pipeline(args.stack, name))
             for name in ("openvino", "torch")
         ]
     if not args.skip_memory:

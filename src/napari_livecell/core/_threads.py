@@ -4,17 +4,45 @@ Post-processing runs after the network's forward pass, which uses every core:
 once it is done, splitting the work of one frame (mask decoding, outline
 tracing) in two halves uses the idle second core. The kernels are numba
 ``nogil`` functions or OpenCV calls, so the halves run at the same time.
+
+When a run segments frames side by side (:func:`frames_at_once`: one
+OpenVINO stream per core), every core already has a frame: the halves then
+run one after the other in the frame's own thread.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import TypeVar
 
 T = TypeVar("T")
 U = TypeVar("U")
+
+_FRAMES_AT_ONCE: ContextVar[int] = ContextVar("napari_livecell_frames_at_once", default=1)
+
+
+@contextmanager
+def frames_at_once(count: int) -> Iterator[None]:
+    """Within this block (in this thread), ``count`` frames are being segmented side by side.
+
+    The forward pass then runs on its share of the cores (an OpenVINO
+    stream, :class:`.openvino_model.StaticShapes`) and the post-processing
+    in this thread alone.
+    """
+    token = _FRAMES_AT_ONCE.set(max(1, int(count)))
+    try:
+        yield
+    finally:
+        _FRAMES_AT_ONCE.reset(token)
+
+
+def frames_in_flight() -> int:
+    """Frames segmented side by side, as set by :func:`frames_at_once` (1 outside it)."""
+    return _FRAMES_AT_ONCE.get()
 
 
 @lru_cache(maxsize=1)
@@ -36,14 +64,15 @@ def in_two_threads(first: Callable[[], T], second: Callable[[], U], worth_it: bo
         Independent halves of one job; ``second`` must not itself wait for the
         helper thread (it would wait for itself).
     worth_it : bool
-        False runs both here, one after the other (small jobs: a hand-off costs ~0.1 ms).
+        False runs both here, one after the other (small jobs: a hand-off costs ~0.1 ms);
+        so does a frame segmented beside others (:func:`frames_at_once`).
 
     Returns
     -------
     tuple
         Both results, in order. An exception of either half is raised here.
     """
-    helper = _helper() if worth_it else None
+    helper = _helper() if worth_it and frames_in_flight() == 1 else None
     if helper is None:
         return first(), second()
     pending = helper.submit(second)

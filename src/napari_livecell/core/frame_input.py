@@ -202,15 +202,51 @@ def detect_modality(frame: np.ndarray, *, scale: Uint8Scale | None = None) -> st
     str
         ``"fluorescence"`` or ``"phase"``.
     """
-    gray = _gray_sample(frame, scale=scale)
-    low, high = np.percentile(gray, (0.5, 99.5))
+    # everything from the 8-bit histogram: np.percentile's partial sort cost ~1.5 ms of a frame
+    counts = np.bincount(_gray_sample(frame, scale=scale).ravel(), minlength=256)
+    low, high = percentiles_of_counts(counts, (0.5, 99.5))
     if high - low < 8:
         return "phase"
-    histogram = np.convolve(np.bincount(gray.ravel(), minlength=256), np.ones(5), mode="same")
-    background = int(np.argmax(histogram))
+    background = int(np.argmax(np.convolve(counts, np.ones(5), mode="same")))
     dark_background = background - low < 0.2 * (high - low)
-    bright_sparse = np.mean(gray > (background + high) / 2) < 0.5
+    # the fraction of pixels brighter than the threshold: values from floor(threshold) + 1 up
+    brighter = counts[int(math.floor((background + high) / 2)) + 1 :].sum() / counts.sum()
+    bright_sparse = brighter < 0.5
     return "fluorescence" if dark_background and bright_sparse else "phase"
+
+
+def percentiles_of_counts(counts: np.ndarray, percents: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile`` (its default, linear method) of the values whose histogram is ``counts``.
+
+    The same numbers as ``np.percentile(values, percents)``, arithmetic
+    included (its index ``(n - 1) q`` and interpolation between the two
+    order statistics around it), found from the cumulative histogram.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray
+        ``counts[v]``: how many values equal ``v`` (at least one value in all).
+    percents : tuple of float
+        Percentiles in 0..100.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 percentiles.
+    """
+    n = int(counts.sum())
+    quantiles = np.asarray(percents, dtype=np.float64) / 100
+    position = (n - 1) * quantiles  # numpy's virtual index, as it computes it
+    below = np.floor(position)
+    fraction = position - below
+    below = np.clip(below, 0, n - 1).astype(np.intp)
+    above = np.minimum(below + 1, n - 1)
+    cumulative = np.cumsum(counts)
+    # the k-th smallest value (0-based) is the first v with more than k values up to it
+    lower = np.searchsorted(cumulative, below, side="right").astype(np.float64)
+    upper = np.searchsorted(cumulative, above, side="right").astype(np.float64)
+    step = upper - lower
+    return np.where(fraction >= 0.5, upper - step * (1 - fraction), lower + step * fraction)
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,23 @@ def import_inference_modules() -> None:
 
 
 def predict_raw(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) -> RawInstances:
-    """Run Ultralytics on one BGR uint8 frame; return boxes, scores and mask inputs."""
+    """Run the network on one BGR uint8 frame; return boxes, scores and mask inputs.
+
+    An OpenVINO model runs a native-size window directly (the same numbers
+    without Ultralytics' predictor and its lock: :mod:`.openvino_model`);
+    everything else goes through Ultralytics' predictor.
+    """
+    from .openvino_model import direct_instances
+
+    if model.runtime != "torch":
+        direct = direct_instances(bgr, model, settings)
+        if direct is not None:
+            return direct
+    return predict_with_ultralytics(bgr, model, settings)
+
+
+def predict_with_ultralytics(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) -> RawInstances:
+    """:func:`predict_raw` through Ultralytics' predictor, whatever the runtime."""
     global _PREDICTOR_CLASS
     if _PREDICTOR_CLASS is None:
         _PREDICTOR_CLASS = _make_predictor_class()
@@ -230,7 +246,7 @@ def model_input_shape(model: LoadedModel) -> tuple[int, int] | None:
     """
     if model.input_shape == "unknown":
         if model.yolo.predictor is None or type(model.yolo.predictor) is not _PREDICTOR_CLASS:
-            predict_raw(np.zeros((64, 64, 3), np.uint8), model, PredictSettings())
+            predict_with_ultralytics(np.zeros((64, 64, 3), np.uint8), model, PredictSettings())
         backend = model.yolo.predictor.model
         imgsz = getattr(backend, "imgsz", None)
         fixed = imgsz and not getattr(backend, "dynamic", False)

@@ -257,9 +257,9 @@ def iter_segment(
     yield from results
 
 
-# frames in flight at once: while one is in the forward pass (which holds the model's lock),
-# the one before it is decoded, painted and traced; a third is being read and normalised.
-# Runs on the CPU go frame by frame (with the reader ahead): see _local_results
+# frames in flight at once on a GPU or a service: while one is in the forward pass (which holds
+# the model's lock), the one before it is decoded, painted and traced; a third is being read and
+# normalised. Runs on the CPU: see _local_results
 PIPELINE_DEPTH = 2
 PROGRESS_POLL_S = 0.05
 
@@ -270,8 +270,10 @@ def _local_results(
     settings: PredictSettings,
     pixel: tuple[float | None, str],
 ) -> Any:
+    from napari_livecell.core._threads import frames_at_once
     from napari_livecell.core.frame_input import frame_polarity
     from napari_livecell.core.model import load_model
+    from napari_livecell.core.openvino_model import frames_side_by_side
     from napari_livecell.core.pixel_size import plan_resampling, segment_frame_resampled_steps
     from napari_livecell.core.predict import model_input_shape
     from napari_livecell.core.remote import is_service_url, segment_remote
@@ -292,25 +294,33 @@ def _local_results(
         index, frame = item
         return index, frame, frame_polarity(frame, settings, model.modality)
 
+    # on the CPU, torch and ONNX Runtime run frame by frame: their forward pass uses every core and
+    # the post-processing, split in halves on two threads, the idle ones after it (a second frame
+    # beside them only contends: 2 cores, 50 cells, 0.96 of 1 / forward frame by frame, 0.81
+    # pipelined). OpenVINO runs frames side by side, one stream per core, each frame in its own
+    # thread from input to outlines (benchmarks/README.md). A GPU or a service leaves the host's
+    # cores free for the frame before.
+    on_cpu = model is not None and model.device == "cpu"
+    side_by_side = frames_side_by_side(model) if on_cpu else 1
+
     def work(number: int, item: tuple, report: Any) -> FrameResult:
-        if service:
-            index, frame = item
-            result, polarity, used = segment_remote(frame, service, settings, 300.0, *pixel)
-        else:
-            index, frame, polarity = item
-            steps = segment_frame_resampled_steps(frame, model, settings, backend.tile, polarity, resampling)
-            result, used = report(number, steps), resampling
-        # outlines traced here, in a worker, off any GUI thread; in chunks of cells, so that a
-        # closed run stops between them (a 400-Mpx frame's 330,000 outlines take 10-15 s)
-        report(number, _frame_done_while(result.trace_steps()))
+        # the first frame runs alone (see pipeline), on every core: its result shows soonest
+        with frames_at_once(side_by_side if number else 1):
+            if service:
+                index, frame = item
+                result, polarity, used = segment_remote(frame, service, settings, 300.0, *pixel)
+            else:
+                index, frame, polarity = item
+                steps = segment_frame_resampled_steps(
+                    frame, model, settings, backend.tile, polarity, resampling
+                )
+                result, used = report(number, steps), resampling
+            # outlines traced here, in a worker, off any GUI thread; in chunks of cells, so that a
+            # closed run stops between them (a 400-Mpx frame's 330,000 outlines take 10-15 s)
+            report(number, _frame_done_while(result.trace_steps()))
         return FrameResult(number, index, result, polarity, used)
 
-    # on the CPU the forward pass uses every core and the post-processing, split in halves on two
-    # threads, the idle ones after it: a second frame beside them only contends (2 cores, OpenVINO,
-    # 50 cells: 0.96 of 1 / forward frame by frame, 0.81 pipelined; benchmarks/README.md); a GPU
-    # or a service leaves the host's cores free for the frame before
-    serial = model is not None and model.device == "cpu"
-    yield from pipeline(read, work, 1 if serial else PIPELINE_DEPTH)
+    yield from pipeline(read, work, side_by_side if on_cpu else PIPELINE_DEPTH)
 
 
 def _frame_done_while(steps: Iterator) -> Iterator[tuple[int, int]]:
@@ -332,10 +342,11 @@ def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunE
         wraps a ``(done, total)`` progress generator so that its tile progress
         reaches the caller (and a closed run stops it between tiles).
     depth : int
-        Frames segmented at once (after the first, which runs alone). The
-        model's lock keeps their forward passes one at a time; the gain is
-        that one frame's post-processing overlaps the next one's forward
-        pass. ``1``: frame by frame.
+        Frames segmented at once (after the first, which runs alone): with
+        a model whose forward passes take turns (its lock), one frame's
+        post-processing overlaps the next one's forward pass; with OpenVINO
+        streams, the frames run side by side, one per stream. ``1``: frame
+        by frame.
 
     Yields
     ------

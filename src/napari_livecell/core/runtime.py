@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .openvino_model import StaticShapes
 
 RUNTIMES = ("auto", "torch", "onnxruntime", "openvino", "openvino-int8")
 # the package each runtime imports, and the extra that installs it
@@ -275,47 +276,6 @@ def configure_predictor(predictor: Any, runtime: str, model_file: Path) -> None:
         backend.read_model = None  # Ultralytics' own per-shape recompiling (for int8 on AMX) stays off
         backend.ov_compiled_model = StaticShapes(xml, threads)
     backend.livecell_runtime = runtime
-
-
-class StaticShapes:
-    """An OpenVINO model compiled for each input shape it meets (the last few kept).
-
-    Called as a compiled model is (``compiled(array).values()``). The IR has a
-    dynamic input shape, so that frames of any size run at their own size as
-    with PyTorch; compiled for one fixed shape, its forward pass is ~15 %
-    faster (benchmarks/README.md), and a stack's frames share one shape.
-    """
-
-    KEEP = 4  # shapes: a stack's frames, tiles, and a few odd sizes
-
-    def __init__(self, xml: Path, threads: int) -> None:
-        import openvino
-
-        self._core = openvino.Core()
-        self._xml = xml
-        self.config = {
-            "PERFORMANCE_HINT": "LATENCY",
-            # f32: on CPUs with AMX or AVX512-BF16 the default is bfloat16, whose masks differ
-            "INFERENCE_PRECISION_HINT": "f32",
-            "INFERENCE_NUM_THREADS": threads,
-        }
-        self._compiled: dict[tuple[int, ...], Any] = {}
-
-    def compiled(self, shape: tuple[int, ...]) -> Any:
-        """The model compiled for ``shape`` (compiled now when new)."""
-        if shape in self._compiled:
-            self._compiled[shape] = self._compiled.pop(shape)  # most recently used last
-        else:
-            network = self._core.read_model(str(self._xml), str(self._xml.with_suffix(".bin")))
-            network.reshape(list(shape))
-            self._compiled[shape] = self._core.compile_model(network, "CPU", self.config)
-            while len(self._compiled) > self.KEEP:
-                self._compiled.pop(next(iter(self._compiled)))
-        return self._compiled[shape]
-
-    def __call__(self, inputs: Any) -> Any:
-        """Run the forward pass on a float32 ``(N, 3, H, W)`` array; outputs by port."""
-        return self.compiled(tuple(inputs.shape))(inputs)
 
 
 def load_for_runtime(weights: Path, runtime: str) -> tuple[Any, Path]:
