@@ -21,6 +21,7 @@ Prints Markdown-ready lines; numbers from this machine go into benchmarks/README
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -33,7 +34,13 @@ from napari_livecell.core.frame_input import to_bgr
 from napari_livecell.core.matching import match_cells
 from napari_livecell.core.model import DEFAULT_MODEL, load_model
 from napari_livecell.core.offline import import_ultralytics
-from napari_livecell.core.predict import PredictSettings, segment_frame
+from napari_livecell.core.predict import (
+    STRIDE,
+    PredictSettings,
+    _pad_with_background,
+    network_tensor,
+    segment_frame,
+)
 from napari_livecell.core.run import FrameResult
 from napari_livecell.core.synthetic import synthesize_image
 
@@ -55,11 +62,16 @@ def peak_rss_mib() -> float:
 
 
 def forward_pass(model, bgr: np.ndarray):
-    """The network alone on one letterboxed frame, through the runtime's Ultralytics backend."""
+    """The network alone on one frame as segment_frame gives it, through the runtime's Ultralytics backend.
+
+    The frame is padded to the stride as :func:`segment_frame` pads it (not
+    through the predictor, whose letterbox size is whatever its last call set).
+    """
     import torch
 
     predictor = model.yolo.predictor
-    tensor = predictor.preprocess([bgr])
+    padded = [STRIDE * math.ceil(side / STRIDE) for side in bgr.shape[:2]]
+    tensor = torch.from_numpy(network_tensor(_pad_with_background(bgr, tuple(padded))))
 
     def forward() -> None:
         with torch.inference_mode():

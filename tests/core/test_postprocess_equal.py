@@ -69,6 +69,9 @@ def test_postprocessing_gives_the_cells_and_outlines_of_before(name, default_mod
         np.testing.assert_array_equal(result.scores, expected[f"{key}_scores"])
         np.testing.assert_array_equal(result.classes, expected[f"{key}_classes"])
         assert _outline_digest(result) == str(expected[f"{key}_outlines"]), f"{key}: outlines differ"
+        # areas measured while the ids were numbered: the label image's own pixel counts
+        counts = np.bincount(result.labels.ravel(), minlength=result.n_cells + 1)[1:]
+        np.testing.assert_array_equal(result.areas, counts)
 
 
 def _regenerate() -> None:

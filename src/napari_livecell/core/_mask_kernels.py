@@ -255,6 +255,28 @@ def relabel(labels, lookup):
 
 
 @numba.njit(**_JIT)
+def relabel_measured(labels, lookup, n_ids):
+    # relabel in place and measure the new ids on the way: boxes as bounding_boxes makes them
+    # (first row -1: absent) and pixel counts, so that no later pass over the image is needed
+    boxes = np.full((n_ids + 1, 4), -1, np.int64)
+    areas = np.zeros(n_ids + 1, np.int64)
+    for r in range(labels.shape[0]):
+        for c in range(labels.shape[1]):
+            k = lookup[labels[r, c]]
+            labels[r, c] = k
+            if k <= 0:
+                continue
+            areas[k] += 1
+            if boxes[k, 0] < 0:
+                boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = r, r + 1, c, c + 1
+            else:
+                boxes[k, 1] = r + 1
+                boxes[k, 2] = min(boxes[k, 2], c)
+                boxes[k, 3] = max(boxes[k, 3], c + 1)
+    return boxes, areas
+
+
+@numba.njit(**_JIT)
 def pack_cells(labels, boxes, first, stop, canvas_width):
     # each cell k in first..stop-1 (with a box) doubled in size into its own slot of one
     # uint8 canvas, slots in shelves left to right, 2 px of background between them

@@ -210,7 +210,7 @@ def detect_modality(frame: np.ndarray, *, scale: Uint8Scale | None = None) -> st
     background = int(np.argmax(np.convolve(counts, np.ones(5), mode="same")))
     dark_background = background - low < 0.2 * (high - low)
     # the fraction of pixels brighter than the threshold: values from floor(threshold) + 1 up
-    brighter = counts[int(math.floor((background + high) / 2)) + 1 :].sum() / counts.sum()
+    brighter = counts[math.floor((background + high) / 2) + 1 :].sum() / counts.sum()
     bright_sparse = brighter < 0.5
     return "fluorescence" if dark_background and bright_sparse else "phase"
 

@@ -215,6 +215,8 @@ class MaskPainter:
         # score of label id i at [i]; id 0 (background) loses to every cell
         self._scores = np.full(1024, -np.inf)
         self._classes = np.zeros(1024, dtype=np.int32)
+        self.boxes: np.ndarray | None = None  # set by finish()
+        self.areas: np.ndarray | None = None
 
     def add(self, score: float, row: int, col: int, mask: np.ndarray, class_id: int = 0) -> None:
         """Paint one instance's mask (box corner ``row``, ``col``) where it outscores what is there."""
@@ -325,6 +327,10 @@ class MaskPainter:
             instances that lost every pixel to higher-scoring ones are dropped.
         scores, classes : numpy.ndarray
             ``(K,)`` score (float64) and class of each kept cell.
+
+        Afterwards ``boxes`` (``(K + 1, 4)``: first row, row end, first
+        column, column end of each id) and ``areas`` (``(K + 1,)`` pixels)
+        describe the final ids, measured in the relabelling pass.
         """
         labels = self.labels
         kernels = compiled()
@@ -339,7 +345,8 @@ class MaskPainter:
         kept = np.flatnonzero(boxes[1:, 0] >= 0)
         lookup = np.zeros(self._count + 1, dtype=np.int32)
         lookup[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
-        kernels.relabel(labels, lookup)  # in place: no second label image
+        # in place (no second label image), measuring the cells for their outlines and areas
+        self.boxes, self.areas = kernels.relabel_measured(labels, lookup, len(kept))
         return labels, kept, self._scores[kept + 1], self._classes[kept + 1]
 
 

@@ -377,7 +377,8 @@ def segment_frame_steps(
             _collect(bgr, model, settings, painter)  # downscaled to imgsz, as asked
         yield 1, 1
     labels, _, scores, classes = painter.finish()
-    return Segmentation.from_painted(labels, scores, classes, dict(model.class_names))
+    names = dict(model.class_names)
+    return Segmentation.from_painted(labels, scores, classes, names, painter.boxes, painter.areas)
 
 
 def _converts_to_one_value(frame: np.ndarray, scale: Uint8Scale) -> bool:

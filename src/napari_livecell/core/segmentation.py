@@ -108,15 +108,17 @@ TRACE_CHUNK = 2000  # cells outlined between two progress reports (a few tenths 
 PARALLEL_TRACE_CELLS = 200  # from this many cells, two threads trace them (a thread costs ~0.1 ms)
 
 
-def labels_to_polygons(labels: np.ndarray) -> list[list[Polygon]]:
+def labels_to_polygons(labels: np.ndarray, boxes: np.ndarray | None = None) -> list[list[Polygon]]:
     """Outline every cell of a label image.
+
+    ``boxes``: each id's box (see :func:`trace_polygons_steps`), when measured already.
 
     Returns
     -------
     list of list of numpy.ndarray
         Entry ``i`` holds the rings of label ``i + 1`` (empty when absent).
     """
-    steps = trace_polygons_steps(labels)
+    steps = trace_polygons_steps(labels, boxes=boxes)
     while True:
         try:
             next(steps)
@@ -125,17 +127,21 @@ def labels_to_polygons(labels: np.ndarray) -> list[list[Polygon]]:
 
 
 def trace_polygons_steps(
-    labels: np.ndarray, chunk: int = TRACE_CHUNK
+    labels: np.ndarray, chunk: int = TRACE_CHUNK, boxes: np.ndarray | None = None
 ) -> Generator[tuple[int, int], None, list]:
     """:func:`labels_to_polygons` as a generator yielding ``(cells done, cells)`` every ``chunk`` cells.
 
     A 400-megapixel frame holds ~330,000 cells, whose outlines take 10-15 s:
-    the reports let a run show progress and stop in between.
+    the reports let a run show progress and stop in between. ``boxes``: the
+    ``(ids + 1, 4)`` boxes of ``masks.compiled().bounding_boxes``, when known
+    (:class:`.masks.MaskPainter` measures them): one pass over the image less.
     """
     from .masks import compiled
 
-    n_ids = int(labels.max()) if labels.size else 0
-    boxes = compiled().bounding_boxes(np.ascontiguousarray(labels, dtype=np.int32), n_ids)
+    if boxes is None:
+        n_ids = int(labels.max()) if labels.size else 0
+        boxes = compiled().bounding_boxes(np.ascontiguousarray(labels, dtype=np.int32), n_ids)
+    n_ids = len(boxes) - 1
     outlines: list[list[Polygon]] = []
     for start in range(0, n_ids, chunk):
         if start:
@@ -249,6 +255,9 @@ class Segmentation:
     classes: np.ndarray
     class_names: dict[int, str] = field(default_factory=lambda: {0: "cell"})
     _polygons: list[list[Polygon]] | None = field(default=None, repr=False)
+    # each id's box and pixel count, when measured as the labels were made (MaskPainter.finish)
+    _boxes: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _areas: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def polygons(self) -> list[list[Polygon]]:
@@ -258,13 +267,13 @@ class Segmentation:
         labels never pay for outlines.
         """
         if self._polygons is None:
-            self._polygons = labels_to_polygons(self.labels)
+            self._polygons = labels_to_polygons(self.labels, self._boxes)
         return self._polygons
 
     def trace_steps(self) -> Generator[tuple[int, int], None, None]:
         """Trace the outlines now (see :attr:`polygons`), yielding ``(cells done, cells)`` on the way."""
         if self._polygons is None:
-            self._polygons = yield from trace_polygons_steps(self.labels)
+            self._polygons = yield from trace_polygons_steps(self.labels, boxes=self._boxes)
 
     @property
     def n_cells(self) -> int:
@@ -274,6 +283,8 @@ class Segmentation:
     @property
     def areas(self) -> np.ndarray:
         """``(N,)`` area of each cell in pixels."""
+        if self._areas is not None:
+            return self._areas[1 : self.n_cells + 1]
         counts = np.bincount(self.labels.ravel(), minlength=self.n_cells + 1)
         return counts[1 : self.n_cells + 1]
 
@@ -342,11 +353,19 @@ class Segmentation:
         scores: np.ndarray,
         classes: np.ndarray,
         class_names: dict[int, str],
+        boxes: np.ndarray | None = None,
+        areas: np.ndarray | None = None,
     ) -> Segmentation:
-        """Wrap a label image whose ids are already ``1..len(scores)``."""
+        """Wrap a label image whose ids are already ``1..len(scores)``.
+
+        ``boxes`` and ``areas``: each id's box and pixel count (index 0 the
+        background), when measured already (:meth:`.masks.MaskPainter.finish`).
+        """
         return cls(
             labels=labels,
             scores=np.asarray(scores, dtype=np.float32),
             classes=np.asarray(classes, dtype=np.int32),
             class_names=dict(class_names),
+            _boxes=boxes,
+            _areas=areas,
         )
