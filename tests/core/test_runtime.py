@@ -211,3 +211,25 @@ def test_exports_for_runtimes_never_touch_the_network(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ATTEMPTS []" in done.stdout, done.stdout
     assert list((tmp_path / "runtimes").glob("*_openvino_model/model.xml"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are set on Linux only")
+def test_a_runs_threads_yield_the_cores_to_the_callers_thread():
+    """Frames side by side keep both cores busy: napari's GUI thread must still win them when it paints."""
+    import os
+    import threading
+
+    from napari_livecell.core.run import pipeline
+    from napari_livecell.core.segmentation import Segmentation
+
+    frames = iter(range(4))
+    priorities = []
+
+    def work(number, item, report):
+        priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return FrameResult(number, (number,), Segmentation.from_labels(np.zeros((4, 4), np.int32)))
+
+    results = list(pipeline(lambda: next(frames, None), work, depth=2))
+    assert [r.number for r in results] == [0, 1, 2, 3]
+    caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert min(priorities) > caller  # a higher nice value: a lower priority

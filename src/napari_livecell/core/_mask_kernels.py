@@ -188,15 +188,20 @@ def bounding_boxes(labels, n_ids):
     for r in range(labels.shape[0]):
         for c in range(labels.shape[1]):
             k = labels[r, c]
-            if k <= 0:
-                continue
-            if boxes[k, 0] < 0:
-                boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = r, r + 1, c, c + 1
-            else:
-                boxes[k, 1] = r + 1
-                boxes[k, 2] = min(boxes[k, 2], c)
-                boxes[k, 3] = max(boxes[k, 3], c + 1)
+            if k > 0:
+                _grow_box(boxes, k, r, c)
     return boxes
+
+
+@numba.njit(inline="always", **_JIT)
+def _grow_box(boxes, k, r, c):
+    # pixel (r, c) of id k, met in raster order, into its box
+    if boxes[k, 0] < 0:
+        boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = r, r + 1, c, c + 1
+    else:
+        boxes[k, 1] = r + 1
+        boxes[k, 2] = min(boxes[k, 2], c)
+        boxes[k, 3] = max(boxes[k, 3], c + 1)
 
 
 @numba.njit(**_JIT)
@@ -264,15 +269,9 @@ def relabel_measured(labels, lookup, n_ids):
         for c in range(labels.shape[1]):
             k = lookup[labels[r, c]]
             labels[r, c] = k
-            if k <= 0:
-                continue
-            areas[k] += 1
-            if boxes[k, 0] < 0:
-                boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = r, r + 1, c, c + 1
-            else:
-                boxes[k, 1] = r + 1
-                boxes[k, 2] = min(boxes[k, 2], c)
-                boxes[k, 3] = max(boxes[k, 3], c + 1)
+            if k > 0:
+                areas[k] += 1
+                _grow_box(boxes, k, r, c)
     return boxes, areas
 
 

@@ -13,6 +13,8 @@ run one after the other in the frame's own thread.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -81,3 +83,26 @@ def in_two_threads(first: Callable[[], T], second: Callable[[], U], worth_it: bo
     finally:
         other = pending.result()  # always joined: the halves share the caller's buffers
     return result, other
+
+
+# how much a run's threads yield to the GUI thread: Linux nice +5 gives a busy thread ~1/3 of the
+# GUI thread's share of a contended core (the kernel's weights), no slower when a core is idle
+WORKER_NICENESS = 5
+
+
+def yield_to_interactive_threads() -> None:
+    """Lower the calling thread's priority, so that a GUI thread wins the cores when both want them.
+
+    For the threads of a run (:func:`.run.pipeline`): frames side by side keep
+    every core busy, and a napari repaint then waited its turn (benchmarks/README.md).
+    Threads this thread starts inherit it, as do OpenVINO's stream threads
+    compiled from it. Linux only: elsewhere the call does nothing (on macOS
+    ``setpriority`` takes process ids, not thread ids).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, current + WORKER_NICENESS))
+    except OSError:  # a sandbox that forbids it: the run goes on at normal priority
+        pass

@@ -360,6 +360,7 @@ def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunE
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor, wait
 
+    from napari_livecell.core._threads import yield_to_interactive_threads
     from napari_livecell.core.predict import Cancelled
 
     progress: queue.SimpleQueue = queue.SimpleQueue()
@@ -375,8 +376,9 @@ def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunE
                 return finished.value
             progress.put(TileProgress(number, *tiles))
 
-    reader = ThreadPoolExecutor(1, thread_name_prefix="livecell-read")
-    workers = ThreadPoolExecutor(max(1, depth), thread_name_prefix="livecell-segment")
+    # the run's threads yield the cores to the caller's (a GUI's) when both want them
+    reader = ThreadPoolExecutor(1, "livecell-read", initializer=yield_to_interactive_threads)
+    workers = ThreadPoolExecutor(max(1, depth), "livecell-segment", initializer=yield_to_interactive_threads)
     try:
         upcoming = reader.submit(read)
         in_flight: deque = deque()
