@@ -155,13 +155,13 @@ def bench_pipeline(n_frames: int, runtime: str, n_cells: int = 50) -> dict:
     """A lazy dask stack through :func:`core.run.iter_segment` (as the plugin runs it) vs the forward pass.
 
     Two ways, interleaved: frames side by side (OpenVINO: one stream per
-    core, :mod:`napari_livecell.core.openvino_model`; what runs by default)
-    and frame by frame (``openvino_model.STREAMS = 1``; torch always runs so).
+    core, :mod:`napari_livecell.core.openvino_direct`; what runs by default)
+    and frame by frame (``openvino_direct.STREAMS = 1``; torch always runs so).
     """
     import dask
     import dask.array as da
 
-    from napari_livecell.core import openvino_model
+    from napari_livecell.core import openvino_direct
 
     frame = synthesize_image(seed=5, n_cells=n_cells).image
     model = load_model(device="cpu", runtime=runtime)
@@ -177,12 +177,12 @@ def bench_pipeline(n_frames: int, runtime: str, n_cells: int = 50) -> dict:
     labels: dict[int, list[np.ndarray]] = {}
 
     def run_stack(streams: int) -> None:
-        openvino_model.STREAMS = streams
+        openvino_direct.STREAMS = streams
         try:
             events = run.iter_segment(stack, backend)
             labels[streams] = [e.segmentation.labels for e in events if isinstance(e, FrameResult)]
         finally:
-            openvino_model.STREAMS = 2
+            openvino_direct.STREAMS = 2
 
     per_frame: dict[int, list[float]] = {1: [], 2: []}
     forward_times: list[float] = []

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from napari_livecell.core._threads import frames_at_once, in_two_threads
 from napari_livecell.core.frame_input import percentiles_of_counts, to_bgr
 from napari_livecell.core.model import load_model
-from napari_livecell.core.openvino_model import direct_instances, model_engine
+from napari_livecell.core.openvino_direct import direct_instances, model_engine
 from napari_livecell.core.predict import (
     PredictSettings,
     _pad_with_background,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from types import SimpleNamespace
 from typing import Protocol
 
 import numpy as np
@@ -336,3 +338,44 @@ def describe_polarities(polarities: list[Polarity | None]) -> str:
 def invert(bgr: np.ndarray) -> np.ndarray:
     """Turn an 8-bit frame's polarity around: bright objects on dark become dark on bright."""
     return 255 - bgr
+
+
+@lru_cache(maxsize=1)
+def compiled_input_kernels() -> SimpleNamespace:
+    """The numba kernels of the network's input (tensor, colour histograms), compiled on first use."""
+    import numba
+    import torch
+
+    jit = numba.njit(cache=True, nogil=True)
+    # the value of each byte after Ultralytics' ``float().div_(255)``, computed by torch itself
+    scaled = torch.arange(256, dtype=torch.uint8).float().div_(255).numpy().copy()
+
+    @jit
+    def to_tensor(bgr, table):
+        height, width = bgr.shape[0], bgr.shape[1]
+        out = np.empty((1, 3, height, width), np.float32)
+        for channel in range(3):  # written plane by plane, contiguously
+            for y in range(height):
+                for x in range(width):
+                    out[0, 2 - channel, y, x] = table[bgr[y, x, channel]]
+        return out
+
+    @jit
+    def histograms(bgr):
+        counts = np.zeros((3, 256), np.int64)
+        for y in range(bgr.shape[0]):
+            for x in range(bgr.shape[1]):
+                for channel in range(3):
+                    counts[channel, bgr[y, x, channel]] += 1
+        return counts
+
+    return SimpleNamespace(to_tensor=lambda bgr: to_tensor(bgr, scaled), histograms=histograms)
+
+
+def network_tensor(bgr: np.ndarray) -> np.ndarray:
+    """A letterboxed ``(H, W, 3)`` uint8 BGR frame as Ultralytics' ``(1, 3, H, W)`` float32 RGB input in 0..1.
+
+    One compiled pass gives the values of Ultralytics' ``preprocess`` (which
+    permutes, copies, flips, converts and divides in five passes).
+    """
+    return compiled_input_kernels().to_tensor(np.ascontiguousarray(bgr))

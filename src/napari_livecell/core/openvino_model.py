@@ -1,11 +1,9 @@
 """The OpenVINO model: compiled per input shape, with one stream per core for frames side by side.
 
 :class:`StaticShapes` replaces the compiled model Ultralytics makes for an
-OpenVINO folder (:func:`.runtime.configure_predictor`). :func:`direct_instances`
-runs it on a window without Ultralytics' predictor, where the predictor would
-not change the window (a native-size window, :func:`.predict.segment_frame`):
-the same numbers, without the predictor's lock, so that two frames of a stack
-can be in the network at once, each on its own core.
+OpenVINO folder (:func:`.runtime.configure_predictor`);
+:mod:`.openvino_direct` runs it without Ultralytics' predictor, so that two
+frames of a stack can be in the network at once, each on its own core.
 
 Why streams: on this 2-core CPU one frame's forward pass on both cores takes
 69 ms, two frames on one core each 117 ms, i.e. 59 ms a frame (float32,
@@ -18,16 +16,9 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-from ._threads import frames_in_flight
-
-if TYPE_CHECKING:
-    from .masks import RawInstances
-    from .model import LoadedModel
-    from .predict import PredictSettings
 
 
 class StaticShapes:
@@ -109,69 +100,3 @@ class StaticShapes:
     def __call__(self, inputs: Any) -> dict[int, np.ndarray]:
         """Ultralytics' call: the forward pass on a float32 ``(N, 3, H, W)`` array; outputs by port."""
         return dict(enumerate(self.infer(inputs)))
-
-
-def model_engine(model: LoadedModel) -> StaticShapes | None:
-    """The :class:`StaticShapes` that runs ``model`` (``None``: another runtime, or not set up yet)."""
-    predictor = getattr(model.yolo, "predictor", None)
-    backend = getattr(getattr(predictor, "model", None), "backend", None)
-    engine = getattr(backend, "ov_compiled_model", None)
-    return engine if isinstance(engine, StaticShapes) else None
-
-
-def direct_instances(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) -> RawInstances | None:
-    """An OpenVINO model's instances in one window, without Ultralytics' predictor (``None``: use it).
-
-    For a window whose sides are multiples of the stride and whose longer
-    side is ``settings.imgsz`` (every window :func:`.predict.segment_frame`
-    runs at its own size), Ultralytics' letterbox leaves the window as it is
-    and its box scaling only clips: the result is the predictor's, number
-    for number (``tests/core/test_openvino_model.py``). Otherwise, and for
-    every other runtime, ``None``: the caller runs the predictor.
-
-    Frames in :func:`._threads.frames_at_once` blocks run on one stream each.
-    """
-    from .masks import RawInstances, non_max_suppression
-    from .predict import network_tensor
-
-    engine = model_engine(model)
-    if engine is None:
-        return None
-    backend = model.yolo.predictor.model
-    stride = int(max(np.atleast_1d(backend.stride)))
-    height, width = bgr.shape[:2]
-    if height % stride or width % stride or max(height, width) != settings.imgsz or bgr.ndim != 3:
-        return None
-    streams = min(frames_in_flight(), engine.threads)
-    outputs = engine.infer(network_tensor(bgr), streams)
-    if len(outputs) != 2 or outputs[1].ndim != 4:
-        return None  # not a YOLO-seg layout this path knows
-    prediction, protos = outputs
-    n_classes = len(backend.names)
-    if prediction.shape[1] != 4 + n_classes + protos.shape[1]:
-        return None  # an end-to-end (NMS-free) head, say
-    rows = non_max_suppression(prediction[0], n_classes, settings.conf, settings.iou, settings.max_det)
-    if rows is None:
-        return None  # more candidates than Ultralytics sorts: its own NMS decides (rare)
-    boxes = rows[:, :4].copy()
-    np.clip(boxes[:, 0::2], 0, width, out=boxes[:, 0::2])  # Ultralytics' clip_boxes
-    np.clip(boxes[:, 1::2], 0, height, out=boxes[:, 1::2])
-    return RawInstances(
-        boxes=boxes,
-        scores=rows[:, 4].copy(),
-        classes=rows[:, 5].astype(np.int32),
-        coefficients=rows[:, 6:].copy(),
-        protos=protos[0],
-    )
-
-
-STREAMS = 2  # frames side by side on a multi-core CPU (measured on 2 cores: benchmarks/README.md)
-
-
-def frames_side_by_side(model: LoadedModel) -> int:
-    """Frames of a stack that ``model`` segments at once: :data:`STREAMS` for OpenVINO on 2+ cores, else 1.
-
-    The model must have run once (:func:`.predict.model_input_shape` does it).
-    """
-    engine = model_engine(model)
-    return min(STREAMS, engine.threads) if engine is not None else 1

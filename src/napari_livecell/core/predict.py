@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
-from functools import lru_cache
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -20,8 +18,10 @@ from .frame_input import (
     Polarity,
     Uint8Scale,
     check_frame_shape,
+    compiled_input_kernels,
     frame_polarity,
     invert,
+    network_tensor,
     uint8_scale,
 )
 from .masks import MaskPainter, RawInstances
@@ -138,47 +138,6 @@ def _make_predictor_class():
     return BoxAndProtoPredictor
 
 
-@lru_cache(maxsize=1)
-def _compiled() -> SimpleNamespace:
-    """The numba kernels of this module, compiled (or loaded from numba's disk cache) on first use."""
-    import numba
-    import torch
-
-    jit = numba.njit(cache=True, nogil=True)
-    # the value of each byte after Ultralytics' ``float().div_(255)``, computed by torch itself
-    scaled = torch.arange(256, dtype=torch.uint8).float().div_(255).numpy().copy()
-
-    @jit
-    def to_tensor(bgr, table):
-        height, width = bgr.shape[0], bgr.shape[1]
-        out = np.empty((1, 3, height, width), np.float32)
-        for channel in range(3):  # written plane by plane, contiguously
-            for y in range(height):
-                for x in range(width):
-                    out[0, 2 - channel, y, x] = table[bgr[y, x, channel]]
-        return out
-
-    @jit
-    def histograms(bgr):
-        counts = np.zeros((3, 256), np.int64)
-        for y in range(bgr.shape[0]):
-            for x in range(bgr.shape[1]):
-                for channel in range(3):
-                    counts[channel, bgr[y, x, channel]] += 1
-        return counts
-
-    return SimpleNamespace(to_tensor=lambda bgr: to_tensor(bgr, scaled), histograms=histograms)
-
-
-def network_tensor(bgr: np.ndarray) -> np.ndarray:
-    """A letterboxed ``(H, W, 3)`` uint8 BGR frame as Ultralytics' ``(1, 3, H, W)`` float32 RGB input in 0..1.
-
-    One compiled pass gives the values of Ultralytics' ``preprocess`` (which
-    permutes, copies, flips, converts and divides in five passes).
-    """
-    return _compiled().to_tensor(np.ascontiguousarray(bgr))
-
-
 _PREDICTOR_CLASS = None
 
 
@@ -205,10 +164,10 @@ def predict_raw(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) 
     """Run the network on one BGR uint8 frame; return boxes, scores and mask inputs.
 
     An OpenVINO model runs a native-size window directly (the same numbers
-    without Ultralytics' predictor and its lock: :mod:`.openvino_model`);
+    without Ultralytics' predictor and its lock: :mod:`.openvino_direct`);
     everything else goes through Ultralytics' predictor.
     """
-    from .openvino_model import direct_instances
+    from .openvino_direct import direct_instances
 
     if model.runtime != "torch":
         direct = direct_instances(bgr, model, settings)
@@ -441,7 +400,7 @@ def _median_colour(bgr: np.ndarray) -> np.ndarray:
     Of an even number of pixels the median is the mean of the two middle
     values, truncated to an integer as numpy's ``astype`` does.
     """
-    counts = _compiled().histograms(np.ascontiguousarray(bgr)).cumsum(axis=1)
+    counts = compiled_input_kernels().histograms(np.ascontiguousarray(bgr)).cumsum(axis=1)
     n = counts[0, -1]
     lower = [int(np.searchsorted(c, (n - 1) // 2, side="right")) for c in counts]
     upper = [int(np.searchsorted(c, n // 2, side="right")) for c in counts]

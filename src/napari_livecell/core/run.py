@@ -273,7 +273,7 @@ def _local_results(
     from napari_livecell.core._threads import frames_at_once
     from napari_livecell.core.frame_input import frame_polarity
     from napari_livecell.core.model import load_model
-    from napari_livecell.core.openvino_model import frames_side_by_side
+    from napari_livecell.core.openvino_direct import frames_side_by_side
     from napari_livecell.core.pixel_size import plan_resampling, segment_frame_resampled_steps
     from napari_livecell.core.predict import model_input_shape
     from napari_livecell.core.remote import is_service_url, segment_remote

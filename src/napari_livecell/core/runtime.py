@@ -12,7 +12,7 @@ post-processing running beside the forward pass.
 Everything before and after the forward pass (letterboxing, NMS, masks) stays
 Ultralytics' and ours: only the network changes hands. (An OpenVINO model runs
 native-size windows without Ultralytics' predictor, with the same numbers, so
-that a stack's frames can run side by side: :mod:`.openvino_model`.)
+that a stack's frames can run side by side: :mod:`.openvino_direct`.)
 """
 
 from __future__ import annotations
