@@ -296,10 +296,10 @@ def _local_results(
 
     # on the CPU, torch and ONNX Runtime run frame by frame: their forward pass uses every core and
     # the post-processing, split in halves on two threads, the idle ones after it (a second frame
-    # beside them only contends: 2 cores, 50 cells, 0.96 of 1 / forward frame by frame, 0.81
-    # pipelined). OpenVINO runs frames side by side, one stream per core, each frame in its own
-    # thread from input to outlines (benchmarks/README.md). A GPU or a service leaves the host's
-    # cores free for the frame before.
+    # beside them only contends: 2 cores, 200 frames, torch 0.66 of 1 / forward frame by frame,
+    # 0.59 pipelined). OpenVINO runs frames side by side, one stream per core, each frame in its own
+    # thread from input to outlines (0.98 vs 0.86 frame by frame; benchmarks/README.md). A GPU or
+    # a service leaves the host's cores free for the frame before.
     on_cpu = model is not None and model.device == "cpu"
     side_by_side = frames_side_by_side(model) if on_cpu else 1
 
