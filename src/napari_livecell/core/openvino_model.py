@@ -52,12 +52,15 @@ class StaticShapes:
             "INFERENCE_PRECISION_HINT": "f32",
             "INFERENCE_NUM_THREADS": threads,
         }
-        self._compiled: dict[tuple, Any] = {}
-        self._idle_requests: dict[tuple, list] = {}
+        # (shape, streams) -> the compiled model and its idle infer requests, least recently used first
+        self._compiled: dict[tuple, tuple[Any, list]] = {}
         self._lock = threading.Lock()
 
     def compiled(self, shape: tuple[int, ...], streams: int = 1) -> Any:
         """The model compiled for ``shape`` and ``streams`` frames at once (compiled now when new)."""
+        return self._entry(shape, streams)[0]
+
+    def _entry(self, shape: tuple[int, ...], streams: int) -> tuple[Any, list]:
         key = (tuple(shape), streams)
         with self._lock:  # compiling twice at once would only waste the time; a thread waits instead
             if key in self._compiled:
@@ -68,12 +71,9 @@ class StaticShapes:
             config = dict(self.config)
             if streams > 1:
                 config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=streams)
-            self._compiled[key] = self._core.compile_model(network, "CPU", config)
-            self._idle_requests[key] = []
+            self._compiled[key] = (self._core.compile_model(network, "CPU", config), [])
             while len(self._compiled) > self.KEEP:
-                oldest = next(iter(self._compiled))
-                self._compiled.pop(oldest)
-                self._idle_requests.pop(oldest)
+                self._compiled.pop(next(iter(self._compiled)))
             return self._compiled[key]
 
     def infer(self, tensor: np.ndarray, streams: int = 1) -> list[np.ndarray]:
@@ -83,18 +83,15 @@ class StaticShapes:
         ``streams > 1`` the model runs as that many streams on the cores
         (each call on one stream), for callers that segment frames side by side.
         """
-        key = (tuple(tensor.shape), streams)
-        compiled = self.compiled(key[0], streams)
+        compiled, idle = self._entry(tensor.shape, streams)
         with self._lock:
-            idle = self._idle_requests.get(key)
             request = idle.pop() if idle else None
         if request is None:
             request = compiled.create_infer_request()
         # the input is only read; outputs are copied, as the request serves the next call
         outputs = request.infer({0: np.ascontiguousarray(tensor)}, share_inputs=True, share_outputs=False)
         with self._lock:
-            if key in self._idle_requests:  # not evicted meanwhile
-                self._idle_requests[key].append(request)
+            idle.append(request)  # an evicted model's list goes with it
         return list(outputs.values())
 
     def __call__(self, inputs: Any) -> dict[int, np.ndarray]:
