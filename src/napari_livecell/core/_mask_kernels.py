@@ -1,7 +1,7 @@
-"""The compiled loops (numba) of :mod:`.masks` and of outline tracing (:mod:`.segmentation`).
+"""The compiled loops (numba) of :mod:`.masks`.
 
-NMS, mask decoding and painting, fragments, renumbering and the tracing
-canvas; docs/numba.md describes each and why numba. Imported on first use by
+NMS, mask decoding and painting, fragments and renumbering (outlines:
+:mod:`._trace_kernel`); docs/numba.md describes each and why numba. Imported on first use by
 :func:`.masks.compiled` (napari's start-up never pays numba's import);
 ``nogil`` lets a GUI stay responsive while a worker thread runs them, and two
 threads share one frame's work (:mod:`._threads`). Compiled once per argument
@@ -273,34 +273,3 @@ def relabel_measured(labels, lookup, n_ids):
                 areas[k] += 1
                 _grow_box(boxes, k, r, c)
     return boxes, areas
-
-
-@numba.njit(**_JIT)
-def pack_cells(labels, boxes, first, stop, canvas_width):
-    # each cell k in first..stop-1 (with a box) doubled in size into its own slot of one
-    # uint8 canvas, slots in shelves left to right, 2 px of background between them
-    n = stop - first
-    slots = np.full((n, 2), -1, np.int64)
-    row, col, shelf = 1, 1, 0
-    for i in range(n):
-        k = first + i
-        if boxes[k, 0] < 0:
-            continue
-        h, w = 2 * (boxes[k, 1] - boxes[k, 0]), 2 * (boxes[k, 3] - boxes[k, 2])
-        if col + w + 1 > canvas_width and col > 1:
-            row, col, shelf = row + shelf + 2, 1, 0
-        slots[i, 0], slots[i, 1] = row, col
-        col += w + 2
-        shelf = max(shelf, h)
-    canvas = np.zeros((row + shelf + 1, max(canvas_width, col + 1)), np.uint8)
-    for i in range(n):
-        k = first + i
-        if slots[i, 0] < 0:
-            continue
-        r0, r1, c0, c1 = boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3]
-        for r in range(r0, r1):
-            for c in range(c0, c1):
-                if labels[r, c] == k:
-                    y, x = slots[i, 0] + 2 * (r - r0), slots[i, 1] + 2 * (c - c0)
-                    canvas[y, x] = canvas[y, x + 1] = canvas[y + 1, x] = canvas[y + 1, x + 1] = 1
-    return canvas, slots
