@@ -81,14 +81,11 @@ def nms(boxes, order, threshold):
 
 @numba.njit(**_JIT)
 def geometry(boxes, window, within, selected):
-    # per instance: its box in window pixels clipped to the window (r0, r1, c0, c1), the end
-    # of its own (unpadded) part (r_own, c_own), and where its mask starts in the flat buffer
-    # of all masks (the own part only); -1 rows for instances not selected or empty
+    # per instance: its box in window pixels clipped to the window (r0, r1, c0, c1) and the
+    # end of its own (unpadded) part (r_own, c_own); -1 rows for instances not selected or empty
     n = len(boxes)
     spans = np.full((n, 6), -1, np.int64)
-    offsets = np.zeros(n + 1, np.int64)
     for index in range(n):
-        offsets[index + 1] = offsets[index]
         if not selected[index]:
             continue
         r0 = max(0, math.ceil(boxes[index, 1]))
@@ -97,88 +94,64 @@ def geometry(boxes, window, within, selected):
         c1 = min(window[1], math.ceil(boxes[index, 2]))
         if r1 <= r0 or c1 <= c0:
             continue
-        r_own, c_own = min(r1, within[0]), min(c1, within[1])
         spans[index, 0], spans[index, 1], spans[index, 2], spans[index, 3] = r0, r1, c0, c1
-        spans[index, 4], spans[index, 5] = r_own, c_own
-        offsets[index + 1] += max(0, r_own - r0) * max(0, c_own - c0)
-    return spans, offsets
+        spans[index, 4], spans[index, 5] = min(r1, within[0]), min(c1, within[1])
+    return spans
 
 
 @numba.njit(**_JIT)
-def decode(
-    first, stop, spans, offsets, coefficients, protos, row_map, col_map, row_first, row_last,
-    col_first, col_last, masks, found,
+def decode_and_paint(
+    labels, label_scores, ids, row_lo, row_hi, spans, origin, coefficients, protos, row_map, row_first,
+    row_last, col_first, col_last, col_taps, col_weights,
 ):  # fmt: skip
-    # instance_masks for instances first..stop-1, each independent of the others (so that
-    # two threads can share the instances): rows @ (coefficients . protos) @ cols.T > 0 in
-    # float32 inside its box, kept for the window's own pixels in ``masks`` at its offset
+    # each instance's mask inside its box, made and painted at once, in order, for the label
+    # image's rows row_lo..row_hi-1 only (two threads paint two bands; instances are painted in
+    # the same order in each, so every pixel ends as when painted in one pass). The mask is
+    # rows @ (coefficients . protos) @ cols.T > 0 in float32 inside the box, with the sums of
+    # the full products in their order: only each row's and column's non-zero span of the
+    # resampling maps is summed (the terms skipped are zeros). A pixel takes the instance's id
+    # where it outscores the label beneath (of equal scores, the later instance)
+    height, width = labels.shape
     n_channels = protos.shape[0]
-    for index in range(first, stop):
-        r0, r1, c0, c1 = spans[index, 0], spans[index, 1], spans[index, 2], spans[index, 3]
-        if r0 < 0:
+    n_taps = col_taps.shape[1]
+    for index in range(len(spans)):
+        if ids[index] < 0:
             continue
-        r_own, c_own = spans[index, 4], spans[index, 5]
-        p0, p1 = row_first[r0], row_last[r1 - 1]
-        q0, q1 = col_first[c0], col_last[c1 - 1]
+        r0, c0 = spans[index, 0], spans[index, 2]
+        # the instance's own part, inside the label image and the band
+        r_start = max(r0, row_lo - origin[0])
+        r_end = min(spans[index, 4], height - origin[0], row_hi - origin[0])
+        c_end = min(spans[index, 5], width - origin[1])
+        if r_end <= r_start or c_end <= c0:
+            continue
+        p0, p1 = row_first[r_start], row_last[r_end - 1]
+        q0, q1 = col_first[c0], col_last[c_end - 1]
         logits = np.zeros((p1 - p0, q1 - q0), np.float32)
         for channel in range(n_channels):
             weight = coefficients[index, channel]
             for p in range(p0, p1):
                 for q in range(q0, q1):
                     logits[p - p0, q - q0] += weight * protos[channel, p, q]
-        rows = np.zeros((r1 - r0, q1 - q0), np.float32)
-        # only each row's and column's non-zero span of the resampling maps: the terms
-        # skipped are zeros, so the sums (and their order) are those of the full products
-        for r in range(r0, r_own):
-            for p in range(max(p0, row_first[r]), min(p1, row_last[r])):
+        score = label_scores[ids[index]]
+        row = np.empty(q1 - q0, np.float32)
+        for r in range(r_start, r_end):
+            row[:] = 0
+            for p in range(row_first[r], row_last[r]):
                 weight = row_map[r, p]
                 if weight != 0:
                     for q in range(q0, q1):
-                        rows[r - r0, q - q0] += weight * logits[p - p0, q - q0]
-        at = offsets[index]
-        width = c_own - c0
-        any_pixel = False
-        for r in range(r0, r_own):
-            for c in range(c0, c_own):
-                value = np.float32(0)
-                for q in range(max(q0, col_first[c]), min(q1, col_last[c])):
-                    weight = col_map[c, q]
-                    if weight != 0:
-                        value += rows[r - r0, q - q0] * weight
-                inside = value > 0
-                masks[at + (r - r0) * width + (c - c0)] = inside
-                any_pixel = any_pixel or inside
-        found[index] = any_pixel
-
-
-@numba.njit(**_JIT)
-def paint(labels, label_scores, label_classes, count, spans, offsets, masks, found, scores, classes, origin):
-    # MaskPainter.add for each decoded instance, in order: painted where it outscores the
-    # label beneath (of equal scores, the later one); an instance with any pixel of its own
-    # gets the next id, even when all of them lie past the frame (a padded window's edge);
-    # returns the new count of painted ids
-    height, width = labels.shape
-    for index in range(len(spans)):
-        r0, c0 = spans[index, 0], spans[index, 2]
-        if r0 < 0:
-            continue
-        r_own, c_own = spans[index, 4], spans[index, 5]
-        score = np.float64(scores[index])
-        label_scores[count + 1] = score
-        label_classes[count + 1] = classes[index]
-        if not found[index]:
-            continue
-        r_end, c_end = min(r_own, height - origin[0]), min(c_own, width - origin[1])
-        at = offsets[index]
-        mask_width = c_own - c0
-        for r in range(r0, r_end):
+                        row[q - q0] += weight * logits[p - p0, q - q0]
+            out_row = origin[0] + r
             for c in range(c0, c_end):
-                if masks[at + (r - r0) * mask_width + (c - c0)]:
-                    beneath = labels[origin[0] + r, origin[1] + c]
+                # a column's taps: its non-zero span, padded with zero weights (adding 0 to a
+                # float32 sum leaves it as it is)
+                value = np.float32(0)
+                for t in range(n_taps):
+                    value += row[col_taps[c, t] - q0] * col_weights[c, t]
+                if value > 0:
+                    beneath = labels[out_row, origin[1] + c]
                     if label_scores[beneath] <= score:
-                        labels[origin[0] + r, origin[1] + c] = count + 1
-        count += 1
-    return count
+                        labels[out_row, origin[1] + c] = ids[index]
 
 
 @numba.njit(**_JIT)
@@ -205,51 +178,99 @@ def _grow_box(boxes, k, r, c):
 
 
 @numba.njit(**_JIT)
-def drop_fragments(labels, boxes, first, stop):
-    # for each id first..stop-1, 4-connected pieces inside its box numbered in raster order
-    # of their first pixel; all but the largest (of equal sizes, the first) are cleared. An
-    # id reads and clears only its own pixels, so two threads may share the ids
-    pieces = np.zeros(0, np.int32)
-    stack = np.zeros(0, np.int64)
+def keep_largest_pieces(labels, boxes, first, stop, present):
+    # for each id first..stop-1, its 4-connected pieces inside its box (any box holding all its
+    # pixels): all but the largest (of equal sizes, the one whose first pixel comes first in
+    # raster order) are cleared, and present[k] says whether any pixel is left. Pieces are
+    # found from the id's runs of pixels, row by row: a run joins the runs it overlaps in the
+    # row above (union-find whose root is the first run, so the piece's first pixel). An id
+    # reads and clears only its own pixels, so two threads may share the ids
+    run_row = np.empty(64, np.int64)
+    run_start = np.empty(64, np.int64)
+    run_end = np.empty(64, np.int64)
+    parent = np.empty(64, np.int64)
+    size = np.empty(64, np.int64)
+    edges = np.empty(64, np.int64)
     for k in range(first, stop):
         r0, r1, c0, c1 = boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3]
+        present[k] = False
         if r0 < 0:
             continue
-        h, w = r1 - r0, c1 - c0
-        if len(pieces) < h * w:
-            pieces = np.zeros(2 * h * w, np.int32)
-            stack = np.zeros(2 * h * w, np.int64)
-        pieces[: h * w] = 0
-        n_pieces = 0
-        best, best_size = 0, 0
-        for start in range(h * w):
-            if pieces[start] != 0 or labels[r0 + start // w, c0 + start % w] != k:
-                continue
-            n_pieces += 1
-            pieces[start] = n_pieces
-            size = 0
-            top = 0
-            stack[0] = start
-            top = 1
-            while top > 0:
-                top -= 1
-                at = stack[top]
-                size += 1
-                y, x = at // w, at % w
-                for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-                    ny, nx = y + dy, x + dx
-                    if 0 <= ny < h and 0 <= nx < w:
-                        near = ny * w + nx
-                        if pieces[near] == 0 and labels[r0 + ny, c0 + nx] == k:
-                            pieces[near] = n_pieces
-                            stack[top] = near
-                            top += 1
-            if size > best_size:
-                best, best_size = n_pieces, size
-        if n_pieces > 1:
-            for at in range(h * w):
-                if pieces[at] != 0 and pieces[at] != best:
-                    labels[r0 + at // w, c0 + at % w] = 0
+        width = c1 - c0
+        most = (r1 - r0) * (width + 2) // 2 + 1
+        if len(edges) < width + 1:
+            edges = np.empty(2 * width + 2, np.int64)
+        if len(run_row) < most:
+            run_row = np.empty(2 * most, np.int64)
+            run_start = np.empty(2 * most, np.int64)
+            run_end = np.empty(2 * most, np.int64)
+            parent = np.empty(2 * most, np.int64)
+            size = np.empty(2 * most, np.int64)
+        n_runs = 0
+        above_first, above_stop = 0, 0
+        for r in range(r0, r1):
+            row = labels[r]
+            # branch-free: the columns where runs begin and end, alternately
+            n_edges = 0
+            inside = 0
+            for c in range(c0, c1):
+                value = int(row[c] == k)
+                edges[n_edges] = c
+                n_edges += value ^ inside
+                inside = value
+            edges[n_edges] = c1
+            n_edges += inside
+            row_first = n_runs
+            for e in range(0, n_edges, 2):
+                run_row[n_runs], run_start[n_runs], run_end[n_runs] = r, edges[e], edges[e + 1]
+                parent[n_runs] = n_runs
+                n_runs += 1
+            # join each run with the overlapping runs of the row above (4-connected)
+            i, j = above_first, row_first
+            while i < above_stop and j < n_runs:
+                if run_start[i] < run_end[j] and run_start[j] < run_end[i]:
+                    _join(parent, i, j)
+                if run_end[i] < run_end[j]:
+                    i += 1
+                else:
+                    j += 1
+            above_first, above_stop = row_first, n_runs
+        if n_runs == 0:
+            continue
+        present[k] = True
+        size[:n_runs] = 0
+        roots = 0
+        for j in range(n_runs):
+            root = _root(parent, j)
+            roots += root == j
+            size[root] += run_end[j] - run_start[j]
+        if roots == 1:
+            continue
+        best = 0
+        for j in range(n_runs):
+            if parent[j] == j and size[j] > size[best]:
+                best = j
+        for j in range(n_runs):
+            if _root(parent, j) != best:
+                labels[run_row[j], run_start[j] : run_end[j]] = 0
+
+
+@numba.njit(inline="always", **_JIT)
+def _root(parent, j):
+    while parent[j] != j:
+        parent[j] = parent[parent[j]]
+        j = parent[j]
+    return j
+
+
+@numba.njit(inline="always", **_JIT)
+def _join(parent, i, j):
+    # the root of the union is the smaller root: the run that comes first in raster order
+    a, b = _root(parent, i), _root(parent, j)
+    if a < b:
+        parent[b] = a
+    elif b < a:
+        parent[a] = b
 
 
 @numba.njit(**_JIT)

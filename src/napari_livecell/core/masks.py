@@ -74,6 +74,23 @@ def _proto_maps(proto_shape: tuple[int, int], image_shape: tuple[int, int]):
     return row_map, col_map, _support(row_map), _support(col_map)
 
 
+@lru_cache(maxsize=16)
+def _column_taps(proto_shape: tuple[int, int], image_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each image column's prototype columns and weights: its non-zero span, padded with zero weights.
+
+    ``(W, K)`` indices and ``(W, K)`` float32 weights, ``K`` the widest span
+    (2 for YOLO-seg's 4x prototypes), so that the compiled resampling runs a
+    fixed loop per pixel; padding taps repeat the span's first column.
+    """
+    _, col_map, _, (first, last) = _proto_maps(proto_shape, image_shape)
+    n_taps = int((last - first).max())
+    taps = np.minimum(first[:, None] + np.arange(n_taps), last[:, None] - 1)
+    inside = first[:, None] + np.arange(n_taps) < last[:, None]
+    weights = np.where(inside, np.take_along_axis(col_map, taps, axis=1), 0).astype(np.float32)
+    taps = np.where(inside, taps, first[:, None])
+    return np.ascontiguousarray(taps, dtype=np.int64), np.ascontiguousarray(weights)
+
+
 def _support(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nonzero = matrix != 0
     first = nonzero.argmax(axis=1)
@@ -215,15 +232,16 @@ class MaskPainter:
         # score of label id i at [i]; id 0 (background) loses to every cell
         self._scores = np.full(1024, -np.inf)
         self._classes = np.zeros(1024, dtype=np.int32)
+        # a box of the label image holding every pixel id i may have: first row, row end, first
+        # column, column end (first row -1: none), so that finish() needs no search for them
+        self._painted = np.full((1024, 4), -1, dtype=np.int64)
         self.boxes: np.ndarray | None = None  # set by finish()
         self.areas: np.ndarray | None = None
 
     def add(self, score: float, row: int, col: int, mask: np.ndarray, class_id: int = 0) -> None:
         """Paint one instance's mask (box corner ``row``, ``col``) where it outscores what is there."""
+        self._reserve(1)
         self._count += 1
-        if self._count == len(self._scores):
-            self._scores = np.concatenate([self._scores, np.full(len(self._scores), -np.inf)])
-            self._classes = np.concatenate([self._classes, np.zeros(len(self._classes), np.int32)])
         self._scores[self._count] = score
         self._classes[self._count] = class_id
         height, width = self.labels.shape
@@ -232,15 +250,17 @@ class MaskPainter:
         region = self.labels[row : row + mask.shape[0], col : col + mask.shape[1]]
         beneath = region[mask]
         region[mask] = np.where(self._scores[beneath] <= score, self._count, beneath)
+        self._painted[self._count] = (row, row + mask.shape[0], col, col + mask.shape[1]) if mask.size else -1
 
     def _reserve(self, n: int) -> None:
-        """Room for ``n`` more ids in the score and class tables."""
+        """Room for ``n`` more ids in the tables of scores, classes and boxes."""
         size = len(self._scores)
         if self._count + n + 1 < size:
             return
         grown = max(2 * size, self._count + n + 2)
         self._scores = np.concatenate([self._scores, np.full(grown - size, -np.inf)])
         self._classes = np.concatenate([self._classes, np.zeros(grown - size, np.int32)])
+        self._painted = np.concatenate([self._painted, np.full((grown - size, 4), -1, np.int64)])
 
     def add_instances(
         self,
@@ -274,46 +294,48 @@ class MaskPainter:
         if n == 0:
             return
         _, mh, mw = raw.protos.shape
-        row_map, col_map, (row_first, row_last), (col_first, col_last) = _proto_maps(
-            (int(mh), int(mw)), (int(window[0]), int(window[1]))
-        )
+        shapes = ((int(mh), int(mw)), (int(window[0]), int(window[1])))
+        row_map, _, (row_first, row_last), (col_first, col_last) = _proto_maps(*shapes)
+        col_taps, col_weights = _column_taps(*shapes)
         self._reserve(n)
         kernels = compiled()
         if selected is None:
             selected = np.ones(n, np.bool_)
-        spans, offsets = kernels.geometry(
+        spans = kernels.geometry(
             np.ascontiguousarray(raw.boxes, dtype=np.float32),
             np.array(window, np.int64),
             np.array(within or window, np.int64),
             np.asarray(selected, np.bool_),
         )
-        masks = np.empty(int(offsets[-1]), np.bool_)
-        found = np.zeros(n, np.bool_)
+        # every instance with a box gets the next id; those left without a pixel vanish in finish()
+        valid = spans[:, 0] >= 0
+        ids = np.full(n, -1, np.int64)
+        ids[valid] = self._count + 1 + np.arange(np.count_nonzero(valid))
+        self._scores[ids[valid]] = raw.scores[valid].astype(np.float32)
+        self._classes[ids[valid]] = raw.classes[valid]
+        # the box of the label image each instance may paint (its own part, inside the image)
+        height, width = self.labels.shape
+        top, left = origin[0] + spans[valid, 0], origin[1] + spans[valid, 2]
+        bottom = origin[0] + np.minimum(spans[valid, 4], height - origin[0])
+        right = origin[1] + np.minimum(spans[valid, 5], width - origin[1])
+        boxes = np.stack([top, bottom, left, right], axis=1)
+        boxes[(bottom <= top) | (right <= left)] = -1
+        self._painted[ids[valid]] = boxes
+        self._count += int(np.count_nonzero(valid))
         coefficients = np.ascontiguousarray(raw.coefficients, dtype=np.float32)
         protos = np.ascontiguousarray(raw.protos, dtype=np.float32)
+        origin_array = np.array(origin, np.int64)
 
-        def decode(first: int, stop: int) -> None:
-            kernels.decode(
-                first, stop, spans, offsets, coefficients, protos, row_map, col_map,
-                row_first, row_last, col_first, col_last, masks, found,
+        def paint_rows(row_lo: int, row_hi: int) -> None:
+            kernels.decode_and_paint(
+                self.labels, self._scores, ids, row_lo, row_hi, spans, origin_array, coefficients, protos,
+                row_map, row_first, row_last, col_first, col_last, col_taps, col_weights,
             )  # fmt: skip
 
-        # decoding is most of the work and each instance's alone: two halves (by pixels) at once
-        middle = int(np.searchsorted(offsets, offsets[-1] / 2))
-        in_two_threads(lambda: decode(0, middle), lambda: decode(middle, n), len(masks) >= PARALLEL_PIXELS)
-        self._count = kernels.paint(
-            self.labels,
-            self._scores,
-            self._classes,
-            self._count,
-            spans,
-            offsets,
-            masks,
-            found,
-            np.ascontiguousarray(raw.scores, dtype=np.float32),
-            np.ascontiguousarray(raw.classes, dtype=np.int32),
-            np.array(origin, np.int64),
-        )
+        # two bands of rows at once, split where half of the instances' pixels lie above
+        middle, pixels = _balanced_row(boxes, height)
+        worth_it = pixels >= PARALLEL_PIXELS
+        in_two_threads(lambda: paint_rows(0, middle), lambda: paint_rows(middle, height), worth_it)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Keep the largest piece of each cell and number the cells ``1..K``.
@@ -334,20 +356,36 @@ class MaskPainter:
         """
         labels = self.labels
         kernels = compiled()
-        boxes = kernels.bounding_boxes(labels, self._count)
-        middle = (1 + len(boxes)) // 2
+        painted = self._painted[: self._count + 1]
+        present = np.zeros(self._count + 1, np.bool_)
+        middle = (1 + len(painted)) // 2
         in_two_threads(
-            lambda: kernels.drop_fragments(labels, boxes, 1, middle),
-            lambda: kernels.drop_fragments(labels, boxes, middle, len(boxes)),
-            len(boxes) > PARALLEL_CELLS,
+            lambda: kernels.keep_largest_pieces(labels, painted, 1, middle, present),
+            lambda: kernels.keep_largest_pieces(labels, painted, middle, len(painted), present),
+            len(painted) > PARALLEL_CELLS,
         )
-        # dropping fragments keeps a piece of every cell: present ids are those with a box
-        kept = np.flatnonzero(boxes[1:, 0] >= 0)
+        kept = np.flatnonzero(present[1:])
         lookup = np.zeros(self._count + 1, dtype=np.int32)
         lookup[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
         # in place (no second label image), measuring the cells for their outlines and areas
         self.boxes, self.areas = kernels.relabel_measured(labels, lookup, len(kept))
         return labels, kept, self._scores[kept + 1], self._classes[kept + 1]
+
+
+def _balanced_row(boxes: np.ndarray, height: int) -> tuple[int, int]:
+    """The row above which half of the boxes' pixels lie, and their number of pixels.
+
+    ``boxes``: first row, row end, first column, column end (first row -1: none).
+    """
+    painted = boxes[:, 0] >= 0
+    widths = boxes[painted, 3] - boxes[painted, 2]
+    per_row = np.zeros(height + 1, np.int64)
+    np.add.at(per_row, boxes[painted, 0], widths)
+    np.add.at(per_row, boxes[painted, 1], -widths)
+    above = np.cumsum(np.cumsum(per_row)[:height])
+    if not height or not above[-1]:
+        return 0, 0
+    return int(np.searchsorted(above, above[-1] / 2)), int(above[-1])
 
 
 def paint_masks(
