@@ -274,19 +274,13 @@ def _join(parent, i, j):
 
 
 @numba.njit(**_JIT)
-def relabel(labels, lookup):
-    for r in range(labels.shape[0]):
-        for c in range(labels.shape[1]):
-            labels[r, c] = lookup[labels[r, c]]
-
-
-@numba.njit(**_JIT)
-def relabel_measured(labels, lookup, n_ids):
-    # relabel in place and measure the new ids on the way: boxes as bounding_boxes makes them
-    # (first row -1: absent) and pixel counts, so that no later pass over the image is needed
+def relabel_measured(labels, lookup, n_ids, row_lo, row_hi):
+    # relabel rows row_lo..row_hi-1 in place and measure the new ids there on the way: boxes as
+    # bounding_boxes makes them (first row -1: absent) and pixel counts, so that no later pass
+    # over the image is needed (two threads relabel two bands; masks.merge_bands joins them)
     boxes = np.full((n_ids + 1, 4), -1, np.int64)
     areas = np.zeros(n_ids + 1, np.int64)
-    for r in range(labels.shape[0]):
+    for r in range(row_lo, row_hi):
         for c in range(labels.shape[1]):
             k = lookup[labels[r, c]]
             labels[r, c] = k

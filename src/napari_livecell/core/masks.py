@@ -367,9 +367,33 @@ class MaskPainter:
         kept = np.flatnonzero(present[1:])
         lookup = np.zeros(self._count + 1, dtype=np.int32)
         lookup[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
-        # in place (no second label image), measuring the cells for their outlines and areas
-        self.boxes, self.areas = kernels.relabel_measured(labels, lookup, len(kept))
+        # in place (no second label image), measuring the cells for their outlines and areas;
+        # two bands of rows at once
+        middle = labels.shape[0] // 2
+        top, bottom = in_two_threads(
+            lambda: kernels.relabel_measured(labels, lookup, len(kept), 0, middle),
+            lambda: kernels.relabel_measured(labels, lookup, len(kept), middle, labels.shape[0]),
+            labels.size >= PARALLEL_PIXELS,
+        )
+        self.boxes, self.areas = merge_bands(top, bottom)
         return labels, kept, self._scores[kept + 1], self._classes[kept + 1]
+
+
+def merge_bands(
+    top: tuple[np.ndarray, np.ndarray], bottom: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes and pixel counts of the ids in two bands of rows, the first above the second, joined.
+
+    Each band's ``(boxes, areas)``: boxes ``(ids + 1, 4)`` first row, row end,
+    first column, column end (first row -1: not in the band), pixel counts.
+    """
+    (upper, upper_areas), (lower, lower_areas) = top, bottom
+    boxes = np.where((upper[:, :1] >= 0), upper, lower)
+    both = (upper[:, 0] >= 0) & (lower[:, 0] >= 0)
+    boxes[both, 1] = lower[both, 1]
+    boxes[both, 2] = np.minimum(upper[both, 2], lower[both, 2])
+    boxes[both, 3] = np.maximum(upper[both, 3], lower[both, 3])
+    return boxes, upper_areas + lower_areas
 
 
 def _balanced_row(boxes: np.ndarray, height: int) -> tuple[int, int]:
