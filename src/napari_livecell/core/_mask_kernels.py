@@ -19,6 +19,41 @@ _JIT = {"cache": True, "nogil": True}
 
 
 @numba.njit(**_JIT)
+def candidate_rows(prediction, n_classes, conf):
+    # the anchors whose best class score is above conf (float32), as rows x1, y1, x2, y2, score,
+    # class, extra... with numpy's float32 arithmetic of masks.non_max_suppression (class: the
+    # first best); one pass over the network output instead of a gather and a transpose
+    n_extra = prediction.shape[0] - 4 - n_classes
+    n_anchors = prediction.shape[1]
+    chosen = np.empty(n_anchors, np.int64)
+    n = 0
+    for anchor in range(n_anchors):
+        best = prediction[4, anchor]
+        for k in range(1, n_classes):
+            best = max(best, prediction[4 + k, anchor])
+        chosen[n] = anchor
+        n += best > conf
+    rows = np.empty((n, 6 + n_extra), np.float32)
+    two = np.float32(2)
+    for i in range(n):
+        anchor = chosen[i]
+        best, best_class = prediction[4, anchor], 0
+        for k in range(1, n_classes):
+            if prediction[4 + k, anchor] > best:
+                best, best_class = prediction[4 + k, anchor], k
+        half_w, half_h = prediction[2, anchor] / two, prediction[3, anchor] / two
+        rows[i, 0] = prediction[0, anchor] - half_w
+        rows[i, 1] = prediction[1, anchor] - half_h
+        rows[i, 2] = prediction[0, anchor] + half_w
+        rows[i, 3] = prediction[1, anchor] + half_h
+        rows[i, 4] = best
+        rows[i, 5] = best_class
+        for e in range(n_extra):
+            rows[i, 6 + e] = prediction[4 + n_classes + e, anchor]
+    return rows
+
+
+@numba.njit(**_JIT)
 def nms(boxes, order, threshold):
     # torchvision's greedy CPU NMS (stable descending scores, float32 IoU > threshold),
     # comparing each box only with kept boxes in the grid cells it covers: boxes that

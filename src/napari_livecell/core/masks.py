@@ -146,22 +146,11 @@ def non_max_suppression(
         Ultralytics' ``max_nms`` (30000), which it would cut by an unstable
         sort: the caller then runs Ultralytics' own.
     """
-    prediction = np.asarray(prediction, dtype=np.float32)
-    class_scores = prediction[4 : 4 + n_classes]
-    candidates = np.flatnonzero(class_scores.max(axis=0) > conf)
-    if len(candidates) > 30000:
+    prediction = np.ascontiguousarray(prediction, dtype=np.float32)
+    # numpy compares float32 scores with a Python float in float32 (NEP 50), as does torch
+    rows = compiled().candidate_rows(prediction, n_classes, np.float32(conf))
+    if len(rows) > 30000:
         return None
-    x = prediction[:, candidates].T
-    half = x[:, 2:4] / 2
-    classes = x[:, 4 : 4 + n_classes].argmax(axis=1).astype(np.float32)
-    scores = x[:, 4 : 4 + n_classes].max(axis=1)
-    rows = np.empty((len(x), 6 + x.shape[1] - 4 - n_classes), np.float32)
-    rows[:, 0:2] = x[:, 0:2] - half
-    rows[:, 2:4] = x[:, 0:2] + half
-    rows[:, 4] = scores
-    rows[:, 5] = classes
-    rows[:, 6:] = x[:, 4 + n_classes :]
-    rows = rows[scores > conf]
     offset = rows[:, 5:6] * np.float32(0 if agnostic else 7680)  # Ultralytics' max_wh
     order = np.argsort(-rows[:, 4], kind="stable")
     keep = compiled().nms(np.ascontiguousarray(rows[:, :4] + offset), order, float(iou))
