@@ -143,7 +143,10 @@ def trace_rings(labels, boxes, first, stop):
             edges[n_edges] = width
             n_edges += inside
             row_edges[r + 1] = n_edges
-            pairs[row + row_pairs : row + row_pairs + width] = pairs[row : row + width]
+            # the row's double below it, in a loop: numba copies the source of a slice
+            # assignment first when it may overlap the target (an allocation per row)
+            for c in range(width):
+                pairs[row + row_pairs + c] = pairs[row + c]
         cell_ring, cell_point = n_rings, n_points
         first_hole, first_hole_point = -1, 0
         outer_rings = 0
