@@ -55,6 +55,22 @@ def test_a_native_window_gives_the_predictors_numbers(openvino_model, shape, win
         np.testing.assert_array_equal(getattr(streamed, name), getattr(reference, name), err_msg=name)
 
 
+def test_a_gray_window_gives_the_numbers_of_its_bgr_copy(openvino_model):
+    # segment_frame keeps a gray frame one channel up to the tensor: padding and tensor must give
+    # what the BGR copy gives, through the direct path and through the predictor
+    frame = synthesize_image(seed=77, n_cells=60, shape=(250, 300)).image  # uint8 gray
+    gray = _pad_with_background(frame, (256, 320))
+    bgr = _pad_with_background(to_bgr(frame), (256, 320))
+    np.testing.assert_array_equal(np.repeat(gray[:, :, None], 3, axis=2), bgr)
+    run = PredictSettings(imgsz=320)
+    reference = predict_with_ultralytics(bgr, openvino_model, run)
+    through_the_predictor = predict_with_ultralytics(gray, openvino_model, run)
+    for got in (direct_instances(gray, openvino_model, run), through_the_predictor):
+        assert got is not None and len(got.boxes) > 10
+        for name in RAW_FIELDS:
+            np.testing.assert_array_equal(getattr(got, name), getattr(reference, name), err_msg=name)
+
+
 def test_windows_the_predictor_would_change_go_through_it(openvino_model, default_model):
     bgr = np.full((300, 300, 3), 128, np.uint8)  # not a multiple of the stride: letterboxed
     assert direct_instances(bgr, openvino_model, PredictSettings(imgsz=320)) is None

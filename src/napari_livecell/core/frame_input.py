@@ -361,21 +361,41 @@ def compiled_input_kernels() -> SimpleNamespace:
         return out
 
     @jit
-    def histograms(bgr):
-        counts = np.zeros((3, 256), np.int64)
-        for y in range(bgr.shape[0]):
-            for x in range(bgr.shape[1]):
-                for channel in range(3):
-                    counts[channel, bgr[y, x, channel]] += 1
-        return counts
+    def gray_to_tensor(gray, table):
+        # a gray frame's three equal planes (what its BGR copy would give)
+        height, width = gray.shape
+        out = np.empty((1, 3, height, width), np.float32)
+        for y in range(height):
+            for x in range(width):
+                out[0, 0, y, x] = out[0, 1, y, x] = out[0, 2, y, x] = table[gray[y, x]]
+        return out
 
-    return SimpleNamespace(to_tensor=lambda bgr: to_tensor(bgr, scaled), histograms=histograms)
+    @jit
+    def histograms(image):
+        # per channel (one for a gray (H, W) frame); every other pixel in a second table, so that
+        # neighbours of equal value (most of a background) do not wait on each other's count
+        flat = image.reshape(-1, 1) if image.ndim == 2 else image.reshape(-1, image.shape[2])
+        channels = flat.shape[1]
+        counts = np.zeros((2, channels, 256), np.int64)
+        for index in range(flat.shape[0]):
+            for channel in range(channels):
+                counts[index & 1, channel, flat[index, channel]] += 1
+        return counts[0] + counts[1]
+
+    return SimpleNamespace(
+        to_tensor=lambda bgr: to_tensor(bgr, scaled),
+        gray_to_tensor=lambda gray: gray_to_tensor(gray, scaled),
+        histograms=histograms,
+    )
 
 
-def network_tensor(bgr: np.ndarray) -> np.ndarray:
+def network_tensor(image: np.ndarray) -> np.ndarray:
     """A letterboxed ``(H, W, 3)`` uint8 BGR frame as Ultralytics' ``(1, 3, H, W)`` float32 RGB input in 0..1.
 
     One compiled pass gives the values of Ultralytics' ``preprocess`` (which
-    permutes, copies, flips, converts and divides in five passes).
+    permutes, copies, flips, converts and divides in five passes). A gray
+    ``(H, W)`` frame gives the tensor of its BGR copy (three equal planes).
     """
-    return compiled_input_kernels().to_tensor(np.ascontiguousarray(bgr))
+    kernels = compiled_input_kernels()
+    image = np.ascontiguousarray(image)
+    return kernels.gray_to_tensor(image) if image.ndim == 2 else kernels.to_tensor(image)

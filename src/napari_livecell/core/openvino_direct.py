@@ -41,7 +41,7 @@ def model_engine(model: LoadedModel) -> StaticShapes | None:
 
 
 def direct_instances(bgr: np.ndarray, model: LoadedModel, settings: ForwardSettings) -> RawInstances | None:
-    """An OpenVINO model's instances in one window, without Ultralytics' predictor (``None``: use it).
+    """An OpenVINO model's instances in one window (BGR or gray), without Ultralytics' predictor.
 
     For a window whose sides are multiples of the stride and whose longer
     side is ``settings.imgsz`` (every window :func:`.predict.segment_frame`
@@ -58,7 +58,7 @@ def direct_instances(bgr: np.ndarray, model: LoadedModel, settings: ForwardSetti
     backend = model.yolo.predictor.model
     stride = int(max(np.atleast_1d(backend.stride)))
     height, width = bgr.shape[:2]
-    if height % stride or width % stride or max(height, width) != settings.imgsz or bgr.ndim != 3:
+    if height % stride or width % stride or max(height, width) != settings.imgsz:
         return None
     streams = min(frames_in_flight(), engine.threads)
     outputs = engine.infer(network_tensor(bgr), streams)

@@ -161,7 +161,7 @@ def import_inference_modules() -> None:
 
 
 def predict_raw(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) -> RawInstances:
-    """Run the network on one BGR uint8 frame; return boxes, scores and mask inputs.
+    """Run the network on one uint8 frame, BGR or gray (``(H, W)``); return boxes, scores and mask inputs.
 
     An OpenVINO model runs a native-size window directly (the same numbers
     without Ultralytics' predictor and its lock: :mod:`.openvino_direct`);
@@ -179,6 +179,10 @@ def predict_raw(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) 
 def predict_with_ultralytics(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) -> RawInstances:
     """:func:`predict_raw` through Ultralytics' predictor, whatever the runtime."""
     global _PREDICTOR_CLASS
+    if bgr.ndim == 2:
+        import cv2
+
+        bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)  # the predictor takes three channels
     if _PREDICTOR_CLASS is None:
         _PREDICTOR_CLASS = _make_predictor_class()
     with model.lock:  # an Ultralytics predictor is not thread-safe
@@ -309,8 +313,10 @@ def segment_frame_steps(
         polarity = frame_polarity(frame, settings, model.modality, scale=scale)
 
     def network_input(window: np.ndarray) -> np.ndarray:
-        bgr = scale.bgr(window)
-        return invert(bgr) if polarity.inverted else bgr
+        # a gray frame stays one channel until the network's tensor (three equal planes): its
+        # padding and tensor read a third of the bytes, and no BGR copy is made
+        image = np.ascontiguousarray(scale.apply(window)) if window.ndim == 2 else scale.bgr(window)
+        return invert(image) if polarity.inverted else image
 
     fixed = model_input_shape(model)
     window = fixed or (settings.imgsz, settings.imgsz)
@@ -376,31 +382,32 @@ def _collect_native(
     _collect(_pad_with_background(bgr, target), model, run, painter, origin, owner, bgr.shape[:2])
 
 
-def _pad_with_background(bgr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Pad a frame at the bottom and right up to ``shape`` with its median colour.
+def _pad_with_background(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pad a BGR or gray frame at the bottom and right up to ``shape`` with its median colour.
 
     The median is the background in all but the most confluent frames, so the
     padding reads as more empty dish, with no edge at the frame's border.
     """
     import cv2
 
-    height, width = bgr.shape[:2]
+    height, width = image.shape[:2]
     if height >= shape[0] and width >= shape[1]:
-        return bgr
-    colour = [int(value) for value in _median_colour(bgr)]
+        return image
+    colour = [int(value) for value in _median_colour(image)]
+    colour += [0] * (4 - len(colour))  # OpenCV's scalar: four values, the image's channels first
     # one OpenCV call; numpy's broadcast of a 3-value colour over the frame took ~3 ms of a 704 x 544
     bottom, right = max(0, shape[0] - height), max(0, shape[1] - width)
-    bgr = np.ascontiguousarray(bgr)
-    return cv2.copyMakeBorder(bgr, 0, bottom, 0, right, cv2.BORDER_CONSTANT, value=colour)
+    image = np.ascontiguousarray(image)
+    return cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_CONSTANT, value=colour)
 
 
-def _median_colour(bgr: np.ndarray) -> np.ndarray:
-    """``np.median(bgr.reshape(-1, 3), axis=0).astype(np.uint8)`` from histograms (~10x faster).
+def _median_colour(image: np.ndarray) -> np.ndarray:
+    """``np.median(image.reshape(-1, channels), axis=0).astype(np.uint8)`` from histograms (~10x faster).
 
     Of an even number of pixels the median is the mean of the two middle
     values, truncated to an integer as numpy's ``astype`` does.
     """
-    counts = compiled_input_kernels().histograms(np.ascontiguousarray(bgr)).cumsum(axis=1)
+    counts = compiled_input_kernels().histograms(np.ascontiguousarray(image)).cumsum(axis=1)
     n = counts[0, -1]
     lower = [int(np.searchsorted(c, (n - 1) // 2, side="right")) for c in counts]
     upper = [int(np.searchsorted(c, n // 2, side="right")) for c in counts]
