@@ -205,7 +205,7 @@ def detect_modality(frame: np.ndarray, *, scale: Uint8Scale | None = None) -> st
         ``"fluorescence"`` or ``"phase"``.
     """
     # everything from the 8-bit histogram: np.percentile's partial sort cost ~1.5 ms of a frame
-    counts = np.bincount(_gray_sample(frame, scale=scale).ravel(), minlength=256)
+    counts = gray_histogram(_gray_sample(frame, scale=scale))
     low, high = percentiles_of_counts(counts, (0.5, 99.5))
     if high - low < 8:
         return "phase"
@@ -341,6 +341,40 @@ def invert(bgr: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
+def _compiled_gray_histogram():
+    """The numba kernel counting a 2-D uint8 array's values (strided views too), compiled on first use."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def gray_histogram(gray):
+        # four tables, pixel by pixel in turn: neighbours of equal value (most of a background)
+        # then do not wait on each other's count
+        counts = np.zeros((4, 256), np.int64)
+        for y in range(gray.shape[0]):
+            row = gray[y]
+            whole = len(row) // 4 * 4
+            for x in range(0, whole, 4):
+                counts[0, row[x]] += 1
+                counts[1, row[x + 1]] += 1
+                counts[2, row[x + 2]] += 1
+                counts[3, row[x + 3]] += 1
+            for x in range(whole, len(row)):
+                counts[0, row[x]] += 1
+        return counts.sum(axis=0)
+
+    return gray_histogram
+
+
+def gray_histogram(gray: np.ndarray) -> np.ndarray:
+    """``np.bincount(gray.ravel(), minlength=256)`` of a 2-D uint8 array in one compiled pass (~4x faster)."""
+    return _compiled_gray_histogram()(gray)
+
+
+# from this many pixels, two threads write the network's tensor (a hand-off costs ~0.1 ms)
+PARALLEL_TENSOR_PIXELS = 100_000
+
+
+@lru_cache(maxsize=1)
 def compiled_input_kernels() -> SimpleNamespace:
     """The numba kernels of the network's input (tensor, colour histograms), compiled on first use."""
     import numba
@@ -351,40 +385,19 @@ def compiled_input_kernels() -> SimpleNamespace:
     scaled = torch.arange(256, dtype=torch.uint8).float().div_(255).numpy().copy()
 
     @jit
-    def to_tensor(bgr, table):
-        height, width = bgr.shape[0], bgr.shape[1]
-        out = np.empty((1, 3, height, width), np.float32)
+    def to_tensor(bgr, table, out, row_lo, row_hi):
+        width = bgr.shape[1]
         for channel in range(3):  # written plane by plane, contiguously
-            for y in range(height):
+            for y in range(row_lo, row_hi):
                 for x in range(width):
                     out[0, 2 - channel, y, x] = table[bgr[y, x, channel]]
-        return out
 
     @jit
-    def gray_to_tensor(gray, table):
+    def gray_to_tensor(gray, table, out, row_lo, row_hi):
         # a gray frame's three equal planes (what its BGR copy would give)
-        height, width = gray.shape
-        out = np.empty((1, 3, height, width), np.float32)
-        for y in range(height):
-            for x in range(width):
+        for y in range(row_lo, row_hi):
+            for x in range(gray.shape[1]):
                 out[0, 0, y, x] = out[0, 1, y, x] = out[0, 2, y, x] = table[gray[y, x]]
-        return out
-
-    @jit
-    def gray_histogram(gray):
-        # four tables, pixel by pixel in turn: neighbours of equal value (most of a background)
-        # then do not wait on each other's count
-        flat = gray.ravel()
-        counts = np.zeros((4, 256), np.int64)
-        whole = len(flat) // 4 * 4
-        for index in range(0, whole, 4):
-            counts[0, flat[index]] += 1
-            counts[1, flat[index + 1]] += 1
-            counts[2, flat[index + 2]] += 1
-            counts[3, flat[index + 3]] += 1
-        for index in range(whole, len(flat)):
-            counts[0, flat[index]] += 1
-        return counts.sum(axis=0).reshape(1, 256)
 
     @jit
     def colour_histograms(bgr):
@@ -395,20 +408,32 @@ def compiled_input_kernels() -> SimpleNamespace:
                     counts[channel, bgr[y, x, channel]] += 1
         return counts
 
-    return SimpleNamespace(
-        to_tensor=lambda bgr: to_tensor(bgr, scaled),
-        gray_to_tensor=lambda gray: gray_to_tensor(gray, scaled),
-        histograms=lambda image: gray_histogram(image) if image.ndim == 2 else colour_histograms(image),
-    )
+    def tensor(image: np.ndarray) -> np.ndarray:
+        from ._threads import in_two_threads
+
+        height, width = image.shape[:2]
+        out = np.empty((1, 3, height, width), np.float32)
+        kernel = gray_to_tensor if image.ndim == 2 else to_tensor
+        middle = height // 2
+        in_two_threads(
+            lambda: kernel(image, scaled, out, 0, middle),
+            lambda: kernel(image, scaled, out, middle, height),
+            height * width >= PARALLEL_TENSOR_PIXELS,
+        )
+        return out
+
+    def histograms(image: np.ndarray) -> np.ndarray:
+        return gray_histogram(image).reshape(1, 256) if image.ndim == 2 else colour_histograms(image)
+
+    return SimpleNamespace(tensor=tensor, histograms=histograms)
 
 
 def network_tensor(image: np.ndarray) -> np.ndarray:
     """A letterboxed ``(H, W, 3)`` uint8 BGR frame as Ultralytics' ``(1, 3, H, W)`` float32 RGB input in 0..1.
 
     One compiled pass gives the values of Ultralytics' ``preprocess`` (which
-    permutes, copies, flips, converts and divides in five passes). A gray
-    ``(H, W)`` frame gives the tensor of its BGR copy (three equal planes).
+    permutes, copies, flips, converts and divides in five passes), in two
+    bands of rows at once. A gray ``(H, W)`` frame gives the tensor of its
+    BGR copy (three equal planes).
     """
-    kernels = compiled_input_kernels()
-    image = np.ascontiguousarray(image)
-    return kernels.gray_to_tensor(image) if image.ndim == 2 else kernels.to_tensor(image)
+    return compiled_input_kernels().tensor(np.ascontiguousarray(image))
