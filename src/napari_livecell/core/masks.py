@@ -347,7 +347,7 @@ class MaskPainter:
         kernels = compiled()
         painted = self._painted[: self._count + 1]
         present = np.zeros(self._count + 1, np.bool_)
-        middle = (1 + len(painted)) // 2
+        middle = balanced_id(painted, 1, len(painted))
         in_two_threads(
             lambda: kernels.keep_largest_pieces(labels, painted, 1, middle, present),
             lambda: kernels.keep_largest_pieces(labels, painted, middle, len(painted), present),
@@ -383,6 +383,23 @@ def merge_bands(
     boxes[both, 2] = np.minimum(upper[both, 2], lower[both, 2])
     boxes[both, 3] = np.maximum(upper[both, 3], lower[both, 3])
     return boxes, upper_areas + lower_areas
+
+
+def balanced_id(boxes: np.ndarray, first: int, stop: int) -> int:
+    """The id splitting ids ``first..stop - 1`` into two halves of about equal work.
+
+    Per-cell work (pieces, outlines) grows with the cell's box: its pixels
+    and its border. ``boxes``: first row, row end, first column, column end
+    of each id (first row -1: none). Splitting the ids in half left one
+    thread waiting ~1 ms a frame for the other at ~500 cells.
+    """
+    part = boxes[first:stop]
+    height = np.where(part[:, 0] >= 0, part[:, 1] - part[:, 0], 0)
+    width = np.where(part[:, 0] >= 0, part[:, 3] - part[:, 2], 0)
+    work = np.cumsum(height * width + 8 * (height + width))
+    if not len(work) or not work[-1]:
+        return (first + stop) // 2
+    return first + int(np.searchsorted(work, work[-1] / 2))
 
 
 def _balanced_row(boxes: np.ndarray, height: int) -> tuple[int, int]:

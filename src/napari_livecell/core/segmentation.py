@@ -158,8 +158,9 @@ def _trace_in_threads(labels: np.ndarray, boxes: np.ndarray, first: int, stop: i
     each cell is traced alone, whichever half it is in.
     """
     from ._threads import in_two_threads
+    from .masks import balanced_id
 
-    middle = (first + stop) // 2
+    middle = balanced_id(boxes, first, stop)
     halves = in_two_threads(
         lambda: _trace_cells(labels, boxes, first, middle),
         lambda: _trace_cells(labels, boxes, middle, stop),
