@@ -334,8 +334,9 @@ class MaskPainter:
         labels : numpy.ndarray
             ``(H, W)`` int32 with consecutive ids ``1..K`` (relabelled in place).
         kept : numpy.ndarray
-            Index (order of :meth:`add`) of the instance that became label ``k + 1``;
-            instances that lost every pixel to higher-scoring ones are dropped.
+            Index, in the order ids were given (one per :meth:`add`, one per
+            instance with a box in :meth:`add_instances`), of the instance that
+            became label ``k + 1``; instances left without a pixel are dropped.
         scores, classes : numpy.ndarray
             ``(K,)`` score (float64) and class of each kept cell.
 

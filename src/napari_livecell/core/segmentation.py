@@ -173,9 +173,9 @@ def _trace_cells(labels: np.ndarray, boxes: np.ndarray, first: int, stop: int) -
     """The rings of cells ``first..stop - 1``, as :func:`mask_to_polygons` traces each alone.
 
     :func:`._trace_kernel.trace_rings` runs OpenCV's border following on each
-    cell's doubled mask without making it: the same points, start and order
-    of rings as OpenCV, ~2x faster than OpenCV on a canvas of all cells
-    doubled, and no Python or OpenCV call per cell. Cells of several pieces
+    cell's doubled mask, made in one small reused buffer: the same points,
+    start and order of rings as OpenCV, ~2x faster than OpenCV on a canvas of
+    all cells doubled, and no Python or OpenCV call per cell. Cells of several pieces
     (a user's painting, never a model's cells) are traced by OpenCV.
 
     Parameters
