@@ -172,12 +172,18 @@ def test_the_dataset_csv_needs_a_csv_name(make_napari_viewer, folder, qtbot, tmp
 def test_the_open_image_shows_its_cells_once_the_background_run_reaches_it(make_napari_viewer, folder, qtbot):
     viewer, widget = open_review(make_napari_viewer, folder, qtbot)
     name = widget.current
+    from napari_livecell._qt.review_widget import WAITING_KEY
+
     qtbot.waitUntil(lambda: f"{name} outlines" in viewer.layers, timeout=10_000)
     cells = viewer.layers[f"{name} cells"]
-    qtbot.waitUntil(lambda: cells.visible and viewer.layers[f"{name} outlines"].visible, timeout=5_000)
+    outlines = viewer.layers[f"{name} outlines"]
+    # the waiting layers are visible from the click: done when the outlines' last fill step has
+    # dropped their waiting flag (the cells are filled turns before the outlines' table comes)
+    qtbot.waitUntil(lambda: WAITING_KEY not in outlines.metadata, timeout=60_000)
+    assert cells.visible and outlines.visible
     ids = set(np.unique(cells.data)) - {0}
     assert len(ids) == widget.dataset.index.entry(name).n_cells > 0
-    assert set(viewer.layers[f"{name} outlines"].features["label"]) == ids  # a cell in pieces has several
+    assert set(outlines.features["label"]) == ids  # a cell in pieces has several
 
 
 def test_the_open_images_cells_fill_the_layer_that_waited_for_them(make_napari_viewer, folder, qtbot):
