@@ -35,12 +35,12 @@ from napari_livecell.core import run
 from napari_livecell.core.frame_input import to_bgr
 from napari_livecell.core.matching import match_cells
 from napari_livecell.core.model import DEFAULT_MODEL, load_model
+from napari_livecell.core.network_input import network_tensor
 from napari_livecell.core.offline import import_ultralytics
 from napari_livecell.core.predict import (
     STRIDE,
     PredictSettings,
     _pad_with_background,
-    network_tensor,
     segment_frame,
 )
 from napari_livecell.core.run import FrameResult

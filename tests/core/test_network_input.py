@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_livecell.core.frame_input import gray_histogram, network_tensor
+from napari_livecell.core.network_input import gray_histogram, network_tensor
 from napari_livecell.core.predict import _median_colour, _pad_with_background
 
 

@@ -312,7 +312,7 @@ def _join(parent, i, j):
 def relabel_measured(labels, lookup, n_ids, row_lo, row_hi):
     # relabel rows row_lo..row_hi-1 in place and measure the new ids there on the way: boxes as
     # bounding_boxes makes them (first row -1: absent) and pixel counts, so that no later pass
-    # over the image is needed (two threads relabel two bands; masks.merge_bands joins them)
+    # over the image is needed (two threads relabel two bands; _threads.merge_bands joins them)
     boxes = np.full((n_ids + 1, 4), -1, np.int64)
     areas = np.zeros(n_ids + 1, np.int64)
     for r in range(row_lo, row_hi):

@@ -16,7 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ._threads import in_two_threads
+from ._threads import balanced_id, balanced_row, in_two_threads, merge_bands
 
 # from this many mask pixels in a window, two threads decode them (a thread hand-off costs ~0.1 ms)
 PARALLEL_PIXELS = 50_000
@@ -322,7 +322,7 @@ class MaskPainter:
             )  # fmt: skip
 
         # two bands of rows at once, split where half of the instances' pixels lie above
-        middle, pixels = _balanced_row(boxes, height)
+        middle, pixels = balanced_row(boxes, height)
         worth_it = pixels >= PARALLEL_PIXELS
         in_two_threads(lambda: paint_rows(0, middle), lambda: paint_rows(middle, height), worth_it)
 
@@ -367,56 +367,6 @@ class MaskPainter:
         )
         self.boxes, self.areas = merge_bands(top, bottom)
         return labels, kept, self._scores[kept + 1], self._classes[kept + 1]
-
-
-def merge_bands(
-    top: tuple[np.ndarray, np.ndarray], bottom: tuple[np.ndarray, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes and pixel counts of the ids in two bands of rows, the first above the second, joined.
-
-    Each band's ``(boxes, areas)``: boxes ``(ids + 1, 4)`` first row, row end,
-    first column, column end (first row -1: not in the band), pixel counts.
-    """
-    (upper, upper_areas), (lower, lower_areas) = top, bottom
-    boxes = np.where((upper[:, :1] >= 0), upper, lower)
-    both = (upper[:, 0] >= 0) & (lower[:, 0] >= 0)
-    boxes[both, 1] = lower[both, 1]
-    boxes[both, 2] = np.minimum(upper[both, 2], lower[both, 2])
-    boxes[both, 3] = np.maximum(upper[both, 3], lower[both, 3])
-    return boxes, upper_areas + lower_areas
-
-
-def balanced_id(boxes: np.ndarray, first: int, stop: int) -> int:
-    """The id splitting ids ``first..stop - 1`` into two halves of about equal work.
-
-    Per-cell work (pieces, outlines) grows with the cell's box: its pixels
-    and its border. ``boxes``: first row, row end, first column, column end
-    of each id (first row -1: none). Splitting the ids in half left one
-    thread waiting ~1 ms a frame for the other at ~500 cells.
-    """
-    part = boxes[first:stop]
-    height = np.where(part[:, 0] >= 0, part[:, 1] - part[:, 0], 0)
-    width = np.where(part[:, 0] >= 0, part[:, 3] - part[:, 2], 0)
-    work = np.cumsum(height * width + 8 * (height + width))
-    if not len(work) or not work[-1]:
-        return (first + stop) // 2
-    return first + int(np.searchsorted(work, work[-1] / 2))
-
-
-def _balanced_row(boxes: np.ndarray, height: int) -> tuple[int, int]:
-    """The row above which half of the boxes' pixels lie, and their number of pixels.
-
-    ``boxes``: first row, row end, first column, column end (first row -1: none).
-    """
-    painted = boxes[:, 0] >= 0
-    widths = boxes[painted, 3] - boxes[painted, 2]
-    per_row = np.zeros(height + 1, np.int64)
-    np.add.at(per_row, boxes[painted, 0], widths)
-    np.add.at(per_row, boxes[painted, 1], -widths)
-    above = np.cumsum(np.cumsum(per_row)[:height])
-    if not height or not above[-1]:
-        return 0, 0
-    return int(np.searchsorted(above, above[-1] / 2)), int(above[-1])
 
 
 def paint_masks(

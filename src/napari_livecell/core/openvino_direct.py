@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from ._threads import frames_in_flight
-from .frame_input import network_tensor
 from .masks import RawInstances, non_max_suppression
+from .network_input import network_tensor
 from .openvino_model import StaticShapes
 
 if TYPE_CHECKING:

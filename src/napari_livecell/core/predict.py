@@ -18,14 +18,13 @@ from .frame_input import (
     Polarity,
     Uint8Scale,
     check_frame_shape,
-    compiled_input_kernels,
     frame_polarity,
     invert,
-    network_tensor,
     uint8_scale,
 )
 from .masks import MaskPainter, RawInstances
 from .model import LoadedModel, load_model
+from .network_input import compiled_input_kernels, network_tensor
 from .segmentation import Segmentation
 
 DEFAULT_CONF = 0.4

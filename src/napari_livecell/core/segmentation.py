@@ -157,8 +157,7 @@ def _trace_in_threads(labels: np.ndarray, boxes: np.ndarray, first: int, stop: i
     The compiled tracer releases the GIL, so the halves run on two cores;
     each cell is traced alone, whichever half it is in.
     """
-    from ._threads import in_two_threads
-    from .masks import balanced_id
+    from ._threads import balanced_id, in_two_threads
 
     middle = balanced_id(boxes, first, stop)
     halves = in_two_threads(
