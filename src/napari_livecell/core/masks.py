@@ -259,7 +259,7 @@ class MaskPainter:
         within: tuple[int, int] | None = None,
         selected: np.ndarray | None = None,
     ) -> None:
-        """Make and paint every instance of one network window, in order, in one compiled loop.
+        """Make and paint every instance of one network window, in order: one compiled pass per band.
 
         The same pixels as :func:`instance_masks` followed by :meth:`add` for
         each instance with pixels in the window's own part, ~10x faster: no
