@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 
@@ -13,6 +14,48 @@ from napari_livecell.core.synthetic import SyntheticImage, synthesize_image
 # the suite's own settings folder (recent models, Ultralytics config): a user's
 # model picker must never list a test's temporary weights
 os.environ["NAPARI_LIVECELL_HOME"] = tempfile.mkdtemp(prefix="napari-livecell-tests-")
+
+
+def pytest_configure(config) -> None:
+    """Exempt the libraries' own objects from the suite's full garbage collections.
+
+    napari runs a full collection at every layer removal and viewer close
+    (``VispyCanvas._clean_and_update_scenegraph``): with torch, Ultralytics
+    and napari imported that is ~650,000 objects and 0.3-0.5 s each time,
+    about a fifth of the suite (py-spy; tests/_qt took 293 s, 205 s frozen). The objects of
+    the imports live as long as the process, so freezing them (``gc.freeze``)
+    changes nothing but the time; objects that tests make are collected as
+    before. Tests of the product's own collector hold
+    (:mod:`napari_livecell._qt.gc_hold`) take :func:`collector_unfrozen`.
+    """
+    from napari_livecell.core.offline import import_ultralytics
+
+    import_ultralytics()  # torch and Ultralytics, kept offline
+    import napari.layers  # noqa: F401  (napari itself, and its layer classes)
+
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def _startup_objects_frozen():
+    """Freeze again after a test that ran unfrozen (:func:`collector_unfrozen`)."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()  # so that no garbage is frozen with the rest
+        gc.freeze()
+
+
+@pytest.fixture
+def collector_unfrozen():
+    """Nothing frozen, as in a user's napari, for one test (see :func:`pytest_configure`).
+
+    Frozen again before the next test, not at this one's teardown: napari's
+    viewer fixture closes its viewers after this fixture's teardown may run,
+    and a frozen viewer would never be collected (napari checks that it is).
+    """
+    gc.unfreeze()
+    yield
+    gc.unfreeze()  # whatever the test left frozen
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,8 @@ from napari_livecell._qt.gc_hold import collector_held, hold_collector, release_
 
 
 @pytest.fixture
-def unfrozen():
+def unfrozen(collector_unfrozen):
     assert gc.get_freeze_count() == 0
-    yield
-    gc.unfreeze()
 
 
 def test_holds_are_counted_and_the_last_release_unfreezes(unfrozen):

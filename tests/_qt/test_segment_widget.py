@@ -131,7 +131,7 @@ def widget_free_result(image):
     return segment_frame(image, load_model(device="cpu"))
 
 
-def test_cancel_mid_stack_leaves_no_layers(qtbot, viewer_and_widget, small_frame):
+def test_cancel_mid_stack_leaves_no_layers(collector_unfrozen, qtbot, viewer_and_widget, small_frame):
     viewer, widget = viewer_and_widget
     viewer.add_image(np.stack([small_frame.image] * 30), name="long")
     worker = widget.run()
@@ -145,7 +145,7 @@ def test_cancel_mid_stack_leaves_no_layers(qtbot, viewer_and_widget, small_frame
     assert gc.get_freeze_count() == 0, "a cancelled run releases the collector"
 
 
-def test_gui_stays_responsive_while_segmenting(qtbot, viewer_and_widget, small_frame):
+def test_gui_stays_responsive_while_segmenting(collector_unfrozen, qtbot, viewer_and_widget, small_frame):
     """No gap in a 10 ms heartbeat reaches 0.2 s, from the Run click to the result layers.
 
     Three phases: the click (the stack's empty fill-in Labels layer is made),
