@@ -175,7 +175,8 @@ def decode_and_paint(
                 # a column's taps: its non-zero span, padded with zero weights (adding 0 to a
                 # float32 sum leaves it as it is); YOLO-seg's 4x prototypes have two
                 if n_taps == 2:
-                    value = row[col_taps[c, 0] - q0] * col_weights[c, 0] + row[col_taps[c, 1] - q0] * col_weights[c, 1]
+                    left, right = col_taps[c, 0] - q0, col_taps[c, 1] - q0
+                    value = row[left] * col_weights[c, 0] + row[right] * col_weights[c, 1]
                 else:
                     value = np.float32(0)
                     for t in range(n_taps):
@@ -207,11 +208,11 @@ def _instance_logits(coefficients, protos, p0, p1, q0, q1):
             for j in range(4):
                 logits[p - p0, q - q0 + j] = block[j]
             q += 4
-        for q in range(q, q1):
+        for rest in range(q, q1):
             total = np.float32(0)
             for channel in range(n_channels):
-                total += coefficients[channel] * protos[channel, p, q]
-            logits[p - p0, q - q0] = total
+                total += coefficients[channel] * protos[channel, p, rest]
+            logits[p - p0, rest - q0] = total
     return logits
 
 
@@ -239,13 +240,15 @@ def _grow_box(boxes, k, r, c):
 
 
 @numba.njit(**_JIT)
-def keep_largest_pieces(labels, boxes, first, stop, present):
+def keep_largest_pieces(labels, boxes, first, stop, present, kept_boxes, kept_areas):
     # for each id first..stop-1, its 4-connected pieces inside its box (any box holding all its
     # pixels): all but the largest (of equal sizes, the one whose first pixel comes first in
-    # raster order) are cleared, and present[k] says whether any pixel is left. Pieces are
-    # found from the id's runs of pixels, row by row: a run joins the runs it overlaps in the
-    # row above (union-find whose root is the first run, so the piece's first pixel). An id
-    # reads and clears only its own pixels, so two threads may share the ids
+    # raster order) are cleared, and present[k] says whether any pixel is left, kept_boxes[k]
+    # the box of what is left (as bounding_boxes makes it; untouched when nothing is) and
+    # kept_areas[k] its pixel count. Pieces are found from the id's runs of pixels, row by
+    # row: a run joins the runs it overlaps in the row above (union-find whose root is the
+    # first run, so the piece's first pixel). An id reads and clears only its own pixels, so
+    # two threads may share the ids
     run_row = np.empty(64, np.int64)
     run_start = np.empty(64, np.int64)
     run_end = np.empty(64, np.int64)
@@ -305,15 +308,21 @@ def keep_largest_pieces(labels, boxes, first, stop, present):
             root = _root(parent, j)
             roots += root == j
             size[root] += run_end[j] - run_start[j]
-        if roots == 1:
-            continue
         best = 0
+        if roots > 1:
+            for j in range(n_runs):
+                if parent[j] == j and size[j] > size[best]:
+                    best = j
+            for j in range(n_runs):
+                if _root(parent, j) != best:
+                    labels[run_row[j], run_start[j] : run_end[j]] = 0
+        top, bottom, left, right = r1, r0, c1, c0
         for j in range(n_runs):
-            if parent[j] == j and size[j] > size[best]:
-                best = j
-        for j in range(n_runs):
-            if _root(parent, j) != best:
-                labels[run_row[j], run_start[j] : run_end[j]] = 0
+            if roots == 1 or _root(parent, j) == best:
+                top, bottom = min(top, run_row[j]), max(bottom, run_row[j] + 1)
+                left, right = min(left, run_start[j]), max(right, run_end[j])
+        kept_boxes[k, 0], kept_boxes[k, 1], kept_boxes[k, 2], kept_boxes[k, 3] = top, bottom, left, right
+        kept_areas[k] = size[best]
 
 
 @numba.njit(inline="always", **_JIT)

@@ -342,19 +342,28 @@ class MaskPainter:
 
         Afterwards ``boxes`` (``(K + 1, 4)``: first row, row end, first
         column, column end of each id) and ``areas`` (``(K + 1,)`` pixels)
-        describe the final ids, measured in the relabelling pass.
+        describe the final ids, measured on the way: by the pieces pass
+        (from each id's kept runs) when every id kept a pixel, and the ids
+        then need no renumbering pass; else by the renumbering pass.
         """
         labels = self.labels
         kernels = compiled()
         painted = self._painted[: self._count + 1]
         present = np.zeros(self._count + 1, np.bool_)
+        kept_boxes = np.full((self._count + 1, 4), -1, np.int64)
+        kept_areas = np.zeros(self._count + 1, np.int64)
+        measured = (present, kept_boxes, kept_areas)
         middle = balanced_id(painted, 1, len(painted))
         in_two_threads(
-            lambda: kernels.keep_largest_pieces(labels, painted, 1, middle, present),
-            lambda: kernels.keep_largest_pieces(labels, painted, middle, len(painted), present),
+            lambda: kernels.keep_largest_pieces(labels, painted, 1, middle, *measured),
+            lambda: kernels.keep_largest_pieces(labels, painted, middle, len(painted), *measured),
             len(painted) > PARALLEL_CELLS,
         )
         kept = np.flatnonzero(present[1:])
+        if len(kept) == self._count:
+            # no id left without a pixel: the ids are 1..K already, and measured
+            self.boxes, self.areas = kept_boxes, kept_areas
+            return labels, kept, self._scores[kept + 1], self._classes[kept + 1]
         lookup = np.zeros(self._count + 1, dtype=np.int32)
         lookup[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
         # in place (no second label image), measuring the cells for their outlines and areas;
