@@ -10,6 +10,9 @@ stack can be in the network at once, each on its own OpenVINO stream
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -52,25 +55,50 @@ def direct_instances(bgr: np.ndarray, model: LoadedModel, settings: ForwardSetti
 
     Frames in :func:`._threads.frames_at_once` blocks run on one stream each.
     """
+    with direct_instances_held(bgr, model, settings) as instances:
+        if instances is None:
+            return None
+        return replace(instances, protos=instances.protos.copy())
+
+
+@contextmanager
+def direct_instances_held(
+    bgr: np.ndarray, model: LoadedModel, settings: ForwardSettings
+) -> Iterator[RawInstances | None]:
+    """:func:`direct_instances`, its prototypes the infer request's own memory, valid inside the block.
+
+    For the caller that paints the masks inside the block: no copy of the
+    prototypes (3 MB a 704 x 544 window), see
+    :meth:`.openvino_model.StaticShapes.outputs_held`.
+    """
     engine = model_engine(model)
     if engine is None:
-        return None
+        yield None
+        return
     backend = model.yolo.predictor.model
     stride = int(max(np.atleast_1d(backend.stride)))
     height, width = bgr.shape[:2]
     if height % stride or width % stride or max(height, width) != settings.imgsz:
-        return None
+        yield None
+        return
     streams = min(frames_in_flight(), engine.threads)
-    outputs = engine.infer(network_tensor(bgr), streams)
+    with engine.outputs_held(network_tensor(bgr), streams) as outputs:
+        yield _instances(outputs, len(backend.names), settings, (height, width))
+
+
+def _instances(
+    outputs: list[np.ndarray], n_classes: int, settings: ForwardSettings, shape: tuple[int, int]
+) -> RawInstances | None:
+    """The instances of a YOLO-seg forward pass's outputs (``None``: a layout this path does not know)."""
     if len(outputs) != 2 or outputs[1].ndim != 4:
         return None  # not a YOLO-seg layout this path knows
     prediction, protos = outputs
-    n_classes = len(backend.names)
     if prediction.shape[1] != 4 + n_classes + protos.shape[1]:
         return None  # an end-to-end (NMS-free) head, say
     rows = non_max_suppression(prediction[0], n_classes, settings.conf, settings.iou, settings.max_det)
     if rows is None:
         return None  # more candidates than Ultralytics sorts: its own NMS decides (rare)
+    height, width = shape
     boxes = rows[:, :4].copy()
     np.clip(boxes[:, 0::2], 0, width, out=boxes[:, 0::2])  # Ultralytics' clip_boxes
     np.clip(boxes[:, 1::2], 0, height, out=boxes[:, 1::2])

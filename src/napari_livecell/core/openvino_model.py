@@ -15,6 +15,8 @@ before its frame's forward pass ends, leaves the cores idle in between.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +85,29 @@ class StaticShapes:
         ``streams > 1`` the model runs as that many streams on the cores
         (each call on one stream), for callers that segment frames side by side.
         """
+        with self.outputs_held(tensor, streams) as outputs:
+            return [output.copy() for output in outputs]
+
+    @contextmanager
+    def outputs_held(self, tensor: np.ndarray, streams: int = 1) -> Iterator[list[np.ndarray]]:
+        """:meth:`infer`, its outputs the infer request's own memory, valid inside the block.
+
+        The request serves no other call until the block ends, so a caller
+        that reads the outputs there (the prototypes, 3 MB a 704 x 544 frame)
+        needs no copy of them.
+        """
         compiled, idle = self._entry(tensor.shape, streams)
         with self._lock:
             request = idle.pop() if idle else None
         if request is None:
             request = compiled.create_infer_request()
-        # the input is only read; outputs are copied, as the request serves the next call
-        outputs = request.infer({0: np.ascontiguousarray(tensor)}, share_inputs=True, share_outputs=False)
-        with self._lock:
-            idle.append(request)  # an evicted model's list goes with it
-        return list(outputs.values())
+        try:
+            # the input is only read
+            outputs = request.infer({0: np.ascontiguousarray(tensor)}, share_inputs=True, share_outputs=True)
+            yield list(outputs.values())
+        finally:
+            with self._lock:
+                idle.append(request)  # an evicted model's list goes with it
 
     def __call__(self, inputs: Any) -> dict[int, np.ndarray]:
         """Ultralytics' call: the forward pass on a float32 ``(N, 3, H, W)`` array; outputs by port."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -175,6 +176,26 @@ def predict_raw(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) 
     return predict_with_ultralytics(bgr, model, settings)
 
 
+@contextmanager
+def _raw_instances_held(
+    bgr: np.ndarray, model: LoadedModel, settings: PredictSettings
+) -> Iterator[RawInstances]:
+    """:func:`predict_raw`, whose prototypes may be valid inside the block only.
+
+    An OpenVINO model's come straight from its infer request's memory (no copy
+    of 3 MB a frame: :func:`.openvino_direct.direct_instances_held`); the
+    masks are painted inside the block.
+    """
+    from .openvino_direct import direct_instances_held
+
+    if model.runtime != "torch":
+        with direct_instances_held(bgr, model, settings) as direct:
+            if direct is not None:
+                yield direct
+                return
+    yield predict_with_ultralytics(bgr, model, settings)
+
+
 def predict_with_ultralytics(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) -> RawInstances:
     """:func:`predict_raw` through Ultralytics' predictor, whatever the runtime."""
     global _PREDICTOR_CLASS
@@ -231,14 +252,14 @@ def _collect(
     padded; masks are cut to it and cells only in the padding are dropped.
     ``owner``: whether a box centre (frame coordinates) belongs to this window.
     """
-    raw = predict_raw(bgr, model, settings)
-    selected = None
-    if owner is not None:
-        selected = np.array(
-            [owner(origin[0] + (y1 + y2) / 2, origin[1] + (x1 + x2) / 2) for x1, y1, x2, y2 in raw.boxes],
-            dtype=bool,
-        )
-    painter.add_instances(raw, bgr.shape[:2], origin, within, selected)
+    with _raw_instances_held(bgr, model, settings) as raw:
+        selected = None
+        if owner is not None:
+            selected = np.array(
+                [owner(origin[0] + (y1 + y2) / 2, origin[1] + (x1 + x2) / 2) for x1, y1, x2, y2 in raw.boxes],
+                dtype=bool,
+            )
+        painter.add_instances(raw, bgr.shape[:2], origin, within, selected)
 
 
 def segment_frame(
