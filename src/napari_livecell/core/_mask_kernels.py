@@ -191,8 +191,9 @@ def decode_and_paint(
 def _instance_logits(coefficients, protos, p0, p1, q0, q1):
     # coefficients . protos over the prototype window [p0, p1) x [q0, q1), each sum over the
     # channels in their order from 0 (float32): four columns at once, each in its own
-    # accumulator, which the compiler keeps in one vector register (channels outermost, as a
-    # loop over the window per channel, ran ~1.6x slower at ~500 cells: boxes ~10 columns wide)
+    # accumulator, which the compiler keeps in one vector register. A loop over the window per
+    # channel (channels outermost) does not vectorise on boxes ~10 columns wide: with it, the
+    # whole kernel took 1.3x this one's time at ~500 cells (docs/numba.md)
     n_channels = protos.shape[0]
     logits = np.empty((p1 - p0, q1 - q0), np.float32)
     block = np.empty(4, np.float32)
