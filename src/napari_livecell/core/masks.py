@@ -9,7 +9,6 @@ while memory stays at one label image, never cells x height x width floats.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
@@ -168,38 +167,6 @@ class RawInstances:
     protos: np.ndarray  # (C, mh, mw)
 
 
-def instance_masks(
-    raw: RawInstances, image_shape: tuple[int, int]
-) -> Iterator[tuple[int, int, int, np.ndarray]]:
-    """Each instance's mask inside its box, at image resolution.
-
-    Yields
-    ------
-    index, row, col, mask
-        Instance index, top-left corner of the box in the image, boolean mask.
-    """
-    height, width = image_shape
-    if len(raw.boxes) == 0:
-        return
-    n_channels, mh, mw = raw.protos.shape
-    row_map, col_map, (row_first, row_last), (col_first, col_last) = _proto_maps(
-        (int(mh), int(mw)), (int(height), int(width))
-    )
-    for index, (x1, y1, x2, y2) in enumerate(raw.boxes):
-        # Ultralytics' crop_mask keeps pixel i when x1 <= i < x2
-        r0, r1 = max(0, math.ceil(y1)), min(height, math.ceil(y2))
-        c0, c1 = max(0, math.ceil(x1)), min(width, math.ceil(x2))
-        if r1 <= r0 or c1 <= c0:
-            continue
-        p0, p1 = row_first[r0], row_last[r1 - 1]
-        q0, q1 = col_first[c0], col_last[c1 - 1]
-        window = raw.protos[:, p0:p1, q0:q1].reshape(n_channels, -1)
-        logits = (raw.coefficients[index] @ window).reshape(p1 - p0, q1 - q0)
-        mask = row_map[r0:r1, p0:p1] @ logits @ col_map[c0:c1, q0:q1].T > 0
-        if mask.any():
-            yield index, r0, c0, mask
-
-
 class MaskPainter:
     """Paint box-sized masks into one label image as they come, the higher score on top.
 
@@ -261,9 +228,10 @@ class MaskPainter:
     ) -> None:
         """Make and paint every instance of one network window, in order: one compiled pass per band.
 
-        The same pixels as :func:`instance_masks` followed by :meth:`add` for
-        each instance with pixels in the window's own part, ~10x faster: no
-        Python or numpy call per cell.
+        Each instance's mask is ``row_map @ (coefficients . protos) @ col_map.T > 0``
+        inside its box (Ultralytics' upsampling and crop), painted as :meth:`add`
+        paints it, ~10x faster than numpy per instance: no Python or numpy call
+        per cell (``tests/core/test_decode_kernel.py`` has the numpy statement).
 
         Parameters
         ----------
