@@ -167,13 +167,9 @@ def predict_raw(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) 
     without Ultralytics' predictor and its lock: :mod:`.openvino_direct`);
     everything else goes through Ultralytics' predictor.
     """
-    from .openvino_direct import direct_instances
-
-    if model.runtime != "torch":
-        direct = direct_instances(bgr, model, settings)
-        if direct is not None:
-            return direct
-    return predict_with_ultralytics(bgr, model, settings)
+    with _raw_instances_held(bgr, model, settings) as raw:
+        # the caller may keep the result: prototypes out of an infer request's memory are copied
+        return replace(raw, protos=np.array(raw.protos))
 
 
 @contextmanager
