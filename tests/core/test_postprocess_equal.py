@@ -66,7 +66,10 @@ def test_postprocessing_gives_the_cells_and_outlines_of_before(name, default_mod
         key = f"{name}_{index}"
         differing = int(np.count_nonzero(result.labels != expected[f"{key}_labels"]))
         assert differing == 0, f"{key}: {differing} pixels differ from the reference labels"
-        np.testing.assert_array_equal(result.scores, expected[f"{key}_scores"])
+        # the scores are the network's, passed through: PyTorch's forward pass differs by a few
+        # float32 units in the last place between CPUs (an AMD EPYC against the Xeon that made the
+        # reference: <= 6e-7 relative, same cells and outlines), so only they get a tolerance
+        np.testing.assert_allclose(result.scores, expected[f"{key}_scores"], rtol=1e-5, atol=0)
         np.testing.assert_array_equal(result.classes, expected[f"{key}_classes"])
         assert _outline_digest(result) == str(expected[f"{key}_outlines"]), f"{key}: outlines differ"
         # areas measured while the ids were numbered: the label image's own pixel counts
