@@ -66,3 +66,23 @@ def test_compiled_painting_equals_numpy(default_model, imgsz, taps):
     # logit is ~0 may fall either way (none did on this machine); a wrong tap or row moves many
     differing = np.count_nonzero(labels != expected)
     assert differing <= 1e-4 * np.count_nonzero(expected), f"{differing} pixels differ"
+
+
+def test_of_equal_scores_the_later_instance_wins_whatever_order_the_kernel_paints_in(default_model):
+    # the kernel paints the instances top to bottom (the order of their boxes), not in the order
+    # given: every overlap of equal scores must still end with the later instance's id
+    frame = _pad_with_background(synthesize_image(seed=9500, n_cells=500).image, (544, 704))
+    window = frame.shape[:2]
+    raw = predict_raw(frame, default_model, PredictSettings())
+    raw.scores[:] = 0.5
+    compiled = MaskPainter(window)
+    compiled.add_instances(raw, window)
+    reference = MaskPainter(window)
+    for index, row, col, mask in numpy_instance_masks(raw, window):
+        reference.add(float(raw.scores[index]), row, col, mask)
+    labels, kept, _, _ = compiled.finish()
+    expected, expected_kept, _, _ = reference.finish()
+    np.testing.assert_array_equal(kept, expected_kept)
+    # pixels covered by two instances that the first instance keeps or loses
+    contested = np.count_nonzero(labels != expected)
+    assert contested <= 1e-4 * np.count_nonzero(expected), f"{contested} pixels differ"

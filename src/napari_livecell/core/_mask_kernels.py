@@ -136,19 +136,24 @@ def geometry(boxes, window, within, selected):
 
 @numba.njit(**_JIT)
 def decode_and_paint(
-    labels, label_scores, ids, row_lo, row_hi, spans, origin, coefficients, protos, row_map, row_first,
-    row_last, col_first, col_last, col_taps, col_weights,
+    labels, clear, label_scores, ids, order, row_lo, row_hi, spans, origin, coefficients, protos, row_map,
+    row_first, row_last, col_first, col_last, col_taps, col_weights,
 ):  # fmt: skip
-    # each instance's mask inside its box, made and painted at once, in order, for the label
-    # image's rows row_lo..row_hi-1 only (two threads paint two bands; instances are painted in
-    # the same order in each, so every pixel ends as when painted in one pass). The mask is
+    # each instance's mask inside its box, made and painted at once, for the label image's rows
+    # row_lo..row_hi-1 only (two threads paint two bands). The mask is
     # rows @ (coefficients . protos) @ cols.T > 0 in float32 inside the box, with the sums of
     # the full products in their order: only each row's and column's non-zero span of the
     # resampling maps is summed (the terms skipped are zeros). A pixel takes the instance's id
-    # where it outscores the label beneath (of equal scores, the later instance)
+    # where it outscores the label beneath, of equal scores the later instance (the larger id):
+    # every pixel ends as when the instances are painted one by one in their order, whatever
+    # order they are painted in. ``order``: top to bottom, so that the prototypes' and labels'
+    # rows are read as a moving window (fewer cache misses than the instances' score order).
+    # clear: the band is zeroed first, here, so that its lines are in this core's cache
     height, width = labels.shape
+    if clear:
+        labels[row_lo:row_hi] = 0
     n_taps = col_taps.shape[1]
-    for index in range(len(spans)):
+    for index in order:
         if ids[index] < 0:
             continue
         r0, c0 = spans[index, 0], spans[index, 2]
@@ -161,7 +166,8 @@ def decode_and_paint(
         p0, p1 = row_first[r_start], row_last[r_end - 1]
         q0, q1 = col_first[c0], col_last[c_end - 1]
         logits = _instance_logits(coefficients[index], protos, p0, p1, q0, q1)
-        score = label_scores[ids[index]]
+        own = ids[index]
+        score = label_scores[own]
         row = np.empty(q1 - q0, np.float32)
         for r in range(r_start, r_end):
             row[:] = 0
@@ -183,8 +189,9 @@ def decode_and_paint(
                         value += row[col_taps[c, t] - q0] * col_weights[c, t]
                 if value > 0:
                     beneath = out_row[origin[1] + c]
-                    if label_scores[beneath] <= score:
-                        out_row[origin[1] + c] = ids[index]
+                    other = label_scores[beneath]
+                    if other < score or (other == score and beneath < own):
+                        out_row[origin[1] + c] = own
 
 
 @numba.njit(inline="always", **_JIT)

@@ -183,7 +183,11 @@ class MaskPainter:
     """
 
     def __init__(self, image_shape: tuple[int, int]) -> None:
-        self.labels = np.zeros(image_shape, dtype=np.int32)
+        # zeroed when first painted, by the threads that paint it, each its own band: zeroed here,
+        # before the forward pass, its lines had left the caches, and every painted run of a
+        # cell then waited on memory (~0.4 ms a frame of ~500 cells: benchmarks/README.md)
+        self._labels = np.empty(image_shape, dtype=np.int32)
+        self._blank = True
         self._count = 0
         # score of label id i at [i]; id 0 (background) loses to every cell
         self._scores = np.full(1024, -np.inf)
@@ -193,6 +197,14 @@ class MaskPainter:
         self._painted = np.full((1024, 4), -1, dtype=np.int64)
         self.boxes: np.ndarray | None = None  # set by finish()
         self.areas: np.ndarray | None = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The ``(H, W)`` int32 label image painted so far (0: background)."""
+        if self._blank:
+            self._labels.fill(0)
+            self._blank = False
+        return self._labels
 
     def add(self, score: float, row: int, col: int, mask: np.ndarray, class_id: int = 0) -> None:
         """Paint one instance's mask (box corner ``row``, ``col``) where it outscores what is there."""
@@ -226,7 +238,7 @@ class MaskPainter:
         within: tuple[int, int] | None = None,
         selected: np.ndarray | None = None,
     ) -> None:
-        """Make and paint every instance of one network window, in order: one compiled pass per band.
+        """Make and paint every instance of one network window, as if in order: one compiled pass per band.
 
         Each instance's mask is ``row_map @ (coefficients . protos) @ col_map.T > 0``
         inside its box (Ultralytics' upsampling and crop), painted as :meth:`add`
@@ -271,7 +283,7 @@ class MaskPainter:
         self._scores[ids[valid]] = raw.scores[valid].astype(np.float32)
         self._classes[ids[valid]] = raw.classes[valid]
         # the box of the label image each instance may paint (its own part, inside the image)
-        height, width = self.labels.shape
+        height, width = self._labels.shape
         top, left = origin[0] + spans[valid, 0], origin[1] + spans[valid, 2]
         bottom = origin[0] + np.minimum(spans[valid, 4], height - origin[0])
         right = origin[1] + np.minimum(spans[valid, 5], width - origin[1])
@@ -282,11 +294,14 @@ class MaskPainter:
         coefficients = np.ascontiguousarray(raw.coefficients, dtype=np.float32)
         protos = np.ascontiguousarray(raw.protos, dtype=np.float32)
         origin_array = np.array(origin, np.int64)
+        labels, clear = self._labels, self._blank
+        self._blank = False
+        order = np.argsort(spans[:, 0], kind="stable")  # painted top to bottom: see the kernel
 
         def paint_rows(row_lo: int, row_hi: int) -> None:
             kernels.decode_and_paint(
-                self.labels, self._scores, ids, row_lo, row_hi, spans, origin_array, coefficients, protos,
-                row_map, row_first, row_last, col_first, col_last, col_taps, col_weights,
+                labels, clear, self._scores, ids, order, row_lo, row_hi, spans, origin_array, coefficients,
+                protos, row_map, row_first, row_last, col_first, col_last, col_taps, col_weights,
             )  # fmt: skip
 
         # two bands of rows at once, split where half of the instances' pixels lie above
