@@ -352,17 +352,18 @@ def _join(parent, i, j):
 
 
 @numba.njit(**_JIT)
-def relabel_measured(labels, lookup, n_ids, row_lo, row_hi):
-    # relabel rows row_lo..row_hi-1 in place and measure the new ids there on the way: boxes as
-    # bounding_boxes makes them (first row -1: absent) and pixel counts, so that no later pass
-    # over the image is needed (two threads relabel two bands; _threads.merge_bands joins them)
-    boxes = np.full((n_ids + 1, 4), -1, np.int64)
-    areas = np.zeros(n_ids + 1, np.int64)
-    for r in range(row_lo, row_hi):
-        for c in range(labels.shape[1]):
-            k = lookup[labels[r, c]]
-            labels[r, c] = k
-            if k > 0:
-                areas[k] += 1
-                _grow_box(boxes, k, r, c)
-    return boxes, areas
+def renumber_in_boxes(labels, lookup, boxes, first):
+    # ids first.. renumbered in place to lookup[k] <= k, each within its box (as measured by
+    # keep_largest_pieces; first row -1: no pixel left): the pixels of the ids after the first
+    # one dropped, not a pass over the whole image. In increasing order of id, so that a pixel
+    # renumbered to j < k is never met again as k. One thread: ids renumbered by two at once
+    # could meet (an id's new number may be an old one of the other half)
+    for k in range(first, len(lookup)):
+        new = lookup[k]
+        if new == k or boxes[k, 0] < 0:
+            continue
+        for r in range(boxes[k, 0], boxes[k, 1]):
+            row = labels[r]
+            for c in range(boxes[k, 2], boxes[k, 3]):
+                if row[c] == k:
+                    row[c] = new

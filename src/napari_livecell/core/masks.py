@@ -15,7 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ._threads import balanced_id, balanced_row, in_two_threads, merge_bands
+from ._threads import balanced_id, balanced_row, in_two_threads
 
 # from this many mask pixels in a window, two threads decode them (a thread hand-off costs ~0.1 ms)
 PARALLEL_PIXELS = 50_000
@@ -325,9 +325,9 @@ class MaskPainter:
 
         Afterwards ``boxes`` (``(K + 1, 4)``: first row, row end, first
         column, column end of each id) and ``areas`` (``(K + 1,)`` pixels)
-        describe the final ids, measured on the way: by the pieces pass
-        (from each id's kept runs) when every id kept a pixel, and the ids
-        then need no renumbering pass; else by the renumbering pass.
+        describe the final ids, measured by the pieces pass (from each id's
+        kept runs). When an id is left without a pixel, the ids after it are
+        renumbered within their boxes, not in a pass over the whole image.
         """
         labels = self.labels
         kernels = compiled()
@@ -347,17 +347,13 @@ class MaskPainter:
             # no id left without a pixel: the ids are 1..K already, and measured
             self.boxes, self.areas = kept_boxes, kept_areas
             return labels, kept, self._scores[kept + 1], self._classes[kept + 1]
+        # ids 1..K in order, each where it was, with the box and area the pieces pass measured
         lookup = np.zeros(self._count + 1, dtype=np.int32)
         lookup[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
-        # in place (no second label image), measuring the cells for their outlines and areas;
-        # two bands of rows at once
-        middle = labels.shape[0] // 2
-        top, bottom = in_two_threads(
-            lambda: kernels.relabel_measured(labels, lookup, len(kept), 0, middle),
-            lambda: kernels.relabel_measured(labels, lookup, len(kept), middle, labels.shape[0]),
-            labels.size >= PARALLEL_PIXELS,
-        )
-        self.boxes, self.areas = merge_bands(top, bottom)
+        first_moved = int(np.flatnonzero(~present[1:])[0]) + 1
+        kernels.renumber_in_boxes(labels, lookup, kept_boxes, first_moved)
+        self.boxes = np.concatenate([kept_boxes[:1], kept_boxes[kept + 1]])
+        self.areas = np.concatenate([kept_areas[:1], kept_areas[kept + 1]])
         return labels, kept, self._scores[kept + 1], self._classes[kept + 1]
 
 

@@ -159,7 +159,7 @@ def _trace_in_threads(labels: np.ndarray, boxes: np.ndarray, first: int, stop: i
     """
     from ._threads import balanced_id, in_two_threads
 
-    middle = balanced_id(boxes, first, stop)
+    middle = balanced_id(boxes, first, stop, per_pixel=0, per_edge=1)
     halves = in_two_threads(
         lambda: _trace_cells(labels, boxes, first, middle),
         lambda: _trace_cells(labels, boxes, middle, stop),
