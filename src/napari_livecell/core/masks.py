@@ -151,7 +151,7 @@ def non_max_suppression(
     if len(rows) > 30000:
         return None
     offset = rows[:, 5:6] * np.float32(0 if agnostic else 7680)  # Ultralytics' max_wh
-    order = np.argsort(-rows[:, 4], kind="stable")
+    order = compiled().descending_order(np.ascontiguousarray(rows[:, 4]))  # torchvision's stable sort
     keep = compiled().nms(np.ascontiguousarray(rows[:, :4] + offset), order, float(iou))
     return rows[keep[:max_det]]
 
