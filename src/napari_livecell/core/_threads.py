@@ -9,8 +9,8 @@ When a run segments frames side by side (:func:`frames_at_once`: one
 OpenVINO stream per core), every core already has a frame: the halves then
 run one after the other in the frame's own thread.
 
-Where to split: :func:`balanced_row` (bands of rows of about equal pixels),
-:func:`balanced_id` (cells of about equal work).
+Where to split: bands of rows of about equal pixels
+(``_mask_kernels.plan_paint``), :func:`balanced_id` (cells of about equal work).
 """
 
 from __future__ import annotations
@@ -132,19 +132,3 @@ def balanced_id(boxes: np.ndarray, first: int, stop: int, per_pixel: int = 1, pe
     if not len(work) or not work[-1]:
         return (first + stop) // 2
     return first + int(np.searchsorted(work, work[-1] / 2))
-
-
-def balanced_row(boxes: np.ndarray, height: int) -> tuple[int, int]:
-    """The row above which half of the boxes' pixels lie, and their number of pixels.
-
-    ``boxes``: first row, row end, first column, column end (first row -1: none).
-    """
-    painted = boxes[:, 0] >= 0
-    widths = boxes[painted, 3] - boxes[painted, 2]
-    # each box adds its width to the rows from its first row to its row end: the differences
-    starts = np.bincount(boxes[painted, 0], weights=widths, minlength=height + 1)
-    ends = np.bincount(boxes[painted, 1], weights=widths, minlength=height + 1)
-    above = np.cumsum(np.cumsum(starts - ends)[:height])
-    if not height or not above[-1]:
-        return 0, 0
-    return int(np.searchsorted(above, above[-1] / 2)), int(above[-1])

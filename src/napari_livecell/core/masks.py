@@ -15,7 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ._threads import balanced_id, balanced_row, in_two_threads
+from ._threads import balanced_id, in_two_threads
 
 # from this many mask pixels in a window, two threads decode them (a thread hand-off costs ~0.1 ms)
 PARALLEL_PIXELS = 50_000
@@ -270,33 +270,28 @@ class MaskPainter:
         kernels = compiled()
         if selected is None:
             selected = np.ones(n, np.bool_)
-        spans = kernels.geometry(
+        # every instance with a box gets the next id; those left without a pixel vanish in finish()
+        spans, ids, order, middle, pixels = kernels.plan_paint(
             np.ascontiguousarray(raw.boxes, dtype=np.float32),
             np.array(window, np.int64),
             np.array(within or window, np.int64),
             np.asarray(selected, np.bool_),
+            np.array(origin, np.int64),
+            np.array(self._labels.shape, np.int64),
+            self._count + 1,
+            np.asarray(raw.scores),
+            np.asarray(raw.classes),
+            self._scores,
+            self._classes,
+            self._painted,
         )
-        # every instance with a box gets the next id; those left without a pixel vanish in finish()
-        valid = spans[:, 0] >= 0
-        ids = np.full(n, -1, np.int64)
-        ids[valid] = self._count + 1 + np.arange(np.count_nonzero(valid))
-        self._scores[ids[valid]] = raw.scores[valid].astype(np.float32)
-        self._classes[ids[valid]] = raw.classes[valid]
-        # the box of the label image each instance may paint (its own part, inside the image)
-        height, width = self._labels.shape
-        top, left = origin[0] + spans[valid, 0], origin[1] + spans[valid, 2]
-        bottom = origin[0] + np.minimum(spans[valid, 4], height - origin[0])
-        right = origin[1] + np.minimum(spans[valid, 5], width - origin[1])
-        boxes = np.stack([top, bottom, left, right], axis=1)
-        boxes[(bottom <= top) | (right <= left)] = -1
-        self._painted[ids[valid]] = boxes
-        self._count += int(np.count_nonzero(valid))
+        self._count += int(np.count_nonzero(ids >= 0))
         coefficients = np.ascontiguousarray(raw.coefficients, dtype=np.float32)
         protos = np.ascontiguousarray(raw.protos, dtype=np.float32)
         origin_array = np.array(origin, np.int64)
         labels, clear = self._labels, self._blank
         self._blank = False
-        order = np.argsort(spans[:, 0], kind="stable")  # painted top to bottom: see the kernel
+        height = labels.shape[0]
 
         def paint_rows(row_lo: int, row_hi: int) -> None:
             kernels.decode_and_paint(
@@ -305,7 +300,6 @@ class MaskPainter:
             )  # fmt: skip
 
         # two bands of rows at once, split where half of the instances' pixels lie above
-        middle, pixels = balanced_row(boxes, height)
         worth_it = pixels >= PARALLEL_PIXELS
         in_two_threads(lambda: paint_rows(0, middle), lambda: paint_rows(middle, height), worth_it)
 
