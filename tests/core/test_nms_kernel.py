@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from napari_livecell.core.masks import compiled, non_max_suppression
+from napari_livecell.core.masks import compiled_nms, non_max_suppression
 from napari_livecell.core.network_input import network_tensor
 from napari_livecell.core.predict import STRIDE, _pad_with_background
 from napari_livecell.core.synthetic import synthesize_image
@@ -24,7 +24,7 @@ _SCORES = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(arrays(np.float32, st.integers(0, 300), elements=_SCORES))
 def test_descending_order_is_numpys_stable_argsort(scores):
-    np.testing.assert_array_equal(compiled().descending_order(scores), np.argsort(-scores, kind="stable"))
+    np.testing.assert_array_equal(compiled_nms().descending_order(scores), np.argsort(-scores, kind="stable"))
 
 
 def test_nms_keeps_ultralytics_rows_of_a_dense_frame(default_model):

@@ -109,6 +109,14 @@ def compiled() -> ModuleType:
     return _mask_kernels
 
 
+@lru_cache(maxsize=1)
+def compiled_nms() -> ModuleType:
+    """The numba kernels of :func:`non_max_suppression` (:mod:`._nms_kernels`), compiled on first use."""
+    from . import _nms_kernels
+
+    return _nms_kernels
+
+
 def non_max_suppression(
     prediction: np.ndarray,
     n_classes: int,
@@ -147,12 +155,12 @@ def non_max_suppression(
     """
     prediction = np.ascontiguousarray(prediction, dtype=np.float32)
     # numpy compares float32 scores with a Python float in float32 (NEP 50), as does torch
-    rows = compiled().candidate_rows(prediction, n_classes, np.float32(conf))
+    rows = compiled_nms().candidate_rows(prediction, n_classes, np.float32(conf))
     if len(rows) > 30000:
         return None
     offset = rows[:, 5:6] * np.float32(0 if agnostic else 7680)  # Ultralytics' max_wh
-    order = compiled().descending_order(np.ascontiguousarray(rows[:, 4]))  # torchvision's stable sort
-    keep = compiled().nms(np.ascontiguousarray(rows[:, :4] + offset), order, float(iou))
+    order = compiled_nms().descending_order(np.ascontiguousarray(rows[:, 4]))  # torchvision's stable sort
+    keep = compiled_nms().nms(np.ascontiguousarray(rows[:, :4] + offset), order, float(iou))
     return rows[keep[:max_det]]
 
 
