@@ -39,6 +39,16 @@ def numpy_instance_masks(raw: RawInstances, image_shape: tuple[int, int]) -> Ite
             yield index, r0, c0, mask
 
 
+def _painted_both_ways(raw: RawInstances, window: tuple[int, int]) -> tuple[tuple, tuple]:
+    """``MaskPainter.finish()`` after the compiled painting, and after numpy's masks painted one by one."""
+    compiled = MaskPainter(window)
+    compiled.add_instances(raw, window)
+    reference = MaskPainter(window)
+    for index, row, col, mask in numpy_instance_masks(raw, window):
+        reference.add(float(raw.scores[index]), row, col, mask)
+    return compiled.finish(), reference.finish()
+
+
 @pytest.mark.parametrize(
     ("imgsz", "taps"),
     [(704, 2), (352, 3)],  # the network's own size (YOLO-seg's 4x prototypes), and a frame scaled down
@@ -53,13 +63,7 @@ def test_compiled_painting_equals_numpy(default_model, imgsz, taps):
     raw = predict_raw(frame, default_model, PredictSettings(imgsz=imgsz))
     _, mh, mw = raw.protos.shape
     assert _column_taps((int(mh), int(mw)), window)[0].shape[1] == taps  # both of the kernel's paths
-    compiled = MaskPainter(window)
-    compiled.add_instances(raw, window)
-    reference = MaskPainter(window)
-    for index, row, col, mask in numpy_instance_masks(raw, window):
-        reference.add(float(raw.scores[index]), row, col, mask)
-    labels, kept, scores, _ = compiled.finish()
-    expected, expected_kept, expected_scores, _ = reference.finish()
+    (labels, kept, scores, _), (expected, expected_kept, expected_scores, _) = _painted_both_ways(raw, window)
     assert len(kept) == len(expected_kept) > 200
     np.testing.assert_array_equal(scores, expected_scores)
     # numpy sums the channels with BLAS, whose order differs from the kernel's: a pixel whose
@@ -75,13 +79,7 @@ def test_of_equal_scores_the_later_instance_wins_whatever_order_the_kernel_paint
     window = frame.shape[:2]
     raw = predict_raw(frame, default_model, PredictSettings())
     raw.scores[:] = 0.5
-    compiled = MaskPainter(window)
-    compiled.add_instances(raw, window)
-    reference = MaskPainter(window)
-    for index, row, col, mask in numpy_instance_masks(raw, window):
-        reference.add(float(raw.scores[index]), row, col, mask)
-    labels, kept, _, _ = compiled.finish()
-    expected, expected_kept, _, _ = reference.finish()
+    (labels, kept, _, _), (expected, expected_kept, _, _) = _painted_both_ways(raw, window)
     np.testing.assert_array_equal(kept, expected_kept)
     # pixels covered by two instances that the first instance keeps or loses
     contested = np.count_nonzero(labels != expected)
