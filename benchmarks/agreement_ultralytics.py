@@ -10,11 +10,11 @@ import argparse
 import json
 import tempfile
 
-from napari_livecell.core.evaluate import evaluate, predict_dataset
-from napari_livecell.core.model import DEFAULT_MODEL, load_model
-from napari_livecell.core.offline import import_ultralytics
-from napari_livecell.core.predict import PredictSettings
-from napari_livecell.core.training_data import coco_to_yolo_dataset
+from napari_livecell.core.analysis.evaluate import evaluate, predict_dataset
+from napari_livecell.core.inference.predict import PredictSettings
+from napari_livecell.core.models.model import DEFAULT_MODEL, load_model
+from napari_livecell.core.models.offline import import_ultralytics
+from napari_livecell.core.training.data import coco_to_yolo_dataset
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.training.synthetic import synthesize_image
 from napari_livecell.io.write import write_labels_coco
 
 
@@ -51,7 +51,7 @@ def mosaic(size: int, seed: int = 0) -> np.ndarray:
 
 def frame_sizes(sizes: list[int]) -> None:
     """Print COCO json cells/s for crops of one mosaic (largest first in memory)."""
-    from napari_livecell.core.coco import CocoImage, build_coco
+    from napari_livecell.core.formats.coco import CocoImage, build_coco
     from napari_livecell.core.segmentation import Segmentation
 
     full = mosaic(max(sizes))

@@ -19,7 +19,7 @@ def worker_peak_rss_mib() -> float:
 def run(n_workers: int, stack, torch_threads: int | None = None) -> tuple[float, list[float]]:
     from distributed import Client, LocalCluster
 
-    from napari_livecell.core.distributed import segment_stack_distributed
+    from napari_livecell.core.inference.distributed import segment_stack_distributed
 
     with (
         LocalCluster(
@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=24)
     args = parser.parse_args()
-    from napari_livecell.core.synthetic import synthesize_timelapse
+    from napari_livecell.core.training.synthetic import synthesize_timelapse
 
     stack = synthesize_timelapse(seed=3, n_frames=args.frames, n_cells=80).image
     one, memory_one = run(1, stack)

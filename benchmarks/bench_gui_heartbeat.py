@@ -74,8 +74,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     frame = synthesize_image(seed=5151, n_cells=40, shape=(256, 320)).image
     load_model(device="cpu")

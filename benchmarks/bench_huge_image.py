@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-from napari_livecell.core.model import load_model
-from napari_livecell.core.predict import PredictSettings, segment_frame, segment_frame_steps
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.inference.predict import PredictSettings, segment_frame, segment_frame_steps
+from napari_livecell.core.models.model import load_model
+from napari_livecell.core.training.synthetic import synthesize_image
 
 MIB = 2**20
 

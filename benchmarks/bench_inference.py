@@ -12,7 +12,7 @@ Run: ``python benchmarks/bench_inference.py [--frames 3] [--repeats 5] [--stack 
   (``ours_over_forward_*``: what post-processing adds; the median of the
   ratios of each end to end and the forward pass timed right after it).
 * ``stack``: a lazily generated dask stack segmented as the plugin does
-  (:func:`napari_livecell.core.run.iter_segment`), frame by frame and (OpenVINO)
+  (:func:`napari_livecell.core.inference.run.iter_segment`), frame by frame and (OpenVINO)
   frames side by side, one stream per core, as frames per second over
   1 / forward time.
 * ``memory_2000_cells``: peak numpy memory of a 2000-cell frame.
@@ -31,20 +31,20 @@ import tracemalloc
 
 import numpy as np
 
-from napari_livecell.core import run
-from napari_livecell.core.frame_input import to_bgr
-from napari_livecell.core.matching import match_cells
-from napari_livecell.core.model import DEFAULT_MODEL, load_model
-from napari_livecell.core.network_input import network_tensor
-from napari_livecell.core.offline import import_ultralytics
-from napari_livecell.core.predict import (
+from napari_livecell.core.analysis.matching import match_cells
+from napari_livecell.core.inference import run
+from napari_livecell.core.inference.frame_input import to_bgr
+from napari_livecell.core.inference.network_input import network_tensor
+from napari_livecell.core.inference.predict import (
     STRIDE,
     PredictSettings,
     _pad_with_background,
     segment_frame,
 )
-from napari_livecell.core.run import FrameResult
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.inference.run import FrameResult
+from napari_livecell.core.models.model import DEFAULT_MODEL, load_model
+from napari_livecell.core.models.offline import import_ultralytics
+from napari_livecell.core.training.synthetic import synthesize_image
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 # cells per frame -> frame shape and network size that runs the frame whole (no tiles)
@@ -162,13 +162,13 @@ def bench_pipeline(n_frames: int, runtime: str, n_cells: int = 50) -> dict:
     """A lazy dask stack through :func:`core.run.iter_segment` (as the plugin runs it) vs the forward pass.
 
     Two ways, interleaved: frames side by side (OpenVINO: one stream per
-    core, :mod:`napari_livecell.core.openvino_direct`; what runs by default)
+    core, :mod:`napari_livecell.core.inference.openvino_direct`; what runs by default)
     and frame by frame (``openvino_direct.STREAMS = 1``; torch always runs so).
     """
     import dask
     import dask.array as da
 
-    from napari_livecell.core import openvino_direct
+    from napari_livecell.core.inference import openvino_direct
 
     frame = synthesize_image(seed=5, n_cells=n_cells).image
     model = load_model(device="cpu", runtime=runtime)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.frame_input import to_bgr
-from napari_livecell.core.model import DEFAULT_MODEL, load_model
-from napari_livecell.core.predict import PredictSettings, segment_frame
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.inference.frame_input import to_bgr
+from napari_livecell.core.inference.predict import PredictSettings, segment_frame
+from napari_livecell.core.models.model import DEFAULT_MODEL, load_model
+from napari_livecell.core.training.synthetic import synthesize_image
 
 
 def forward_of(model, frame: np.ndarray):
@@ -52,7 +52,7 @@ def timed(function) -> float:
 
 def mask_map(model, folder: Path) -> tuple[float, float]:
     """Box and mask mAP50-95 of ``model`` on the COCO set in ``folder`` (conf 0.001, LIVECell protocol)."""
-    from napari_livecell.core.evaluate import evaluate, predict_dataset
+    from napari_livecell.core.analysis.evaluate import evaluate, predict_dataset
 
     truth = folder / "annotations.json"
     predictions = predict_dataset(truth, folder / "images", model, PredictSettings(conf=0.001))
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=20)
     args = parser.parse_args()
 
-    from napari_livecell.core.quantize import quantize_int8
+    from napari_livecell.core.inference.quantize import quantize_int8
 
     calibration_frames = (synthesize_image(seed=100 + i, n_cells=300).image for i in range(args.calibration))
     calibration = quantize_int8(DEFAULT_MODEL, calibration_frames, args.calibration)

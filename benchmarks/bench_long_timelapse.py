@@ -45,10 +45,10 @@ def main() -> None:
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_livecell.core.frame_input import to_bgr
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import segment_frame
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.inference.frame_input import to_bgr
+    from napari_livecell.core.inference.predict import segment_frame
+    from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     scenes = [synthesize_image(seed=seed, n_cells=args.cells).image for seed in range(10)]
 

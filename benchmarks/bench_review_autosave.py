@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from napari_livecell.core.segmentation import Segmentation
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.training.synthetic import synthesize_image
     from napari_livecell.io.review import ReviewDataset
     from napari_livecell.layers import result_layer_data
 

@@ -29,8 +29,8 @@ def main() -> None:
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     load_model(device="cpu")
     with tempfile.TemporaryDirectory() as scratch:

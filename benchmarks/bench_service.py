@@ -14,9 +14,9 @@ import httpx
 import imageio.v3 as iio
 import uvicorn
 
-from napari_livecell.core.model import load_model
-from napari_livecell.core.predict import segment_frame
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.inference.predict import segment_frame
+from napari_livecell.core.models.model import load_model
+from napari_livecell.core.training.synthetic import synthesize_image
 from napari_livecell.service import ServiceSettings, create_app
 
 
@@ -42,7 +42,7 @@ def main() -> None:
         return time.perf_counter() - started
 
     def core_png():
-        from napari_livecell.core.render import draw_outlines, png_bytes
+        from napari_livecell.core.inference.render import draw_outlines, png_bytes
 
         result = segment_frame(image, model)
         png_bytes(draw_outlines(image, result.labels))

@@ -41,8 +41,8 @@ import numpy as np
 
 
 def accuracy(seeds: int, frames: int, cells: int, linker: str) -> None:
-    from napari_livecell.core.synthetic import synthesize_timelapse
-    from napari_livecell.core.tracking import graph_from_lineage, link_accuracy, track_cells
+    from napari_livecell.core.tracking.track import graph_from_lineage, link_accuracy, track_cells
+    from napari_livecell.core.training.synthetic import synthesize_timelapse
 
     try:
         from ctc_metrics.scripts.evaluate import evaluate_sequence
@@ -80,7 +80,7 @@ def _tra(evaluate_sequence, lapse, truth, result) -> float:
     import contextlib
     import io
 
-    from napari_livecell.core.ctc import write_ctc
+    from napari_livecell.core.formats.ctc import write_ctc
 
     with tempfile.TemporaryDirectory() as folder:
         write_ctc(Path(folder) / "GT" / "TRA", lapse.track_labels, truth, ground_truth=True)
@@ -96,8 +96,9 @@ def _tra(evaluate_sequence, lapse, truth, result) -> float:
 _FIRST_CALL = """
 import time
 import numpy as np
-from napari_livecell.core.synthetic import synthesize_timelapse
-from napari_livecell.core import track_relabel, tracking
+from napari_livecell.core.training.synthetic import synthesize_timelapse
+from napari_livecell.core.tracking import relabel as track_relabel
+from napari_livecell.core.tracking import track as tracking
 labels = synthesize_timelapse(seed=0, n_frames=2, n_cells=300).labels.astype(np.uint16)
 started = time.perf_counter()
 tracking.measure_frame(labels[1], labels[0])
@@ -128,8 +129,8 @@ def speed(frames: int, cells: int, regionprops_frames: int, laptrack_frames: int
     import tifffile
     from skimage.measure import regionprops_table
 
-    from napari_livecell.core.synthetic import synthesize_timelapse
-    from napari_livecell.core.tracking import Overlaps, cell_table, iter_frames, track_cells
+    from napari_livecell.core.tracking.track import Overlaps, cell_table, iter_frames, track_cells
+    from napari_livecell.core.training.synthetic import synthesize_timelapse
 
     lapse = synthesize_timelapse(seed=100, n_frames=20, n_cells=cells)
     cycle = list(range(20)) + list(range(18, 0, -1))

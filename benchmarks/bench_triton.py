@@ -77,9 +77,9 @@ def main() -> None:
     import httpx
     import imageio.v3 as iio
 
-    from napari_livecell.core.export import export_triton_repository
-    from napari_livecell.core.synthetic import synthesize_image
-    from napari_livecell.core.triton import triton_spec
+    from napari_livecell.core.models.export import export_triton_repository
+    from napari_livecell.core.models.triton import triton_spec
+    from napari_livecell.core.training.synthetic import synthesize_image
     from napari_livecell.service import ServiceSettings
 
     frame = synthesize_image(seed=11, n_cells=150).image

@@ -18,10 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from napari_livecell.core.evaluate import evaluate, predict_dataset
-from napari_livecell.core.model import load_model
-from napari_livecell.core.predict import PredictSettings
-from napari_livecell.core.synthetic_dataset import write_synthetic_dataset
+from napari_livecell.core.analysis.evaluate import evaluate, predict_dataset
+from napari_livecell.core.inference.predict import PredictSettings
+from napari_livecell.core.models.model import load_model
+from napari_livecell.core.training.synthetic_dataset import write_synthetic_dataset
 
 
 def _cli(*args: str) -> None:

@@ -5,7 +5,7 @@ model has never seen (the synthetic ``bright`` look: large, flat cells brighter
 than the background; exact synthetic labels play the corrected masks) fine-tune
 the shipped model through the same ``napari-livecell train`` command a user
 runs, with no epochs given: the plan chooses them by optimizer steps
-(core/train.py ``plan_finetune``). Eight other frames of the look are scored
+(core/training/train.py ``plan_finetune``). Eight other frames of the look are scored
 before and after (mask AP50, pycocotools, conf 0.4). The goal (issue 16 item 3):
 held-out mask AP50 from near 0 to >= 0.6 within 10 minutes on a 2-core CPU.
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.evaluate import evaluate, predict_dataset
-from napari_livecell.core.model import load_model
-from napari_livecell.core.predict import PredictSettings
+from napari_livecell.core.analysis.evaluate import evaluate, predict_dataset
+from napari_livecell.core.inference.predict import PredictSettings
+from napari_livecell.core.models.model import load_model
 
 SHAPE = (256, 256)
 CELLS_PER_FRAME = 20
@@ -36,9 +36,9 @@ def write_frames(out: Path, n_frames: int, seed: int, look: str) -> Path:
     """Write ``n_frames`` synthetic frames of ``look`` as images + a COCO json; return the json."""
     import tifffile
 
-    from napari_livecell.core.coco import CocoImage, build_coco, write_coco
+    from napari_livecell.core.formats.coco import CocoImage, build_coco, write_coco
     from napari_livecell.core.segmentation import Segmentation
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     entries = []

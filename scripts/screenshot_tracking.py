@@ -21,7 +21,7 @@ def main(out: str = "docs/tracking.png") -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_livecell.core.synthetic import synthesize_timelapse
+    from napari_livecell.core.training.synthetic import synthesize_timelapse
 
     lapse = synthesize_timelapse(seed=2021, n_frames=12, n_cells=90)
     viewer = napari.Viewer(show=True)

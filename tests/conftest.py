@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from napari_livecell.core.synthetic import SyntheticImage, synthesize_image
+from napari_livecell.core.training.synthetic import SyntheticImage, synthesize_image
 
 # the suite's own settings folder (recent models, Ultralytics config): a user's
 # model picker must never list a test's temporary weights
@@ -28,7 +28,7 @@ def pytest_configure(config) -> None:
     before. Tests of the product's own collector hold
     (:mod:`napari_livecell._qt.gc_hold`) take :func:`collector_unfrozen`.
     """
-    from napari_livecell.core.offline import import_ultralytics
+    from napari_livecell.core.models.offline import import_ultralytics
 
     import_ultralytics()  # torch and Ultralytics, kept offline
     import napari.layers  # noqa: F401  (napari itself, and its layer classes)
@@ -77,7 +77,7 @@ def small_frame() -> SyntheticImage:
 
 @pytest.fixture(scope="session")
 def default_model():
-    from napari_livecell.core.model import load_model
+    from napari_livecell.core.models.model import load_model
 
     return load_model(device="cpu")
 

@@ -47,13 +47,13 @@ except OSError:
 assert attempts == ["socket.getaddrinfo github.com"], attempts
 attempts.clear()
 
-from napari_livecell.core.export import export_onnx  # noqa: E402
-from napari_livecell.core.model import load_model  # noqa: E402
-from napari_livecell.core.predict import segment  # noqa: E402
-from napari_livecell.core.synthetic import synthesize_image  # noqa: E402
-from napari_livecell.core.synthetic_dataset import write_synthetic_dataset  # noqa: E402
-from napari_livecell.core.train import TrainSettings, train_model  # noqa: E402
-from napari_livecell.core.training_data import coco_to_yolo_dataset  # noqa: E402
+from napari_livecell.core.inference.predict import segment  # noqa: E402
+from napari_livecell.core.models.export import export_onnx  # noqa: E402
+from napari_livecell.core.models.model import load_model  # noqa: E402
+from napari_livecell.core.training.data import coco_to_yolo_dataset  # noqa: E402
+from napari_livecell.core.training.synthetic import synthesize_image  # noqa: E402
+from napari_livecell.core.training.synthetic_dataset import write_synthetic_dataset  # noqa: E402
+from napari_livecell.core.training.train import TrainSettings, train_model  # noqa: E402
 
 work = Path(tempfile.mkdtemp())
 image = synthesize_image(seed=11, n_cells=40).image

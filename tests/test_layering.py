@@ -129,10 +129,61 @@ def test_the_core_never_imports_the_rooms_above_it():
     assert found == []
 
 
+# core's domains, bottom first: each imports only the shared modules at core's top and the domains before it
+CORE_DOMAINS = ("tracking", "formats", "models", "inference", "analysis", "training")
+
+
+def core_domain(module: str) -> str | None:
+    """The domain of a core module, "" for the shared modules at core's top, None outside core."""
+    prefix = "napari_livecell.core."
+    if not module.startswith(prefix):
+        return None
+    first, _, rest = module[len(prefix) :].partition(".")
+    return first if rest or first in CORE_DOMAINS else ""
+
+
+def upward_core_imports(graph: dict[str, set[str]]) -> list[str]:
+    rank = {"": -1, **{domain: i for i, domain in enumerate(CORE_DOMAINS)}}
+    found = []
+    for name, targets in graph.items():
+        source = core_domain(name)
+        if source is None:
+            continue
+        for target in targets:
+            domain = core_domain(target)
+            if domain is not None and target != "napari_livecell.core" and rank[domain] > rank[source]:
+                found.append(f"{name} -> {target}")
+    return sorted(found)
+
+
+def test_the_domain_check_finds_an_upward_import():
+    graph = {
+        "napari_livecell.core.formats.coco": {"napari_livecell.core.inference.predict"},
+        "napari_livecell.core.inference.predict": {"napari_livecell.core.formats.coco"},
+        "napari_livecell.core.segmentation": {"napari_livecell.core.tracking.track"},
+    }
+    assert upward_core_imports(graph) == [
+        "napari_livecell.core.formats.coco -> napari_livecell.core.inference.predict",
+        "napari_livecell.core.segmentation -> napari_livecell.core.tracking.track",
+    ]
+
+
+def test_core_domains_import_only_downwards():
+    assert upward_core_imports(internal_graph()) == []
+
+
+def test_core_top_holds_only_the_shared_modules_and_the_domains():
+    top = sorted(path.name for path in (PACKAGE / "core").iterdir() if path.suffix == ".py" or path.is_dir())
+    domains = [name for name in top if not name.endswith(".py") and name != "__pycache__"]
+    assert sorted(domains) == sorted(CORE_DOMAINS)
+    assert len([name for name in top if name.endswith(".py")]) <= 12
+
+
 def test_importing_the_plugin_loads_no_heavy_framework():
     code = (
-        "import sys, napari_livecell.core.predict, napari_livecell.core.coco, napari_livecell.core.run, "
-        "napari_livecell.io.read, napari_livecell.io.write, napari_livecell.layers, napari_livecell.cli; "
+        "import sys, napari_livecell.core.inference.predict, napari_livecell.core.formats.coco, "
+        "napari_livecell.core.inference.run, napari_livecell.io.read, napari_livecell.io.write, "
+        "napari_livecell.layers, napari_livecell.cli; "
         "heavy = ('torch', 'ultralytics', 'cv2', 'napari', 'onnxruntime'); "
         "print(sorted(m for m in heavy if m in sys.modules))"
     )

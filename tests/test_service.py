@@ -29,7 +29,7 @@ def test_health_and_model(server):
 
 
 def test_png_has_outlines_where_the_cells_are(server, small_frame, default_model):
-    from napari_livecell.core.predict import segment_frame
+    from napari_livecell.core.inference.predict import segment_frame
 
     response = post(server, png_bytes(small_frame.image))
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
@@ -42,7 +42,7 @@ def test_png_has_outlines_where_the_cells_are(server, small_frame, default_model
 
 
 def test_json_matches_the_core(server, small_frame, default_model):
-    from napari_livecell.core.predict import segment_frame
+    from napari_livecell.core.inference.predict import segment_frame
 
     deep = (small_frame.image.astype(np.uint16) * 16).astype(np.uint16)  # 12-bit data
     buffer = io.BytesIO()
@@ -259,9 +259,9 @@ def test_shutdown_finishes_within_seconds_during_a_long_request(small_frame):
 
 def test_modality_is_decided_and_said_in_the_json(server):
     """``?modality=`` reaches the model; the reply's settings say what was decided, and remote.py reads it."""
-    from napari_livecell.core.predict import PredictSettings
-    from napari_livecell.core.run import Backend, FrameResult, iter_segment
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.inference.predict import PredictSettings
+    from napari_livecell.core.inference.run import Backend, FrameResult, iter_segment
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     nuclei = synthesize_image(21, n_cells=40, shape=(128, 160), look="fluorescence")
     auto = post(server, png_bytes(nuclei.image), format="json").json()

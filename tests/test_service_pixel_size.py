@@ -20,7 +20,7 @@ def tiff_bytes(image: np.ndarray, **kwargs) -> bytes:
 
 
 def test_pixel_size_resamples_and_the_json_says_so(server, small_frame):
-    from napari_livecell.core.run import Backend, FrameResult, iter_segment
+    from napari_livecell.core.inference.run import Backend, FrameResult, iter_segment
 
     image, truth = taken_at(small_frame, 2 * MODEL_UM)  # cells half as large as the model's
     n_truth = len(np.unique(truth)) - 1

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from napari_livecell._qt.model_picker import load_recent_models, offer_model, remember_model
-from napari_livecell.core.offline import config_dir
+from napari_livecell.core.models.offline import config_dir
 
 REAL_HOME = Path.home() / ".cache" / "napari-livecell"
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from napari_livecell.core.synthetic import LIVECELL_SHAPE, synthesize_image, synthesize_timelapse
-from napari_livecell.core.synthetic_dataset import livecell_file_name, write_synthetic_dataset
+from napari_livecell.core.training.synthetic import LIVECELL_SHAPE, synthesize_image, synthesize_timelapse
+from napari_livecell.core.training.synthetic_dataset import livecell_file_name, write_synthetic_dataset
 
 
 def test_frame_is_livecell_sized_uint8_with_consecutive_labels():
@@ -112,8 +112,8 @@ def test_timelapse_ground_truth_lineage_is_consistent():
 def test_timelapse_dataset_writes_ctc_ground_truth(tmp_path):
     import tifffile
 
-    from napari_livecell.core.ctc import read_ctc
-    from napari_livecell.core.synthetic_dataset import timelapse_name
+    from napari_livecell.core.formats.ctc import read_ctc
+    from napari_livecell.core.training.synthetic_dataset import timelapse_name
 
     write_synthetic_dataset(tmp_path, 1, seed=1, n_frames=3, n_cells=30)
     name = timelapse_name("SkBr3", 0)

@@ -88,16 +88,16 @@ def triton(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def frame():
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     return synthesize_image(seed=2024, n_cells=40, shape=(256, 320))
 
 
 def test_a_triton_model_finds_the_same_cells_as_the_local_one(triton, frame):
-    from napari_livecell.core.matching import match_cells
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import segment_frame
-    from napari_livecell.core.triton import triton_spec
+    from napari_livecell.core.analysis.matching import match_cells
+    from napari_livecell.core.inference.predict import segment_frame
+    from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.models.triton import triton_spec
 
     remote = segment_frame(frame.image, load_model(triton_spec(triton.url, "livecell")))
     local = segment_frame(frame.image, load_model(device="cpu"))
@@ -108,7 +108,7 @@ def test_a_triton_model_finds_the_same_cells_as_the_local_one(triton, frame):
 
 def test_a_missing_model_or_server_is_one_line(triton):
     from napari_livecell.core.errors import ModelError
-    from napari_livecell.core.triton import TritonUnavailable, check_triton_model, triton_spec
+    from napari_livecell.core.models.triton import TritonUnavailable, check_triton_model, triton_spec
 
     with pytest.raises(ModelError, match=r"has no ready model 'cells' \(it has: livecell\)"):
         check_triton_model(triton_spec(triton.url, "cells"))
@@ -167,8 +167,8 @@ def test_the_service_on_triton_answers_like_the_local_one_and_rides_out_a_triton
 ):
     """Same cells as the local service; Triton stopped: 503 in one line; Triton back: answers again."""
     pytest.importorskip("fastapi")
-    from napari_livecell.core.matching import match_cells
-    from napari_livecell.core.triton import triton_spec
+    from napari_livecell.core.analysis.matching import match_cells
+    from napari_livecell.core.models.triton import triton_spec
     from napari_livecell.service import ServiceSettings
     from tests.servers import start_service, stop_service
     from tests.test_service import png_bytes, post
@@ -220,9 +220,9 @@ def test_segment_cli_on_triton_writes_what_the_local_run_writes(triton, frame, t
 
 
 def test_the_segment_widget_runs_its_model_on_triton(triton, frame, make_napari_viewer, qtbot):
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import segment_frame
-    from napari_livecell.core.triton import triton_spec
+    from napari_livecell.core.inference.predict import segment_frame
+    from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.models.triton import triton_spec
 
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")

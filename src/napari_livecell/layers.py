@@ -8,7 +8,7 @@ rules below exist once:
   (:data:`CELL_COLUMNS`, one row per cell, ``index`` = label id);
 * the layer names (``<image> cells``, ``<image> outlines``) and our
   metadata entry (:data:`RESULT_KEY`);
-* label ids that run on across the frames of a stack (:func:`napari_livecell.core.run.offset_ids`);
+* label ids that run on across the frames of a stack (:func:`napari_livecell.core.inference.run.offset_ids`);
 * COCO's continuous ``(x, y)`` rings <-> napari's pixel-centre ``(row, col)``
   vertices (:func:`ring_to_vertices`);
 * the outline layer's style (:data:`OUTLINE_STYLE`).
@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_livecell.core.coco import CocoImage
-from napari_livecell.core.run import stack_labels
+from napari_livecell.core.formats.coco import CocoImage
+from napari_livecell.core.inference.run import stack_labels
 from napari_livecell.core.segmentation import Segmentation
 
 # key of our entry in a layer's metadata (source image, edited flag, corrections...)
@@ -179,8 +179,8 @@ def result_layer_data(
     labels : array-like, optional
         The stack's labels, already filled frame by frame with ids running on
         (numpy or a compact zarr array, see
-        :func:`~napari_livecell.core.run.new_label_stack`); then the frames
-        may be :class:`~napari_livecell.core.run.FrameSummary` without labels.
+        :func:`~napari_livecell.core.inference.run.new_label_stack`); then the frames
+        may be :class:`~napari_livecell.core.inference.run.FrameSummary` without labels.
 
     Returns
     -------
@@ -309,7 +309,7 @@ def refresh_cell_rows(
     """
     import pandas as pd
 
-    from napari_livecell.core.edit import compare_to_baseline
+    from napari_livecell.core.analysis.edit import compare_to_baseline
 
     columns = list(CELL_COLUMNS)
     table = pd.DataFrame(features).copy() if features is not None else pd.DataFrame(columns=columns)
@@ -475,7 +475,7 @@ class CorrectedLayer:
 
 
 def training_frames(layers: Sequence[CorrectedLayer]) -> tuple[list, dict[int, str]]:
-    """Frames with at least one cell, as :class:`~napari_livecell.core.training_data.TrainingFrame`.
+    """Frames with at least one cell, as :class:`~napari_livecell.core.training.data.TrainingFrame`.
 
     Class ids are the first layer's own (its model's categories); names that
     only later layers have follow them, so the same name gets the same id
@@ -486,7 +486,7 @@ def training_frames(layers: Sequence[CorrectedLayer]) -> tuple[list, dict[int, s
     ValueError
         An image whose frames do not match its labels, or no cells at all.
     """
-    from napari_livecell.core.training_data import DatasetError, TrainingFrame
+    from napari_livecell.core.training.data import DatasetError, TrainingFrame
 
     per_layer = []
     all_names: dict[str, None] = {}  # insertion-ordered: the first layer's class ids stay as they are

@@ -23,7 +23,7 @@ import numpy as np
 # at module level: FastAPI resolves the endpoint's (string) annotations here
 from fastapi import File, Query, UploadFile
 
-from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
+from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
 
 MAX_UPLOAD_BYTES = 50 * 2**20
 MAX_PIXELS = 40_000_000  # 40 megapixels per request
@@ -41,7 +41,7 @@ class ServiceSettings:
     ----------
     runtime : str
         What runs the forward pass: ``auto`` (the fastest installed on a CPU),
-        ``torch``, ``onnxruntime`` or ``openvino`` (:mod:`napari_livecell.core.runtime`).
+        ``torch``, ``onnxruntime`` or ``openvino`` (:mod:`napari_livecell.core.models.runtime`).
     max_upload_bytes : int
         Largest upload accepted (413 beyond).
     max_pixels : int
@@ -244,7 +244,7 @@ def render_response(
     from fastapi.responses import JSONResponse, Response
 
     if response_format == "json":
-        from napari_livecell.core.coco import CocoImage, build_coco
+        from napari_livecell.core.formats.coco import CocoImage, build_coco
 
         coco = build_coco(
             [CocoImage(1, filename or "upload", segmentation)], with_scores=True, should_stop=should_stop
@@ -258,7 +258,7 @@ def render_response(
             said = {**said, "runtime": runtime}
         coco["info"]["settings"] = said
         return JSONResponse(coco)
-    from napari_livecell.core.render import draw_outlines, png_bytes
+    from napari_livecell.core.inference.render import draw_outlines, png_bytes
 
     headers = {"X-Pixel-Size": resampling.describe()} if resampling is not None else {}
     if response_format == "labels":
@@ -282,7 +282,7 @@ def check_resampled_size(shape: tuple[int, int], zoom: float, settings: ServiceS
     RequestError
         413 beyond ``max_pixels``, 422 for a frame too small to segment.
     """
-    from napari_livecell.core.pixel_size import resampled_shape
+    from napari_livecell.core.inference.pixel_size import resampled_shape
 
     height, width = resampled_shape(shape, zoom)
     if height * width > settings.max_pixels:
@@ -314,13 +314,13 @@ def _run_request(
     its worker within one tile. The frame's pixel size is ``pixel_size``
     (the query), else what an uploaded TIFF's metadata says, else unknown.
     """
-    from napari_livecell.core.frame_input import frame_polarity
-    from napari_livecell.core.pixel_size import (
+    from napari_livecell.core.errors import Cancelled
+    from napari_livecell.core.inference.frame_input import frame_polarity
+    from napari_livecell.core.inference.pixel_size import (
         bytes_pixel_size,
         plan_resampling,
         segment_frame_resampled_steps,
     )
-    from napari_livecell.core.predict import Cancelled
 
     frame = decode_image(payload, filename, settings)
     source = "query"
@@ -356,9 +356,10 @@ def create_app(settings: ServiceSettings | None = None):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import Cancelled, PredictSettings, import_inference_modules
-    from napari_livecell.core.triton import TritonUnavailable
+    from napari_livecell.core.errors import Cancelled
+    from napari_livecell.core.inference.predict import PredictSettings, import_inference_modules
+    from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.models.triton import TritonUnavailable
 
     settings = settings or ServiceSettings()
     state: dict[str, Any] = {"model": None, "running": set()}

@@ -6,7 +6,7 @@ import pytest
 from skimage.measure import regionprops_table
 
 from napari_livecell._qt.measure_widget import MeasureCellsWidget
-from napari_livecell.core.synthetic import synthesize_image, synthesize_timelapse
+from napari_livecell.core.training.synthetic import synthesize_image, synthesize_timelapse
 
 from .conftest import add_result
 

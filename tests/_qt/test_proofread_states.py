@@ -25,7 +25,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.training.synthetic import synthesize_image
 from napari_livecell.layers import RESULT_KEY
 
 from .conftest import add_result

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.training.synthetic import synthesize_image
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_a_killed_process_keeps_every_saved_edit(folder, tmp_path):
 import numpy as np, sys, time
 from napari_livecell.io.review import ReviewDataset
 from napari_livecell.core.segmentation import Segmentation
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.training.synthetic import synthesize_image
 dataset = ReviewDataset.open({str(folder)!r})
 labels = synthesize_image(seed=1, n_cells=12, shape=(160, 192)).labels
 dataset.save_prediction("well0", Segmentation.from_labels(labels))
@@ -227,7 +227,7 @@ def test_the_open_images_cells_fill_the_layer_that_waited_for_them(make_napari_v
 def test_images_taken_at_another_pixel_size_are_resampled_from_their_tiff_tags(
     make_napari_viewer, tmp_path, qtbot
 ):
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.training.synthetic import synthesize_image
     from tests.core.test_pixel_size import MODEL_UM, taken_at
 
     scene = synthesize_image(seed=3, n_cells=60, shape=(256, 320))
@@ -249,7 +249,7 @@ import sys, time
 import napari
 from qtpy.QtWidgets import QApplication
 from napari_livecell.core.segmentation import Segmentation
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.training.synthetic import synthesize_image
 from napari_livecell.io.review import ReviewDataset
 
 folder = sys.argv[1]

@@ -40,7 +40,7 @@ def test_channel_dropdown_segments_the_chosen_channel(qtbot, viewer_and_widget, 
 
 
 def test_no_channel_dropdown_for_a_plain_image_and_fluorescence_status(qtbot, viewer_and_widget):
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     viewer, widget = viewer_and_widget
     nuclei = synthesize_image(21, n_cells=40, shape=(128, 160), look="fluorescence")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_livecell._qt.segment_widget import SegmentCellsWidget
-from napari_livecell.core.matching import match_cells
+from napari_livecell.core.analysis.matching import match_cells
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def test_a_long_stack_is_kept_compressed_and_stays_editable(
     qtbot, viewer_and_widget, small_frame, monkeypatch
 ):
     """Stacks above the size limit fill a zarr array (1,000 frames: ~30 MB instead of 1.46 GB)."""
-    import napari_livecell.core.run as run
+    import napari_livecell.core.inference.run as run
 
     monkeypatch.setattr(run, "COMPACT_LABELS_BYTES", 0)  # this 3-frame stack counts as long
     viewer, widget = viewer_and_widget
@@ -125,8 +125,8 @@ def test_a_long_stack_is_kept_compressed_and_stays_editable(
 
 
 def widget_free_result(image):
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import segment_frame
+    from napari_livecell.core.inference.predict import segment_frame
+    from napari_livecell.core.models.model import load_model
 
     return segment_frame(image, load_model(device="cpu"))
 
@@ -238,7 +238,7 @@ def test_bad_input_gives_a_message_and_keeps_layers(viewer_and_widget, tmp_path,
 
 
 def test_detection_only_model_is_reported_not_raised(qtbot, viewer_and_widget, small_frame, tmp_path):
-    from napari_livecell.core.offline import import_ultralytics
+    from napari_livecell.core.models.offline import import_ultralytics
 
     import_ultralytics()
     from ultralytics import YOLO
@@ -255,7 +255,7 @@ def test_detection_only_model_is_reported_not_raised(qtbot, viewer_and_widget, s
 
 
 def test_progress_moves_per_tile_in_a_large_frame(qtbot, viewer_and_widget):
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     viewer, widget = viewer_and_widget
     viewer.add_image(synthesize_image(seed=4, n_cells=300, shape=(1040, 1408)).image, name="big")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_livecell._qt.track_widget import TrackCellsWidget
-from napari_livecell.core.synthetic import synthesize_timelapse
+from napari_livecell.core.training.synthetic import synthesize_timelapse
 
 SHAPE = (140, 170)
 

@@ -5,8 +5,8 @@ import pytest
 
 from napari_livecell._qt.segment_widget import SegmentCellsWidget
 from napari_livecell._qt.train_widget import TrainOnCorrectionsWidget
-from napari_livecell.core.synthetic import synthesize_image
-from napari_livecell.core.train import FinetunePlan, TrainProgress
+from napari_livecell.core.training.synthetic import synthesize_image
+from napari_livecell.core.training.train import FinetunePlan, TrainProgress
 
 
 @pytest.fixture
@@ -33,8 +33,8 @@ def wait_for(qtbot, train, timeout=180_000):
 
 
 def test_trains_on_corrected_layers_and_offers_the_model(qtbot, tmp_path, corrected_viewer, small_frame):
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import segment_frame
+    from napari_livecell.core.inference.predict import segment_frame
+    from napari_livecell.core.models.model import load_model
 
     _, segment, train = corrected_viewer
     train._out.value = tmp_path / "model"

@@ -7,8 +7,8 @@ import tifffile
 from skimage.measure import regionprops_table
 
 from napari_livecell.cli import main
-from napari_livecell.core.measure import cell_columns, summary_columns
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.analysis.measure import cell_columns, summary_columns
+from napari_livecell.core.training.synthetic import synthesize_image
 
 
 @pytest.fixture(scope="module")

@@ -305,8 +305,8 @@ def test_convert_to_tif_writes_one_file_per_image(tmp_path, capsys):
 
 
 def test_segment_reports_tile_progress_inside_a_large_frame(tmp_path, capsys):
-    from napari_livecell.core.synthetic import synthesize_image
-    from napari_livecell.core.tiling import tile_grid
+    from napari_livecell.core.inference.tiling import tile_grid
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     frame = synthesize_image(seed=77, n_cells=60, shape=(700, 700)).image
     tifffile.imwrite(tmp_path / "big.tif", frame)

@@ -7,7 +7,7 @@ import numpy as np
 import tifffile
 
 from napari_livecell.cli import main
-from napari_livecell.core.matching import match_cells
+from napari_livecell.core.analysis.matching import match_cells
 
 
 def test_segment_runtime_is_reported_and_gives_torch_cells(tmp_path, small_frame, capsys):

@@ -17,7 +17,7 @@ SHAPE = (160, 192)
 
 @pytest.fixture(scope="module")
 def stack_file(tmp_path_factory):
-    from napari_livecell.core.synthetic import synthesize_timelapse
+    from napari_livecell.core.training.synthetic import synthesize_timelapse
 
     folder = tmp_path_factory.mktemp("stack")
     path = folder / "movie.tif"
@@ -36,7 +36,7 @@ def local_run(stack_file, tmp_path_factory):
 
 
 def test_stack_ids_run_on_like_the_gui(stack_file, local_run, default_model):
-    from napari_livecell.core.predict import segment
+    from napari_livecell.core.inference.predict import segment
     from napari_livecell.layers import result_layer_data
 
     labels = tifffile.imread(local_run / "movie_labels.tif")
@@ -102,7 +102,7 @@ def test_channel_of_a_two_channel_tiff(tmp_path, small_frame, capsys):
 
 
 def test_modality_and_label_warnings_on_stderr(tmp_path, small_frame, capsys):
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     fluorescence = synthesize_image(21, n_cells=40, shape=(128, 160), look="fluorescence")
     tifffile.imwrite(tmp_path / "nuclei.tif", fluorescence.image)

@@ -6,8 +6,8 @@ import pytest
 import tifffile
 
 from napari_livecell.cli import main
-from napari_livecell.core.synthetic import synthesize_timelapse
-from napari_livecell.core.tracking import graph_from_lineage, link_accuracy
+from napari_livecell.core.tracking.track import graph_from_lineage, link_accuracy
+from napari_livecell.core.training.synthetic import synthesize_timelapse
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def test_growth_csv_equals_counts_from_the_labels(lapse, tracked):
 
 
 def test_ctc_roi_features_and_review_written(lapse, tracked):
-    from napari_livecell.core.ctc import read_ctc
-    from napari_livecell.core.roi import read_roi_zip
+    from napari_livecell.core.formats.ctc import read_ctc
+    from napari_livecell.core.formats.roi import read_roi_zip
 
     labels = tifffile.imread(tracked / "movie_tracked.tif")
     ctc_labels, lineage = read_ctc(tracked / "movie_ctc")

@@ -6,7 +6,7 @@ from napari_livecell.core.segmentation import (
     mask_to_polygons,
     polygons_to_mask,
 )
-from napari_livecell.core.synthetic import synthesize_image
+from napari_livecell.core.training.synthetic import synthesize_image
 
 
 def test_polygons_round_trip_every_touching_cell_exactly():

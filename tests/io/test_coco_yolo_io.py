@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from napari_livecell.core.coco import CocoFormatError, annotations_to_labels, load_coco
-from napari_livecell.core.matching import match_cells
-from napari_livecell.core.synthetic import synthesize_image
-from napari_livecell.core.yolo import YoloFormatError, parse_yolo_lines, yolo_to_labels
+from napari_livecell.core.analysis.matching import match_cells
+from napari_livecell.core.formats.coco import CocoFormatError, annotations_to_labels, load_coco
+from napari_livecell.core.formats.yolo import YoloFormatError, parse_yolo_lines, yolo_to_labels
+from napari_livecell.core.training.synthetic import synthesize_image
 from napari_livecell.io.read import get_coco_reader, get_yolo_reader, read_coco_layers
 from napari_livecell.io.write import write_labels_coco, write_labels_yolo
 
@@ -217,8 +217,8 @@ def test_convert_livecell_json_to_a_yolo_dataset_ultralytics_trains_on(tmp_path)
     import logging
 
     from napari_livecell.cli import main
-    from napari_livecell.core.synthetic_dataset import write_synthetic_dataset
-    from napari_livecell.core.train import TrainSettings, train_model
+    from napari_livecell.core.training.synthetic_dataset import write_synthetic_dataset
+    from napari_livecell.core.training.train import TrainSettings, train_model
 
     json_path = write_synthetic_dataset(tmp_path / "lc", 3, seed=8, n_cells=40)
     coco = json.loads(json_path.read_text())
@@ -233,7 +233,7 @@ def test_convert_livecell_json_to_a_yolo_dataset_ultralytics_trains_on(tmp_path)
     )
     assert (out / "data.yaml").exists() and len(list((out / "labels").rglob("*.txt"))) == 3
 
-    from napari_livecell.core.offline import import_ultralytics
+    from napari_livecell.core.models.offline import import_ultralytics
 
     import_ultralytics()
     from ultralytics.utils import LOGGER
@@ -300,8 +300,8 @@ def test_convert_coco_to_tiffs_and_back_checks_sizes(tmp_path, small_frame):
 
 
 def test_yolo_dataset_folder_with_split_round_trips(tmp_path):
-    from napari_livecell.core.convert import yolo_dataset_to_coco
-    from napari_livecell.core.yolo import YoloSample, read_data_yaml, write_yolo_dataset
+    from napari_livecell.core.formats.convert import yolo_dataset_to_coco
+    from napari_livecell.core.formats.yolo import YoloSample, read_data_yaml, write_yolo_dataset
 
     samples = [
         YoloSample(f"img{i}", frame.image, frame.labels)
@@ -320,8 +320,8 @@ def test_yolo_dataset_folder_with_split_round_trips(tmp_path):
 def test_image_and_labels_save_as_a_yolo_dataset_through_npe2(tmp_path, small_frame):
     import npe2
 
-    from napari_livecell.core.training_data import check_yolo_dataset
-    from napari_livecell.core.yolo import parse_yolo_lines, yolo_to_labels
+    from napari_livecell.core.formats.yolo import parse_yolo_lines, yolo_to_labels
+    from napari_livecell.core.training.data import check_yolo_dataset
 
     npe2.PluginManager.instance().discover()
     second = synthesize_image(seed=41, n_cells=30, shape=small_frame.image.shape)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_livecell.core.coco import CocoFormatError
+from napari_livecell.core.formats.coco import CocoFormatError
 from napari_livecell.io.read import get_coco_reader, get_yolo_reader, read_coco_layers
 from napari_livecell.io.write import write_labels_coco, write_labels_yolo
 

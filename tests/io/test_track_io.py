@@ -5,9 +5,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from napari_livecell.core.ctc import write_ctc
-from napari_livecell.core.synthetic import synthesize_timelapse
-from napari_livecell.core.tracking import graph_from_lineage, tracks_from_labels
+from napari_livecell.core.formats.ctc import write_ctc
+from napari_livecell.core.tracking.track import graph_from_lineage, tracks_from_labels
+from napari_livecell.core.training.synthetic import synthesize_timelapse
 from napari_livecell.io.read_tracks import get_ctc_reader, get_roi_reader
 from napari_livecell.io.sample_data import sample_timelapse
 

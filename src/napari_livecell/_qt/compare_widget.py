@@ -9,7 +9,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.layer_updates import shown_frame
-from napari_livecell.core.compare import COLORS, compare_frame
+from napari_livecell.core.analysis.compare import COLORS, compare_frame
 
 if TYPE_CHECKING:
     import napari

@@ -1,6 +1,6 @@
 """The "Measure cells" dock widget: a sortable per-cell table; a row click goes to its cell.
 
-The numbers come from :mod:`napari_livecell.core.measure` (``regionprops_table``
+The numbers come from :mod:`napari_livecell.core.analysis.measure` (``regionprops_table``
 per frame). A 2-D layer is measured at once; a stack in a napari thread
 worker, one frame per step (progress, Cancel between frames), from a copy of
 an in-memory stack so that painting during the run cannot tear a frame.
@@ -22,7 +22,7 @@ from qtpy.QtWidgets import QAbstractItemView, QTableView
 
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.run_controls import BackgroundRun, RunControls, notify_error
-from napari_livecell.core.measure import (
+from napari_livecell.core.analysis.measure import (
     Measurements,
     iter_measure,
     measure_cells,

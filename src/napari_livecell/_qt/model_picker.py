@@ -17,7 +17,7 @@ _SEGMENT_MODEL_PICKERS: weakref.WeakSet = weakref.WeakSet()
 
 
 def _recent_models_file() -> Path:
-    from napari_livecell.core.offline import config_dir
+    from napari_livecell.core.models.offline import config_dir
 
     return config_dir().parent / "recent_models.txt"
 

@@ -21,7 +21,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.layer_updates import filter_colors, mark_edited, shown_frame
-from napari_livecell.core.edit import (
+from napari_livecell.core.analysis.edit import (
     PixelEdit,
     cell_centroid,
     correction_summary,

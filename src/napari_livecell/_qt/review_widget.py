@@ -36,8 +36,8 @@ OUTLINES_PER_TURN = 400
 def segment_dataset(dataset, names: list[str], weights: str | None, settings):
     """Worker: segment the images that have no cells yet, saving each; yields (done, total, name)."""
     from napari_livecell.core.images import read_image
-    from napari_livecell.core.pixel_size import file_pixel_size
-    from napari_livecell.core.run import Backend, FrameResult, iter_segment
+    from napari_livecell.core.inference.pixel_size import file_pixel_size
+    from napari_livecell.core.inference.run import Backend, FrameResult, iter_segment
 
     backend = Backend(weights=weights, device="auto", runtime="auto")  # the fastest installed
     yield 0, len(names), ""
@@ -54,7 +54,7 @@ def segment_dataset(dataset, names: list[str], weights: str | None, settings):
 
 def measure_dataset(dataset, path: Path):
     """Worker: measure every image's cells (yields (done, total)); write the per-cell and summary CSVs."""
-    from napari_livecell.core.measure import summary_path, write_measurements_csv
+    from napari_livecell.core.analysis.measure import summary_path, write_measurements_csv
 
     measurements = yield from dataset.iter_measure()
     write_measurements_csv(path, measurements.cells)
@@ -94,7 +94,7 @@ class ReviewWidget(BackgroundRun, Container):
         from magicgui.widgets import ComboBox
 
         from napari_livecell._qt.layer_updates import warm_up_layer_code
-        from napari_livecell.core.predict import import_inference_modules
+        from napari_livecell.core.inference.predict import import_inference_modules
 
         import_inference_modules()  # on the main thread, before any worker predicts (see its docstring)
         warm_up_layer_code()  # napari's first-layer costs now, not when the first cells appear
@@ -163,7 +163,7 @@ class ReviewWidget(BackgroundRun, Container):
 
     def open(self, source: str) -> None:
         """Open (or resume) the review of a folder or COCO json."""
-        from napari_livecell.core.review import ReviewError
+        from napari_livecell.core.training.review import ReviewError
         from napari_livecell.io.review import ReviewDataset
 
         text = str(source or "").strip()
@@ -203,7 +203,7 @@ class ReviewWidget(BackgroundRun, Container):
         """Segment every image without cells in one worker; progress across the dataset."""
         from napari.qt.threading import create_worker
 
-        from napari_livecell.core.predict import PredictSettings
+        from napari_livecell.core.inference.predict import PredictSettings
 
         if self.dataset is None:
             self.notify_error("open a folder of images first")

@@ -60,10 +60,10 @@ from napari_livecell._qt.segment_worker import (
     prepare_result_layers,
     segment_generator,
 )
-from napari_livecell.core.model import available_devices
-from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
-from napari_livecell.core.run import new_label_stack
-from napari_livecell.core.runtime import available_runtimes
+from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
+from napari_livecell.core.inference.run import new_label_stack
+from napari_livecell.core.models.model import available_devices
+from napari_livecell.core.models.runtime import available_runtimes
 from napari_livecell.layers import RESULT_KEY, cells_layer_name
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
     """Segment the selected image with a YOLO-seg model; show cells and outlines."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from napari_livecell.core.predict import import_inference_modules
+        from napari_livecell.core.inference.predict import import_inference_modules
 
         import_inference_modules()  # here, not in the worker thread (see its docstring)
         warm_up_layer_code()
@@ -210,8 +210,8 @@ class SegmentCellsWidget(BackgroundRun, Container):
         """Start segmenting the selected image layer; return the worker (or None)."""
         from napari.qt.threading import create_worker
 
-        from napari_livecell.core.predict import PredictSettings
-        from napari_livecell.core.run import Backend
+        from napari_livecell.core.inference.predict import PredictSettings
+        from napari_livecell.core.inference.run import Backend
 
         self._image.reset_choices()
         self._select_first_image()
@@ -237,8 +237,8 @@ class SegmentCellsWidget(BackgroundRun, Container):
         weights = chosen_weights(self._model.value)
         service = str(self._service.value).strip()
         if service:
-            from napari_livecell.core.remote import is_service_url
-            from napari_livecell.core.triton import is_triton_spec
+            from napari_livecell.core.inference.remote import is_service_url
+            from napari_livecell.core.models.triton import is_triton_spec
 
             if not (is_service_url(service) or is_triton_spec(service)):
                 self._notify_error(
@@ -393,7 +393,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
             self._status.value = "kept the edited layers; new result discarded"
             return
         self._placeholder = None  # it is the result layer now
-        from napari_livecell.core.run import backend_runtime
+        from napari_livecell.core.inference.run import backend_runtime
 
         self._status.value = (
             f"{prepared.n_cells} cells in {prepared.n_frames} frame(s) ({backend_runtime(self._backend)}); "

@@ -1,7 +1,7 @@
 """The Segment cells widget's worker-thread side, without Qt.
 
 Input checks, and the generator that the thread worker runs: it follows
-:func:`napari_livecell.core.run.iter_segment` (a local model, a service or a
+:func:`napari_livecell.core.inference.run.iter_segment` (a local model, a service or a
 Dask cluster) and turns its events into progress, frames that fill the
 result layer in, and the finished result layers.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_livecell.core.run import offset_ids
+from napari_livecell.core.inference.run import offset_ids
 
 MAX_SPATIAL_STACK_AXES = 4  # T, Z, Y, X (+ colour)
 TILE_STEPS = 100  # progress units per frame, so that tiles of a large frame show
@@ -129,7 +129,7 @@ def layer_pixel_size(layer: Any, spatial_scale: tuple, typed: float = 0.0) -> tu
     path = getattr(getattr(layer, "source", None), "path", None)
     if not path:
         return None, ""
-    from napari_livecell.core.pixel_size import file_pixel_size
+    from napari_livecell.core.inference.pixel_size import file_pixel_size
 
     found = file_pixel_size(path)
     return (found, "file metadata") if found is not None else (None, "")
@@ -149,9 +149,9 @@ def segment_generator(
     Runs in a worker thread. Outlines are traced there too, so the GUI thread
     only adds layers. For a stack, each finished frame is written into
     ``labels_out`` (``(*leading, H, W)`` int32, from
-    :func:`~napari_livecell.core.run.new_label_stack`) and yielded as a
+    :func:`~napari_livecell.core.inference.run.new_label_stack`) and yielded as a
     :class:`FrameReady`, in frame order; the run then keeps only each
-    frame's cells (:class:`~napari_livecell.core.run.FrameSummary`), not its
+    frame's cells (:class:`~napari_livecell.core.inference.run.FrameSummary`), not its
     label image, so a long time-lapse costs its compact stack, not a full
     copy per frame. ``finish(results, leading, labels_out)``, when given,
     also runs here and its value is returned instead. Bad input, an
@@ -160,9 +160,9 @@ def segment_generator(
     ``pixel_size`` is the image's micrometres per pixel and its source
     (:func:`layer_pixel_size`): frames are resampled to the model's.
     """
-    from napari_livecell.core.frame_input import describe_polarities
-    from napari_livecell.core.pixel_size import describe_resamplings
-    from napari_livecell.core.run import FrameResult, FrameSummary, TileProgress, iter_segment
+    from napari_livecell.core.inference.frame_input import describe_polarities
+    from napari_livecell.core.inference.pixel_size import describe_resamplings
+    from napari_livecell.core.inference.run import FrameResult, FrameSummary, TileProgress, iter_segment
     from napari_livecell.layers import MAX_OUTLINES
 
     events = iter_segment(image, backend, settings, rgb, *pixel_size)
@@ -176,7 +176,7 @@ def segment_generator(
     results, polarities, resamplings = [], [], []
     first_id = 0
     if leading and labels_out is None:
-        from napari_livecell.core.run import new_label_stack
+        from napari_livecell.core.inference.run import new_label_stack
 
         labels_out = new_label_stack((*leading, *image.shape[len(leading) : len(leading) + 2]))
     while True:

@@ -1,6 +1,6 @@
 """The "Track cells" dock widget: one id per cell over time, a Tracks layer, review, growth curves.
 
-Tracking runs in a napari thread worker over :func:`napari_livecell.core.tracking.iter_track_cells`,
+Tracking runs in a napari thread worker over :func:`napari_livecell.core.tracking.track.iter_track_cells`,
 which yields once per frame read and relabelled (Cancel takes effect there;
 linking is one short step). The result is applied on the GUI thread:
 an in-memory Labels stack is relabelled in place through one
@@ -35,9 +35,14 @@ from qtpy.QtCore import QTimer
 
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.run_controls import BackgroundRun, RunControls
-from napari_livecell.core.growth import growth_curves, plot_growth, write_growth_csv, write_growth_png
-from napari_livecell.core.track_edit import TrackCorrection, correct_track_id
-from napari_livecell.core.tracking import TrackingResult, iter_track_cells, review_flags
+from napari_livecell.core.analysis.growth import (
+    growth_curves,
+    plot_growth,
+    write_growth_csv,
+    write_growth_png,
+)
+from napari_livecell.core.tracking.edits import TrackCorrection, correct_track_id
+from napari_livecell.core.tracking.track import TrackingResult, iter_track_cells, review_flags
 
 if TYPE_CHECKING:
     import napari

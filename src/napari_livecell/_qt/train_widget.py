@@ -1,7 +1,7 @@
 """The "Train on corrections" dock widget: fine-tune a model on proofread layers.
 
 Epochs and batch left at 0 are planned from the data by optimizer steps
-(core/train.py ``plan_finetune``); the plan and its warnings (data too small to
+(core/training/train.py ``plan_finetune``); the plan and its warnings (data too small to
 validate...) are shown before training, and mask AP50 of the base and the new
 model on the held-out frames at the end. Training runs in a napari thread
 worker; progress arrives per batch through a Qt signal (queued onto the GUI
@@ -34,7 +34,7 @@ from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.model_picker import chosen_weights, model_choices, offer_model
 from napari_livecell._qt.run_controls import BackgroundRun, RunControls
 from napari_livecell._qt.train_worker import TrainOutcome, TrainRequest, run_training
-from napari_livecell.core.train import MIN_FINETUNE_STEPS, PRESETS, FinetunePlan
+from napari_livecell.core.training.train import MIN_FINETUNE_STEPS, PRESETS, FinetunePlan
 from napari_livecell.layers import CorrectedLayer, image_layer_for
 
 # the widget fine-tunes with the laptop recipe; a run on a GPU changes the fields
@@ -127,7 +127,7 @@ class TrainOnCorrectionsWidget(BackgroundRun, Container):
         """Read the controls into a request; raises ValueError for a wrong choice."""
         from napari.layers import Image
 
-        from napari_livecell.core.model import DEFAULT_MODEL
+        from napari_livecell.core.models.model import DEFAULT_MODEL
 
         folder = _chosen_path(self._folder.value)
         chosen = list(self._layers.value or [])

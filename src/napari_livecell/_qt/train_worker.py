@@ -1,7 +1,7 @@
 """The Train on corrections widget's worker-thread side, without Qt.
 
 Writes corrected layers (or an export folder) as a YOLO dataset, plans the
-fine-tune from its size (core/train.py ``plan_finetune``) and runs it; runs in
+fine-tune from its size (core/training/train.py ``plan_finetune``) and runs it; runs in
 a worker thread.
 """
 
@@ -61,11 +61,17 @@ def run_training(
 ) -> TrainOutcome:
     """Build the dataset, plan and fine-tune; every expected failure becomes a message.
 
-    ``on_progress`` receives the :class:`~napari_livecell.core.train.FinetunePlan`
-    first (before training starts), then :class:`~napari_livecell.core.train.TrainProgress`
+    ``on_progress`` receives the :class:`~napari_livecell.core.training.train.FinetunePlan`
+    first (before training starts), then :class:`~napari_livecell.core.training.train.TrainProgress`
     reports.
     """
-    from napari_livecell.core.train import (
+    from napari_livecell.core.training.data import (
+        describe_yolo_dataset,
+        resolve_training_data,
+        write_rotated_training_set,
+        write_training_dataset,
+    )
+    from napari_livecell.core.training.train import (
         MIN_FINETUNE_STEPS,
         TrainingCancelled,
         TrainSettings,
@@ -73,12 +79,6 @@ def run_training(
         describe_before_after,
         plan_finetune,
         train_model,
-    )
-    from napari_livecell.core.training_data import (
-        describe_yolo_dataset,
-        resolve_training_data,
-        write_rotated_training_set,
-        write_training_dataset,
     )
     from napari_livecell.layers import training_frames
 

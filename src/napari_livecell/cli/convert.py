@@ -23,8 +23,8 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert between the formats; the output is checked writable before any work."""
-    from napari_livecell.core import convert
-    from napari_livecell.core.training_data import coco_to_yolo_dataset
+    from napari_livecell.core.formats import convert
+    from napari_livecell.core.training.data import coco_to_yolo_dataset
 
     source, out = Path(args.input), Path(args.output)
     if not source.exists():

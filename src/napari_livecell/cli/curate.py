@@ -24,8 +24,8 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the filtered json and the report; print the most suspicious images."""
     from napari_livecell.core.atomic import write_text_atomic
-    from napari_livecell.core.coco import write_coco
-    from napari_livecell.core.curate import curate, report_rows
+    from napari_livecell.core.formats.coco import write_coco
+    from napari_livecell.core.training.curate import curate, report_rows
 
     out = ensure_output_folder(args.out)  # before the model runs over every image
     filtered, reports = curate(args.gt, args.images, weights_argument(args.model), args.threshold, args.conf)

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from napari_livecell.cli.common import CommandError, weights_argument
-from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
+from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
 
 
 def add_parser(commands) -> None:
@@ -48,7 +48,7 @@ def _format_report(report: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate a prediction file, or run models on the ground truth's images."""
-    from napari_livecell.core.evaluate import coco_default_settings, evaluate, livecell_settings
+    from napari_livecell.core.analysis.evaluate import coco_default_settings, evaluate, livecell_settings
 
     settings = coco_default_settings() if args.coco_defaults else livecell_settings()
     if args.pred is not None:
@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate_models(args: argparse.Namespace, settings) -> int:
     """The original work's table: one row per model, run through the core."""
-    from napari_livecell.core.evaluate import evaluate, predict_dataset
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.predict import PredictSettings
+    from napari_livecell.core.analysis.evaluate import evaluate, predict_dataset
+    from napari_livecell.core.inference.predict import PredictSettings
+    from napari_livecell.core.models.model import load_model
 
     predict = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
     rows = []

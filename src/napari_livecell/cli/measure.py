@@ -137,14 +137,14 @@ def run(args: argparse.Namespace) -> int:
     """Measure every labels input; write the per-cell and summary CSVs."""
     import pandas as pd
 
-    from napari_livecell.core.images import read_image
-    from napari_livecell.core.measure import (
+    from napari_livecell.core.analysis.measure import (
         check_pixel_size,
         iter_measure,
         summary_path,
         with_image_name,
         write_measurements_csv,
     )
+    from napari_livecell.core.images import read_image
 
     pixel_size = check_pixel_size(args.pixel_size)
     out = ensure_output_file(args.out, "--out")

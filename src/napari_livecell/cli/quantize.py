@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from napari_livecell.core.quantize import MAX_CALIBRATION_FRAMES
+from napari_livecell.core.inference.quantize import MAX_CALIBRATION_FRAMES
 
 
 def add_parser(commands) -> None:
@@ -38,8 +38,8 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Calibrate, then say where the int8 model is and how to use it."""
     from napari_livecell.core.images import find_images, read_image
-    from napari_livecell.core.predict import iter_frames
-    from napari_livecell.core.quantize import quantize_int8
+    from napari_livecell.core.inference.predict import iter_frames
+    from napari_livecell.core.inference.quantize import quantize_int8
 
     paths = find_images(args.images)
     used: list[str] = []

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from napari_livecell.cli.common import USER_ERRORS, CommandError, ensure_output_folder, progress_bar
-from napari_livecell.core.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
-from napari_livecell.core.runtime import RUNTIMES
+from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
+from napari_livecell.core.models.runtime import RUNTIMES
 
 TILE_MODES = {"auto": None, "on": True, "off": False}
 
@@ -89,15 +89,14 @@ def run(args: argparse.Namespace) -> int:
     output folder out), every input gets output names of its own, and the
     output folder is created and proven writable.
     """
-    from napari_livecell.core.coco import CocoImage, build_coco, write_coco
-    from napari_livecell.core.frame_input import describe_polarities
-    from napari_livecell.core.images import read_image, search_images
-    from napari_livecell.core.measure import check_pixel_size
-    from napari_livecell.core.model import load_model
-    from napari_livecell.core.pixel_size import describe_resamplings
-    from napari_livecell.core.predict import PredictSettings
-    from napari_livecell.core.render import write_segment_outputs
-    from napari_livecell.core.run import Backend, iter_segment
+    from napari_livecell.core.formats.coco import CocoImage, build_coco, write_coco
+    from napari_livecell.core.images import check_pixel_size, read_image, search_images
+    from napari_livecell.core.inference.frame_input import describe_polarities
+    from napari_livecell.core.inference.pixel_size import describe_resamplings
+    from napari_livecell.core.inference.predict import PredictSettings
+    from napari_livecell.core.inference.render import write_segment_outputs
+    from napari_livecell.core.inference.run import Backend, iter_segment
+    from napari_livecell.core.models.model import load_model
 
     try:
         settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz, modality=args.modality)
@@ -116,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
     ensure_output_folder(out)
     _report_skipped(search, out)
     if args.triton:
-        from napari_livecell.core.triton import triton_spec
+        from napari_livecell.core.models.triton import triton_spec
 
         if args.model or args.scheduler:
             raise CommandError("--triton names the model (--triton-model): not with --model or --scheduler")
         args.model = triton_spec(args.triton, args.triton_model)
     if args.scheduler:
-        from napari_livecell.core.model import check_weights_path
+        from napari_livecell.core.models.model import check_weights_path
 
         weights = None if args.model is None else str(check_weights_path(args.model))
         class_names = None
@@ -197,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
 
 def image_pixel_size(path: Path, given: float | None) -> tuple[float | None, str]:
     """An input's micrometres per pixel and where it came from: ``--pixel-size``, else its TIFF metadata."""
-    from napari_livecell.core.pixel_size import file_pixel_size
+    from napari_livecell.core.inference.pixel_size import file_pixel_size
 
     if given is not None:
         return given, "--pixel-size"
@@ -274,7 +273,7 @@ def _report_skipped(search, out: Path) -> None:
 
 def _frames_with_progress(events, n_frames: int, name: str) -> tuple[list, list, list]:
     """A run's frames, polarities and resamplings, with a bar over a stack's frames and one over tiles."""
-    from napari_livecell.core.run import FrameResult, TileProgress
+    from napari_livecell.core.inference.run import FrameResult, TileProgress
 
     frames, polarities, resamplings = [], [], []
     frame_bar = progress_bar(n_frames, name, unit="frame") if n_frames > 1 else None
@@ -315,8 +314,8 @@ def _frames_on_cluster(
     """
     import shutil
 
-    from napari_livecell.core.distributed import read_frame_results, segment_stack_distributed
-    from napari_livecell.core.predict import iter_frames
+    from napari_livecell.core.inference.distributed import read_frame_results, segment_stack_distributed
+    from napari_livecell.core.inference.predict import iter_frames
 
     leading, _ = iter_frames(image)
     frame_shape = image.shape[len(leading) :]

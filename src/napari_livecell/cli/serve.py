@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from napari_livecell.cli.common import CommandError
-from napari_livecell.core.runtime import RUNTIMES
+from napari_livecell.core.models.runtime import RUNTIMES
 
 # ServiceSettings' defaults, for --help without importing FastAPI (tests/cli/test_cli.py keeps them equal)
 DEFAULT_REQUEST_TIMEOUT_S = 120.0
@@ -87,7 +87,7 @@ def settings_from_args(args: argparse.Namespace, settings_type: type):
     model = args.model
     if getattr(args, "triton", None):
         from napari_livecell.core.errors import ModelError
-        from napari_livecell.core.triton import triton_spec
+        from napari_livecell.core.models.triton import triton_spec
 
         if args.model:
             raise CommandError("--triton names the model (--triton-model): not with --model")
@@ -113,16 +113,16 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"the service needs the 'server' extra (pip install 'napari-livecell[server]'): {error}"
         ) from None
-    from napari_livecell.core.model import check_weights_path
-    from napari_livecell.core.triton import check_triton_model, is_triton_spec
+    from napari_livecell.core.models.model import check_weights_path
+    from napari_livecell.core.models.triton import check_triton_model, is_triton_spec
 
     settings = settings_from_args(args, ServiceSettings)
     # fail before the server starts, with the reason
     if is_triton_spec(settings.model):
         check_triton_model(settings.model)
     else:
-        from napari_livecell.core.model import resolve_device
-        from napari_livecell.core.runtime import choose_runtime
+        from napari_livecell.core.models.model import resolve_device
+        from napari_livecell.core.models.runtime import choose_runtime
 
         # a missing runtime package is named now, not when the server loads the model
         on_cpu = args.runtime in ("onnxruntime", "openvino", "openvino-int8")

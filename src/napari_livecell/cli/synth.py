@@ -27,7 +27,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the images, label TIFFs and a LIVECell-layout COCO json."""
-    from napari_livecell.core.synthetic_dataset import write_synthetic_dataset
+    from napari_livecell.core.training.synthetic_dataset import write_synthetic_dataset
 
     if args.n < 1:
         raise CommandError("--n must be at least 1")

@@ -78,9 +78,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import tifffile
 
+    from napari_livecell.core.analysis.growth import growth_curves, write_growth_csv, write_growth_png
     from napari_livecell.core.atomic import write_text_atomic, write_with
-    from napari_livecell.core.growth import growth_curves, write_growth_csv, write_growth_png
-    from napari_livecell.core.tracking import iter_frames, iter_track_cells, review_flags, write_tracks_csv
+    from napari_livecell.core.tracking.track import (
+        iter_frames,
+        iter_track_cells,
+        review_flags,
+        write_tracks_csv,
+    )
 
     if args.max_gap < 0:
         raise CommandError("--max-gap must be 0 or more")
@@ -130,12 +135,12 @@ def run(args: argparse.Namespace) -> int:
     written.append(write_growth_csv(out / f"{name}_growth.csv", growth))
     written.append(write_growth_png(out / f"{name}_growth.png", growth, title=name))
     if args.ctc:
-        from napari_livecell.core.ctc import write_ctc
+        from napari_livecell.core.formats.ctc import write_ctc
 
         write_ctc(out / f"{name}_ctc", result.labels, result.graph)
         written.append(out / f"{name}_ctc")
     if args.roi:
-        from napari_livecell.core.roi import write_roi_zip
+        from napari_livecell.core.formats.roi import write_roi_zip
 
         written.append(write_roi_zip(out / f"{name}_rois.zip", result.labels))
     n_tracks = int(result.table["track_id"].nunique()) if not result.table.empty else 0

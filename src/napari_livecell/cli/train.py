@@ -13,7 +13,7 @@ from napari_livecell.cli.common import (
     ensure_output_folder,
     weights_argument,
 )
-from napari_livecell.core.export import DEFAULT_EXPORT_SIZE, TRITON_BACKENDS
+from napari_livecell.core.models.export import DEFAULT_EXPORT_SIZE, TRITON_BACKENDS
 
 SCRATCH_EPOCHS = 15  # training from an architecture yaml (the shipped model's recipe)
 
@@ -96,7 +96,7 @@ def add_parser(commands) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export weights to ONNX and/or a Triton model repository."""
-    from napari_livecell.core.export import export_onnx, export_triton_repository
+    from napari_livecell.core.models.export import export_onnx, export_triton_repository
 
     if not args.out and not args.triton:
         raise CommandError("say where to export: --out model.onnx, --triton REPO, or both")
@@ -122,8 +122,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) and print a json summary."""
-    from napari_livecell.core.model import DEFAULT_MODEL
-    from napari_livecell.core.train import (
+    from napari_livecell.core.models.model import DEFAULT_MODEL
+    from napari_livecell.core.training.train import (
         PRESETS,
         TrainSettings,
         base_modality,
@@ -185,7 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["before_after"] = result.before_after
         print(describe_before_after(result.before_after), file=sys.stderr, flush=True)
     if args.export == "onnx":
-        from napari_livecell.core.export import export_onnx
+        from napari_livecell.core.models.export import export_onnx
 
         summary["onnx"] = str(export_onnx(result.weights, out / "best.onnx"))
     print(json.dumps(summary))
@@ -198,8 +198,8 @@ def _plan(args: argparse.Namespace, data_yaml: Path, out: Path, preset: dict):
     Returns the plan and the data.yaml to train on (with quarter turns added
     for a small set).
     """
-    from napari_livecell.core.train import MIN_FINETUNE_STEPS, plan_finetune
-    from napari_livecell.core.training_data import describe_yolo_dataset, write_rotated_training_set
+    from napari_livecell.core.training.data import describe_yolo_dataset, write_rotated_training_set
+    from napari_livecell.core.training.train import MIN_FINETUNE_STEPS, plan_finetune
 
     plan = plan_finetune(
         describe_yolo_dataset(data_yaml),
@@ -221,7 +221,7 @@ def _training_data(
     args: argparse.Namespace, out: Path, crop: int | None, model_modality: str | None
 ) -> tuple[Path, dict]:
     """The data.yaml to train on (converting a COCO json first, in the base model's polarity)."""
-    from napari_livecell.core.training_data import resolve_training_data
+    from napari_livecell.core.training.data import resolve_training_data
 
     if args.data is None:
         raise CommandError("--data is required (or --resume to continue a run)")

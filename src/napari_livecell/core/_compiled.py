@@ -14,7 +14,7 @@ _LOADED: dict[str, ModuleType | None] = {}
 
 
 def kernels(name: str) -> ModuleType | None:
-    """The kernel module ``napari_livecell.core.<name>``, or None without numba."""
+    """The kernel module ``napari_livecell.core.<name>`` (say ``tracking._linking_kernel``) or None."""
     if name not in _LOADED:
         try:
             _LOADED[name] = importlib.import_module(f"{__package__}.{name}")

@@ -311,3 +311,19 @@ def find_images(patterns: list[str], out: str | os.PathLike | None = None) -> li
         A pattern that matches nothing, or a folder without images.
     """
     return search_images(patterns, out).paths
+
+
+def check_pixel_size(pixel_size_um: float | None) -> float | None:
+    """A pixel size as measurements take it: a positive finite float, or ``None``.
+
+    Raises
+    ------
+    ValueError
+        Zero, negative, infinite or NaN.
+    """
+    if pixel_size_um is None:
+        return None
+    size = float(pixel_size_um)
+    if not np.isfinite(size) or size <= 0:
+        raise ValueError(f"pixel size must be a positive number of micrometres, not {pixel_size_um}")
+    return size

@@ -133,14 +133,14 @@ def trace_polygons_steps(
 
     A 400-megapixel frame holds ~330,000 cells, whose outlines take 10-15 s:
     the reports let a run show progress and stop in between. ``boxes``: the
-    ``(ids + 1, 4)`` boxes of ``masks.compiled().bounding_boxes``, when known
+    ``(ids + 1, 4)`` boxes of ``_box_kernel.bounding_boxes``, when known
     (:class:`.masks.MaskPainter` measures them): one pass over the image less.
     """
-    from .masks import compiled
+    from . import _box_kernel
 
     if boxes is None:
         n_ids = int(labels.max()) if labels.size else 0
-        boxes = compiled().bounding_boxes(np.ascontiguousarray(labels, dtype=np.int32), n_ids)
+        boxes = _box_kernel.bounding_boxes(np.ascontiguousarray(labels, dtype=np.int32), n_ids)
     n_ids = len(boxes) - 1
     outlines: list[list[Polygon]] = []
     for start in range(0, n_ids, chunk):
@@ -183,7 +183,7 @@ def _trace_cells(labels: np.ndarray, boxes: np.ndarray, first: int, stop: int) -
         ``(H, W)`` label image.
     boxes : numpy.ndarray
         ``(ids + 1, 4)`` first row, row end, first column, column end of each id
-        (first row -1 for absent ids), as made by ``masks.compiled().bounding_boxes``.
+        (first row -1 for absent ids), as made by ``_box_kernel.bounding_boxes``.
     first, stop : int
         The ids to trace.
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_livecell.core.coco import (
+from napari_livecell.core.formats.coco import (
     CocoFormatError,
     annotation_mask,
     annotations_by_image,
@@ -23,8 +23,8 @@ from napari_livecell.core.coco import (
     load_coco,
     normalize_coco,
 )
+from napari_livecell.core.formats.yolo import parse_yolo_lines, yolo_to_labels
 from napari_livecell.core.segmentation import mask_to_polygons
-from napari_livecell.core.yolo import parse_yolo_lines, yolo_to_labels
 from napari_livecell.layers import (
     MAX_OUTLINES,
     RESULT_KEY,
@@ -285,7 +285,7 @@ def _image_layer(json_path: Path, images: list[dict]) -> tuple | None:
         )
     name = Path(found[0]).stem if len(found) == 1 else json_path.stem
     info: dict[str, Any] = {"paths": [str(p) for p in found]}
-    from napari_livecell.core.pixel_size import file_pixel_size
+    from napari_livecell.core.inference.pixel_size import file_pixel_size
 
     # kept as metadata, not as the layer's scale: the labels beside it are in pixels
     pixel_size = file_pixel_size(found[0])
@@ -335,7 +335,7 @@ def _yolo_image_for(txt: Path) -> Path | None:
 
 
 def _yolo_names(txt: Path) -> dict[int, str] | None:
-    from napari_livecell.core.yolo import read_data_yaml
+    from napari_livecell.core.formats.yolo import read_data_yaml
 
     for folder in (txt.parent, txt.parent.parent, txt.parent.parent.parent):
         if (folder / "data.yaml").is_file():

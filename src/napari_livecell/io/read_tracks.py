@@ -25,7 +25,7 @@ LAZY_FRAMES = 64
 
 def get_ctc_reader(path: str | list[str]):
     """Return a reader for a Cell Tracking Challenge folder, else ``None``."""
-    from napari_livecell.core.ctc import find_ctc
+    from napari_livecell.core.formats.ctc import find_ctc
 
     if isinstance(path, list) or not os.path.isdir(path):
         return None
@@ -38,8 +38,8 @@ def get_ctc_reader(path: str | list[str]):
 
 def read_ctc_layers(path: str | list[str]) -> list[tuple]:
     """A CTC folder as a Labels stack (ids = track ids) and a Tracks layer with the lineage."""
-    from napari_livecell.core.ctc import find_ctc, read_ctc
-    from napari_livecell.core.tracking import graph_from_lineage, tracks_from_labels
+    from napari_livecell.core.formats.ctc import find_ctc, read_ctc
+    from napari_livecell.core.tracking.track import graph_from_lineage, tracks_from_labels
 
     folder = Path(path if isinstance(path, str) else path[0])
     masks, _ = find_ctc(folder)
@@ -125,7 +125,7 @@ def _trim(labels: np.ndarray) -> np.ndarray:
 
 def read_roi_layers(path: str | list[str]) -> list[tuple]:
     """An ImageJ ROI set as a Labels layer (a stack when the ROIs carry frames)."""
-    from napari_livecell.core.roi import read_roi_zip
+    from napari_livecell.core.formats.roi import read_roi_zip
 
     path = path if isinstance(path, str) else path[0]
     shape = roi_set_shape(path)

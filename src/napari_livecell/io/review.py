@@ -1,6 +1,6 @@
 """A dataset under review as napari layers: open an image with its cells, save its corrections.
 
-:mod:`napari_livecell.core.review` keeps the index; this module turns one
+:mod:`napari_livecell.core.training.review` keeps the index; this module turns one
 image's cells file into layers (through the COCO reader, so statuses and the
 prediction baseline come back) and a Labels layer back into that file
 (through the COCO writer). Safe to call from a worker thread: the index is
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_livecell.core.review import ReviewIndex, open_index, review_priority
+from napari_livecell.core.training.review import ReviewIndex, open_index, review_priority
 from napari_livecell.layers import RESULT_KEY, cells_layer_name, outlines_layer_name
 
 
@@ -125,14 +125,14 @@ class ReviewDataset:
     def iter_measure(self, pixel_size_um: float | None = None) -> Any:
         """Measure the cells of every segmented image; yields ``(done, total)`` per image.
 
-        Returns (as the generator's value) one :class:`~napari_livecell.core.measure.Measurements`
+        Returns (as the generator's value) one :class:`~napari_livecell.core.analysis.measure.Measurements`
         for the whole dataset: the per-cell and per-image tables with an ``image`` column first,
         in queue order. Images without cells yet are left out (their summary row too).
         """
         import pandas as pd
 
+        from napari_livecell.core.analysis.measure import Measurements, measure_cells, with_image_name
         from napari_livecell.core.images import read_image
-        from napari_livecell.core.measure import Measurements, measure_cells, with_image_name
 
         names = [name for name in self.queue() if self.index.entry(name).segmented]
         cells, summaries = [], []
@@ -156,8 +156,8 @@ class ReviewDataset:
 
     def training_coco(self) -> Path:
         """Every image's corrected cells as one COCO json beside the index (for training)."""
-        from napari_livecell.core.coco import write_coco
-        from napari_livecell.core.review import combined_coco
+        from napari_livecell.core.formats.coco import write_coco
+        from napari_livecell.core.training.review import combined_coco
 
         with self._lock:
             coco = combined_coco(self.index)

@@ -8,7 +8,7 @@ SAMPLE_NAME = "SkBr3_Phase_A1_1_00d00h00m_1"
 
 def sample_image() -> list[tuple]:
     """A 704 x 520 synthetic phase-contrast frame and its exact cells."""
-    from napari_livecell.core.synthetic import synthesize_image
+    from napari_livecell.core.training.synthetic import synthesize_image
 
     sample = synthesize_image(seed=SAMPLE_SEED, n_cells=150)
     return [
@@ -23,7 +23,7 @@ def sample_timelapse() -> list[tuple]:
     The ground truth is tracked: a cell keeps its id (and colour) in every
     frame, and daughters get new ids at a division.
     """
-    from napari_livecell.core.synthetic import synthesize_timelapse
+    from napari_livecell.core.training.synthetic import synthesize_timelapse
 
     sample = synthesize_timelapse(seed=SAMPLE_SEED, n_frames=5, n_cells=80)
     name = "SkBr3_Phase_A1_1_timelapse_1"

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from napari_livecell.core.atomic import write_text_atomic
-from napari_livecell.core.coco import build_coco, write_coco
+from napari_livecell.core.formats.coco import build_coco, write_coco
 from napari_livecell.layers import RESULT_KEY, CorrectedLayer, layer_cells, training_frames
 
 
@@ -39,8 +39,8 @@ def write_labels_coco(path: str, data: Any, attributes: dict) -> list[str]:
 
 
 def _baseline_block(labels: np.ndarray, baseline: np.ndarray, coco: dict, info: dict) -> dict:
-    from napari_livecell.core.coco import segmentation_annotations
-    from napari_livecell.core.edit import compare_to_baseline
+    from napari_livecell.core.analysis.edit import compare_to_baseline
+    from napari_livecell.core.formats.coco import segmentation_annotations
     from napari_livecell.core.segmentation import Segmentation
 
     by_frame: dict[int, dict[int, dict]] = {}
@@ -86,7 +86,7 @@ def write_labels_yolo(path: str, data: Any, attributes: dict) -> list[str]:
     named. A stack is written all or nothing: every frame's text is made
     before the first file is written.
     """
-    from napari_livecell.core.yolo import labels_to_yolo_lines
+    from napari_livecell.core.formats.yolo import labels_to_yolo_lines
 
     entries, _, _ = layer_cells(data, attributes)
     target = Path(path)
@@ -115,7 +115,7 @@ def write_yolo_dataset_layers(path: str, layer_data: list[tuple]) -> list[str]:
     sample per frame with cells; a fifth of them (when there are several)
     go to the validation split.
     """
-    from napari_livecell.core.training_data import write_training_dataset
+    from napari_livecell.core.training.data import write_training_dataset
 
     images = [(data, meta) for data, meta, kind in layer_data if kind == "image"]
     labels = [(data, meta) for data, meta, kind in layer_data if kind == "labels"]

@@ -13,7 +13,7 @@ def write_labels_roi_zip(path: str, data: Any, attributes: dict) -> list[str]:
     with ROI Manager > More > Open. :func:`napari_livecell.io.read_tracks.read_roi_layers`
     reads it back.
     """
-    from napari_livecell.core.roi import write_roi_zip
+    from napari_livecell.core.formats.roi import write_roi_zip
 
     if not str(path).lower().endswith(".zip"):
         path = f"{path}.zip"

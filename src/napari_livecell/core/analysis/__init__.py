@@ -1,0 +1,4 @@
+"""Analysis.
+
+Measurements, growth, evaluation with the LIVECell protocol, matching, comparison, proofreading edits.
+"""

@@ -1,0 +1,4 @@
+"""Inference.
+
+Frame input, the forward pass, mask decoding, tiling, pixel-size resampling, the run over frames.
+"""

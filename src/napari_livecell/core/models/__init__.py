@@ -1,0 +1,4 @@
+"""Models.
+
+Loading weights offline and safely, the runtimes (PyTorch, ONNX Runtime, OpenVINO, Triton), export.
+"""

@@ -1,0 +1,4 @@
+"""Training.
+
+Datasets from corrections, the training pipeline, synthetic data, curation, dataset review.
+"""

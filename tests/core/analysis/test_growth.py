@@ -1,0 +1,45 @@
+"""Growth curves: cell count, confluence, mean cell area per frame (issue 18)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_livecell.core.analysis.growth import growth_curves, write_growth_csv
+from napari_livecell.core.training.synthetic import synthesize_timelapse
+
+
+@pytest.fixture(scope="module")
+def lapse():
+    return synthesize_timelapse(seed=1, n_frames=5, n_cells=30, shape=(150, 180))
+
+
+def test_growth_csv_equals_counts_from_the_labels(lapse, tmp_path):
+    table = growth_curves(lapse.labels)
+    path = write_growth_csv(tmp_path / "growth.csv", table)
+    read = pd.read_csv(path)
+    assert list(read.columns) == ["frame", "cell_count", "confluence_percent", "mean_cell_area_px"]
+    for t, frame in enumerate(lapse.labels):
+        ids, areas = np.unique(frame[frame > 0], return_counts=True)
+        row = read.iloc[t]
+        assert row["frame"] == t
+        assert row["cell_count"] == len(ids)
+        assert row["confluence_percent"] == pytest.approx(100 * (frame > 0).mean(), rel=1e-5)
+        assert row["mean_cell_area_px"] == pytest.approx(areas.mean(), rel=1e-5)
+    # the synthetic culture grows: divisions add cells
+    assert read["cell_count"].iloc[-1] > read["cell_count"].iloc[0]
+
+
+def test_lazy_stack_single_frame_and_pixel_size(lapse):
+    da = pytest.importorskip("dask.array")
+    lazy = growth_curves(da.from_array(lapse.labels, chunks=(1, 150, 180)), pixel_size_um=0.5)
+    eager = growth_curves(lapse.labels)
+    assert np.allclose(lazy[eager.columns].to_numpy(), eager.to_numpy())
+    assert np.allclose(lazy["mean_cell_area_um2"], eager["mean_cell_area_px"] * 0.25)
+    one = growth_curves(lapse.labels[0])
+    assert len(one) == 1 and one["cell_count"][0] == eager["cell_count"][0]
+
+
+def test_empty_frame_has_no_mean_area():
+    table = growth_curves(np.zeros((2, 8, 8), np.int32))
+    assert (table["cell_count"] == 0).all() and (table["confluence_percent"] == 0).all()
+    assert table["mean_cell_area_px"].isna().all()
