@@ -109,8 +109,8 @@ def roi_set_shape(path: str | os.PathLike) -> tuple[int, int]:
     if not rois:
         raise ValueError(f"{path} holds no ROIs")
     # sub-pixel polygons may reach a pixel edge beyond their bounding box: 2 pixels to spare
-    bottom = max(max(roi.bottom, *roi.coordinates()[:, 1].tolist()) for roi in rois)
-    right = max(max(roi.right, *roi.coordinates()[:, 0].tolist()) for roi in rois)
+    bottom = max(max(roi.bottom, *np.asarray(roi.coordinates())[:, 1].tolist()) for roi in rois)
+    right = max(max(roi.right, *np.asarray(roi.coordinates())[:, 0].tolist()) for roi in rois)
     return int(np.ceil(bottom)) + 2, int(np.ceil(right)) + 2
 
 

@@ -73,14 +73,14 @@ def labels_to_rois(labels) -> list:
         In frame, then id order.
     """
     stack = len(labels.shape) == 3
-    frames = range(labels.shape[0]) if stack else [None]
+    frames: list[int | None] = list(range(labels.shape[0])) if stack else [None]
     rois = []
     for t in frames:
-        frame = _frame(labels, t) if stack else np.asarray(labels)
+        frame = np.asarray(labels) if t is None else _frame(labels, t)
         for index, rings in enumerate(labels_to_polygons(frame)):
             if not rings:
                 continue
-            name = f"{t + 1:04d}-{index + 1:05d}" if stack else f"{index + 1:05d}"
+            name = f"{index + 1:05d}" if t is None else f"{t + 1:04d}-{index + 1:05d}"
             rois.append(_roi(rings, name, t))
     return rois
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,8 @@ def _segment_one(
     torch_threads: int | None = None,
     pixel_size: float | None = None,
     pixel_size_source: str = "",
-) -> tuple[np.ndarray, list[dict]]:
-    """Runs on a worker: segment one frame, return labels and COCO annotations."""
+) -> tuple[np.ndarray, dict]:
+    """Runs on a worker: segment one frame, return labels and its record (COCO annotations, steps)."""
     from napari_livecell.core.formats.coco import segmentation_annotations
 
     result, polarity, resampling = segment_frame_task(
@@ -229,7 +230,7 @@ def segment_stack_distributed(
         index = futures[future]
         labels_path, json_path = _frame_paths(out, index)
         data = labels.astype(np.uint16 if labels.max() < 65536 else np.uint32)
-        write_with(labels_path, lambda p, d=data: tifffile.imwrite(p, d, compression="zlib"))
+        write_with(labels_path, partial(tifffile.imwrite, data=data, compression="zlib"))
         write_text_atomic(json_path, json.dumps(record))  # written last: marks the frame done
         done += 1
         if progress is not None:
@@ -288,7 +289,8 @@ def read_frame_results(out: str | os.PathLike, total: int) -> list:
 def _assemble(out: Path, total: int, settings) -> Path:
     from napari_livecell.core.formats.coco import write_coco
 
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for index in range(total):
         labels_path, json_path = _frame_paths(out, index)
         import tifffile

@@ -280,11 +280,11 @@ def _local_results(
     from napari_livecell.core.models.model import load_model
 
     service = backend.weights if is_service_url(backend.weights) else None
-    model = None
+    model = resampling = None
     if not service:
         model = load_model(backend.weights, device=backend.device, runtime=backend.runtime)
         model_input_shape(model)  # found once here, before worker threads share the model
-    resampling = None if service else plan_resampling(pixel[0], model, pixel[1])
+        resampling = plan_resampling(pixel[0], model, pixel[1])
     yield None  # primed: setup errors surface before the run starts
 
     def read() -> tuple | None:
@@ -293,6 +293,7 @@ def _local_results(
         if item is None or service:
             return item
         index, frame = item
+        assert model is not None  # loaded above for a local run
         return index, frame, frame_polarity(frame, settings, model.modality)
 
     # on the CPU, torch and ONNX Runtime run frame by frame: their forward pass uses every core and
@@ -302,7 +303,7 @@ def _local_results(
     # thread from input to outlines (0.98 vs 0.86 frame by frame; benchmarks/README.md). A GPU or
     # a service leaves the host's cores free for the frame before.
     on_cpu = model is not None and model.device == "cpu"
-    side_by_side = frames_side_by_side(model) if on_cpu else 1
+    side_by_side = frames_side_by_side(model) if model is not None and on_cpu else 1
 
     def work(number: int, item: tuple, report: Any) -> FrameResult:
         # the first frame runs alone (see pipeline), on every core: its result shows soonest
@@ -312,6 +313,7 @@ def _local_results(
                 result, polarity, used = segment_remote(frame, service, settings, 300.0, *pixel)
             else:
                 index, frame, polarity = item
+                assert model is not None and resampling is not None  # loaded above for a local run
                 steps = segment_frame_resampled_steps(
                     frame, model, settings, backend.tile, polarity, resampling
                 )

@@ -61,7 +61,8 @@ class LoadedModel:
     runtime: str = "torch"
     # fixed (height, width) input of a static export, None when flexible;
     # found on first use by napari_livecell.core.inference.predict.model_input_shape
-    input_shape: tuple[int, int] | str | None = "unknown"
+    input_shape: tuple[int, int] | None = None
+    input_shape_found: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -270,7 +271,8 @@ def _load_triton(spec: str) -> LoadedModel:
     # device: where the host's side of it (tensors sent and received) lives
     loaded = LoadedModel(yolo=yolo, path=name, class_names=names, device="cpu", imgsz=imgsz)
     if dynamic:
-        loaded.input_shape = None  # any stride-32 frame, as for a PyTorch model
+        # any stride-32 frame, as for a PyTorch model
+        loaded.input_shape, loaded.input_shape_found = None, True
     return loaded
 
 
