@@ -98,9 +98,14 @@ def run_training(
         else:
             # relabelling every frame is real work: here in the worker, not on the GUI thread
             frames, names = training_frames(request.layers or [])
-            split = {"crop": request.crop, "val_fraction": request.val_fraction}
             data_yaml = write_training_dataset(
-                frames, len(frames), names, dataset, **split, model_modality=modality
+                frames,
+                len(frames),
+                names,
+                dataset,
+                crop=request.crop,
+                val_fraction=request.val_fraction,
+                model_modality=modality,
             )
         metadata: dict = {"source": "napari Train on corrections", "data": {"crop": request.crop}}
         # data-loader processes forked from a GUI process with threads can hang

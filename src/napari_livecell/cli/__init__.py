@@ -36,14 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# OSError as a last resort: a disk that fills up, a mount that goes read-only mid-run
+_HANDLED: tuple[type[Exception], ...] = (CommandError, *USER_ERRORS, OSError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    # OSError as a last resort: a disk that fills up, a mount that goes read-only mid-run
-    except (CommandError, *USER_ERRORS, OSError) as error:
+    except _HANDLED as error:
         print(f"napari-livecell: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

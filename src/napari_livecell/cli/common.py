@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 # errors a user can fix: printed as one line, never as a traceback
-USER_ERRORS: tuple[type[BaseException], ...] = (
+USER_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     FileNotFoundError,
     NotADirectoryError,

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_livecell.core.inference.pixel_size import describe_resamplings
     from napari_livecell.core.inference.predict import PredictSettings
     from napari_livecell.core.inference.render import write_segment_outputs
-    from napari_livecell.core.inference.run import Backend, iter_segment
+    from napari_livecell.core.inference.run import Backend, RunStarted, iter_segment
     from napari_livecell.core.models.model import load_model
 
     try:
@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 events = iter_segment(image, backend, settings, None, *pixel)
                 started = next(events)
+                assert isinstance(started, RunStarted)  # iter_segment's first event
                 leading = started.leading
                 frames, polarities, resamplings = _frames_with_progress(events, started.n_frames, path.name)
         except USER_ERRORS as error:

@@ -178,7 +178,7 @@ def read_coco_layers(path: str) -> list[tuple]:
 
 def _cell_ids(per_frame: list[list[dict]]) -> list[list[int]]:
     """Each annotation's cell id: the ``label`` we wrote when every one has a distinct one, else 1..N."""
-    written = [a.get("label") for frame_annotations in per_frame for a in frame_annotations]
+    written: list[Any] = [a.get("label") for frame_annotations in per_frame for a in frame_annotations]
     usable = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in written)
     if not (usable and len(set(written)) == len(written)):
         written = list(range(1, len(written) + 1))
@@ -205,12 +205,12 @@ def _baseline(labels, per_frame, ours: dict, images: list[dict], height: int, wi
             if isinstance(annotation.get("baseline_label"), int):
                 planes[frame][annotation_mask(annotation, height, width)] = annotation["baseline_label"]
     for annotation in ours.get("baseline_annotations", []):
-        frame = frame_of.get(annotation.get("image_id"))
-        if frame is None or not isinstance(annotation.get("label"), int):
+        found = frame_of.get(annotation.get("image_id"))
+        if found is None or not isinstance(annotation.get("label"), int):
             raise CocoFormatError(
                 f"baseline annotation {annotation.get('id', '?')} names no known image or label"
             )
-        planes[frame][annotation_mask(annotation, height, width)] = annotation["label"]
+        planes[found][annotation_mask(annotation, height, width)] = annotation["label"]
     return baseline
 
 
@@ -268,8 +268,9 @@ def _coco_outlines(per_frame, ids, height, width, is_stack, features):
 
 
 def _image_layer(json_path: Path, images: list[dict]) -> tuple | None:
-    found = [_find_image_file(json_path, image.get("file_name", "")) for image in images]
-    if not found or any(path is None for path in found):
+    paths = [_find_image_file(json_path, image.get("file_name", "")) for image in images]
+    found = [path for path in paths if path is not None]
+    if not found or len(found) < len(paths):
         return None
     from napari_livecell.core.images import read_image
 

@@ -102,7 +102,11 @@ class ReviewDataset:
         path = self.index.cells_path(name)
         write_labels_coco(str(path), labels, {**attributes, "metadata": metadata})
         features = attributes.get("features")
-        scores = np.asarray(features["score"], float) if features is not None and "score" in features else []
+        scores = (
+            np.asarray(features["score"], dtype=np.float64)
+            if features is not None and "score" in features
+            else np.zeros(0)
+        )
         with self._lock:
             signal = review_priority(scores, self.conf, entry.unannotated)
             for key, value in signal.items():

@@ -34,7 +34,7 @@ def _cell_contour(mask: np.ndarray) -> np.ndarray | None:
 
 
 def labels_to_yolo_lines(
-    labels: np.ndarray, classes: Sequence[int] | None = None, decimals: int = 6
+    labels: np.ndarray, classes: Sequence[int] | np.ndarray | None = None, decimals: int = 6
 ) -> list[str]:
     """YOLO-seg lines for every cell of a label image.
 
