@@ -1,4 +1,4 @@
-"""Compiled one-pass measurement of a label frame (numba), for :func:`.track_measure.measure_frame`.
+"""Compiled one-pass measurement of a label frame (numba), for :func:`.frame_cells.measure_frame`.
 
 Imported lazily by :mod:`.track_measure` (``import napari_livecell`` and napari's
 start-up do not pay numba's import); docs/numba.md says why numba and what
