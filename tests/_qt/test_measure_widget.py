@@ -31,6 +31,8 @@ def _camera(viewer):
 
 def test_measure_joins_the_cell_table_and_equals_regionprops(viewer_and_widget, frame):
     viewer, widget = viewer_and_widget
+    # magicgui's Container keeps its "show labels" flag in _labels: the layer box must not take its name
+    assert widget.labels is True
     layer = add_result(viewer, frame.labels, name="img", image=frame.image)
     layer.features.loc[layer.features["index"] == 4, "status"] = "accepted"
     widget._labels_box.value = layer
