@@ -111,6 +111,8 @@ def _run(
     from napari_livecell.core.inference.run import Backend, FrameResult, RunStarted, iter_segment
 
     if isinstance(model, LoadedModel):
+        if not model.path.is_file():
+            raise ValueError(f"{model.name}: pass a served model by its address (triton+http://...)")
         # the same file, device and runtime: load_model's cache returns this very model
         backend = Backend(weights=str(model.path), device=model.device, tile=tile, runtime=model.runtime)
     else:
@@ -144,7 +146,8 @@ def segment(
     image : array-like
         ``(H, W)`` gray or ``(H, W, 3|4)`` colour, any integer or float dtype.
     model : LoadedModel, str or os.PathLike, optional
-        A loaded model or its weights; the shipped default model when omitted.
+        A model loaded from a file, weights, a ``triton+http://HOST:PORT/MODEL``
+        address or a ``napari-livecell serve`` URL; the shipped default model when omitted.
     settings : PredictSettings, optional
         Confidence and NMS thresholds, network image size, modality.
     pixel_size : float, optional
