@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import struct
 import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -30,6 +31,10 @@ MAX_PIXELS = 40_000_000  # 40 megapixels per request
 # decoded bytes of one upload (shape x itemsize): a 40 MP float32 or RGBA frame
 MAX_IMAGE_BYTES = 160_000_000
 REQUEST_TIMEOUT_S = 120.0
+# the service segments one 2-D frame: a TIFF of more pages is refused from its first IFDs
+MAX_TIFF_PAGES = 16
+# multipart framing around the file: boundaries, part headers and the query's form fields
+BODY_OVERHEAD_BYTES = 64 * 2**10
 FORMATS = ("png", "json", "labels")
 
 
@@ -43,7 +48,13 @@ class ServiceSettings:
         What runs the forward pass: ``auto`` (the fastest installed on a CPU),
         ``torch``, ``onnxruntime`` or ``openvino`` (:mod:`napari_livecell.core.models.runtime`).
     max_upload_bytes : int
-        Largest upload accepted (413 beyond).
+        Largest upload accepted (413 beyond). The body is counted while it
+        arrives: a larger declared ``Content-Length`` is refused before any
+        of it is read, and a streamed body is cut off as soon as it passes
+        the limit, so no more than this is ever spooled.
+    max_tiff_pages : int
+        Most pages a TIFF upload may hold, counted by walking its IFD chain
+        (422 beyond; the work is bounded by this number, not the file).
     max_pixels : int
         Largest frame, in pixels (413 beyond).
     max_image_bytes : int
@@ -57,6 +68,12 @@ class ServiceSettings:
         connection that stalls longer is closed.
     keep_alive_s : int
         How long an idle keep-alive connection stays open.
+    max_requests : int
+        Requests in progress at once (body still arriving, waiting or
+        running), ``/health`` not counted; more get 503.
+    max_connections : int
+        Open connections at once, half-sent ones included; beyond it
+        uvicorn answers 503 to everything, ``/health`` too.
     shutdown_timeout_s : int
         On SIGTERM, how long running requests may finish before they are cancelled.
     """
@@ -67,12 +84,15 @@ class ServiceSettings:
     concurrency: int = 1  # inferences at once: one model, 2 cores
     queue: int = 8  # requests that may wait for a slot; more get 503
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_tiff_pages: int = MAX_TIFF_PAGES
     max_pixels: int = MAX_PIXELS
     max_image_bytes: int = MAX_IMAGE_BYTES
     request_timeout_s: float = REQUEST_TIMEOUT_S
     read_timeout_s: float = 60.0
     keep_alive_s: int = 5
     shutdown_timeout_s: int = 5
+    max_requests: int = 72
+    max_connections: int = 512
 
 
 class RequestError(Exception):
@@ -101,13 +121,46 @@ def _describe(header: ImageHeader) -> str:
     return f"{' x '.join(str(n) for n in header.shape)} {header.dtype}"
 
 
-def read_header(payload: bytes, filename: str) -> ImageHeader:
+def count_tiff_pages(payload: bytes, limit: int) -> int:
+    """Pages of a TIFF, counted by walking its IFD chain, stopping at ``limit + 1``.
+
+    Each step reads one IFD's entry count and its next-IFD offset, so the
+    cost is bounded by ``limit``, whatever the file holds (tifffile's series
+    of a file of many separately written pages costs pages squared). A chain
+    that loops or points outside the file ends the count: tifffile refuses
+    such a file when it is read.
+    """
+    order = "<" if payload[:2] == b"II" else ">"
+    big = payload[2:4] in (b"+\x00", b"\x00+")
+    count_format, entry_size, offset_format = ("Q", 20, "Q") if big else ("H", 12, "I")
+    try:
+        (offset,) = struct.unpack_from(order + offset_format, payload, 8 if big else 4)
+    except struct.error:
+        return 0
+    pages, seen = 0, set()
+    while offset and offset not in seen and pages <= limit:
+        seen.add(offset)
+        try:
+            (entries,) = struct.unpack_from(order + count_format, payload, offset)
+            next_at = offset + struct.calcsize(count_format) + entries * entry_size
+            (offset,) = struct.unpack_from(order + offset_format, payload, next_at)
+        except struct.error:
+            return pages + 1  # a truncated last IFD: tifffile says what is wrong with it
+        pages += 1
+    return pages
+
+
+def read_header(payload: bytes, filename: str, max_pages: int = MAX_TIFF_PAGES) -> ImageHeader:
     """Shape and dtype of an uploaded TIFF/PNG/JPEG from its header (no pixels decoded).
+
+    A TIFF's pages are counted first (:func:`count_tiff_pages`): one of more
+    than ``max_pages`` pages is refused before tifffile looks at its series.
 
     Raises
     ------
     RequestError
-        415 for a file that is not an image, 422 for an unreadable header.
+        415 for a file that is not an image, 422 for an unreadable header or
+        a TIFF of more than ``max_pages`` pages.
     """
     name = filename or "the upload"
     if not payload:
@@ -120,6 +173,12 @@ def read_header(payload: bytes, filename: str) -> ImageHeader:
         kind = "jpeg"
     else:
         raise RequestError(415, f"{name} is not a TIFF, PNG or JPEG image")
+    if kind == "tiff" and count_tiff_pages(payload, max_pages) > max_pages:
+        raise RequestError(
+            422,
+            f"{name} holds more than {max_pages} TIFF pages: send one 2-D frame "
+            "(ServiceSettings.max_tiff_pages)",
+        )
     try:
         if kind == "tiff":
             import tifffile
@@ -192,7 +251,7 @@ def decode_image(payload: bytes, filename: str, settings: ServiceSettings | int)
     """
     if not isinstance(settings, ServiceSettings):
         settings = ServiceSettings(max_pixels=int(settings))
-    header = read_header(payload, filename)
+    header = read_header(payload, filename, settings.max_tiff_pages)
     check_header(header, settings)
     try:
         if header.kind == "tiff":
@@ -361,8 +420,12 @@ def create_app(settings: ServiceSettings | None = None):
     from napari_livecell.core.models.model import load_model
     from napari_livecell.core.models.triton import TritonUnavailable
 
+    from concurrent.futures import ThreadPoolExecutor
+
     settings = settings or ServiceSettings()
     state: dict[str, Any] = {"model": None, "running": set()}
+    # headers are read off the event loop, in a pool of their own: inference threads cannot starve it
+    header_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="livecell-header")
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -377,11 +440,17 @@ def create_app(settings: ServiceSettings | None = None):
         # process can exit (worker threads are joined at exit)
         for stop in list(state["running"]):
             stop.set()
+        header_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="napari-livecell",
         description="Segment cells in phase-contrast images with a YOLO-seg model.",
         lifespan=lifespan,
+    )
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES,
+        max_requests=settings.max_requests,
     )
 
     @app.exception_handler(RequestError)
@@ -441,7 +510,10 @@ def create_app(settings: ServiceSettings | None = None):
             raise RequestError(413, f"upload larger than {settings.max_upload_bytes} bytes")
         filename = image.filename or ""
         # the header decides before any pixel is decoded (a small zlib TIFF can declare gigabytes)
-        check_header(read_header(payload, filename), settings)
+        header = await loop.run_in_executor(
+            header_pool, read_header, payload, filename, settings.max_tiff_pages
+        )
+        check_header(header, settings)
         if state["waiting"] >= settings.queue:
             raise RequestError(503, "busy: too many requests are waiting; retry shortly")
         state["waiting"] += 1
@@ -477,6 +549,85 @@ def create_app(settings: ServiceSettings | None = None):
             raise
 
     return app
+
+
+async def _refuse(send, status: int, detail: str) -> None:
+    """A one-line json error that closes the connection (the rest of the body is never read)."""
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestLimits:
+    """ASGI middleware: request bodies limited while they arrive, and a cap on requests in progress.
+
+    A declared ``Content-Length`` over ``max_body_bytes`` gets its 413 before
+    the body is read; a body sent without one (chunked) is counted as it
+    arrives and gets its 413 as soon as it passes the limit, so the
+    application never receives (or spools) more than the limit. Requests in
+    progress beyond ``max_requests`` get a 503 at once; ``/health`` is not
+    counted nor limited, so it answers while slow clients hold their
+    connections (until the read timeout closes them).
+    """
+
+    def __init__(self, app, max_body_bytes: int, max_requests: int, exempt: tuple[str, ...] = ("/health",)):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_requests = max_requests
+        self.exempt = exempt
+        self.active = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Handle one ASGI connection scope."""
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        too_large = f"request body larger than {limit:,} bytes (ServiceSettings.max_upload_bytes)"
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _refuse(send, 413, too_large)
+            return
+        if self.active >= self.max_requests:
+            await _refuse(send, 503, "busy: too many requests in progress; retry shortly")
+            return
+        received, refused, started = 0, False, False
+
+        async def limited_receive():
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    if not started:
+                        await _refuse(send, 413, too_large)
+                    # the application sees a client that left: it stops reading and answers nobody
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message) -> None:
+            nonlocal started
+            if refused:
+                return  # the 413 went out instead
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        self.active += 1
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        finally:
+            self.active -= 1
 
 
 def _protocol_with_read_timeout(seconds: float):
@@ -548,7 +699,9 @@ def uvicorn_config(app, host: str = "127.0.0.1", port: int = 8000, settings: Ser
         timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
         h11_max_incomplete_event_size=16 * 1024,  # headers larger than 16 KiB are refused
-        limit_concurrency=64 + settings.queue,  # connections beyond get 503 from uvicorn itself
+        # connections beyond get 503 from uvicorn itself, /health included; requests in progress are
+        # limited lower by RequestLimits, which lets /health through
+        limit_concurrency=settings.max_connections,
     )
 
 
