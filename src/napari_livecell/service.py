@@ -412,6 +412,8 @@ def _run_request(
 
 def create_app(settings: ServiceSettings | None = None):
     """Build the FastAPI application (the model loads at start-up)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
@@ -419,8 +421,6 @@ def create_app(settings: ServiceSettings | None = None):
     from napari_livecell.core.inference.predict import PredictSettings, import_inference_modules
     from napari_livecell.core.models.model import load_model
     from napari_livecell.core.models.triton import TritonUnavailable
-
-    from concurrent.futures import ThreadPoolExecutor
 
     settings = settings or ServiceSettings()
     state: dict[str, Any] = {"model": None, "running": set()}
