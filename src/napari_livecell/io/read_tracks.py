@@ -101,17 +101,12 @@ def get_roi_reader(path: str | list[str]):
 
 def roi_set_shape(path: str | os.PathLike) -> tuple[int, int]:
     """``(Y, X)`` that holds every ROI of a set (ROI files do not store the image size)."""
-    import roifile
+    from napari_livecell.core.formats.roi import RoiFormatError, read_rois, rois_shape
 
-    rois = roifile.roiread(path)
-    if not isinstance(rois, list):
-        rois = [rois]
-    if not rois:
-        raise ValueError(f"{path} holds no ROIs")
-    # sub-pixel polygons may reach a pixel edge beyond their bounding box: 2 pixels to spare
-    bottom = max(max(roi.bottom, *roi.coordinates()[:, 1].tolist()) for roi in rois)
-    right = max(max(roi.right, *roi.coordinates()[:, 0].tolist()) for roi in rois)
-    return int(np.ceil(bottom)) + 2, int(np.ceil(right)) + 2
+    cells = read_rois(path)
+    if not cells:
+        raise RoiFormatError(f"{Path(path).name} holds no ROIs")
+    return rois_shape(cells)
 
 
 def _trim(labels: np.ndarray) -> np.ndarray:
@@ -125,11 +120,13 @@ def _trim(labels: np.ndarray) -> np.ndarray:
 
 def read_roi_layers(path: str | list[str]) -> list[tuple]:
     """An ImageJ ROI set as a Labels layer (a stack when the ROIs carry frames)."""
-    from napari_livecell.core.formats.roi import read_roi_zip
+    from napari_livecell.core.formats.roi import RoiFormatError, paint_rois, read_rois, rois_shape
 
     path = path if isinstance(path, str) else path[0]
-    shape = roi_set_shape(path)
-    labels = _trim(read_roi_zip(path, shape))
+    cells = read_rois(path)
+    if not cells:
+        raise RoiFormatError(f"{Path(path).name} holds no ROIs")
+    labels = _trim(paint_rois(cells, rois_shape(cells), Path(path).name))
     name = Path(path).stem
     return [
         (labels, {"name": name, "metadata": {"roi_set": str(path), "shape_from": "ROI extents"}}, "labels")
