@@ -14,10 +14,13 @@ never raise for foreign files.
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from napari_livecell.core.limits import MAX_DENSE_ID
 
 # more frames than this are read lazily (one frame at a time, when shown)
 LAZY_FRAMES = 64
@@ -25,12 +28,14 @@ LAZY_FRAMES = 64
 
 def get_ctc_reader(path: str | list[str]):
     """Return a reader for a Cell Tracking Challenge folder, else ``None``."""
-    from napari_livecell.core.formats.ctc import find_ctc
+    from napari_livecell.core.formats.ctc import CtcFormatError, find_ctc
 
     if isinstance(path, list) or not os.path.isdir(path):
         return None
     try:
         masks, _ = find_ctc(path)
+    except CtcFormatError:
+        return read_ctc_layers  # a CTC folder with a damaged mask name: the reader says which
     except (FileNotFoundError, OSError):
         return None
     return read_ctc_layers if masks else None
@@ -47,7 +52,17 @@ def read_ctc_layers(path: str | list[str]) -> list[tuple]:
     if labels.ndim == 2:
         labels = labels[None]
     name = folder.name if folder.name not in ("TRA", "RES") else f"{folder.parent.name} {folder.name}"
-    layers: list[tuple] = [(labels, {"name": name}, "labels")]
+    attributes: dict = {"name": name}
+    relabelled = lineage.attrs.get("relabelled")
+    if relabelled:
+        # napari's Tracks layer sizes its tables by the largest id: say what was done, and keep it
+        message = (
+            f"{name}: track ids past {MAX_DENSE_ID:,} found, so every id is relabelled "
+            f"1..{relabelled} in order"
+        )
+        warnings.warn(message, stacklevel=2)
+        attributes["metadata"] = {"ctc_relabelled": message}
+    layers: list[tuple] = [(labels, attributes, "labels")]
     table = tracks_from_labels(labels)
     if not table.empty:
         known = set(table["track_id"].tolist())
