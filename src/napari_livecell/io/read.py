@@ -238,20 +238,28 @@ def _coco_features(
 ) -> dict[str, list]:
     annotations = [(frame, a) for frame, frame_annotations in enumerate(per_frame) for a in frame_annotations]
 
+    def number(value, default: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return default
+        return float(value)
+
     def score(annotation: dict) -> float:
-        value = annotation.get("score", 1.0)
-        return float("nan") if value is None else float(value)
+        return number(annotation.get("score", 1.0), float("nan"))
 
     def name(annotation: dict) -> str:
-        category = class_of.get(int(annotation.get("category_id", -1)), min(names))
-        return names[category]
+        category = annotation.get("category_id")
+        return names[class_of.get(category, min(names)) if isinstance(category, int) else min(names)]
+
+    def area(annotation: dict) -> int:
+        value = number(annotation.get("area", 0), 0.0)
+        return round(value) if np.isfinite(value) else 0
 
     return cell_table(
         ids=[cell for frame_ids in ids for cell in frame_ids],
         frames=[frame for frame, _ in annotations],
         scores=[score(a) for _, a in annotations],
         classes=[name(a) for _, a in annotations],
-        areas=[round(float(a.get("area", 0))) for _, a in annotations],
+        areas=[area(a) for _, a in annotations],
         statuses=[str(a.get("status", "annotated")) for _, a in annotations],
     )
 

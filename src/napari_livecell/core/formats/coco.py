@@ -285,14 +285,23 @@ def normalize_coco(coco: object, name: str) -> dict:
     if not isinstance(annotations, list):
         raise CocoFormatError(f"{name}: 'annotations' must be a list or dict")
     coco["annotations"] = annotations
-    coco.setdefault("categories", [{"id": 1, "name": "cell"}])
+    categories = coco.get("categories") or [{"id": 1, "name": "cell"}]
+    if not isinstance(categories, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("id"), int) and not isinstance(c.get("id"), bool)
+        for c in categories
+    ):
+        raise CocoFormatError(f"{name}: 'categories' must be a list of objects with an integer 'id'")
+    coco["categories"] = categories
     return coco
 
 
 def _ring_arrays(segmentation: list, width: int, height: int, where: str) -> list[np.ndarray]:
     rings = []
     for ring in segmentation:
-        values = np.asarray(ring, dtype=float)
+        try:
+            values = np.asarray(ring, dtype=float)
+        except (TypeError, ValueError):
+            raise CocoFormatError(f"{where}: a polygon is not a list of numbers") from None
         if values.ndim != 1 or len(values) % 2:
             raise CocoFormatError(f"{where}: a polygon has an odd number of coordinates")
         if len(values) < 6:
