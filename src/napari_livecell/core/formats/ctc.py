@@ -226,8 +226,9 @@ def _mask_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 
 
 def _check_masks(masks: list[Path]) -> tuple[tuple[int, int], np.dtype]:
-    """One frame shape and an integer dtype for every mask, from their headers."""
+    """One frame shape for every mask, and the integer dtype that holds them all, from their headers."""
     shape, dtype = _mask_header(masks[0])
+    first = dtype
     if len(shape) != 2 or dtype.kind not in "iu":
         raise CtcFormatError(f"{masks[0].name} is {shape} {dtype}: a CTC mask is one 2-D integer image")
     for path in masks[1:]:
@@ -235,12 +236,15 @@ def _check_masks(masks: list[Path]) -> tuple[tuple[int, int], np.dtype]:
         if other != shape or other_dtype.kind not in "iu":
             raise CtcFormatError(
                 f"{path.name} is {' x '.join(map(str, other))} {other_dtype}, unlike "
-                f"{masks[0].name}'s {' x '.join(map(str, shape))} {dtype}: every mask must match"
+                f"{masks[0].name}'s {' x '.join(map(str, shape))} {first}: every mask must match"
             )
+        dtype = np.result_type(dtype, other_dtype)
+    if dtype.kind not in "iu":  # uint64 with a signed type: no integer holds both
+        raise CtcFormatError(f"the masks mix {first} and unsigned 64-bit ids: save them as one type")
     return shape, dtype
 
 
-def _read_mask(path: Path, shape: tuple[int, int], keys: np.ndarray | None) -> np.ndarray:
+def _read_mask(path: Path, shape: tuple[int, int], keys: np.ndarray | None, dtype=None) -> np.ndarray:
     """One mask, checked against the folder's shape; ids mapped to ``1..N`` when ``keys`` is given."""
     import tifffile
 
@@ -259,7 +263,7 @@ def _read_mask(path: Path, shape: tuple[int, int], keys: np.ndarray | None) -> n
             raise CtcFormatError(
                 f"{path.name} holds id {int(frame.max())}, which the lineage file does not list"
             )
-        return frame
+        return frame if dtype is None else frame.astype(dtype, copy=False)
     return _relabel(frame, keys, path.name)
 
 
@@ -330,6 +334,8 @@ def read_ctc(folder: str | os.PathLike, lazy: bool = False):
         import dask.array as da
 
         out = np.dtype(np.int32) if keys is not None else dtype
-        frames = [da.from_delayed(dask.delayed(_read_mask)(path, shape, keys), shape, out) for path in masks]
+        frames = [
+            da.from_delayed(dask.delayed(_read_mask)(path, shape, keys, out), shape, out) for path in masks
+        ]
         return da.stack(frames), lineage
-    return np.stack([_read_mask(path, shape, keys) for path in masks]), lineage
+    return np.stack([_read_mask(path, shape, keys, dtype) for path in masks]), lineage
