@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, device=args.device, runtime=args.runtime)
         runtime = "triton" if args.triton else model.runtime
         print(f"napari-livecell: {model.name} runs on {model.device} with {runtime}", file=sys.stderr)
-        if args.threads:
+        if args.threads and model.engine is None:  # an engine's threads are set when it loads
             import torch
 
             torch.set_num_threads(args.threads)
