@@ -33,8 +33,9 @@ for _ in range(10):
     with model.engine.outputs_held(tensor) as outputs:
         pass
     times.append(time.perf_counter() - t)
+forward_ms = 1000 * float(np.median(times))
 print(json.dumps({"imports_s": imported - started, "load_s": loaded - imported,
-                  "first_frame_s": first - loaded, "forward_ms": 1000 * float(np.median(times)), "cells": cells}))
+                  "first_frame_s": first - loaded, "forward_ms": forward_ms, "cells": cells}))
 """
 
 

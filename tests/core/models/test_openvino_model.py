@@ -101,7 +101,9 @@ def test_a_gray_window_gives_the_numbers_of_its_bgr_copy(onnxruntime_model):
 
 
 @pytest.mark.parametrize(("shape", "imgsz"), [((300, 300), 320), ((320, 320), 704), ((520, 704), 640)])
-def test_windows_the_predictor_letterboxes_give_its_numbers(onnxruntime_model, ultralytics_onnx, shape, imgsz):
+def test_windows_the_predictor_letterboxes_give_its_numbers(
+    onnxruntime_model, ultralytics_onnx, shape, imgsz
+):
     # not a multiple of the stride, smaller than imgsz (scaled up), larger (scaled down):
     # this package's letterbox and box scaling give the predictor's instances
     bgr = to_bgr(synthesize_image(seed=11, n_cells=50, shape=shape).image)

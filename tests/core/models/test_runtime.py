@@ -99,7 +99,7 @@ def test_auto_picks_the_fastest_installed_and_falls_back(monkeypatch):
 
 def test_bad_runtime_choices_are_refused_in_one_line():
     with pytest.raises(
-        ValueError, match="unknown runtime 'tensorrt': use auto, torch, onnxruntime, openvino"
+        ValueError, match="unknown runtime 'tensorrt': use auto, onnxruntime, openvino, openvino-int8, torch"
     ):
         load_model(device="cpu", runtime="tensorrt")
     with pytest.raises(ModelError, match="runs on the CPU, not cuda:0"):
@@ -203,8 +203,9 @@ from napari_livecell.core.inference.predict import segment_frame
 
 frame = np.zeros((96, 128), np.uint8)
 frame[30:60, 40:80] = 200
+from napari_livecell.core.models.model import DEFAULT_MODEL
 for runtime in ("onnxruntime", "openvino"):
-    segment_frame(frame, load_model(device="cpu", runtime=runtime))
+    segment_frame(frame, load_model(DEFAULT_MODEL, device="cpu", runtime=runtime))  # a .pt: exported
 print("ATTEMPTS", attempts)
 """
 
@@ -220,7 +221,7 @@ def test_exports_for_runtimes_never_touch_the_network(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ATTEMPTS []" in done.stdout, done.stdout
-    assert list((tmp_path / "runtimes").glob("*_openvino_model/model.xml"))
+    assert list((tmp_path / "runtimes").glob("livecell-synth-yolov8n-seg-*.onnx"))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are set on Linux only")

@@ -2,8 +2,8 @@
 
 Ultralytics' ``preprocess`` in one pass (:func:`network_tensor`), a gray
 frame kept one channel up to the tensor, and the histograms that give the
-padding colour's median and the modality check's percentiles. numba and
-torch are imported on first use, never when napari starts.
+padding colour's median and the modality check's percentiles. numba is
+imported on first use, never when napari starts.
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ PARALLEL_TENSOR_PIXELS = 100_000
 def compiled_input_kernels() -> SimpleNamespace:
     """The numba kernels of the network's input (tensor, colour histograms), compiled on first use."""
     import numba
-    import torch
 
     jit = numba.njit(cache=True, nogil=True)
-    # the value of each byte after Ultralytics' ``float().div_(255)``, computed by torch itself
-    scaled = torch.arange(256, dtype=torch.uint8).float().div_(255).numpy().copy()
+    # the value of each byte after Ultralytics' ``float().div_(255)``: an IEEE float32 division,
+    # correctly rounded in numpy as in torch (test_network_input.py compares them)
+    scaled = np.arange(256, dtype=np.float32) / np.float32(255)
 
     @jit
     def to_tensor(bgr, table, out, row_lo, row_hi):

@@ -195,12 +195,18 @@ def available_devices() -> list[str]:
 
 
 def default_weights(runtime: str | None = "auto") -> Path:
-    """The shipped model for ``runtime``: its ``.pt`` for ``torch`` where installed, else its ``.onnx``."""
-    from .runtime import runtime_installed
+    """The shipped model for ``runtime``: its ``.onnx``, or its ``.pt`` where PyTorch runs it.
 
-    if (runtime or "").strip().lower() == "torch" and runtime_installed("torch"):
-        return DEFAULT_MODEL
-    return DEFAULT_ONNX
+    The ``.pt`` for ``torch``, and for ``auto`` where no ONNX runtime is
+    installed but PyTorch is.
+    """
+    from .runtime import RUNTIME_TABLE, runtime_installed
+
+    name = (runtime or "auto").strip().lower()
+    if not runtime_installed("torch"):
+        return DEFAULT_ONNX
+    engines = any(entry.auto and runtime_installed(entry.name) for entry in RUNTIME_TABLE.values())
+    return DEFAULT_MODEL if name == "torch" or (name == "auto" and not engines) else DEFAULT_ONNX
 
 
 def check_weights_path(weights: str | os.PathLike | None, runtime: str | None = "auto") -> Path:
