@@ -26,8 +26,8 @@ def add_parser(commands) -> None:
         "--runtime",
         default="auto",
         choices=RUNTIMES,
-        help="what runs the network on the CPU: auto (OpenVINO, then ONNX Runtime when installed, "
-        "else torch), torch, onnxruntime or openvino (docs/runtime.md)",
+        help="what runs the network: auto (ONNX Runtime, then OpenVINO, on the CPU; else torch), "
+        "onnxruntime, openvino, openvino-int8 or torch (extra train) (docs/runtime.md)",
     )
     srv.add_argument(
         "--triton",

@@ -80,7 +80,8 @@ def test_a_pt_on_the_base_install_gets_one_line(tmp_path):
     image = tmp_path / "frame.tif"
     code = BLOCK + (
         "import numpy as np, tifffile\n"
-        f"tifffile.imwrite({str(image)!r}, (np.random.default_rng(0).random((64, 64)) * 255).astype('uint8'))\n"
+        "frame = (np.random.default_rng(0).random((64, 64)) * 255).astype('uint8')\n"
+        f"tifffile.imwrite({str(image)!r}, frame)\n"
         "from napari_livecell.cli import main\n"
         f"sys.exit(main(['segment', {str(image)!r}, '--model', {str(DEFAULT_MODEL)!r}, "
         f"'--out', {str(tmp_path / 'out')!r}]))\n"

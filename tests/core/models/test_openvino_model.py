@@ -1,4 +1,4 @@
-"""ONNX Runtime and OpenVINO without Ultralytics' predictor: its numbers; stacks run side by side on streams."""
+"""ONNX Runtime and OpenVINO without Ultralytics' predictor: its numbers; stacks side by side on streams."""
 
 from __future__ import annotations
 
