@@ -170,7 +170,7 @@ def choose_runtime(runtime: str | None, weights: Path, device: str) -> str:
         raise ModelError(
             f"runtime {name!r} needs the {spec.package} package, which is not installed: "
             f"pip install 'napari-livecell[{spec.extra}]'"
-            + (" (or choose runtime torch)" if spec.engine is not None else "")
+            + (" (or choose runtime torch)" if spec.engine is not None and torch_ok else "")
         )
     if spec.engine is None:
         return name
