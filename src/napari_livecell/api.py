@@ -57,7 +57,7 @@ PathLike = str | os.PathLike
 
 
 def load_model(
-    weights: PathLike | None = None, *, device: str | None = None, runtime: str = "torch"
+    weights: PathLike | None = None, *, device: str | None = None, runtime: str | None = None
 ) -> LoadedModel:
     """Load a YOLO segmentation model (once; later calls come from a cache).
 
@@ -69,10 +69,10 @@ def load_model(
         served by Triton.
     device : str, optional
         ``"auto"`` (CUDA, then MPS, then the CPU), ``"cpu"``, ``"cuda:N"``, ``"mps"``.
-    runtime : str
-        What runs the forward pass: ``"torch"``, ``"onnxruntime"``,
-        ``"openvino"``, ``"openvino-int8"`` or ``"auto"`` (the fastest
-        installed on a CPU; docs/runtime.md).
+    runtime : str, optional
+        What runs the forward pass: ``"onnxruntime"``, ``"openvino"``,
+        ``"openvino-int8"``, ``"torch"`` or ``"auto"`` (docs/runtime.md);
+        ``None``: ``torch`` where it is installed, else ``auto``.
 
     Returns
     -------
