@@ -233,8 +233,13 @@ def _coco_features(
         scores=[score(a) for _, a in annotations],
         classes=[name(a) for _, a in annotations],
         areas=[round(float(a.get("area", 0))) for _, a in annotations],
-        statuses=[str(a.get("status", "annotated")) for _, a in annotations],
+        statuses=[str(a.get("status", _status_without_one(a))) for _, a in annotations],
     )
+
+
+def _status_without_one(annotation: dict) -> str:
+    """A cell the file gives no status: a model's prediction has a score, a person's annotation none."""
+    return "predicted" if isinstance(annotation.get("score"), (int, float)) else "annotated"
 
 
 def _lazy_label_stack(per_frame: list[list[dict]], ids: list[list[int]], height: int, width: int):
