@@ -1,4 +1,4 @@
-"""The command line reads as one tool: help on every option, --version, AP printed one way, progress in frames."""
+"""The command line reads as one tool: help on every option, --version, AP one way, progress in frames."""
 
 import argparse
 import json

@@ -21,7 +21,7 @@ def add_parser(commands) -> None:
     )
     conv.add_argument("--images", default=None, help="image folder (COCO -> YOLO)")
     conv.add_argument("--reference", default=None, help="COCO json whose ids/sizes label TIFFs must match")
-    conv.add_argument("--val", type=float, default=0.1, help="share of images for validation, 0..1 (COCO -> YOLO; 0.1)")
+    conv.add_argument("--val", type=float, default=0.1, help="validation share, 0..1 (COCO -> YOLO; 0.1)")
     conv.add_argument(
         "--seed", type=int, default=0, help="seed of the train/validation draw (COCO -> YOLO; 0)"
     )
