@@ -1,9 +1,9 @@
 """The service's own pages: /docs works offline (no CDN), /model names the imgsz requests use."""
 
-import tomllib
 from pathlib import Path
 
 import httpx
+import pytest
 
 from napari_livecell.core.inference.predict import DEFAULT_IMGSZ
 
@@ -30,6 +30,7 @@ def test_model_reports_the_imgsz_a_request_uses(server):
 
 
 def test_the_all_extra_includes_the_service():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     assert set(extras["server"]) <= set(extras["all"])

@@ -208,7 +208,7 @@ def is_result_labels(layer) -> bool:
     return layer_kind(layer) == "labels" and RESULT_KEY in getattr(layer, "metadata", {})
 
 
-def follow_layers(viewer, combo, prefer, fallback=None) -> None:
+def follow_layers(viewer, combo, prefer, fallback=None):
     """Keep a layer ComboBox in step with the viewer and choose the obvious layer in it.
 
     The choice starts on the newest layer ``prefer`` accepts (topmost in the
@@ -252,13 +252,27 @@ def follow_layers(viewer, combo, prefer, fallback=None) -> None:
         if prefer(layer):
             choose(layer)
 
+    losing: list = []
+
+    def on_removing(event) -> None:
+        # napari resets a dock's choices on removal before this dock hears of it: note now
+        # whether the chosen layer is the one going
+        going = viewer.layers[event.index]
+        losing[:] = [same_layer(going, combo.value)]
+
     def on_removed(event) -> None:
         event.value.events.name.disconnect(refresh)
         refresh()
+        if losing and losing[0]:
+            fallback = newest_preferred()
+            if fallback is not None:
+                choose(fallback)
+        losing.clear()
 
     for layer in viewer.layers:
         layer.events.name.connect(refresh)
     viewer.layers.events.inserted.connect(on_inserted)
+    viewer.layers.events.removing.connect(on_removing)
     viewer.layers.events.removed.connect(on_removed)
     combo.reset_choices()
     start = newest_preferred()
@@ -266,3 +280,4 @@ def follow_layers(viewer, combo, prefer, fallback=None) -> None:
         choose(start)
     elif getattr(combo, "_nullable", False):
         combo.value = None
+    return refresh

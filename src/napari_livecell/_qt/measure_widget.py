@@ -146,8 +146,15 @@ class MeasureCellsWidget(BackgroundRun, Container):
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._image.reset_choices)
-        follow_layers(viewer, self._labels, is_result_labels, lambda layer: layer_kind(layer) == "labels")
+        self._keep_layer = follow_layers(
+            viewer, self._labels, is_result_labels, lambda layer: layer_kind(layer) == "labels"
+        )
         self._pick_image(self._labels.value)
+
+    def reset_choices(self, *args) -> None:
+        """Keep the chosen layer through napari's refresh on every layer change (a rename included)."""
+        self._keep_layer()
+        super().reset_choices(*args)
 
     # choices -----------------------------------------------------------------
     def _labels_choices(self, _widget=None) -> list:

@@ -329,9 +329,14 @@ class ProofreadWidget(Container):
         self._relabel.changed.connect(lambda: self.relabel())
         self._layer.changed.connect(self._attach)
         fit_dock(self, [self._status])
-        follow_layers(viewer, self._layer, is_result_labels)
+        self._keep_layer = follow_layers(viewer, self._layer, is_result_labels)
         self.native.destroyed.connect(self._detach)
         self._attach(self._layer.value)
+
+    def reset_choices(self, *args) -> None:
+        """Keep the chosen layer through napari's refresh on every layer change (a rename included)."""
+        self._keep_layer()
+        super().reset_choices(*args)
 
     # layers ----------------------------------------------------------------
     def _result_layers(self, _widget=None) -> list:

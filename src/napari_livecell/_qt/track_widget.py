@@ -171,9 +171,14 @@ class TrackCellsWidget(BackgroundRun, Container):
         self._save_png.changed.connect(lambda: self.save_growth_png())
         self._layer.changed.connect(self._watch)
         # a result stack first, else any stack; a 2-D layer (a ground truth frame) only by hand
-        follow_layers(viewer, self._layer, is_result_stack, is_stack)
+        self._keep_layer = follow_layers(viewer, self._layer, is_result_stack, is_stack)
         self.native.destroyed.connect(lambda: self._watch(None))
         self._watch(self._layer.value)
+
+    def reset_choices(self, *args) -> None:
+        """Keep the chosen layer through napari's refresh on every layer change (a rename included)."""
+        self._keep_layer()
+        super().reset_choices(*args)
 
     # choices and growth ------------------------------------------------------
     def _labels_choices(self, _widget=None) -> list:
