@@ -25,6 +25,16 @@ def coco_statuses(cells, path):
     return sorted((a["image_id"], tuple(a["bbox"]), a["status"]) for a in coco["annotations"])
 
 
+def reopen(path):
+    """The Labels layer napari makes from a saved COCO file (reader and layer as the plugin gives them)."""
+    from napari.layers import Labels
+
+    from napari_livecell.io.read import read_coco_layers
+
+    data, kwargs, _ = next(layer for layer in read_coco_layers(str(path)) if layer[2] == "labels")
+    return Labels(np.asarray(data), **kwargs)
+
+
 def present_cells(data):
     return {(t, int(i)) for t in range(len(data)) for i in np.unique(data[t]) if i}
 
@@ -58,6 +68,10 @@ def test_tracking_then_undo_counts_no_correction(qtbot, make_napari_viewer, laps
     assert coco_statuses(cells, tmp_path / "tracked.json") == before
     baseline = cells.metadata[RESULT_KEY]["baseline"]
     assert np.array_equal(baseline, tracked)  # the prediction follows the new ids
+    reread = reopen(tmp_path / "tracked.json")
+    assert np.array_equal(reread.data, tracked)  # track ids come back (they repeat across frames)
+    assert coco_statuses(reread, tmp_path / "again.json") == before
+    assert np.array_equal(reread.metadata[RESULT_KEY]["baseline"], tracked)
 
     cells.undo()
     assert np.array_equal(np.asarray(cells.data), untouched)
@@ -66,3 +80,29 @@ def test_tracking_then_undo_counts_no_correction(qtbot, make_napari_viewer, laps
     assert proofread._summary.value == clean
     assert coco_statuses(cells, tmp_path / "undone.json") == before
     assert np.array_equal(cells.metadata[RESULT_KEY]["baseline"], untouched)
+
+
+def test_segmented_time_lapse_tracked_then_undone_keeps_proofreading_clean(qtbot, make_napari_viewer, lapse):
+    viewer = make_napari_viewer()
+    viewer.add_image(lapse.image, name="movie")
+    _, segment = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    segment.run()
+    qtbot.waitUntil(lambda: not segment.busy and "movie cells" in viewer.layers, timeout=180_000)
+    cells = viewer.layers["movie cells"]
+    _, proofread = viewer.window.add_plugin_dock_widget("napari-livecell", "Proofread cells")
+    _, track = viewer.window.add_plugin_dock_widget("napari-livecell", "Track cells")
+    assert proofread.layer is cells and track._layer.value is cells
+    untouched = np.array(cells.data, copy=True)
+    n_cells = len(present_cells(untouched))
+    assert n_cells > 10
+    clean = f"0 added, 0 deleted, 0 edited, 0 merged, 0 accepted of {n_cells}"
+    assert proofread._summary.value == clean
+
+    assert track.run() is not None
+    qtbot.waitUntil(lambda: not track.busy, timeout=60_000)
+    tracked = np.asarray(cells.data)
+    qtbot.waitUntil(lambda: table_cells(cells) == present_cells(tracked), timeout=10_000)
+    assert proofread._summary.value == clean and set(cells.features["status"]) == {"predicted"}
+    cells.undo()
+    qtbot.waitUntil(lambda: table_cells(cells) == present_cells(untouched), timeout=10_000)
+    assert proofread._summary.value == clean and set(cells.features["status"]) == {"predicted"}
