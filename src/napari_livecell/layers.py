@@ -41,7 +41,7 @@ OUTLINE_STYLE = {
 }
 # the per-cell table of a result Labels layer: column -> what one value is
 CELL_COLUMNS = {
-    "index": "label id (int)",
+    "index": "label id (int; unique within a frame, a track's id in every frame once tracked)",
     "frame": "frame of a stack, in C order of its leading axes (int)",
     "score": "model confidence (float; 1.0 for annotations)",
     "class": "class name (str)",
