@@ -238,13 +238,19 @@ def follower_for(viewer, labels_layer) -> CellFollower:
     Shared by the docks that change a result layer (Proofread, Track), so an
     edit is traced once, whichever dock made it or is open.
     """
-    for key, follower in list(_FOLLOWERS.items()):
-        if not any(same_layer(follower.labels, layer) for layer in follower.viewer.layers):
-            del _FOLLOWERS[key]  # its layer was closed
     key = id(getattr(labels_layer, "__wrapped__", labels_layer))
     follower = _FOLLOWERS.get(key)
     if follower is None or not same_layer(follower.labels, labels_layer):
         follower = _FOLLOWERS[key] = CellFollower(viewer, labels_layer)
+
+        def forget(event, key=key, follower=follower) -> None:
+            # a closed layer's follower leaves the registry (which outlives every viewer)
+            if same_layer(event.value, follower.labels):
+                follower._timer.stop()
+                if _FOLLOWERS.get(key) is follower:
+                    del _FOLLOWERS[key]
+
+        viewer.layers.events.removed.connect(forget)
     return follower
 
 
