@@ -381,29 +381,30 @@ def pure_id_changes(plane: np.ndarray, snapshot: np.ndarray) -> dict[int, int]:
     }
 
 
-def follow_ids(baseline_plane: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+def follow_ids(
+    baseline_plane: np.ndarray, mapping: dict[int, int], first_free: int
+) -> tuple[np.ndarray, int]:
     """A baseline frame with its cells renamed by ``mapping`` (old id -> new id), all at once.
 
     Baseline cells whose id a renamed cell now takes, and that are not
     renamed themselves (a deleted cell's id given to another), get fresh ids
-    above every id in use, so the frame keeps one id per cell.
+    from ``first_free`` on (above every id of the stack, so ids that were
+    unique across the stack stay so). Returns the frame and the next free id.
     """
     if not mapping:
-        return baseline_plane
+        return baseline_plane, first_free
     present = np.unique(baseline_plane[baseline_plane > 0])
     targets = set(mapping.values())
     clashing = [int(cell) for cell in present if int(cell) in targets and int(cell) not in mapping]
-    fresh = max(int(present.max()) if present.size else 0, max(targets)) + 1
     full = {int(cell): int(cell) for cell in present}
     full.update(mapping)
-    full.update({cell: fresh + i for i, cell in enumerate(clashing)})
+    full.update({cell: first_free + i for i, cell in enumerate(clashing)})
     olds = np.array(sorted(full), dtype=np.int64)
     news = np.array([full[o] for o in olds], dtype=np.int64)
-    where = np.searchsorted(olds, baseline_plane)
-    where = np.minimum(where, len(olds) - 1)
+    where = np.minimum(np.searchsorted(olds, baseline_plane), len(olds) - 1)
     found = olds[where] == baseline_plane
     out = np.where(found, news[where], baseline_plane)
-    return out.astype(baseline_plane.dtype, copy=False)
+    return out.astype(baseline_plane.dtype, copy=False), first_free + len(clashing)
 
 
 def _areas(plane: np.ndarray) -> dict[int, int]:

@@ -128,6 +128,7 @@ class CellFollower:
         leading = current.shape[:-2]
         touched: dict[tuple[int, ...], set[int]] = {}
         planes = {}
+        free = None  # the first id no cell of the stack has, found once a baseline cell needs one
         for frame in np.ndindex(*leading) if leading else [()]:
             frame_changed = changed[frame]
             if frame_changed.any():
@@ -140,7 +141,9 @@ class CellFollower:
                 # their undo): its ids stay the cells' ids, and a saved COCO names the same cells
                 renamed = pure_id_changes(after, before)
                 if renamed:
-                    self._baseline[frame] = follow_ids(self._baseline[frame], renamed)
+                    if free is None:
+                        free = max(int(self._baseline.max(initial=0)), int(current.max(initial=0))) + 1
+                    self._baseline[frame], free = follow_ids(self._baseline[frame], renamed, free)
                 planes[frame] = (after, before, self._baseline[frame])
         features = self.labels.features
         self.labels.features = refresh_cell_rows(
