@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_livecell.core.formats.coco import CocoImage, build_coco, write_coco
     from napari_livecell.core.images import check_pixel_size, read_image, search_images
     from napari_livecell.core.inference.frame_input import describe_polarities
-    from napari_livecell.core.inference.pixel_size import describe_resamplings
+    from napari_livecell.core.inference.pixel_size import describe_resamplings, image_pixel_size
     from napari_livecell.core.inference.predict import PredictSettings
     from napari_livecell.core.inference.render import write_segment_outputs
     from napari_livecell.core.inference.run import Backend, iter_segment
@@ -192,16 +192,6 @@ def run(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"napari-livecell: error: {failure}", file=sys.stderr)
     return 1 if failures else 0
-
-
-def image_pixel_size(path: Path, given: float | None) -> tuple[float | None, str]:
-    """An input's micrometres per pixel and where it came from: ``--pixel-size``, else its TIFF metadata."""
-    from napari_livecell.core.inference.pixel_size import file_pixel_size
-
-    if given is not None:
-        return given, "--pixel-size"
-    found = file_pixel_size(path)
-    return (found, "file metadata") if found is not None else (None, "")
 
 
 def _prepare_image(image, path: Path, channel: int | None):

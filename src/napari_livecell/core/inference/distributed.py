@@ -40,21 +40,16 @@ def segment_frame_task(
     :class:`~napari_livecell.core.inference.pixel_size.Resampling` to the model's
     pixel size (``pixel_size``: the frame's micrometres per pixel, if known).
     """
-    from napari_livecell.core.inference.frame_input import frame_polarity
-    from napari_livecell.core.inference.pixel_size import plan_resampling, segment_frame_resampled_steps
+    from napari_livecell.core.inference.recipe import FrameRecipe
     from napari_livecell.core.models.model import load_model
-    from napari_livecell.core.steps import drain
 
     model = load_model(weights, device="cpu")
     if torch_threads:
         import torch
 
         torch.set_num_threads(torch_threads)
-    resampling = plan_resampling(pixel_size, model, pixel_size_source)
-    polarity = frame_polarity(frame, settings, model.modality)
-    result = drain(segment_frame_resampled_steps(frame, model, settings, None, polarity, resampling))
-    result.polygons  # noqa: B018
-    return result, polarity, resampling
+    done = FrameRecipe.plan(model, settings, pixel_size, pixel_size_source).segment(frame)
+    return done.segmentation, done.polarity, done.resampling
 
 
 def _segment_one(

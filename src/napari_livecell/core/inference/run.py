@@ -272,28 +272,29 @@ def _local_results(
     pixel: tuple[float | None, str],
 ) -> Any:
     from napari_livecell.core._threads import frames_at_once
-    from napari_livecell.core.inference.frame_input import frame_polarity
     from napari_livecell.core.inference.openvino_direct import frames_side_by_side
-    from napari_livecell.core.inference.pixel_size import plan_resampling, segment_frame_resampled_steps
     from napari_livecell.core.inference.predict import model_input_shape
+    from napari_livecell.core.inference.recipe import FrameRecipe
     from napari_livecell.core.inference.remote import is_service_url, segment_remote
     from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.steps import relay
 
     service = backend.weights if is_service_url(backend.weights) else None
-    model = None
+    recipe = None
     if not service:
         model = load_model(backend.weights, device=backend.device, runtime=backend.runtime)
         model_input_shape(model)  # found once here, before worker threads share the model
-    resampling = None if service else plan_resampling(pixel[0], model, pixel[1])
+        recipe = FrameRecipe.plan(model, settings, *pixel, tile=backend.tile)
     yield None  # primed: setup errors surface before the run starts
 
     def read() -> tuple | None:
         """The next frame, read (a dask frame is computed here) and its polarity decided."""
         item = next(frames, None)
-        if item is None or service:
+        if item is None or recipe is None:
             return item
         index, frame = item
-        return index, frame, frame_polarity(frame, settings, model.modality)
+        frame = np.asarray(frame)
+        return index, frame, recipe.polarity(frame)
 
     # on the CPU, torch and ONNX Runtime run frame by frame: their forward pass uses every core and
     # the post-processing, split in halves on two threads, the idle ones after it (a second frame
@@ -301,33 +302,24 @@ def _local_results(
     # 0.59 pipelined). OpenVINO runs frames side by side, one stream per core, each frame in its own
     # thread from input to outlines (0.98 vs 0.86 frame by frame; benchmarks/README.md). A GPU or
     # a service leaves the host's cores free for the frame before.
-    on_cpu = model is not None and model.device == "cpu"
-    side_by_side = frames_side_by_side(model) if on_cpu else 1
+    on_cpu = recipe is not None and recipe.model.device == "cpu"
+    side_by_side = frames_side_by_side(recipe.model) if on_cpu else 1
 
     def work(number: int, item: tuple, report: Any) -> FrameResult:
         # the first frame runs alone (see pipeline), on every core: its result shows soonest
         with frames_at_once(side_by_side if number else 1):
-            if service:
+            if recipe is None:
                 index, frame = item
                 result, polarity, used = segment_remote(frame, service, settings, 300.0, *pixel)
-            else:
-                index, frame, polarity = item
-                steps = segment_frame_resampled_steps(
-                    frame, model, settings, backend.tile, polarity, resampling
-                )
-                result, used = report(number, steps), resampling
-            # outlines traced here, in a worker, off any GUI thread; in chunks of cells, so that a
-            # closed run stops between them (a 400-Mpx frame's 330,000 outlines take 10-15 s)
-            report(number, _frame_done_while(result.trace_steps()))
-        return FrameResult(number, index, result, polarity, used)
+                # outlines traced here, in a worker, off any GUI thread; in chunks of cells, so that
+                # a closed run stops between them (a 400-Mpx frame's 330,000 outlines take 10-15 s)
+                report(number, relay(result.trace_steps(), lambda _: (1, 1)))
+                return FrameResult(number, index, result, polarity, used)
+            index, frame, polarity = item
+            done = report(number, recipe.steps(frame, polarity))
+        return FrameResult(number, index, done.segmentation, done.polarity, done.resampling)
 
     yield from pipeline(read, work, side_by_side if on_cpu else PIPELINE_DEPTH)
-
-
-def _frame_done_while(steps: Iterator) -> Iterator[tuple[int, int]]:
-    """Report a frame's tiles as all done after each step of ``steps`` (its end-of-frame work)."""
-    for _ in steps:
-        yield 1, 1
 
 
 def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunEvent]:
