@@ -30,7 +30,11 @@ def tagged(tmp_path_factory, small_frame):
     folder = tmp_path_factory.mktemp("tagged")
     image, truth = taken_at(small_frame, 2 * MODEL_UM)
     tifffile.imwrite(
-        folder / "cells.tif", image, imagej=True, resolution=(1 / (2 * MODEL_UM),) * 2, metadata={"unit": "um"}
+        folder / "cells.tif",
+        image,
+        imagej=True,
+        resolution=(1 / (2 * MODEL_UM),) * 2,
+        metadata={"unit": "um"},
     )
     coco = build_coco([CocoImage(1, "cells.tif", Segmentation.from_labels(truth))])
     write_coco(folder / "truth.json", coco)
@@ -42,8 +46,8 @@ def segmented(tagged, tmp_path_factory):
     """``segment`` run here with torch: the labels and ``predictions.json`` the others must match."""
     folder, _ = tagged
     out = tmp_path_factory.mktemp("segment")
-    command = ["segment", str(folder / "cells.tif"), "--out", str(out), "--device", "cpu", "--runtime", "torch"]
-    assert main(command) == 0
+    command = ["segment", str(folder / "cells.tif"), "--out", str(out), "--device", "cpu"]
+    assert main([*command, "--runtime", "torch"]) == 0
     settings = json.loads((out / "predictions.json").read_text())["info"]["settings"]
     assert settings["resampling"]["cells.tif"]["resampled"] is True
     return tifffile.imread(out / "cells_labels.tif"), out / "predictions.json"
@@ -59,7 +63,8 @@ def test_evaluate_model_finds_the_cells_segment_finds(tagged, segmented, capsys)
     results = predict_dataset(folder / "truth.json", folder, load_model(None, device="cpu"))
     expected = json.loads(predictions.read_text())["annotations"]
     assert len(results) == len(expected) == labels.max()
-    assert np.array_equal(annotations_to_labels(results, *image.shape), annotations_to_labels(expected, *image.shape))
+    found = annotations_to_labels(results, *image.shape)
+    assert np.array_equal(found, annotations_to_labels(expected, *image.shape))
 
     common = ["evaluate", "--gt", str(folder / "truth.json"), "--json"]
     assert main([*common, "--pred", str(predictions)]) == 0

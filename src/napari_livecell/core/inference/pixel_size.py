@@ -299,7 +299,7 @@ def file_pixel_size(path: str | os.PathLike | None) -> float | None:
 
 
 def image_pixel_size(path: str | os.PathLike | None, given: float | None = None) -> tuple[float | None, str]:
-    """An image's micrometres per pixel and where it came from: ``given`` (``--pixel-size``), else its metadata.
+    """An image's micrometres per pixel and its source: ``given`` (``--pixel-size``), else its metadata.
 
     The one rule for every command that reads image files (``segment``,
     ``evaluate``, ``curate``): a pixel size the user gives wins over the file's.

@@ -105,7 +105,7 @@ class FrameRecipe:
         )
 
     def at_pixel_size(self, pixel_size: float | None, source: str = "") -> FrameRecipe:
-        """This recipe for frames of another pixel size (each file of a dataset has its own)."""
+        """The recipe for frames of another pixel size (each file of a dataset has its own)."""
         return replace(self, resampling=plan_resampling(pixel_size, self.model, source))
 
     def polarity(self, frame: np.ndarray) -> Polarity:
