@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         from napari_livecell.core.models.model import check_weights_path
 
         weights = None if args.model is None else str(check_weights_path(args.model))
+        backend = Backend(weights=weights, scheduler=args.scheduler, threads=args.threads)
         class_names = None
     else:
         model = load_model(args.model, device=args.device, runtime=args.runtime)
@@ -145,15 +147,14 @@ def run(args: argparse.Namespace) -> int:
             image = read_image(path)
             image = _prepare_image(image, path, args.channel)
             pixel = image_pixel_size(path, args.pixel_size)
-            if args.scheduler:
-                leading, frames, polarities, resamplings = _frames_on_cluster(
-                    args, weights, path, image, settings, pixel
-                )
-            else:
-                events = iter_segment(image, backend, settings, None, *pixel)
-                started = next(events)
-                leading = started.leading
-                frames, polarities, resamplings = _frames_with_progress(events, started.n_frames, path.name)
+            # on a cluster, finished frames wait in a scratch folder: a rerun after a crash skips them
+            scratch = out / f".{path.stem}_frames" if args.scheduler else None
+            events = iter_segment(image, backend, settings, None, *pixel, scratch=scratch)
+            started = next(events)
+            leading = started.leading
+            frames, polarities, resamplings = _frames_with_progress(events, started.n_frames, path.name)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         except USER_ERRORS as error:
             failures.append(f"{path.name}: {error}")
             continue
@@ -291,38 +292,3 @@ def _frames_with_progress(events, n_frames: int, name: str) -> tuple[list, list,
             if bar is not None:
                 bar.close()
     return frames, polarities, resamplings
-
-
-def _frames_on_cluster(
-    args: argparse.Namespace, weights: str | None, path: Path, image, settings, pixel: tuple
-) -> tuple:
-    """A file's frames as tasks on a Dask cluster, resumable per frame.
-
-    Finished frames go to a scratch folder (``<out>/.<stem>_frames/``) as they
-    arrive, so a rerun after a crash skips them; once all are in, they are
-    read back and written like a local run's, and the scratch folder goes.
-    """
-    import shutil
-
-    from napari_livecell.core.inference.distributed import read_frame_results, segment_stack_distributed
-    from napari_livecell.core.inference.predict import iter_frames
-
-    leading, _ = iter_frames(image)
-    frame_shape = image.shape[len(leading) :]
-    stack = image.reshape(-1, *frame_shape) if leading else image[None]
-    scratch = Path(args.out) / f".{path.stem}_frames"
-    with progress_bar(stack.shape[0], path.name, unit="frame") as bar:
-        segment_stack_distributed(
-            stack,
-            scratch,
-            args.scheduler,
-            weights,
-            settings,
-            progress=lambda done, total: bar.update(done - bar.n),
-            torch_threads=args.threads,
-            pixel_size=pixel[0],
-            pixel_size_source=pixel[1],
-        )
-    results = read_frame_results(scratch, stack.shape[0])
-    shutil.rmtree(scratch, ignore_errors=True)
-    return leading, [r for r, _, _ in results], [p for _, p, _ in results], [s for _, _, s in results]

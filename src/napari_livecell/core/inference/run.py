@@ -8,6 +8,7 @@ of each entry point.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -128,6 +129,9 @@ class Backend:
         What runs a local model's forward pass (:mod:`napari_livecell.core.models.runtime`):
         ``torch`` (default here), ``onnxruntime``, ``openvino`` or ``auto``
         (the fastest installed on a CPU; what the widget, CLI and service use).
+    threads : int, optional
+        Threads torch may use per frame task on a Dask cluster (Dask starts
+        its workers with one; give ``cores // worker processes``).
     """
 
     weights: str | None = None
@@ -135,6 +139,7 @@ class Backend:
     tile: bool | None = None
     scheduler: str | None = None
     runtime: str = "torch"
+    threads: int | None = None
 
 
 def backend_runtime(backend: Backend | None) -> str:
@@ -207,6 +212,7 @@ def iter_segment(
     rgb: bool | None = None,
     pixel_size: float | None = None,
     pixel_size_source: str = "",
+    scratch: str | os.PathLike | None = None,
 ) -> Iterator[RunEvent]:
     """Segment an image or stack frame by frame, wherever the backend says.
 
@@ -227,6 +233,10 @@ def iter_segment(
         unknown: nothing is resampled.
     pixel_size_source : str
         Where ``pixel_size`` came from (``--pixel-size``, ``layer scale``...), for the reports.
+    scratch : path, optional
+        On a Dask cluster: a folder that keeps each finished frame, so that a
+        rerun after a crash computes only the frames missing there
+        (:func:`.distributed.iter_segment_distributed`).
 
     Yields
     ------
@@ -249,7 +259,7 @@ def iter_segment(
         raise ValueError("a service URL and a Dask scheduler cannot be used together")
     pixel = (check_pixel_size(pixel_size), pixel_size_source if pixel_size is not None else "")
     if backend.scheduler:
-        results = _cluster_results(frames, backend, settings, pixel)
+        results = _cluster_results(frames, backend, settings, pixel, scratch)
     else:
         results = _local_results(frames, backend, settings, pixel)
     # the model is loaded (or the cluster reached) before the run counts as started
@@ -421,7 +431,11 @@ def _drain_progress(progress: Any, frame: int) -> Iterator[TileProgress]:
 
 
 def _cluster_results(
-    frames: Iterator, backend: Backend, settings: PredictSettings, pixel: tuple[float | None, str]
+    frames: Iterator,
+    backend: Backend,
+    settings: PredictSettings,
+    pixel: tuple[float | None, str],
+    scratch: str | os.PathLike | None,
 ) -> Any:
     from distributed import Client
 
@@ -441,7 +455,14 @@ def _cluster_results(
 
         yield None
         results = iter_segment_distributed(
-            frame_data(), client, backend.weights, settings, pixel_size=pixel[0], pixel_size_source=pixel[1]
+            frame_data(),
+            client,
+            backend.weights,
+            settings,
+            torch_threads=backend.threads,
+            pixel_size=pixel[0],
+            pixel_size_source=pixel[1],
+            scratch=scratch,
         )
         for number, (result, polarity, resampling) in enumerate(results):
             yield FrameResult(number, indices[number], result, polarity, resampling)
