@@ -136,11 +136,11 @@ def trace_polygons_steps(
     ``(ids + 1, 4)`` boxes of ``_box_kernel.bounding_boxes``, when known
     (:class:`.masks.MaskPainter` measures them): one pass over the image less.
     """
-    from . import _box_kernel
+    from ._compiled import kernels
 
     if boxes is None:
         n_ids = int(labels.max()) if labels.size else 0
-        boxes = _box_kernel.bounding_boxes(np.ascontiguousarray(labels, dtype=np.int32), n_ids)
+        boxes = kernels("_box_kernel").bounding_boxes(np.ascontiguousarray(labels, dtype=np.int32), n_ids)
     n_ids = len(boxes) - 1
     outlines: list[list[Polygon]] = []
     for start in range(0, n_ids, chunk):
@@ -192,8 +192,9 @@ def _trace_cells(labels: np.ndarray, boxes: np.ndarray, first: int, stop: int) -
     list of list of numpy.ndarray
         The rings of each id (empty when absent).
     """
-    from ._trace_kernel import trace_rings
+    from ._compiled import kernels
 
+    trace_rings = kernels("_trace_kernel").trace_rings
     outlines: list[list[Polygon]] = [[] for _ in range(stop - first)]
     labels = np.ascontiguousarray(labels, dtype=np.int32)
     points, lengths, cells, pieces = trace_rings(labels, boxes, first, stop)
