@@ -7,7 +7,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from napari_livecell.cli.common import USER_ERRORS, CommandError, ensure_output_folder, progress_bar
+from napari_livecell.cli.common import (
+    USER_ERRORS,
+    CommandError,
+    checked_pixel_size,
+    ensure_output_folder,
+    progress_bar,
+)
 from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
 from napari_livecell.core.models.runtime import RUNTIMES
 
@@ -91,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     output folder is created and proven writable.
     """
     from napari_livecell.core.formats.coco import CocoImage, build_coco, write_coco
-    from napari_livecell.core.images import check_pixel_size, read_image, search_images
+    from napari_livecell.core.images import read_image, search_images
     from napari_livecell.core.inference.frame_input import describe_polarities
     from napari_livecell.core.inference.pixel_size import describe_resamplings, image_pixel_size
     from napari_livecell.core.inference.predict import PredictSettings
@@ -103,10 +109,7 @@ def run(args: argparse.Namespace) -> int:
         settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz, modality=args.modality)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    try:
-        check_pixel_size(args.pixel_size)
-    except ValueError as error:
-        raise CommandError(f"--pixel-size: {error}") from None
+    checked_pixel_size(args.pixel_size)
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1")
     out = Path(args.out)
