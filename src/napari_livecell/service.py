@@ -325,7 +325,7 @@ def _run_request(
     recipe = FrameRecipe.plan(model, predict, pixel_size, source)
     if recipe.resampling.applied:
         check_resampled_size(frame.shape[:2], recipe.resampling.zoom, settings)
-    steps = recipe.steps(frame)
+    steps = recipe.steps(frame, trace=response_format == "json")  # the PNGs draw from the labels
     while True:
         if stop.is_set():
             raise Cancelled("stopped between tiles")
