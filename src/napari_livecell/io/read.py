@@ -19,6 +19,7 @@ from napari_livecell.core.formats.coco import (
     annotation_mask,
 )
 from napari_livecell.core.formats.yolo import parse_yolo_lines, yolo_to_labels
+from napari_livecell.core.limits import MAX_LABEL_ID
 from napari_livecell.core.segmentation import mask_to_polygons
 from napari_livecell.layers import (
     MAX_OUTLINES,
@@ -121,18 +122,27 @@ def read_coco_layers(path: str) -> list[tuple]:
     return layers
 
 
+def _is_label(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
 def _baseline(labels, per_frame, ours: dict, images: list[dict], height: int, width: int) -> np.ndarray:
     """The prediction as it was before proofreading: unchanged cells + the saved baseline cells."""
-    baseline = np.zeros(np.shape(labels), np.int32)
+    saved = [a.get("baseline_label") for frame_annotations in per_frame for a in frame_annotations]
+    saved += [a.get("label") for a in ours.get("baseline_annotations", []) if isinstance(a, dict)]
+    wide = any(_is_label(value) and value > MAX_LABEL_ID for value in saved)
+    baseline = np.zeros(np.shape(labels), np.int64 if wide else labels.dtype)
     frame_of = {image["id"]: index for index, image in enumerate(images)}
     planes = baseline.reshape(-1, height, width)
     for frame, frame_annotations in enumerate(per_frame):
         for annotation in frame_annotations:
-            if isinstance(annotation.get("baseline_label"), int):
+            if _is_label(annotation.get("baseline_label")):
                 planes[frame][annotation_mask(annotation, height, width)] = annotation["baseline_label"]
     for annotation in ours.get("baseline_annotations", []):
+        if not isinstance(annotation, dict):
+            raise CocoFormatError("a baseline annotation is not a json object")
         frame = frame_of.get(annotation.get("image_id"))
-        if frame is None or not isinstance(annotation.get("label"), int):
+        if frame is None or not _is_label(annotation.get("label")):
             raise CocoFormatError(
                 f"baseline annotation {annotation.get('id', '?')} names no known image or label"
             )

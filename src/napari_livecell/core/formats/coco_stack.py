@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_livecell.core.limits import MAX_LABEL_ID
+
 from .coco import (
     CocoFormatError,
     annotations_by_image,
@@ -65,9 +67,17 @@ class CocoStack:
         """The images' ``file_name`` in frame order."""
         return [str(image.get("file_name")) for image in self.images]
 
+    @property
+    def label_dtype(self) -> np.dtype:
+        """int32, as every label layer here, unless a written id needs int64 (the writer keeps any id)."""
+        largest = max((max(frame_ids) for frame_ids in self.ids if frame_ids), default=0)
+        return np.dtype(np.int64 if largest > MAX_LABEL_ID else np.int32)
+
     def frame_labels(self, frame: int) -> np.ndarray:
-        """Frame ``frame``'s int32 label image, with the stack's cell ids."""
-        return _frame_labels(self.per_frame[frame], self.height, self.width, self.ids[frame])
+        """Frame ``frame``'s label image (:attr:`label_dtype`), with the stack's cell ids."""
+        return _frame_labels(
+            self.per_frame[frame], self.height, self.width, self.ids[frame], self.label_dtype
+        )
 
     def labels(self, lazy: bool = False) -> Any:
         """All frames' labels: ``(H, W)`` for one image, else ``(T, H, W)`` (``lazy``: dask, on demand)."""
@@ -79,12 +89,13 @@ class CocoStack:
         import dask.array as da
 
         rasterise = dask.delayed(_frame_labels)
+        dtype = self.label_dtype
         return da.stack(
             [
                 da.from_delayed(
-                    rasterise(annotations, self.height, self.width, frame_ids),
+                    rasterise(annotations, self.height, self.width, frame_ids, dtype),
                     (self.height, self.width),
-                    np.int32,
+                    dtype,
                 )
                 for annotations, frame_ids in zip(self.per_frame, self.ids)
             ]
@@ -96,19 +107,30 @@ class CocoStack:
             (frame, a) for frame, frame_annotations in enumerate(self.per_frame) for a in frame_annotations
         ]
 
+        def number(value: Any, default: float) -> float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return default
+            return float(value)
+
         def score(annotation: dict) -> float:
-            value = annotation.get("score", 1.0)
-            return float("nan") if value is None else float(value)
+            return number(annotation.get("score", 1.0), float("nan"))
 
         def name(annotation: dict) -> str:
-            return self.names[self.class_of.get(int(annotation.get("category_id", -1)), min(self.names))]
+            category = annotation.get("category_id")
+            return self.names[
+                self.class_of.get(category, min(self.names)) if isinstance(category, int) else min(self.names)
+            ]
+
+        def area(annotation: dict) -> int:
+            value = number(annotation.get("area", 0), 0.0)
+            return round(value) if np.isfinite(value) else 0
 
         return {
             "ids": [cell for frame_ids in self.ids for cell in frame_ids],
             "frames": [frame for frame, _ in annotations],
             "scores": [score(a) for _, a in annotations],
             "classes": [name(a) for _, a in annotations],
-            "areas": [round(float(a.get("area", 0))) for _, a in annotations],
+            "areas": [area(a) for _, a in annotations],
             "statuses": [str(a.get("status", "annotated")) for _, a in annotations],
         }
 
@@ -208,7 +230,7 @@ def _frame_order(images: list[dict]) -> list[dict]:
 
 def _cell_ids(per_frame: list[list[dict]]) -> list[list[int]]:
     written = [a.get("label") for frame_annotations in per_frame for a in frame_annotations]
-    usable = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in written)
+    usable = all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63 for v in written)
     if not (usable and len(set(written)) == len(written)):
         written = list(range(1, len(written) + 1))
     ids, start = [], 0
@@ -218,7 +240,9 @@ def _cell_ids(per_frame: list[list[dict]]) -> list[list[int]]:
     return ids
 
 
-def _frame_labels(frame_annotations: list[dict], height: int, width: int, ids: list[int]) -> np.ndarray:
+def _frame_labels(
+    frame_annotations: list[dict], height: int, width: int, ids: list[int], dtype: Any = np.int32
+) -> np.ndarray:
     order = annotations_to_labels(frame_annotations, height, width)
-    lookup = np.asarray([0, *ids], dtype=np.int32)
+    lookup = np.asarray([0, *ids], dtype=dtype)
     return lookup[order]
