@@ -40,7 +40,7 @@ def _text_width(widget, text: str) -> int:
 
 def _elided_on_purpose(widget, text: str) -> bool:
     tip = widget.toolTip()
-    return bool(tip) and (ELLIPSIS in text or tip == text)
+    return bool(tip) and (ELLIPSIS in text or text in tip)
 
 
 def _label_problem(label) -> str | None:

@@ -1,0 +1,44 @@
+"""The inference stack (torch, Ultralytics: 5-15 s to import) loads in a worker, the first time a run needs it.
+
+A dock that imported it in ``__init__`` froze napari for that long when it
+opened. Here nothing is imported when a dock opens: the first run's worker
+imports the stack before its first frame (its dock says "loading the
+model..." meanwhile), later runs find it imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Generator
+from typing import Any
+
+LOADING = "loading the model (first run: torch, Ultralytics)..."
+
+
+def stack_loaded() -> bool:
+    """Whether torch and Ultralytics are imported already (a run starts right away)."""
+    return "ultralytics" in sys.modules and "torch._dynamo" in sys.modules
+
+
+def starting_message(message: str) -> str:
+    """A run's first status line: ``message``, or :data:`LOADING` while the stack still has to load."""
+    return message if stack_loaded() else LOADING
+
+
+def loading_first(generator_function: Callable[..., Generator]) -> Callable[..., Generator]:
+    """``generator_function`` that first imports the inference stack, in the thread that runs it.
+
+    torch's first prediction imports ``torch._dynamo``; importing it here, at
+    the start of the worker, keeps that out of the GUI thread (measured with
+    torch 2.14 in a napari thread worker: imports and predicts).
+    """
+
+    @functools.wraps(generator_function)
+    def run(*args: Any, **kwargs: Any) -> Generator:
+        from napari_livecell.core.inference.predict import import_inference_modules
+
+        import_inference_modules()
+        return (yield from generator_function(*args, **kwargs))
+
+    return run
