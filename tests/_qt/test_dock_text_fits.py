@@ -114,6 +114,13 @@ def _line_edit_problem(edit) -> str | None:
     return None
 
 
+def _shown_text(widget) -> str:
+    for name in ("currentText", "text"):
+        if hasattr(widget, name):
+            return getattr(widget, name)()
+    return ""
+
+
 def cut_texts(root) -> list[str]:
     """Texts under ``root`` (shown widgets only) that do not fit their widget."""
     from qtpy.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QWidget
@@ -127,6 +134,15 @@ def cut_texts(root) -> list[str]:
     problems = []
     for widget in root.findChildren(QWidget):
         if not widget.isVisible() or widget.width() <= 0:
+            continue
+        # inside the dock and inside the window: a dock can reach past the window's edge
+        window = root.window()
+        left = widget.mapTo(root, widget.rect().topLeft()).x()
+        right_in_window = widget.mapTo(window, widget.rect().topRight()).x()
+        if isinstance(widget, tuple(kind for kind, _ in checks)) and (
+            left < 0 or left + widget.width() > root.width() + 1 or right_in_window > window.width()
+        ):
+            problems.append(f"{type(widget).__name__} {_shown_text(widget)!r} runs past the dock's edge")
             continue
         for kind, check in checks:
             if isinstance(widget, kind):
@@ -185,7 +201,9 @@ def test_every_dock_text_reads_whole_on_a_laptop_screen(make_napari_viewer, qtbo
     window = viewer.window._qt_window
     window.resize(*size)
     viewer.open_sample("napari-livecell", "livecell_image")
-    widgets = {name: viewer.window.add_plugin_dock_widget("napari-livecell", name)[1] for name in PLUGIN_WIDGETS}
+    widgets = {
+        name: viewer.window.add_plugin_dock_widget("napari-livecell", name)[1] for name in PLUGIN_WIDGETS
+    }
     widgets["Segment cells"]._advanced.value = True  # its rarely changed settings are read too
     qtbot.waitUntil(lambda: len(our_tabs(window)) == len(PLUGIN_WIDGETS), timeout=5000)
     docks = [dock for dock in window.findChildren(QDockWidget) if is_ours(dock)]
@@ -210,3 +228,18 @@ def test_every_dock_text_reads_whole_on_a_laptop_screen(make_napari_viewer, qtbo
     assert (window.width(), window.height()) == size
     canvas = viewer.window._qt_viewer.canvas.native
     assert canvas.width() >= 0.5 * window.width(), (canvas.width(), window.width())
+
+
+def test_every_path_field_has_a_browse_button(make_napari_viewer):
+    from magicgui.widgets import FileEdit
+    from qtpy.QtWidgets import QPushButton
+
+    viewer = make_napari_viewer()
+    open_dock = viewer.window.add_plugin_dock_widget
+    segment = open_dock("napari-livecell", "Segment cells")[1]
+    train = open_dock("napari-livecell", "Train on corrections")[1]
+    review = open_dock("napari-livecell", "Review dataset")[1]
+    for field in (segment._weights, train._folder, train._out, review._source):
+        edit = field.line_edit.native if isinstance(field, FileEdit) else field.native
+        buttons = [button.text() for button in edit.parentWidget().findChildren(QPushButton)]
+        assert "Browse…" in buttons, (field.label, buttons)

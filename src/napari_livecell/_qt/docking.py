@@ -21,11 +21,10 @@ OUR_DOCK = "livecell"  # a dynamic property on our QDockWidgets (their titles ar
 
 def fit_dock(widget: Any, status_labels: list[Any] = ()) -> None:
     """Keep ``widget`` narrow with its status lines wrapped, and tab it with our other docks once shown."""
+    from magicgui.widgets import Label
     from qtpy.QtCore import QTimer
 
     from napari_livecell._qt.layout import readable_texts
-
-    from magicgui.widgets import Label
 
     widget.max_width = DOCK_WIDTH
     for item in list(widget):
@@ -35,7 +34,7 @@ def fit_dock(widget: Any, status_labels: list[Any] = ()) -> None:
             # the whole width of the dock (a form row's value column is a third of it), wrapped
             _full_width(widget, item)
         else:
-            item.native.setWordWrap(True)
+            _wrap(item.native)
     for label in status_labels:
         if label not in widget and label.native.parent() is None:
             _full_width(widget, label)
@@ -51,9 +50,19 @@ def _full_width(widget: Any, label: Any) -> None:
         row = label._labeled_widget()
         index = layout.indexOf(row.native if row is not None else label.native)
         widget.remove(label)
-    label.native.setWordWrap(True)
+    _wrap(label.native)
     layout.insertWidget(index, label.native)
     label.changed.connect(lambda _value, label=label: _fit_height(label))
+
+
+def _wrap(label: Any) -> None:
+    """Word-wrap a QLabel that never widens the dock.
+
+    A wrapped QLabel's minimum size hint is the width of a "pleasant" block of
+    its text (270 px for Compare's legend): an explicit minimum width replaces it.
+    """
+    label.setWordWrap(True)
+    label.setMinimumWidth(1)
 
 
 def _fit_height(label: Any) -> None:
@@ -78,7 +87,7 @@ def is_our_dock(dock: Any) -> bool:
 
 
 def _scroll_inside(dock: Any) -> None:
-    """Put the dock's contents in a vertical QScrollArea: a tall dock scrolls instead of growing the window."""
+    """Put the dock's contents in a vertical QScrollArea: a tall dock scrolls, the window does not grow."""
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QFrame, QScrollArea
 

@@ -1,4 +1,4 @@
-"""The inference stack (torch, Ultralytics: 5-15 s to import) loads in a worker, the first time a run needs it.
+"""The inference stack (torch, Ultralytics: 5-15 s to import) loads in the first run's worker.
 
 A dock that imported it in ``__init__`` froze napari for that long when it
 opened. Here nothing is imported when a dock opens: the first run's worker

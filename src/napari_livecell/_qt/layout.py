@@ -1,4 +1,4 @@
-"""Texts that read whole in a narrow dock: combo boxes and edit boxes that shrink, Browse buttons, elision.
+"""Texts that read whole in a narrow dock: combo boxes and edit boxes that shrink, short Browse buttons.
 
 A dock is about 300 px wide. A combo box sizes itself to its longest entry
 (a layer name of 40 characters) unless told otherwise, and a magicgui
@@ -106,40 +106,3 @@ def add_browse_button(line_edit: Any, choices: list[tuple[str, str, str]]) -> An
     if layout is not None:
         layout.addWidget(button)
     return button
-
-
-def elide_label(label: Any) -> None:
-    """Let a one-line QLabel show "…" where its text does not fit, with the whole text as tooltip."""
-    from qtpy.QtCore import QObject, Qt
-    from qtpy.QtWidgets import QSizePolicy
-
-    full = [label.text()]
-
-    def fit() -> None:
-        metrics = label.fontMetrics()
-        shown = metrics.elidedText(full[0], Qt.TextElideMode.ElideMiddle, max(label.contentsRect().width(), 1))
-        if shown != label.text():
-            label.blockSignals(True)
-            label.setText(shown)
-            label.blockSignals(False)
-        label.setToolTip(full[0] if shown != full[0] else "")
-
-    class _Resized(QObject):
-        def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
-            from qtpy.QtCore import QEvent
-
-            if event.type() == QEvent.Type.Resize:
-                fit()
-            return False
-
-    label.setSizePolicy(QSizePolicy.Policy.Ignored, label.sizePolicy().verticalPolicy())
-    label.setMinimumWidth(1)
-    watcher = _Resized(label)
-    label.installEventFilter(watcher)
-    label._livecell_elide = (watcher, full, fit)  # kept alive with the label
-
-    def set_full(text: str) -> None:
-        full[0] = text
-        fit()
-
-    return set_full

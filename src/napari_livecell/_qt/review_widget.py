@@ -96,6 +96,7 @@ class ReviewWidget(BackgroundRun, Container):
         from magicgui.widgets import ComboBox
 
         from napari_livecell._qt.layer_updates import warm_up_layer_code
+
         warm_up_layer_code()  # napari's first-layer costs now, not when the first cells appear
         super().__init__(labels=True)
         self._viewer = viewer
@@ -218,7 +219,11 @@ class ReviewWidget(BackgroundRun, Container):
             self._status.value = "every image has cells already"
             return None
         worker = create_worker(
-            loading_first(segment_dataset), self.dataset, names, chosen_weights(self._model.value), PredictSettings()
+            loading_first(segment_dataset),
+            self.dataset,
+            names,
+            chosen_weights(self._model.value),
+            PredictSettings(),
         )
         worker.yielded.connect(self._on_progress)
         worker.finished.connect(self._on_finished)

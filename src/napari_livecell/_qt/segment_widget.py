@@ -29,7 +29,7 @@ from magicgui.widgets import (
 )
 
 from napari_livecell._qt.docking import fit_dock
-from napari_livecell._qt.layout import short_browse
+from napari_livecell._qt.inference_stack import loading_first, starting_message
 from napari_livecell._qt.layer_updates import (
     activate,
     filter_colors,
@@ -42,7 +42,7 @@ from napari_livecell._qt.layer_updates import (
     warm_up_layer_code,
     warm_up_text_glyphs,
 )
-from napari_livecell._qt.inference_stack import loading_first, starting_message
+from napari_livecell._qt.layout import short_browse
 from napari_livecell._qt.model_picker import (
     chosen_weights,
     device_choices,
@@ -101,7 +101,9 @@ class SegmentCellsWidget(BackgroundRun, Container):
             "(triton+http://HOST:PORT/MODEL): see docs/triton.md"
         )
         self._scheduler = LineEdit(label="Dask", value="")
-        self._scheduler.tooltip = "a Dask scheduler address (tcp://HOST:PORT), optional: frames run on its cluster"
+        self._scheduler.tooltip = (
+            "a Dask scheduler address (tcp://HOST:PORT), optional: frames run on its cluster"
+        )
         self._conf = FloatSlider(label="confidence", value=DEFAULT_CONF, min=0.01, max=1.0, step=0.01)
         self._iou = FloatSlider(label="NMS IoU", value=DEFAULT_IOU, min=0.05, max=1.0, step=0.01)
         self._imgsz = SpinBox(label="image size", value=DEFAULT_IMGSZ, min=64, max=4096, step=32)

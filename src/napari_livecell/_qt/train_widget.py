@@ -77,13 +77,9 @@ class TrainOnCorrectionsWidget(BackgroundRun, Container):
         self._base = ComboBox(label="base model", choices=model_choices)
         self._epochs = SpinBox(label="epochs", value=WIDGET_EPOCHS, min=0, max=1000)
         self._epochs.tooltip = "0: planned from the data"
-        self._steps = SpinBox(
-            label="steps", value=MIN_FINETUNE_STEPS, min=1, max=100_000, step=50
-        )
+        self._steps = SpinBox(label="steps", value=MIN_FINETUNE_STEPS, min=1, max=100_000, step=50)
         self._imgsz = SpinBox(label="image size", value=WIDGET_PRESET["imgsz"], min=64, max=4096, step=32)
-        self._crop = SpinBox(
-            label="crop", value=WIDGET_PRESET["crop"] or 0, min=0, max=4096, step=32
-        )
+        self._crop = SpinBox(label="crop", value=WIDGET_PRESET["crop"] or 0, min=0, max=4096, step=32)
         self._batch = SpinBox(label="batch", value=WIDGET_BATCH, min=0, max=256)
         self._steps.tooltip = "optimizer steps the plan aims for (when epochs is 0)"
         self._crop.tooltip = "training crops of this size; 0: whole frames"
