@@ -61,8 +61,14 @@ def _wrap(label: Any) -> None:
     A wrapped QLabel's minimum size hint is the width of a "pleasant" block of
     its text (270 px for Compare's legend): an explicit minimum width replaces it.
     """
+    from qtpy.QtWidgets import QSizePolicy
+
     label.setWordWrap(True)
     label.setMinimumWidth(1)
+    # magicgui's labels are Fixed: as wide as their text was when made (an empty status: 75 px)
+    policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    policy.setHeightForWidth(True)
+    label.setSizePolicy(policy)
 
 
 def _fit_height(label: Any) -> None:
