@@ -127,7 +127,7 @@ def _widen_form_labels(root: Any) -> None:
         needed = 0
         for label in labels:
             label.ensurePolished()
-            needed = max(needed, label.fontMetrics().horizontalAdvance(label.text()) + 2)
+            needed = max(needed, label.fontMetrics().horizontalAdvance(label.text()) + 6)  # and a gap
         for label in labels:
             label.setMinimumWidth(max(label.minimumWidth(), needed))
 
