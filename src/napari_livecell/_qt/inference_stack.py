@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
 LOADING = "loading the model (first run: torch, Ultralytics)..."
+_warm_up_started = threading.Event()
 
 
 def stack_loaded() -> bool:
@@ -24,6 +26,20 @@ def stack_loaded() -> bool:
 def starting_message(message: str) -> str:
     """A run's first status line: ``message``, or :data:`LOADING` while the stack still has to load."""
     return message if stack_loaded() else LOADING
+
+
+def warm_up_in_background() -> None:
+    """Pay napari's first-layer costs (:func:`.layer_updates.warm_up_layer_code`) in a thread, once.
+
+    1-3 s on a busy 2-core machine: on the GUI thread it made opening Segment
+    cells slow; in a thread it is done before a first run's layers appear.
+    """
+    if _warm_up_started.is_set():
+        return
+    _warm_up_started.set()
+    from napari_livecell._qt.layer_updates import warm_up_layer_code
+
+    threading.Thread(target=warm_up_layer_code, name="livecell-warm-up", daemon=True).start()
 
 
 def loading_first(generator_function: Callable[..., Generator]) -> Callable[..., Generator]:
