@@ -17,7 +17,7 @@ from magicgui.widgets import Container, Label, LineEdit, ProgressBar, PushButton
 from qtpy.QtWidgets import QListWidget
 
 from napari_livecell._qt.docking import fit_dock
-from napari_livecell._qt.inference_stack import loading_first, starting_message, warm_up_in_background
+from napari_livecell._qt.inference_stack import loading_first, starting_message
 from napari_livecell._qt.layout import add_browse_button
 from napari_livecell._qt.model_picker import chosen_weights, model_choices
 from napari_livecell._qt.run_controls import BackgroundRun, RunControls
@@ -95,7 +95,6 @@ class ReviewWidget(BackgroundRun, Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from magicgui.widgets import ComboBox
 
-        warm_up_in_background()  # napari's first-layer costs before the first cells appear, in a thread
         super().__init__(labels=True)
         self._viewer = viewer
         self.dataset = None

@@ -29,7 +29,7 @@ from magicgui.widgets import (
 )
 
 from napari_livecell._qt.docking import fit_dock
-from napari_livecell._qt.inference_stack import loading_first, starting_message, warm_up_in_background
+from napari_livecell._qt.inference_stack import loading_first, starting_message
 from napari_livecell._qt.layer_updates import (
     activate,
     filter_colors,
@@ -77,9 +77,8 @@ class SegmentCellsWidget(BackgroundRun, Container):
     """Segment the selected image with a YOLO-seg model; show cells and outlines."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        # torch and Ultralytics load in the first run's worker, napari's layer code warms up in a
-        # thread (inference_stack): opening the dock is quick
-        warm_up_in_background()
+        # torch and Ultralytics load, and napari's layer code warms up, in the first run's worker
+        # (inference_stack): opening the dock is quick
         super().__init__(labels=True)
         self._viewer = viewer
         self._adding_layers = False
