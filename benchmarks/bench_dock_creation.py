@@ -69,10 +69,11 @@ def main() -> None:
     """Print a markdown table: each dock's median opening time without and with a model loaded before."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per dock and setting")
+    parser.add_argument("--dock", action="append", choices=DOCKS, help="only this dock (repeatable)")
     args = parser.parse_args()
     print("| dock | no model loaded | model loaded before | torch imported by the dock |")
     print("|---|---|---|---|")
-    for name in DOCKS:
+    for name in args.dock or DOCKS:
         cold = [measure(name, False) for _ in range(args.repeat)]
         warm = [measure(name, True) for _ in range(args.repeat)]
         imported = "yes" if any(run["imported"] for run in cold) else "no"
