@@ -16,13 +16,14 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
-LOADING = "loading the model (first run: torch, Ultralytics)..."
+LOADING = "loading the model (first run)..."
+_loaded = threading.Event()  # a run's worker imported the stack (or found no PyTorch to import)
 _warmed_up = threading.Event()
 
 
 def stack_loaded() -> bool:
     """Whether torch and Ultralytics are imported already (a run starts right away)."""
-    return "ultralytics" in sys.modules and "torch._dynamo" in sys.modules
+    return _loaded.is_set() or ("ultralytics" in sys.modules and "torch._dynamo" in sys.modules)
 
 
 def starting_message(message: str) -> str:
@@ -43,6 +44,7 @@ def loading_first(generator_function: Callable[..., Generator]) -> Callable[...,
         from napari_livecell.core.inference.predict import import_inference_modules
 
         import_inference_modules()
+        _loaded.set()
         if not _warmed_up.is_set():
             from napari_livecell._qt.layer_updates import warm_up_layer_code
 

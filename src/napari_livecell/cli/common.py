@@ -119,3 +119,13 @@ def progress_bar(total: int | None, description: str, unit: str = "img", positio
 def weights_argument(value: str | None) -> str | None:
     """A ``--model`` value as the core takes it: ``default`` (or nothing) is the shipped model."""
     return None if value in (None, "default") else value
+
+
+def checked_pixel_size(value: float | None) -> float | None:
+    """``--pixel-size`` as given, or a one-line error for one that is not a positive number."""
+    from napari_livecell.core.images import check_pixel_size
+
+    try:
+        return check_pixel_size(value)
+    except ValueError as error:
+        raise CommandError(f"--pixel-size: {error}") from None

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from napari_livecell.cli.common import CommandError, progress_bar
 
+# what to do with an intensity image given as labels
+LABELS_HINT = "segment it first (napari-livecell segment) and give its _labels.tif"
+
 
 def add_parser(commands) -> None:
     """Register the subcommand."""
@@ -46,6 +49,8 @@ def read_stack(path: Path):
     import numpy as np
     import tifffile
 
+    from napari_livecell.core.images import check_labels
+
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_dir():
@@ -59,6 +64,7 @@ def read_stack(path: Path):
         if first.ndim != 2:
             raise CommandError(f"{frames[0].name} is not a 2-D label frame (shape {first.shape})")
         # read lazily: a long movie is measured one frame at a time
+        check_labels(first, str(frames[0]), LABELS_HINT)
         reads = [dask.delayed(tifffile.imread)(p) for p in frames]
         return da.stack([da.from_delayed(r, first.shape, first.dtype) for r in reads]), path.name
     try:
@@ -68,8 +74,7 @@ def read_stack(path: Path):
     stack = np.squeeze(stack)
     if stack.ndim != 3:
         raise CommandError(f"{path} is not a (T, Y, X) label stack (shape {stack.shape})")
-    if not np.issubdtype(stack.dtype, np.integer):
-        raise CommandError(f"{path} holds {stack.dtype} values, not integer labels")
+    check_labels(stack, str(path), LABELS_HINT)
     return stack, path.stem
 
 
@@ -100,14 +105,20 @@ def run(args: argparse.Namespace) -> int:
         divisions=not args.no_divisions,
         linker=args.linker,
     )
-    with progress_bar(2 * n_frames + 1, "track", unit="frame") as bar:
+    # frames are the unit: each pass over the stack (measuring, relabelling) counts 0..T
+    with progress_bar(n_frames, "track: measuring", unit="frame") as bar:
+        stage = "measuring"
         while True:
             try:
-                next(steps)
-            except StopIteration as done:
-                result = done.value
+                step, done, _ = next(steps)
+            except StopIteration as finished:
+                result = finished.value
                 break
-            bar.update(1)
+            if step != stage:
+                stage = step
+                bar.set_description(f"track: {stage}")
+                bar.reset(total=n_frames)
+            bar.update((n_frames * done if stage == "linking" else done) - bar.n)
 
     def write_stack(temporary: Path) -> None:
         frames = (frame for _, frame in iter_frames(result.labels))

@@ -70,19 +70,19 @@ def _crop(frame: np.ndarray) -> np.ndarray:
 def calibration_tensors(model, frames: Iterable[np.ndarray], limit: int) -> Iterator[np.ndarray]:
     """Network inputs for ``frames``, made as inference makes them (polarity, 8-bit scale, letterbox)."""
     from .frame_input import frame_polarity, invert, to_bgr
-    from .predict import PredictSettings, segment_frame
+    from .network_input import network_tensor
+    from .openvino_direct import network_window
+    from .predict import PredictSettings
 
     settings = PredictSettings()
     for count, frame in enumerate(frames):
         if count >= limit:
             return
         frame = _crop(np.asarray(frame))
-        if model.yolo.predictor is None:
-            segment_frame(frame, model, settings)  # makes the predictor whose letterbox is used
         bgr = to_bgr(frame)
         if frame_polarity(frame, settings, model.modality).inverted:
             bgr = invert(bgr)
-        yield model.yolo.predictor.preprocess([bgr]).numpy()
+        yield network_tensor(network_window(bgr, model, settings)[0])
 
 
 def head_scope(network) -> list[str]:
