@@ -14,6 +14,8 @@ PLUGIN_WIDGETS = (
 def test_every_dock_open_leaves_the_canvas_half_the_window(make_napari_viewer, qtbot):
     from qtpy.QtWidgets import QApplication, QDockWidget
 
+    from napari_livecell._qt.docking import is_our_dock
+
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1280, 1024)
     viewer.open_sample("napari-livecell", "livecell_image")
@@ -25,7 +27,7 @@ def test_every_dock_open_leaves_the_canvas_half_the_window(make_napari_viewer, q
     canvas = viewer.window._qt_viewer.canvas.native
     assert window.width() <= 1300 and window.height() <= 1100, "the window must not grow past the screen"
     assert canvas.width() >= 0.5 * window.width(), (canvas.width(), window.width())
-    docks = [d for d in window.findChildren(QDockWidget) if "(napari-livecell)" in d.windowTitle()]
+    docks = [d for d in window.findChildren(QDockWidget) if is_our_dock(d)]
     assert len(docks) == len(PLUGIN_WIDGETS)
     assert len({tuple(window.tabifiedDockWidgets(d)) != () for d in docks}) == 1  # one tab stack
     for widget in widgets:

@@ -21,7 +21,7 @@ class CompareWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
-        self._truth = ComboBox(label="ground truth", choices=self._labels_layers, nullable=True)
+        self._truth = ComboBox(label="truth", choices=self._labels_layers, nullable=True)
         self._predicted = ComboBox(label="prediction", choices=self._labels_layers, nullable=True)
         self._run = PushButton(text="Compare this frame")
         self._result = Label(label="result", value="")

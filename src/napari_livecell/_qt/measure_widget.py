@@ -100,9 +100,8 @@ class MeasureCellsWidget(BackgroundRun, Container):
         self._viewer = viewer
         self._labels_box = ComboBox(label="labels", choices=self._labels_choices)
         self._image = ComboBox(label="image", choices=self._image_choices)
-        self._pixel_size = FloatSpinBox(
-            label="pixel size (um, 0: layer scale)", value=0.0, min=0.0, max=10_000.0, step=0.01
-        )
+        self._pixel_size = FloatSpinBox(label="pixel (µm)", value=0.0, min=0.0, max=10_000.0, step=0.01)
+        self._pixel_size.tooltip = "micrometres per pixel; 0: from the layer's scale"
         self._run = PushButton(text="Measure")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", min=0, max=1, value=0)

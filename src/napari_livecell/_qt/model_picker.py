@@ -45,6 +45,21 @@ def model_choices(_widget=None) -> list[str]:
     return [DEFAULT_MODEL_CHOICE, *load_recent_models()]
 
 
+def device_choices(_widget=None) -> list[str]:
+    """Device picker entries: ``auto`` and ``cpu``, and the GPUs once torch is imported.
+
+    Asking torch for its GPUs imports it (seconds): a dock that opens does not,
+    ``auto`` takes a GPU when there is one, and the list fills in after the first run.
+    """
+    import sys
+
+    if "torch" not in sys.modules:
+        return ["auto", "cpu"]
+    from napari_livecell.core.models.model import available_devices
+
+    return available_devices()
+
+
 def chosen_weights(choice: str) -> str | None:
     """The weights path of a picker entry (``None``: the shipped default)."""
     return None if choice == DEFAULT_MODEL_CHOICE else choice

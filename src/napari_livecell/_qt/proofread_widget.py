@@ -308,8 +308,10 @@ class ProofreadWidget(Container):
         self._layer = ComboBox(label="cells", choices=self._result_layers, nullable=True)
         self._cell = SpinBox(label="cell (click one)", min=0, max=2**31 - 1)
         self._delete = PushButton(text=f"Delete cell ({KEYS['delete']})")
-        self._merge = PushButton(text=f"Merge: then click the other cell ({KEYS['merge']} twice)")
-        self._split = PushButton(text=f"Split along the last drawn line ({KEYS['split']})")
+        self._merge = PushButton(text=f"Merge with next click ({KEYS['merge']})")
+        self._merge.tooltip = f"merge this cell with the next one clicked (or {KEYS['merge']} on each)"
+        self._split = PushButton(text=f"Split along line ({KEYS['split']})")
+        self._split.tooltip = "split the cell along the last line drawn in a Shapes layer"
         self._accept = PushButton(text=f"Accept cell ({KEYS['accept']})")
         self._next = PushButton(text=f"Next cell to review ({KEYS['next']})")
         self._relabel = PushButton(text="Relabel 1..N")
@@ -327,7 +329,7 @@ class ProofreadWidget(Container):
                 self._relabel,
                 self._summary,
                 self._status,
-                Label(value="keys: the cell under the cursor; Ctrl+Z undoes"),
+                Label(value="Keys act on the cell under the cursor; Ctrl+Z undoes."),
             ]
         )
         self._delete.changed.connect(lambda: self.delete(self._cell.value))

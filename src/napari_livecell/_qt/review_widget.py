@@ -17,6 +17,8 @@ from magicgui.widgets import Container, Label, LineEdit, ProgressBar, PushButton
 from qtpy.QtWidgets import QListWidget
 
 from napari_livecell._qt.docking import fit_dock
+from napari_livecell._qt.inference_stack import loading_first, starting_message
+from napari_livecell._qt.layout import add_browse_button
 from napari_livecell._qt.model_picker import chosen_weights, model_choices
 from napari_livecell._qt.run_controls import BackgroundRun, RunControls
 from napari_livecell.layers import cells_layer_name, outlines_layer_name
@@ -95,17 +97,13 @@ class ReviewWidget(BackgroundRun, Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from magicgui.widgets import ComboBox
 
-        from napari_livecell._qt.layer_updates import warm_up_layer_code
-        from napari_livecell.core.inference.predict import import_inference_modules
-
-        import_inference_modules()  # on the main thread, before any worker predicts (see its docstring)
-        warm_up_layer_code()  # napari's first-layer costs now, not when the first cells appear
         super().__init__(labels=True)
         self._viewer = viewer
         self.dataset: ReviewDataset | None = None
         self.current: str | None = None
         self._dirty = False
-        self._source = LineEdit(label="folder or COCO json", value="")
+        self._source = LineEdit(label="images", value="")
+        self._source.tooltip = "a folder of images, or a COCO json beside its images"
         self._open = PushButton(text="Open (resumes a review)")
         self._model = ComboBox(label="model", choices=model_choices)
         self._segment = PushButton(text="Segment all (in the background)")
@@ -114,7 +112,8 @@ class ReviewWidget(BackgroundRun, Container):
         self._previous = PushButton(text=f"Previous ({PREVIOUS_KEY})")
         self._next = PushButton(text=f"Next ({NEXT_KEY})")
         self._done = PushButton(text="Mark done")
-        self._save_csv = PushButton(text="Save measurements CSV (all images)...")
+        self._save_csv = PushButton(text="Save measurements CSV…")
+        self._save_csv.tooltip = "one CSV of every cell of every image"
         self._measuring = None  # the worker measuring the dataset, while it runs
         self._status = Label(label="status", value="")
         self._images_list = QListWidget()
@@ -152,6 +151,10 @@ class ReviewWidget(BackgroundRun, Container):
         self._autosave.timeout.connect(self.save)
         viewer.bind_key(NEXT_KEY, lambda _viewer: self.step(1), overwrite=True)
         viewer.bind_key(PREVIOUS_KEY, lambda _viewer: self.step(-1), overwrite=True)
+        add_browse_button(
+            self._source,
+            [("Folder of images…", "d", ""), ("COCO json…", "r", "COCO json (*.json);;all files (*)")],
+        )
         fit_dock(self, [self._status])
         from napari_livecell._qt.layer_updates import warm_up_text_glyphs
 
@@ -215,12 +218,16 @@ class ReviewWidget(BackgroundRun, Container):
             self._status.value = "every image has cells already"
             return None
         worker = create_worker(
-            segment_dataset, self.dataset, names, chosen_weights(self._model.value), PredictSettings()
+            loading_first(segment_dataset),
+            self.dataset,
+            names,
+            chosen_weights(self._model.value),
+            PredictSettings(),
         )
         worker.yielded.connect(self._on_progress)
         worker.finished.connect(self._on_finished)
         self._progress.value = 0
-        return self._controls.begin(worker, f"segmenting {len(names)} image(s)...")
+        return self._controls.begin(worker, starting_message(f"segmenting {len(names)} image(s)..."))
 
     def cancel(self, _=None) -> None:
         """Stop after the image in progress (what is done stays saved)."""

@@ -31,6 +31,7 @@ from magicgui.widgets import (
 )
 
 from napari_livecell._qt.docking import fit_dock
+from napari_livecell._qt.inference_stack import loading_first, starting_message
 from napari_livecell._qt.layer_updates import (
     activate,
     filter_colors,
@@ -40,11 +41,12 @@ from napari_livecell._qt.layer_updates import (
     replace_layer,
     shown_frame,
     update_layer,
-    warm_up_layer_code,
     warm_up_text_glyphs,
 )
+from napari_livecell._qt.layout import short_browse
 from napari_livecell._qt.model_picker import (
     chosen_weights,
+    device_choices,
     model_choices,
     register_segment_model_picker,
     remember_model,
@@ -63,7 +65,6 @@ from napari_livecell._qt.segment_worker import (
     segment_generator,
 )
 from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
-from napari_livecell.core.models.model import available_devices
 from napari_livecell.core.models.runtime import available_runtimes
 from napari_livecell.core.segmentation import new_label_stack
 from napari_livecell.layers import RESULT_KEY, cells_layer_name
@@ -78,10 +79,8 @@ class SegmentCellsWidget(BackgroundRun, Container):
     """Segment the selected image with a YOLO-seg model; show cells and outlines."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from napari_livecell.core.inference.predict import import_inference_modules
-
-        import_inference_modules()  # here, not in the worker thread (see its docstring)
-        warm_up_layer_code()
+        # torch and Ultralytics load, and napari's layer code warms up, in the first run's worker
+        # (inference_stack): opening the dock is quick
         super().__init__(labels=True)
         self._viewer = viewer
         self._adding_layers = False
@@ -96,27 +95,33 @@ class SegmentCellsWidget(BackgroundRun, Container):
         self._modality = ComboBox(label="modality", choices=MODALITIES, value="auto")
         self._model = ComboBox(label="model", choices=model_choices)
         self._weights = FileEdit(
-            label="weights file", filter="*.pt *.onnx *.torchscript", mode=FileDialogMode.EXISTING_FILE
+            label="weights",
+            filter="*.pt *.onnx *.torchscript",
+            mode=FileDialogMode.EXISTING_FILE,
+            nullable=True,
         )
-        self._service = LineEdit(label="or service / Triton", value="")
+        self._weights.tooltip = "a model file (.pt, .onnx, .torchscript); empty: the model chosen above"
+        self._service = LineEdit(label="service", value="")
         self._service.tooltip = (
             "a napari-livecell service (http://HOST:PORT) or a model on a Triton Inference Server "
             "(triton+http://HOST:PORT/MODEL): see docs/triton.md"
         )
-        self._scheduler = LineEdit(label="Dask scheduler (optional)", value="")
+        self._scheduler = LineEdit(label="Dask", value="")
+        self._scheduler.tooltip = (
+            "a Dask scheduler address (tcp://HOST:PORT), optional: frames run on its cluster"
+        )
         self._conf = FloatSlider(label="confidence", value=DEFAULT_CONF, min=0.01, max=1.0, step=0.01)
         self._iou = FloatSlider(label="NMS IoU", value=DEFAULT_IOU, min=0.05, max=1.0, step=0.01)
         self._imgsz = SpinBox(label="image size", value=DEFAULT_IMGSZ, min=64, max=4096, step=32)
-        self._device = ComboBox(label="device", choices=available_devices())
+        self._device = ComboBox(label="device", choices=device_choices)
         self._runtime = ComboBox(label="runtime", choices=available_runtimes(), value="auto")
         self._runtime.tooltip = (
             "what runs the network on the CPU: auto picks OpenVINO, then ONNX Runtime when installed "
             "(faster than torch, same cells), else torch: see docs/runtime.md"
         )
         self._tile = CheckBox(label="tile large frames", value=True)
-        self._pixel_size = FloatSpinBox(
-            label="pixel size (um, 0: layer/file)", value=0.0, min=0.0, max=1000.0, step=0.001
-        )
+        self._pixel_size = FloatSpinBox(label="pixel (µm)", value=0.0, min=0.0, max=1000.0, step=0.001)
+        self._pixel_size.tooltip = "micrometres per pixel; 0: from the layer's scale or the file's metadata"
         self._run = PushButton(text="Run")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", min=0, max=1, value=0)
@@ -126,7 +131,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
         self._max_area = SpinBox(label="max area", value=10**7, min=0, max=10**7)
         self._controls = RunControls(self._run, self._cancel, self._status, "segmentation")
 
-        self._advanced = CheckBox(label="advanced settings", value=False)
+        self._advanced = CheckBox(text="advanced settings", value=False)
         self._advanced_controls = [
             self._weights,
             self._service,
@@ -169,6 +174,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
         viewer.layers.events.removed.connect(self._image.reset_choices)
         viewer.layers.events.reordered.connect(self._image.reset_choices)
         self._select_first_image()
+        short_browse(self._weights)
         fit_dock(self, [self._status])
         register_segment_model_picker(self._model)
         from qtpy.QtCore import QTimer
@@ -239,6 +245,13 @@ class SegmentCellsWidget(BackgroundRun, Container):
             return None
         self._warn_if_labels(layer.name, data)
         weights = chosen_weights(self._model.value)
+        typed = self._weights.value
+        if typed is not None and str(typed).strip() not in ("", "."):
+            if not Path(typed).is_file():
+                # a model that cannot be loaded is an error, never a silent run of another model
+                self._notify_error(f"weights file {str(typed)!r} not found: nothing was run")
+                return None
+            weights = str(Path(typed).resolve())
         service = str(self._service.value).strip()
         if service:
             from napari_livecell.core.inference.remote import is_service_url
@@ -276,14 +289,14 @@ class SegmentCellsWidget(BackgroundRun, Container):
         # the stack the worker writes finished frames into, and the filling-in layer shows
         labels_out = new_label_stack((*leading, *frame_shape)) if leading else None
         worker = create_worker(
-            segment_generator, data, rgb, backend, settings, finish, pixel_size, labels_out
+            loading_first(segment_generator), data, rgb, backend, settings, finish, pixel_size, labels_out
         )
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_cancelled)
         worker.finished.connect(self._on_finished)
         self._progress.value = 0
-        self._controls.begin(worker, f"segmenting {layer.name}...")
+        self._controls.begin(worker, starting_message(f"segmenting {layer.name}..."))
         # inserted after the worker started: napari's 0.15-0.35 s of Labels insertion on this
         # thread overlaps the first frame's forward pass instead of delaying it (the worker's
         # first FrameReady reaches this thread only once this method has returned)
@@ -397,12 +410,11 @@ class SegmentCellsWidget(BackgroundRun, Container):
             self._status.value = "kept the edited layers; new result discarded"
             return
         self._placeholder = None  # it is the result layer now
-        from napari_livecell.core.inference.run import backend_runtime
-
         self._status.value = (
-            f"{prepared.n_cells} cells in {prepared.n_frames} frame(s) ({backend_runtime(self._backend)}); "
+            f"{prepared.n_cells} cells in {prepared.n_frames} frame(s); {prepared.ran_with}; "
             f"{prepared.modality}; {prepared.pixel_size}"
         )
+        self._device.reset_choices()  # the GPUs torch sees, now that it is imported
         # one layer per event-loop turn, so that the GUI breathes between them
         steps: list[Callable[[], object]] = [
             partial(self._replace_or_add, data, kwargs, kind) for data, kwargs, kind in prepared.layer_data

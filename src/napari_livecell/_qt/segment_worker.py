@@ -224,7 +224,38 @@ def segment_generator(
     if isinstance(prepared, PreparedLayers):
         prepared.modality = describe_polarities(polarities)
         prepared.pixel_size = describe_resamplings(resamplings)
+        prepared.ran_with = describe_backend(backend)
     return prepared
+
+
+def describe_backend(backend: Any) -> str:
+    """The model, runtime and device that ran (or run) a backend, for a status line.
+
+    ``model livecell.pt, runtime openvino, cpu``: a local model is looked up
+    in :func:`~napari_livecell.core.models.model.load_model`'s cache, so
+    ``auto`` runtime and device are named as they were resolved.
+    """
+    from pathlib import Path
+
+    from napari_livecell.core.inference.remote import is_service_url
+    from napari_livecell.core.models.triton import is_triton_spec
+
+    if backend is None:
+        return "model unknown"
+    if is_service_url(backend.weights):
+        return f"model of the service at {backend.weights}"
+    if is_triton_spec(backend.weights):
+        return f"model {backend.weights} (network on Triton)"
+    name = Path(backend.weights).name if backend.weights else "default (shipped)"
+    if backend.scheduler:
+        return f"model {name}, runtime torch on the Dask workers"
+    from napari_livecell.core.models.model import load_model
+
+    try:
+        model = load_model(backend.weights, backend.device, backend.runtime)
+    except (ValueError, OSError):
+        return f"model {name}"
+    return f"model {name}, runtime {model.runtime}, {model.device}"
 
 
 def every(seconds: float):
@@ -257,6 +288,7 @@ class PreparedLayers:
     n_frames: int
     modality: str = ""  # what the frames were taken to be, for the status line
     pixel_size: str = ""  # what was done about the pixel size, for the status line
+    ran_with: str = ""  # the model, runtime and device that ran, for the status line
 
 
 def prepare_result_layers(

@@ -108,9 +108,12 @@ class TrackCellsWidget(BackgroundRun, Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
-        self._layer = ComboBox(label="labels stack (T, Y, X)", choices=self._labels_choices, nullable=True)
-        self._max_distance = FloatSpinBox(label="max move (px, 0: auto)", value=0.0, min=0.0, max=10_000.0)
-        self._max_gap = SpinBox(label="frames a cell may be missed", value=1, min=0, max=10)
+        self._layer = ComboBox(label="labels", choices=self._labels_choices, nullable=True)
+        self._layer.tooltip = "a stack of label images, (T, Y, X)"
+        self._max_distance = FloatSpinBox(label="max move", value=0.0, min=0.0, max=10_000.0)
+        self._max_distance.tooltip = "the farthest a cell moves between frames, in pixels; 0: estimated"
+        self._max_gap = SpinBox(label="max gap", value=1, min=0, max=10)
+        self._max_gap.tooltip = "frames in a row a cell may be missed and still keep its track"
         self._divisions = CheckBox(text="find divisions", value=True)
         self._run = PushButton(text="Track")
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -119,7 +122,8 @@ class TrackCellsWidget(BackgroundRun, Container):
         self._next = PushButton(text="Next track to review")
         self._review = Label(label="review", value="")
         self._new_id = SpinBox(label="right id", value=1, min=1, max=2**31 - 1)
-        self._correct = PushButton(text="Give the selected cell this id from this frame on")
+        self._correct = PushButton(text="Set this id from here on")
+        self._correct.tooltip = "give the selected cell the right id from this frame on"
         self._undo_correct = PushButton(text="Undo last correction", enabled=False)
         self._save_csv = PushButton(text="Save growth CSV...")
         self._save_png = PushButton(text="Save growth PNG...")

@@ -32,6 +32,7 @@ from magicgui.widgets import (
 from qtpy.QtCore import QObject, Signal
 
 from napari_livecell._qt.docking import fit_dock
+from napari_livecell._qt.layout import short_browse
 from napari_livecell._qt.model_picker import chosen_weights, model_choices, offer_model
 from napari_livecell._qt.run_controls import BackgroundRun, RunControls
 from napari_livecell._qt.train_worker import TrainOutcome, TrainRequest, run_training
@@ -70,20 +71,23 @@ class TrainOnCorrectionsWidget(BackgroundRun, Container):
         self._relay = _ProgressRelay()
         self._relay.report.connect(self._on_report)
 
-        self._layers = Select(label="corrected labels", choices=self._labels_choices)
-        self._folder = FileEdit(label="or export folder", mode=FileDialogMode.EXISTING_DIRECTORY)
+        self._layers = Select(label="layers", choices=self._labels_choices)
+        self._layers.tooltip = "corrected Labels layers to train on"
+        self._folder = FileEdit(label="or folder", mode=FileDialogMode.EXISTING_DIRECTORY)
+        self._folder.tooltip = "an exported dataset folder, instead of layers"
         self._base = ComboBox(label="base model", choices=model_choices)
-        self._epochs = SpinBox(label="epochs (0: plan)", value=WIDGET_EPOCHS, min=0, max=1000)
-        self._steps = SpinBox(
-            label="optimizer steps (plan)", value=MIN_FINETUNE_STEPS, min=1, max=100_000, step=50
-        )
+        self._epochs = SpinBox(label="epochs", value=WIDGET_EPOCHS, min=0, max=1000)
+        self._epochs.tooltip = "0: planned from the data"
+        self._steps = SpinBox(label="steps", value=MIN_FINETUNE_STEPS, min=1, max=100_000, step=50)
         self._imgsz = SpinBox(label="image size", value=WIDGET_PRESET["imgsz"], min=64, max=4096, step=32)
-        self._crop = SpinBox(
-            label="crop (0: whole)", value=WIDGET_PRESET["crop"] or 0, min=0, max=4096, step=32
-        )
-        self._batch = SpinBox(label="batch (0: plan)", value=WIDGET_BATCH, min=0, max=256)
-        self._val_fraction = FloatSlider(label="validation share", value=0.2, min=0.0, max=0.5, step=0.05)
-        self._out = FileEdit(label="save to (empty: new folder)", mode=FileDialogMode.EXISTING_DIRECTORY)
+        self._crop = SpinBox(label="crop", value=WIDGET_PRESET["crop"] or 0, min=0, max=4096, step=32)
+        self._batch = SpinBox(label="batch", value=WIDGET_BATCH, min=0, max=256)
+        self._steps.tooltip = "optimizer steps the plan aims for (when epochs is 0)"
+        self._crop.tooltip = "training crops of this size; 0: whole frames"
+        self._batch.tooltip = "0: planned from the data"
+        self._val_fraction = FloatSlider(label="validation", value=0.2, min=0.0, max=0.5, step=0.05)
+        self._out = FileEdit(label="save to", mode=FileDialogMode.EXISTING_DIRECTORY)
+        self._out.tooltip = "the folder for the trained model; empty: a new folder"
         self._train = PushButton(text="Train")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", min=0, max=1, value=0)
@@ -107,6 +111,8 @@ class TrainOnCorrectionsWidget(BackgroundRun, Container):
                 self._status,
             ]
         )
+        short_browse(self._folder)
+        short_browse(self._out)
         fit_dock(self, [self._status])
         self._train.changed.connect(self.train)
         self._cancel.changed.connect(self.cancel)

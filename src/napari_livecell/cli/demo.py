@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     import napari
 
     viewer = napari.Viewer(title="napari-livecell demo")
-    viewer.window.resize(1280, 1024)
+    viewer.window.resize(1280, 800)  # a laptop screen: every dock fits it
     viewer.open_sample("napari-livecell", "livecell_image")
     # every dock of the plugin, tabbed into one stack; Segment cells last, so it is the tab on show
     for name in (
@@ -31,10 +31,12 @@ def run(args: argparse.Namespace) -> int:
     ):
         viewer.window.add_plugin_dock_widget("napari-livecell", name)
     _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()  # the docks are tabbed into one stack in the next event-loop turns
+    viewer.window.resize(1280, 800)  # side by side for a moment, they had widened the window
     if args.run or args.screenshot:
         import time
-
-        from qtpy.QtWidgets import QApplication
 
         widget.run()
         while widget.busy:  # until the result layers are in place and shown, not only computed
