@@ -171,18 +171,25 @@ class ReviewWidget(BackgroundRun, Container):
             self.notify_error("type the folder of images (or a COCO json beside its images) to review")
             return
         try:
-            self.dataset = ReviewDataset.open(Path(text).expanduser())
+            dataset = ReviewDataset.open(Path(text).expanduser())
+            entries = dataset.index.entries
         except (ReviewError, OSError, ValueError) as error:
             self.notify_error(str(error))
             return
+        if not entries:
+            self.notify_error(f"{dataset.folder} lists no images: nothing to review")
+            return
+        self.save()  # the dataset shown so far keeps its last edit
+        self.dataset = dataset
+        self.current = None
         self._refresh_list()
-        entries = self.dataset.index.entries
         waiting = sum(e.state != "done" for e in entries)
+        rebuilt = dataset.index.rebuilt_because
         self._status.value = (
-            f"{len(entries)} images, {waiting} to finish; saved in {self.dataset.folder.name}/"
+            f"{len(entries)} images, {waiting} to finish; saved in {dataset.folder.name}/"
+            + (f" (index rebuilt from the cells files: {rebuilt})" if rebuilt else "")
         )
-        first = self.dataset.queue()[0]
-        self.show(first)
+        self.show(self.dataset.queue()[0])
 
     def _refresh_list(self) -> None:
         from qtpy.QtWidgets import QListWidgetItem
@@ -190,8 +197,9 @@ class ReviewWidget(BackgroundRun, Container):
         self._images_list.clear()
         if self.dataset is None:
             return
+        entries = {entry.name: entry for entry in self.dataset.index.entries}
         for name in self.dataset.queue():
-            entry = self.dataset.index.entry(name)
+            entry = entries[name]
             cells = f"{entry.n_cells} cells" if entry.segmented else "not segmented"
             marker = "> " if name == self.current else "  "
             item = QListWidgetItem(f"{marker}{name}: {entry.state}, {cells}")
@@ -208,6 +216,7 @@ class ReviewWidget(BackgroundRun, Container):
         if self.dataset is None:
             self.notify_error("open a folder of images first")
             return None
+        self.dataset.index.reconcile()  # cells saved meanwhile from another window count as cells
         names = [e.name for e in self.dataset.index.entries if not e.segmented]
         if not names:
             self._status.value = "every image has cells already"
@@ -246,6 +255,9 @@ class ReviewWidget(BackgroundRun, Container):
             self.notify_error("open a folder of images first")
             return None
         queue = self.dataset.queue()
+        if not queue:
+            self.notify_error("this dataset lists no images")
+            return None
         position = queue.index(self.current) if self.current in queue else -1
         target = queue[(position + direction) % len(queue)]
         self.show(target)
@@ -257,7 +269,11 @@ class ReviewWidget(BackgroundRun, Container):
             self.notify_error("open a folder of images first")
             return
         self.save()
-        self.dataset.set_state(self.current, "done")
+        try:
+            self.dataset.set_state(self.current, "done")
+        except (OSError, ValueError) as error:
+            self.notify_error(f"could not mark {self.current} done: {error}")
+            return
         self._refresh_list()
 
     def show(self, name: str) -> None:
@@ -265,6 +281,12 @@ class ReviewWidget(BackgroundRun, Container):
         if self.dataset is None or name is None:
             return
         self.save()
+        try:  # read before anything is removed: an image that cannot be read leaves the view as it is
+            entry = self.dataset.index.entry(name)
+            data, kwargs, _ = self.dataset.image_layer(name)
+        except (OSError, ValueError) as error:
+            self.notify_error(f"cannot open {name}: {error}")
+            return
         # the outlines layer is kept and refilled, never removed: napari 0.9 with vispy 0.17 on
         # software OpenGL (and some Windows drivers) segfaults at the first paint after a Shapes
         # layer is removed (napari issue 6472, vispy issue 1611; docs/napari_crash.md)
@@ -277,17 +299,22 @@ class ReviewWidget(BackgroundRun, Container):
                     self._viewer.layers.remove(layer_name)
         self.current = name
         self._dirty = False
-        data, kwargs, _ = self.dataset.image_layer(name)
         image = self._viewer.add_image(data, **kwargs)
         if outlines is not None:  # the image goes below the outlines it keeps
             layers = self._viewer.layers
             layers.move(layers.index(image), layers.index(outlines))
-        self._show_cells(name)
-        entry = self.dataset.index.entry(name)
-        if entry.state == "to review":
-            self.dataset.set_state(name, "in progress")
+        self._viewer.reset_view()  # the new image fills the canvas, whatever the last one's zoom
+        status = f"{name}: {entry.state}"
+        try:
+            self._show_cells(name)
+            if entry.state == "to review":
+                self.dataset.set_state(name, "in progress")
+                status = f"{name}: in progress"
+        except (OSError, ValueError) as error:  # a damaged cells file: shown, never overwritten
+            self.notify_error(f"cannot show {name}'s cells: {error}")
+            status = self._status.value
         self._refresh_list()
-        self._status.value = f"{name}: {entry.state}"
+        self._status.value = status
 
     def _reuse_outlines(self, name: str):
         """The outlines Shapes layer shown so far, emptied and renamed ``<name> outlines`` (or None)."""
@@ -567,8 +594,8 @@ class ReviewWidget(BackgroundRun, Container):
         if self.dataset is None or self.current is None or not self._dirty:
             return
         name = cells_layer_name(self.current)
-        if name not in self._viewer.layers:
-            return
+        if name not in self._viewer.layers or self._viewer.layers[name].metadata.get(WAITING_KEY):
+            return  # a layer still waiting for its cells holds nothing of the user's
         data, attributes, _ = self._viewer.layers[name].as_layer_data_tuple()
         try:
             self.dataset.save_cells(self.current, data, attributes)

@@ -19,14 +19,14 @@ from napari_livecell.cli import (
     track,
     train,
 )
-from napari_livecell.cli.common import USER_ERRORS, CommandError, describe_os_error
+from napari_livecell.cli.common import USER_ERRORS, CommandError, OneLineParser, describe_os_error
 
 SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo, track, measure, quantize)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``napari-livecell`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="napari-livecell",
         description="Segment cells in phase-contrast images with YOLO-seg models.",
     )
