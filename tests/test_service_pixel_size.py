@@ -9,7 +9,7 @@ pytest.importorskip("fastapi")
 import httpx
 import tifffile
 
-from tests.core.test_pixel_size import MODEL_UM, taken_at
+from tests.core.inference.test_pixel_size import MODEL_UM, taken_at
 from tests.test_service import png_bytes, post
 
 

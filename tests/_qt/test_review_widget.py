@@ -239,7 +239,7 @@ def test_images_taken_at_another_pixel_size_are_resampled_from_their_tiff_tags(
     make_napari_viewer, tmp_path, qtbot
 ):
     from napari_livecell.core.training.synthetic import synthesize_image
-    from tests.core.test_pixel_size import MODEL_UM, taken_at
+    from tests.core.inference.test_pixel_size import MODEL_UM, taken_at
 
     scene = synthesize_image(seed=3, n_cells=60, shape=(256, 320))
     image, truth = taken_at(scene, MODEL_UM / 2)  # cells twice as large in pixels

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_livecell._qt.segment_widget import SegmentCellsWidget
-from tests.core.test_pixel_size import MODEL_UM, taken_at
+from tests.core.inference.test_pixel_size import MODEL_UM, taken_at
 
 
 @pytest.fixture

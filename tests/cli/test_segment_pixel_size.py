@@ -8,7 +8,7 @@ import tifffile
 
 from napari_livecell.cli import main
 from tests.cli.test_cli import run_cli
-from tests.core.test_pixel_size import MODEL_UM, taken_at
+from tests.core.inference.test_pixel_size import MODEL_UM, taken_at
 
 
 def test_tiff_metadata_and_pixel_size_option_resample_and_are_logged(tmp_path, small_frame, capsys):
