@@ -99,13 +99,28 @@ def test_a_second_segment_run_into_one_out_never_loses_predictions(tmp_path, cap
     tifffile.imwrite(images / "a.tif", small_frame.image)
     tifffile.imwrite(images / "b.tif", small_frame.image[:, ::-1])
     out = tmp_path / "out"
-    assert main(["segment", str(images / "a.tif"), "--out", str(out), "--device", "cpu", "--runtime", "torch"]) == 0
+    assert (
+        main(["segment", str(images / "a.tif"), "--out", str(out), "--device", "cpu", "--runtime", "torch"])
+        == 0
+    )
     first = (out / "predictions.json").read_bytes()
     capsys.readouterr()
-    line = one_line_refusal(["segment", str(images / "b.tif"), "--out", str(out), "--device", "cpu", "--runtime", "torch"], capsys)
+    line = one_line_refusal(
+        ["segment", str(images / "b.tif"), "--out", str(out), "--device", "cpu", "--runtime", "torch"], capsys
+    )
     assert "earlier run" in line and "--overwrite" in line
     assert (out / "predictions.json").read_bytes() == first and not (out / "b_labels.tif").exists()
-    argv = ["segment", str(images / "b.tif"), "--out", str(out), "--device", "cpu", "--runtime", "torch", "--overwrite"]
+    argv = [
+        "segment",
+        str(images / "b.tif"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--runtime",
+        "torch",
+        "--overwrite",
+    ]
     assert main(argv) == 0
     assert [i["file_name"] for i in json.loads((out / "predictions.json").read_text())["images"]] == ["b.tif"]
 

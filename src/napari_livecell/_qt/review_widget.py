@@ -183,13 +183,16 @@ class ReviewWidget(BackgroundRun, Container):
         self.dataset = dataset
         self.current = None
         self._refresh_list()
+        self.show(self.dataset.queue()[0])
         waiting = sum(e.state != "done" for e in entries)
         rebuilt = dataset.index.rebuilt_because
-        self._status.value = (
-            f"{len(entries)} images, {waiting} to finish; saved in {dataset.folder.name}/"
-            + (f" (index rebuilt from the cells files: {rebuilt})" if rebuilt else "")
-        )
-        self.show(self.dataset.queue()[0])
+        self._status.value = f"{len(entries)} images, {waiting} to finish; saved in {dataset.folder.name}/"
+        if rebuilt:
+            from napari.utils.notifications import show_warning
+
+            message = f"the review's index was rebuilt from its cells files ({rebuilt}): nothing is lost"
+            self._status.value += f"; {message}"
+            show_warning(message)
 
     def _refresh_list(self) -> None:
         from qtpy.QtWidgets import QListWidgetItem

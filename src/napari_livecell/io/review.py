@@ -14,9 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from napari_livecell.core.training.review import ReviewIndex, open_index, review_priority
+from napari_livecell.core.training.review import ReviewIndex, cells_signal, open_index
 from napari_livecell.layers import RESULT_KEY, cells_layer_name, outlines_layer_name
 
 REVISION_KEY = "review_revision"  # in a cells layer's napari_livecell metadata: the revision it shows
@@ -117,9 +115,7 @@ class ReviewDataset:
         info["file_names"] = [Path(entry.image).name]
         metadata[RESULT_KEY] = info
         coco = labels_coco(labels, {**attributes, "metadata": metadata})
-        features = attributes.get("features")
-        scores = np.asarray(features["score"], float) if features is not None and "score" in features else []
-        signal = review_priority(scores, self.conf, entry.unannotated)
+        signal = cells_signal(coco, entry.unannotated, self.conf)  # the cells as saved, not the table
         with self._lock:
             if info.get("categories"):
                 categories = {int(k): str(v) for k, v in info["categories"].items()}
@@ -136,8 +132,7 @@ class ReviewDataset:
         """Store a model's result for an image that has no cells yet (never over saved cells)."""
         from napari_livecell.layers import result_layer_data
 
-        if self.index.cells_path(name).exists():
-            self.index.reconcile()
+        if self.index.adopt_cells_file(name):  # cells saved meanwhile (another window, a person)
             return None
         (labels, kwargs, _), _ = result_layer_data(
             segmentation, name, (), {"metadata": {RESULT_KEY: {"source": name, "edited": False}}}

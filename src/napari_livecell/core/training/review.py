@@ -295,6 +295,16 @@ class ReviewIndex:
             db.execute(f"UPDATE images SET {assignments} WHERE name = ?", (*values.values(), name))
         return revision
 
+    def adopt_cells_file(self, name: str) -> bool:
+        """Take an image's existing cells file (its own record) into its row; whether there was one."""
+        path = self.cells_path(name)
+        with self._db(write=True) as db:
+            entry = self._locked_entry(db, name)
+            if not path.exists():
+                return False
+            self._sync_row(db, entry, path)
+        return True
+
     def _locked_entry(self, db: sqlite3.Connection, name: str) -> ReviewEntry:
         row = db.execute(f"SELECT {', '.join(COLUMNS)} FROM images WHERE name = ?", (name,)).fetchone()
         if row is None:
@@ -311,7 +321,7 @@ class ReviewIndex:
         state = record.get("state") if record.get("state") in STATES else entry.state
         if not record and state == "to review" and _edited(coco):
             state = "in progress"
-        signal = _signal_of(coco, entry.unannotated)
+        signal = cells_signal(coco, entry.unannotated)
         revision = record.get("revision") if isinstance(record.get("revision"), int) else entry.revision
         values = {
             **signal,
@@ -467,7 +477,8 @@ def _edited(coco: dict) -> bool:
     return any(isinstance(a, dict) and a.get("status", "predicted") != "predicted" for a in annotations)
 
 
-def _signal_of(coco: dict, unannotated: float, conf: float = 0.4) -> dict:
+def cells_signal(coco: dict, unannotated: float = 0.0, conf: float = 0.4) -> dict:
+    """The review signal (:func:`review_priority`) of a cells file's COCO dict: its cells as saved."""
     annotations = [a for a in coco.get("annotations") or [] if isinstance(a, dict)]
     scores = [a.get("score", float("nan")) for a in annotations]
     scores = [float(s) if isinstance(s, (int, float)) else float("nan") for s in scores]
