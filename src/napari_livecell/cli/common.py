@@ -168,7 +168,22 @@ def float_in(minimum: float, maximum: float = math.inf, open_minimum: bool = Fal
     return parse
 
 
-positive_float = float_in(0.0, open_minimum=True)  # pixel sizes, distances
+positive_float = float_in(0.0, open_minimum=True)  # distances
+
+
+def pixel_size_um(text: str) -> float:
+    """An argparse ``type``: micrometres per pixel, a positive finite number."""
+    from napari_livecell.core.images import check_pixel_size
+
+    try:
+        return check_pixel_size(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"pixel size must be a positive number of micrometres, not {text!r}"
+        ) from None
+
+
+pixel_size_um.__name__ = "pixel size"
 fraction = float_in(0.0, 1.0)  # thresholds
 
 # a network input side: below one stride there is no image; far above, allocations fail

@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_livecell.cli.common import CommandError, ensure_output_file, positive_float, progress_bar
+from napari_livecell.cli.common import (
+    CommandError,
+    ensure_output_file,
+    pixel_size_um,
+    progress_bar,
+)
 
 LABEL_SUFFIXES = (".tif", ".tiff")
 # what `segment` writes beside the labels and is never a label image itself
@@ -37,7 +42,7 @@ def add_parser(commands) -> None:
         "(<stem>_labels.tif -> <stem>.tif/.png/...); without it the intensity columns are empty",
     )
     measure.add_argument(
-        "--pixel-size", type=positive_float, default=None, help="micrometres per pixel (default: px)"
+        "--pixel-size", type=pixel_size_um, default=None, help="micrometres per pixel (default: px)"
     )
     measure.add_argument("--out", required=True, help="per-cell CSV; the summary goes beside it")
     measure.set_defaults(handler=run)

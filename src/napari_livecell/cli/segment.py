@@ -14,7 +14,7 @@ from napari_livecell.cli.common import (
     fraction,
     imgsz_int,
     int_in,
-    positive_float,
+    pixel_size_um,
     progress_bar,
 )
 from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
@@ -79,7 +79,7 @@ def add_parser(commands) -> None:
     )
     seg.add_argument(
         "--pixel-size",
-        type=positive_float,
+        type=pixel_size_um,
         default=None,
         help="micrometres per pixel of the images (default: each TIFF's own metadata, else unknown); "
         "frames are resampled to the model's pixel size when they differ by more than 10%%",

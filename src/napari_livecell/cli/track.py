@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_livecell.cli.common import CommandError, int_in, positive_float, progress_bar
+from napari_livecell.cli.common import CommandError, int_in, pixel_size_um, positive_float, progress_bar
 
 
 def add_parser(commands) -> None:
@@ -40,7 +40,7 @@ def add_parser(commands) -> None:
         help="overlap (default, fast) or laptrack (the reference, 20-100x slower; docs/tracking.md)",
     )
     track.add_argument(
-        "--pixel-size", type=positive_float, default=None, help="micrometres per pixel (growth CSV)"
+        "--pixel-size", type=pixel_size_um, default=None, help="micrometres per pixel (growth CSV)"
     )
     track.set_defaults(handler=run)
 
