@@ -175,3 +175,13 @@ def test_two_segment_runs_at_once_both_keep_their_predictions(tmp_path, small_fr
     # each run either refused at its start (the other had finished) or kept its predictions
     assert all(code in (0, 2) for code in codes), results
     assert named == sorted(f"{n}.tif" for n, code in zip("ab", codes, strict=True) if code == 0), results
+
+
+def test_quantize_on_blank_frames_is_one_line(tmp_path, capsys):
+    pytest.importorskip("nncf")
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, np.full((64, 64), 7, np.uint16))
+    line = one_line_refusal(["quantize", str(blank)], capsys)
+    assert "no frames to calibrate" in line and "blank" in line
+    line = one_line_refusal(["quantize", str(blank), "--frames", "0"], capsys)
+    assert "argument --frames" in line

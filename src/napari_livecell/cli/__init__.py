@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or the command line refused in one line (exit code 2)
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return int(args.handler(args) or 0)
     # OSError as a last resort: a disk that fills up, a mount that goes read-only mid-run
