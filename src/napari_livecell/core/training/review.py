@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -139,6 +140,7 @@ class ReviewIndex:
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
+        self._local = threading.local()
         self.rebuilt_because = ""  # why the index was rebuilt from the cells files on opening, if it was
 
     # storage -------------------------------------------------------------------
@@ -154,13 +156,30 @@ class ReviewIndex:
         except UnsafeNameError as error:
             raise ReviewError(str(error)) from None
 
+    def _connection(self) -> sqlite3.Connection:
+        """The calling thread's connection (opening one costs more than most queries)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                # in WAL mode a commit survives a crash of the process without a sync each time
+                connection.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as error:
+                raise ReviewError(f"cannot open {self.path}: {error}") from None
+            self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
     @contextlib.contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         """A connection; with ``write``, inside a transaction that holds the dataset's one write lock."""
-        try:
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as error:
-            raise ReviewError(f"cannot open {self.path}: {error}") from None
+        connection = self._connection()
         try:
             if write:
                 connection.execute("BEGIN IMMEDIATE")
@@ -171,8 +190,6 @@ class ReviewIndex:
             if write and connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        finally:
-            connection.close()
 
     def _rows(self, where: str = "", parameters: tuple = ()) -> list[ReviewEntry]:
         query = f"SELECT {', '.join(COLUMNS)} FROM images {where} ORDER BY position"
@@ -398,6 +415,7 @@ class ReviewIndex:
             return migrate_legacy(folder)
         problem = index._check()
         if problem:
+            index.close()  # before the damaged file is moved aside
             return rebuild(folder, reason=problem)
         index.reconcile()
         return index
