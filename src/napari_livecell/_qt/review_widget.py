@@ -180,6 +180,8 @@ class ReviewWidget(BackgroundRun, Container):
             self.notify_error(f"{dataset.folder} lists no images: nothing to review")
             return
         self.save()  # the dataset shown so far keeps its last edit
+        if self.dataset is not None and self.dataset.index is not dataset.index:
+            self.dataset.index.close()
         self.dataset = dataset
         self.current = None
         self._refresh_list()
