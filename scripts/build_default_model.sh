@@ -16,3 +16,8 @@ for conf in 0.001 0.4; do
     napari-livecell evaluate --gt "$out/heldout/annotations.json" \
         --pred "$out/heldout-pred-$conf/predictions.json"
 done
+
+# the form the base install runs: a dynamic-shape float32 ONNX export beside the .pt (docs/runtime.md);
+# copy both into src/napari_livecell/models/ as livecell-synth-yolov8n-seg.{pt,onnx}
+python -c "import sys; from pathlib import Path; from napari_livecell.core.models.runtime import write_onnx; \
+write_onnx(Path(sys.argv[1]), Path(sys.argv[2]))" "$out/train/best.pt" "$out/train/best.onnx"

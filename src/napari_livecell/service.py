@@ -24,12 +24,17 @@ import numpy as np
 from fastapi import File, Query, UploadFile
 
 from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
+from napari_livecell.service_limits import RequestLimits, count_tiff_pages
 
 MAX_UPLOAD_BYTES = 50 * 2**20
 MAX_PIXELS = 40_000_000  # 40 megapixels per request
 # decoded bytes of one upload (shape x itemsize): a 40 MP float32 or RGBA frame
 MAX_IMAGE_BYTES = 160_000_000
 REQUEST_TIMEOUT_S = 120.0
+# the service segments one 2-D frame: a TIFF of more pages is refused from its first IFDs
+MAX_TIFF_PAGES = 16
+# multipart framing around the file: boundaries, part headers and the query's form fields
+BODY_OVERHEAD_BYTES = 64 * 2**10
 FORMATS = ("png", "json", "labels")
 
 
@@ -43,7 +48,13 @@ class ServiceSettings:
         What runs the forward pass: ``auto`` (the fastest installed on a CPU),
         ``torch``, ``onnxruntime`` or ``openvino`` (:mod:`napari_livecell.core.models.runtime`).
     max_upload_bytes : int
-        Largest upload accepted (413 beyond).
+        Largest upload accepted (413 beyond). The body is counted while it
+        arrives: a larger declared ``Content-Length`` is refused before any
+        of it is read, and a streamed body is cut off as soon as it passes
+        the limit, so no more than this is ever spooled.
+    max_tiff_pages : int
+        Most pages a TIFF upload may hold, counted by walking its IFD chain
+        (422 beyond; the work is bounded by this number, not the file).
     max_pixels : int
         Largest frame, in pixels (413 beyond).
     max_image_bytes : int
@@ -57,6 +68,12 @@ class ServiceSettings:
         connection that stalls longer is closed.
     keep_alive_s : int
         How long an idle keep-alive connection stays open.
+    max_requests : int
+        Requests in progress at once (body still arriving, waiting or
+        running), ``/health`` not counted; more get 503.
+    max_connections : int
+        Open connections at once, half-sent ones included; beyond it
+        uvicorn answers 503 to everything, ``/health`` too.
     shutdown_timeout_s : int
         On SIGTERM, how long running requests may finish before they are cancelled.
     """
@@ -67,12 +84,15 @@ class ServiceSettings:
     concurrency: int = 1  # inferences at once: one model, 2 cores
     queue: int = 8  # requests that may wait for a slot; more get 503
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_tiff_pages: int = MAX_TIFF_PAGES
     max_pixels: int = MAX_PIXELS
     max_image_bytes: int = MAX_IMAGE_BYTES
     request_timeout_s: float = REQUEST_TIMEOUT_S
     read_timeout_s: float = 60.0
     keep_alive_s: int = 5
     shutdown_timeout_s: int = 5
+    max_requests: int = 72
+    max_connections: int = 512
 
 
 class RequestError(Exception):
@@ -101,13 +121,17 @@ def _describe(header: ImageHeader) -> str:
     return f"{' x '.join(str(n) for n in header.shape)} {header.dtype}"
 
 
-def read_header(payload: bytes, filename: str) -> ImageHeader:
+def read_header(payload: bytes, filename: str, max_pages: int = MAX_TIFF_PAGES) -> ImageHeader:
     """Shape and dtype of an uploaded TIFF/PNG/JPEG from its header (no pixels decoded).
+
+    A TIFF's pages are counted first (:func:`count_tiff_pages`): one of more
+    than ``max_pages`` pages is refused before tifffile looks at its series.
 
     Raises
     ------
     RequestError
-        415 for a file that is not an image, 422 for an unreadable header.
+        415 for a file that is not an image, 422 for an unreadable header or
+        a TIFF of more than ``max_pages`` pages.
     """
     name = filename or "the upload"
     if not payload:
@@ -120,6 +144,12 @@ def read_header(payload: bytes, filename: str) -> ImageHeader:
         kind = "jpeg"
     else:
         raise RequestError(415, f"{name} is not a TIFF, PNG or JPEG image")
+    if kind == "tiff" and count_tiff_pages(payload, max_pages) > max_pages:
+        raise RequestError(
+            422,
+            f"{name} holds more than {max_pages} TIFF pages: send one 2-D frame "
+            "(ServiceSettings.max_tiff_pages)",
+        )
     try:
         if kind == "tiff":
             import tifffile
@@ -192,7 +222,7 @@ def decode_image(payload: bytes, filename: str, settings: ServiceSettings | int)
     """
     if not isinstance(settings, ServiceSettings):
         settings = ServiceSettings(max_pixels=int(settings))
-    header = read_header(payload, filename)
+    header = read_header(payload, filename, settings.max_tiff_pages)
     check_header(header, settings)
     try:
         if header.kind == "tiff":
@@ -353,6 +383,8 @@ def _run_request(
 
 def create_app(settings: ServiceSettings | None = None):
     """Build the FastAPI application (the model loads at start-up)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
@@ -363,6 +395,8 @@ def create_app(settings: ServiceSettings | None = None):
 
     settings = settings or ServiceSettings()
     state: dict[str, Any] = {"model": None, "running": set()}
+    # headers are read off the event loop, in a pool of their own: inference threads cannot starve it
+    header_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="livecell-header")
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -377,11 +411,17 @@ def create_app(settings: ServiceSettings | None = None):
         # process can exit (worker threads are joined at exit)
         for stop in list(state["running"]):
             stop.set()
+        header_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="napari-livecell",
         description="Segment cells in phase-contrast images with a YOLO-seg model.",
         lifespan=lifespan,
+    )
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES,
+        max_requests=settings.max_requests,
     )
 
     @app.exception_handler(RequestError)
@@ -441,7 +481,10 @@ def create_app(settings: ServiceSettings | None = None):
             raise RequestError(413, f"upload larger than {settings.max_upload_bytes} bytes")
         filename = image.filename or ""
         # the header decides before any pixel is decoded (a small zlib TIFF can declare gigabytes)
-        check_header(read_header(payload, filename), settings)
+        header = await loop.run_in_executor(
+            header_pool, read_header, payload, filename, settings.max_tiff_pages
+        )
+        check_header(header, settings)
         if state["waiting"] >= settings.queue:
             raise RequestError(503, "busy: too many requests are waiting; retry shortly")
         state["waiting"] += 1
@@ -548,7 +591,9 @@ def uvicorn_config(app, host: str = "127.0.0.1", port: int = 8000, settings: Ser
         timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
         h11_max_incomplete_event_size=16 * 1024,  # headers larger than 16 KiB are refused
-        limit_concurrency=64 + settings.queue,  # connections beyond get 503 from uvicorn itself
+        # connections beyond get 503 from uvicorn itself, /health included; requests in progress are
+        # limited lower by RequestLimits, which lets /health through
+        limit_concurrency=settings.max_connections,
     )
 
 

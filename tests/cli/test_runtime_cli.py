@@ -29,7 +29,7 @@ def test_segment_auto_runtime_is_the_default(tmp_path, small_frame, capsys):
     image = tmp_path / "frame.tif"
     tifffile.imwrite(image, small_frame.image)
     assert main(["segment", str(image), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
-    assert "with openvino" in capsys.readouterr().err
+    assert "with onnxruntime" in capsys.readouterr().err
 
 
 def test_missing_runtime_package_is_one_line(tmp_path, small_frame, capsys, monkeypatch):

@@ -28,7 +28,9 @@ def add_parser(commands) -> None:
     """Register the subcommand."""
     seg = commands.add_parser("segment", help="segment images; write labels, outlines and COCO json")
     seg.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
-    seg.add_argument("--model", default=None, help="weights (.pt/.onnx); the shipped default if omitted")
+    seg.add_argument(
+        "--model", default=None, help="weights (.onnx; .pt with extra train); the shipped model if omitted"
+    )
     seg.add_argument(
         "--conf", type=fraction, default=DEFAULT_CONF, help=f"confidence threshold ({DEFAULT_CONF})"
     )
@@ -41,8 +43,8 @@ def add_parser(commands) -> None:
         "--runtime",
         default="auto",
         choices=RUNTIMES,
-        help="what runs the network on the CPU: auto (OpenVINO, then ONNX Runtime when installed, "
-        "else torch), torch, onnxruntime, openvino, or openvino-int8 once calibrated by `quantize` "
+        help="what runs the network: auto (ONNX Runtime, then OpenVINO, on the CPU; else torch), "
+        "onnxruntime, openvino, openvino-int8 once calibrated by `quantize`, or torch (extra train) "
         "(docs/runtime.md)",
     )
     seg.add_argument(
@@ -158,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, device=args.device, runtime=args.runtime)
         runtime = "triton" if args.triton else model.runtime
         print(f"napari-livecell: {model.name} runs on {model.device} with {runtime}", file=sys.stderr)
-        if args.threads:
+        if args.threads and model.engine is None:  # an engine's threads are set when it loads
             import torch
 
             torch.set_num_threads(args.threads)

@@ -26,8 +26,8 @@ def add_parser(commands) -> None:
         "--runtime",
         default="auto",
         choices=RUNTIMES,
-        help="what runs the network on the CPU: auto (OpenVINO, then ONNX Runtime when installed, "
-        "else torch), torch, onnxruntime or openvino (docs/runtime.md)",
+        help="what runs the network: auto (ONNX Runtime, then OpenVINO, on the CPU; else torch), "
+        "onnxruntime, openvino, openvino-int8 or torch (extra train) (docs/runtime.md)",
     )
     srv.add_argument(
         "--triton",
@@ -113,20 +113,26 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"the service needs the 'server' extra (pip install 'napari-livecell[server]'): {error}"
         ) from None
-    from napari_livecell.core.models.model import check_weights_path
-    from napari_livecell.core.models.triton import check_triton_model, is_triton_spec
+    from napari_livecell.core.models.source import ModelSource
 
     settings = settings_from_args(args, ServiceSettings)
     # fail before the server starts, with the reason
-    if is_triton_spec(settings.model):
-        check_triton_model(settings.model)
+    source = ModelSource.parse(settings.model)
+    if source.kind == "triton":
+        from napari_livecell.core.models.triton import check_triton_model
+
+        check_triton_model(str(source.location))
+    elif source.kind == "service":
+        raise CommandError(f"--model {source} is a service; serve a model file (or a Triton model)")
     else:
-        from napari_livecell.core.models.model import resolve_device
-        from napari_livecell.core.models.runtime import choose_runtime
+        from napari_livecell.core.models.model import check_weights_path, resolve_device
+        from napari_livecell.core.models.runtime import RUNTIME_TABLE, choose_runtime
 
         # a missing runtime package is named now, not when the server loads the model
-        on_cpu = args.runtime in ("onnxruntime", "openvino", "openvino-int8")
+        weights = check_weights_path(source.path, args.runtime)
+        on_cpu = args.runtime in RUNTIME_TABLE and not RUNTIME_TABLE[args.runtime].gpu
+        on_cpu = on_cpu or (args.runtime == "auto" and weights.suffix.lower() == ".onnx")
         device = "cpu" if on_cpu else resolve_device(args.device)
-        choose_runtime(args.runtime, check_weights_path(args.model), device)
+        choose_runtime(args.runtime, weights, device)
     serve(args.host, args.port, settings)
     return 0

@@ -24,6 +24,7 @@ from napari_livecell.core.formats.coco import (
     normalize_coco,
 )
 from napari_livecell.core.formats.yolo import parse_yolo_lines, yolo_to_labels
+from napari_livecell.core.limits import MAX_LABEL_ID
 from napari_livecell.core.segmentation import mask_to_polygons
 from napari_livecell.layers import (
     MAX_OUTLINES,
@@ -145,14 +146,15 @@ def read_coco_layers(path: str) -> list[tuple]:
     file_names = [image.get("file_name") for image in images]
     source = Path(str(file_names[0])).stem if len(images) == 1 else json_path.stem
     info = {"source": source, "file_names": file_names, "categories": names, "edited": False}
+    dtype = _label_dtype(ids)
     if len(images) == 1 or ours:
         frames = [
-            _frame_labels(frame_annotations, height, width, frame_ids)
+            _frame_labels(frame_annotations, height, width, frame_ids, dtype)
             for frame_annotations, frame_ids in zip(per_frame, ids)
         ]
         labels: Any = frames[0] if len(images) == 1 else np.stack(frames)
     else:
-        labels = _lazy_label_stack(per_frame, ids, height, width)
+        labels = _lazy_label_stack(per_frame, ids, height, width, dtype)
     if ours:
         info["baseline"] = _baseline(labels, per_frame, ours, images, height, width)
         info["baseline_status"] = str(ours.get("baseline_status", "predicted"))
@@ -179,7 +181,7 @@ def read_coco_layers(path: str) -> list[tuple]:
 def _cell_ids(per_frame: list[list[dict]]) -> list[list[int]]:
     """Each annotation's cell id: the ``label`` we wrote when every one has a distinct one, else 1..N."""
     written = [a.get("label") for frame_annotations in per_frame for a in frame_annotations]
-    usable = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in written)
+    usable = all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63 for v in written)
     if not (usable and len(set(written)) == len(written)):
         written = list(range(1, len(written) + 1))
     ids, start = [], 0
@@ -189,24 +191,41 @@ def _cell_ids(per_frame: list[list[dict]]) -> list[list[int]]:
     return ids
 
 
-def _frame_labels(frame_annotations: list[dict], height: int, width: int, ids: list[int]) -> np.ndarray:
+def _label_dtype(ids: list[list[int]]) -> np.dtype:
+    """int32, as every label layer here, unless a written id needs int64 (the writer keeps any id)."""
+    largest = max((max(frame_ids) for frame_ids in ids if frame_ids), default=0)
+    return np.dtype(np.int64 if largest > MAX_LABEL_ID else np.int32)
+
+
+def _frame_labels(
+    frame_annotations: list[dict], height: int, width: int, ids: list[int], dtype: np.dtype = np.int32
+) -> np.ndarray:
     order = annotations_to_labels(frame_annotations, height, width)
-    lookup = np.asarray([0, *ids], dtype=np.int32)
+    lookup = np.asarray([0, *ids], dtype=dtype)
     return lookup[order]
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _baseline(labels, per_frame, ours: dict, images: list[dict], height: int, width: int) -> np.ndarray:
     """The prediction as it was before proofreading: unchanged cells + the saved baseline cells."""
-    baseline = np.zeros(np.shape(labels), np.int32)
+    saved = [a.get("baseline_label") for frame_annotations in per_frame for a in frame_annotations]
+    saved += [a.get("label") for a in ours.get("baseline_annotations", []) if isinstance(a, dict)]
+    wide = any(_is_label(value) and value > MAX_LABEL_ID for value in saved)
+    baseline = np.zeros(np.shape(labels), np.int64 if wide else labels.dtype)
     frame_of = {image["id"]: index for index, image in enumerate(images)}
     planes = baseline.reshape(-1, height, width)
     for frame, frame_annotations in enumerate(per_frame):
         for annotation in frame_annotations:
-            if isinstance(annotation.get("baseline_label"), int):
+            if _is_label(annotation.get("baseline_label")):
                 planes[frame][annotation_mask(annotation, height, width)] = annotation["baseline_label"]
     for annotation in ours.get("baseline_annotations", []):
+        if not isinstance(annotation, dict):
+            raise CocoFormatError("a baseline annotation is not a json object")
         frame = frame_of.get(annotation.get("image_id"))
-        if frame is None or not isinstance(annotation.get("label"), int):
+        if frame is None or not _is_label(annotation.get("label")):
             raise CocoFormatError(
                 f"baseline annotation {annotation.get('id', '?')} names no known image or label"
             )
@@ -219,31 +238,39 @@ def _coco_features(
 ) -> dict[str, list]:
     annotations = [(frame, a) for frame, frame_annotations in enumerate(per_frame) for a in frame_annotations]
 
+    def number(value, default: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return default
+        return float(value)
+
     def score(annotation: dict) -> float:
-        value = annotation.get("score", 1.0)
-        return float("nan") if value is None else float(value)
+        return number(annotation.get("score", 1.0), float("nan"))
 
     def name(annotation: dict) -> str:
-        category = class_of.get(int(annotation.get("category_id", -1)), min(names))
-        return names[category]
+        category = annotation.get("category_id")
+        return names[class_of.get(category, min(names)) if isinstance(category, int) else min(names)]
+
+    def area(annotation: dict) -> int:
+        value = number(annotation.get("area", 0), 0.0)
+        return round(value) if np.isfinite(value) else 0
 
     return cell_table(
         ids=[cell for frame_ids in ids for cell in frame_ids],
         frames=[frame for frame, _ in annotations],
         scores=[score(a) for _, a in annotations],
         classes=[name(a) for _, a in annotations],
-        areas=[round(float(a.get("area", 0))) for _, a in annotations],
+        areas=[area(a) for _, a in annotations],
         statuses=[str(a.get("status", "annotated")) for _, a in annotations],
     )
 
 
-def _lazy_label_stack(per_frame: list[list[dict]], ids: list[list[int]], height: int, width: int):
+def _lazy_label_stack(per_frame: list[list[dict]], ids: list[list[int]], height: int, width: int, dtype):
     import dask
     import dask.array as da
 
     rasterise = dask.delayed(_frame_labels)
     frames = [
-        da.from_delayed(rasterise(frame_annotations, height, width, frame_ids), (height, width), np.int32)
+        da.from_delayed(rasterise(frame_annotations, height, width, frame_ids, dtype), (height, width), dtype)
         for frame_annotations, frame_ids in zip(per_frame, ids)
     ]
     return da.stack(frames)

@@ -14,10 +14,13 @@ never raise for foreign files.
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from napari_livecell.core.limits import MAX_DENSE_ID
 
 # more frames than this are read lazily (one frame at a time, when shown)
 LAZY_FRAMES = 64
@@ -25,12 +28,14 @@ LAZY_FRAMES = 64
 
 def get_ctc_reader(path: str | list[str]):
     """Return a reader for a Cell Tracking Challenge folder, else ``None``."""
-    from napari_livecell.core.formats.ctc import find_ctc
+    from napari_livecell.core.formats.ctc import CtcFormatError, find_ctc
 
     if isinstance(path, list) or not os.path.isdir(path):
         return None
     try:
         masks, _ = find_ctc(path)
+    except CtcFormatError:
+        return read_ctc_layers  # a CTC folder with a damaged mask name: the reader says which
     except (FileNotFoundError, OSError):
         return None
     return read_ctc_layers if masks else None
@@ -47,7 +52,17 @@ def read_ctc_layers(path: str | list[str]) -> list[tuple]:
     if labels.ndim == 2:
         labels = labels[None]
     name = folder.name if folder.name not in ("TRA", "RES") else f"{folder.parent.name} {folder.name}"
-    layers: list[tuple] = [(labels, {"name": name}, "labels")]
+    attributes: dict = {"name": name}
+    relabelled = lineage.attrs.get("relabelled")
+    if relabelled:
+        # napari's Tracks layer sizes its tables by the largest id: say what was done, and keep it
+        message = (
+            f"{name}: track ids past {MAX_DENSE_ID:,} found, so every id is relabelled "
+            f"1..{relabelled} in order"
+        )
+        warnings.warn(message, stacklevel=2)
+        attributes["metadata"] = {"ctc_relabelled": message}
+    layers: list[tuple] = [(labels, attributes, "labels")]
     table = tracks_from_labels(labels)
     if not table.empty:
         known = set(table["track_id"].tolist())
@@ -101,17 +116,12 @@ def get_roi_reader(path: str | list[str]):
 
 def roi_set_shape(path: str | os.PathLike) -> tuple[int, int]:
     """``(Y, X)`` that holds every ROI of a set (ROI files do not store the image size)."""
-    import roifile
+    from napari_livecell.core.formats.roi import RoiFormatError, read_rois, rois_shape
 
-    rois = roifile.roiread(path)
-    if not isinstance(rois, list):
-        rois = [rois]
-    if not rois:
-        raise ValueError(f"{path} holds no ROIs")
-    # sub-pixel polygons may reach a pixel edge beyond their bounding box: 2 pixels to spare
-    bottom = max(max(roi.bottom, *roi.coordinates()[:, 1].tolist()) for roi in rois)
-    right = max(max(roi.right, *roi.coordinates()[:, 0].tolist()) for roi in rois)
-    return int(np.ceil(bottom)) + 2, int(np.ceil(right)) + 2
+    cells = read_rois(path)
+    if not cells:
+        raise RoiFormatError(f"{Path(path).name} holds no ROIs")
+    return rois_shape(cells)
 
 
 def _trim(labels: np.ndarray) -> np.ndarray:
@@ -125,11 +135,13 @@ def _trim(labels: np.ndarray) -> np.ndarray:
 
 def read_roi_layers(path: str | list[str]) -> list[tuple]:
     """An ImageJ ROI set as a Labels layer (a stack when the ROIs carry frames)."""
-    from napari_livecell.core.formats.roi import read_roi_zip
+    from napari_livecell.core.formats.roi import RoiFormatError, paint_rois, read_rois, rois_shape
 
     path = path if isinstance(path, str) else path[0]
-    shape = roi_set_shape(path)
-    labels = _trim(read_roi_zip(path, shape))
+    cells = read_rois(path)
+    if not cells:
+        raise RoiFormatError(f"{Path(path).name} holds no ROIs")
+    labels = _trim(paint_rois(cells, rois_shape(cells), Path(path).name))
     name = Path(path).stem
     return [
         (labels, {"name": name, "metadata": {"roi_set": str(path), "shape_from": "ROI extents"}}, "labels")

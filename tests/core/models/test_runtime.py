@@ -26,8 +26,8 @@ def assert_same_cells(reference, other) -> None:
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_runtime_gives_the_same_cells_as_torch(runtime, default_model, small_frame, synthetic_frame):
-    model = load_model(device="cpu", runtime=runtime)
-    assert model.runtime == runtime
+    model = load_model(DEFAULT_MODEL, device="cpu", runtime=runtime)  # a .pt, exported once
+    assert model.runtime == runtime and model.yolo is None
     # the user's weights, their names and the shipped model's pixel size stay what they were
     assert model.path == default_model.path
     assert model.pixel_size_um == default_model.pixel_size_um
@@ -41,10 +41,10 @@ def test_openvino_computes_in_float32_at_each_frame_size():
     model = load_model(device="cpu", runtime="openvino")
     frame = np.full((64, 96), 9, np.uint8) + np.eye(64, 96, dtype=np.uint8) * 200
     segment_frame(frame, model)
-    shapes = model.yolo.predictor.model.backend.ov_compiled_model
-    compiled = shapes.compiled((1, 3, 64, 96))  # the frame's own letterboxed size, met already
+    shapes = model.engine
+    compiled = shapes.compiled((1, 3, 128, 128))  # the frame padded to the smallest network side
     assert len(shapes._compiled) <= shapes.KEEP
-    assert list(compiled.input().shape) == [1, 3, 64, 96]
+    assert list(compiled.input().shape) == [1, 3, 128, 128]
     # bfloat16, OpenVINO's default on CPUs with AMX, changes the masks
     assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
 
@@ -76,20 +76,30 @@ def test_missing_package_is_refused_in_one_line(monkeypatch, runtime, package, e
     assert runtime not in available_runtimes()
 
 
+def test_runtimes_are_one_table():
+    from napari_livecell.core.models.runtime import RUNTIME_TABLE, RUNTIMES
+
+    assert RUNTIMES == ("auto", *RUNTIME_TABLE)
+    assert [name for name, entry in RUNTIME_TABLE.items() if entry.auto] == ["onnxruntime", "openvino"]
+    assert available_runtimes() == ["auto", "onnxruntime", "openvino", "openvino-int8", "torch"]
+
+
 def test_auto_picks_the_fastest_installed_and_falls_back(monkeypatch):
-    assert choose_runtime("auto", DEFAULT_MODEL, "cpu") == "openvino"
+    onnx_file = DEFAULT_MODEL.with_suffix(".onnx")
+    assert choose_runtime("auto", DEFAULT_MODEL, "cpu") == "onnxruntime"
+    assert choose_runtime("auto", onnx_file, "cpu") == "onnxruntime"
     assert choose_runtime("auto", DEFAULT_MODEL, "cuda:0") == "torch"
     assert choose_runtime(None, DEFAULT_MODEL.with_suffix(".torchscript"), "cpu") == "torch"
-    monkeypatch.setitem(sys.modules, "openvino", None)
-    assert choose_runtime("auto", DEFAULT_MODEL, "cpu") == "onnxruntime"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert choose_runtime("auto", DEFAULT_MODEL, "cpu") == "openvino"
+    monkeypatch.setitem(sys.modules, "openvino", None)
     assert choose_runtime("auto", DEFAULT_MODEL, "cpu") == "torch"
     assert load_model(device="cpu", runtime="auto").runtime == "torch"
 
 
 def test_bad_runtime_choices_are_refused_in_one_line():
     with pytest.raises(
-        ValueError, match="unknown runtime 'tensorrt': use auto, torch, onnxruntime, openvino"
+        ValueError, match="unknown runtime 'tensorrt': use auto, onnxruntime, openvino, openvino-int8, torch"
     ):
         load_model(device="cpu", runtime="tensorrt")
     with pytest.raises(ModelError, match="runs on the CPU, not cuda:0"):
@@ -193,8 +203,9 @@ from napari_livecell.core.inference.predict import segment_frame
 
 frame = np.zeros((96, 128), np.uint8)
 frame[30:60, 40:80] = 200
+from napari_livecell.core.models.model import DEFAULT_MODEL
 for runtime in ("onnxruntime", "openvino"):
-    segment_frame(frame, load_model(device="cpu", runtime=runtime))
+    segment_frame(frame, load_model(DEFAULT_MODEL, device="cpu", runtime=runtime))  # a .pt: exported
 print("ATTEMPTS", attempts)
 """
 
@@ -210,7 +221,7 @@ def test_exports_for_runtimes_never_touch_the_network(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ATTEMPTS []" in done.stdout, done.stdout
-    assert list((tmp_path / "runtimes").glob("*_openvino_model/model.xml"))
+    assert list((tmp_path / "runtimes").glob("livecell-synth-yolov8n-seg-*.onnx"))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are set on Linux only")

@@ -15,6 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_livecell.core.limits import (  # noqa: F401  (MAX_LABEL_GIB_VARIABLE: kept importable here)
+    MAX_LABEL_GIB_VARIABLE,
+    LimitError,
+    check_label_shape,
+    max_label_bytes,
+)
 from napari_livecell.core.segmentation import Segmentation, polygons_to_mask
 
 
@@ -279,14 +285,23 @@ def normalize_coco(coco: object, name: str) -> dict:
     if not isinstance(annotations, list):
         raise CocoFormatError(f"{name}: 'annotations' must be a list or dict")
     coco["annotations"] = annotations
-    coco.setdefault("categories", [{"id": 1, "name": "cell"}])
+    categories = coco.get("categories") or [{"id": 1, "name": "cell"}]
+    if not isinstance(categories, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("id"), int) and not isinstance(c.get("id"), bool)
+        for c in categories
+    ):
+        raise CocoFormatError(f"{name}: 'categories' must be a list of objects with an integer 'id'")
+    coco["categories"] = categories
     return coco
 
 
 def _ring_arrays(segmentation: list, width: int, height: int, where: str) -> list[np.ndarray]:
     rings = []
     for ring in segmentation:
-        values = np.asarray(ring, dtype=float)
+        try:
+            values = np.asarray(ring, dtype=float)
+        except (TypeError, ValueError):
+            raise CocoFormatError(f"{where}: a polygon is not a list of numbers") from None
         if values.ndim != 1 or len(values) % 2:
             raise CocoFormatError(f"{where}: a polygon has an odd number of coordinates")
         if len(values) < 6:
@@ -359,32 +374,11 @@ def check_image_entry(entry: dict, source: str) -> tuple[int, int]:
         ) from None
     if height <= 0 or width <= 0:
         raise CocoFormatError(f"{source}: image {entry.get('id', '?')} has size {width} x {height}")
-    needed = height * width * 4  # int32 labels
-    limit = max_label_bytes()
-    if needed > limit:
-        raise CocoFormatError(
-            f"{source}: image {entry.get('id', '?')} is {width} x {height} px; its labels would need "
-            f"{needed / 2**30:.1f} GiB, above the {limit / 2**30:.0f} GiB limit "
-            f"(set {MAX_LABEL_GIB_VARIABLE} to raise it)"
-        )
-    return height, width
-
-
-MAX_LABEL_GIB_VARIABLE = "NAPARI_LIVECELL_MAX_LABEL_GIB"
-DEFAULT_MAX_LABEL_GIB = 8.0
-
-
-def max_label_bytes() -> int:
-    """Largest label image of one frame that readers and converters allocate (bytes).
-
-    ``$NAPARI_LIVECELL_MAX_LABEL_GIB`` (default 8) sets it: a json that names
-    a 100000 x 100000 image gets a clear refusal instead of a MemoryError.
-    """
     try:
-        gib = float(os.environ.get(MAX_LABEL_GIB_VARIABLE, DEFAULT_MAX_LABEL_GIB))
-    except ValueError:
-        gib = DEFAULT_MAX_LABEL_GIB
-    return int(gib * 2**30)
+        check_label_shape((height, width), f"{source}: image {entry.get('id', '?')}")
+    except LimitError as error:
+        raise CocoFormatError(str(error)) from None
+    return height, width
 
 
 def annotations_by_image(coco: dict) -> dict[int, list[dict]]:

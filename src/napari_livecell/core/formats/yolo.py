@@ -193,14 +193,21 @@ def read_data_yaml(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise YoloFormatError(f"{path.name} is not valid YAML: {error}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        # YAML's messages run over several lines (the text and a caret): the first says what
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise YoloFormatError(f"{path.name} is not valid YAML: {reason}") from None
     if not isinstance(data, dict) or "names" not in data:
         raise YoloFormatError(f"{path.name} has no 'names' of classes")
     names = data["names"]
     if isinstance(names, list):
         names = dict(enumerate(names))
-    data["names"] = {int(k): str(v) for k, v in names.items()}
+    try:
+        data["names"] = {int(k): str(v) for k, v in names.items()}
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise YoloFormatError(
+            f"{path.name}: 'names' must be a list of class names or a mapping of class ids to names"
+        ) from None
     return data
 
 

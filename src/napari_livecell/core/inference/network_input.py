@@ -2,8 +2,8 @@
 
 Ultralytics' ``preprocess`` in one pass (:func:`network_tensor`), a gray
 frame kept one channel up to the tensor, and the histograms that give the
-padding colour's median and the modality check's percentiles. numba and
-torch are imported on first use, never when napari starts.
+padding colour's median and the modality check's percentiles. numba is
+imported on first use, never when napari starts.
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ PARALLEL_TENSOR_PIXELS = 100_000
 def compiled_input_kernels() -> SimpleNamespace:
     """The numba kernels of the network's input (tensor, colour histograms), compiled on first use."""
     import numba
-    import torch
 
     jit = numba.njit(cache=True, nogil=True)
-    # the value of each byte after Ultralytics' ``float().div_(255)``, computed by torch itself
-    scaled = torch.arange(256, dtype=torch.uint8).float().div_(255).numpy().copy()
+    # the value of each byte after Ultralytics' ``float().div_(255)``: an IEEE float32 division,
+    # correctly rounded in numpy as in torch (test_network_input.py compares them)
+    scaled = np.arange(256, dtype=np.float32) / np.float32(255)
 
     @jit
     def to_tensor(bgr, table, out, row_lo, row_hi):
@@ -111,3 +111,50 @@ def network_tensor(image: np.ndarray) -> np.ndarray:
     BGR copy (three equal planes).
     """
     return compiled_input_kernels().tensor(np.ascontiguousarray(image))
+
+
+def letterbox_geometry(
+    shape: tuple[int, int], target: tuple[int, int], stride: int, auto: bool
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Ultralytics' ``LetterBox`` sizes: resized ``(width, height)``, ``(top, bottom, left, right)`` padding.
+
+    The frame is scaled so that it fits ``target`` (up or down), then padded
+    evenly on both sides: to ``target`` itself, or with ``auto`` only to the
+    next multiple of ``stride`` (a dynamic-shape model).
+    """
+    gain = min(target[0] / shape[0], target[1] / shape[1])
+    resized = max(round(shape[1] * gain), 1), max(round(shape[0] * gain), 1)
+    pad_w, pad_h = target[1] - resized[0], target[0] - resized[1]
+    if auto:
+        pad_w, pad_h = pad_w % stride, pad_h % stride
+    pad_w, pad_h = pad_w / 2, pad_h / 2
+    padding = (round(pad_h - 0.1), round(pad_h + 0.1), round(pad_w - 0.1), round(pad_w + 0.1))
+    return resized, padding
+
+
+def letterbox(image: np.ndarray, target: tuple[int, int], stride: int, auto: bool) -> np.ndarray:
+    """A BGR or gray uint8 frame letterboxed as Ultralytics' predictor does (bilinear, gray 114 border)."""
+    import cv2
+
+    resized, (top, bottom, left, right) = letterbox_geometry(image.shape[:2], target, stride, auto)
+    if (image.shape[1], image.shape[0]) != resized:
+        image = cv2.resize(image, resized, interpolation=cv2.INTER_LINEAR)
+    if top or bottom or left or right:
+        image = cv2.copyMakeBorder(
+            np.ascontiguousarray(image), top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114)
+        )
+    return image
+
+
+def boxes_to_frame(boxes: np.ndarray, network_shape: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """Boxes (xyxy) from a letterboxed input back to the frame's pixels (Ultralytics' ``scale_boxes``)."""
+    boxes = boxes.copy()
+    gain = min(network_shape[0] / shape[0], network_shape[1] / shape[1])
+    new_h, new_w = (max(round(side * gain), 1) for side in shape)
+    pad_x = round((network_shape[1] - new_w) / 2 - 0.1)
+    pad_y = round((network_shape[0] - new_h) / 2 - 0.1)
+    boxes[:, 0::2] = (boxes[:, 0::2] - pad_x) / (new_w / shape[1])
+    boxes[:, 1::2] = (boxes[:, 1::2] - pad_y) / (new_h / shape[0])
+    np.clip(boxes[:, 0::2], 0, shape[1], out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], 0, shape[0], out=boxes[:, 1::2])
+    return boxes

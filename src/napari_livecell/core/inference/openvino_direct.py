@@ -1,8 +1,11 @@
-"""An OpenVINO model's forward pass without Ultralytics' predictor: the same numbers, frames side by side.
+"""The forward pass of an ONNX Runtime or OpenVINO model, with no PyTorch and no Ultralytics.
 
-:func:`direct_instances` runs a model's :class:`.openvino_model.StaticShapes`
-on a window the predictor would not change (a native-size window,
-:func:`.predict.segment_frame`): the same numbers, without the predictor's
+:func:`direct_instances` letterboxes a window as Ultralytics' predictor
+would (:func:`.network_input.letterbox`; a native-size window,
+:func:`.predict.segment_frame`, is left as it is), runs the model's engine
+(``LoadedModel.engine``: :mod:`napari_livecell.core.models.engines`), and
+turns its outputs into instances with this package's NMS
+(:func:`.masks.non_max_suppression`): the predictor's numbers, without its
 lock (one predictor per model, not thread-safe), so that two frames of a
 stack can be in the network at once, each on its own OpenVINO stream
 (:data:`STREAMS`; the run decides, :func:`.run.iter_segment`).
@@ -13,15 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from napari_livecell.core._threads import frames_in_flight
-from napari_livecell.core.models.openvino_model import StaticShapes
 
 from .masks import RawInstances, non_max_suppression
-from .network_input import network_tensor
+from .network_input import boxes_to_frame, letterbox, network_tensor
 
 if TYPE_CHECKING:
     from napari_livecell.core.models.model import LoadedModel
@@ -36,25 +38,32 @@ class ForwardSettings(Protocol):
     max_det: int
 
 
-def model_engine(model: LoadedModel) -> StaticShapes | None:
-    """The :class:`StaticShapes` that runs ``model`` (``None``: another runtime, or not set up yet)."""
-    predictor = getattr(model.yolo, "predictor", None)
-    backend = getattr(getattr(predictor, "model", None), "backend", None)
-    engine = getattr(backend, "ov_compiled_model", None)
-    return engine if isinstance(engine, StaticShapes) else None
+def model_engine(model: LoadedModel) -> Any:
+    """The engine that runs ``model`` (``None``: Ultralytics' predictor runs it)."""
+    return model.engine
+
+
+def network_window(bgr: np.ndarray, model: LoadedModel, settings: ForwardSettings) -> tuple[np.ndarray, bool]:
+    """The window as the network takes it, and whether it was left as it is (a native window)."""
+    stride = model.stride
+    fixed = model.input_shape if isinstance(model.input_shape, tuple) else None
+    target = fixed or (settings.imgsz, settings.imgsz)
+    height, width = bgr.shape[:2]
+    native = (
+        (height, width) == fixed
+        if fixed
+        else (not height % stride and not width % stride and max(height, width) == settings.imgsz)
+    )
+    if native:
+        return bgr, True
+    return letterbox(bgr, target, stride, auto=fixed is None), False
 
 
 def direct_instances(bgr: np.ndarray, model: LoadedModel, settings: ForwardSettings) -> RawInstances | None:
-    """An OpenVINO model's instances in one window (BGR or gray), without Ultralytics' predictor.
+    """A model's instances in one window (BGR or gray), boxes in the window's pixels.
 
-    For a window whose sides are multiples of the stride and whose longer
-    side is ``settings.imgsz`` (every window :func:`.predict.segment_frame`
-    runs at its own size), Ultralytics' letterbox leaves the window as it is
-    and its box scaling only clips: the result is the predictor's, number
-    for number (``tests/core/models/test_openvino_model.py``). Otherwise, and for
-    every other runtime, ``None``: the caller runs the predictor.
-
-    Frames in :func:`._threads.frames_at_once` blocks run on one stream each.
+    ``None`` for a model Ultralytics' predictor runs (PyTorch, Triton), or
+    for an output layout this path does not know (the caller runs the predictor).
     """
     with direct_instances_held(bgr, model, settings) as instances:
         if instances is None:
@@ -66,25 +75,24 @@ def direct_instances(bgr: np.ndarray, model: LoadedModel, settings: ForwardSetti
 def direct_instances_held(
     bgr: np.ndarray, model: LoadedModel, settings: ForwardSettings
 ) -> Iterator[RawInstances | None]:
-    """:func:`direct_instances`, its prototypes the infer request's own memory, valid inside the block.
+    """:func:`direct_instances`, its prototypes the engine's own memory, valid inside the block.
 
     For the caller that paints the masks inside the block: no copy of the
     prototypes (3 MB a 704 x 544 window), see
     :meth:`.openvino_model.StaticShapes.outputs_held`.
     """
-    engine = model_engine(model)
+    engine = model.engine
     if engine is None:
         yield None
         return
-    backend = model.yolo.predictor.model
-    stride = int(max(np.atleast_1d(backend.stride)))
-    height, width = bgr.shape[:2]
-    if height % stride or width % stride or max(height, width) != settings.imgsz:
-        yield None
-        return
+    window, native = network_window(bgr, model, settings)
     streams = min(frames_in_flight(), engine.threads)
-    with engine.outputs_held(network_tensor(bgr), streams) as outputs:
-        yield _instances(outputs, len(backend.names), settings, (height, width))
+    with engine.outputs_held(network_tensor(window), streams) as outputs:
+        instances = _instances(outputs, len(model.class_names), settings, window.shape[:2])
+        if instances is not None and not native:
+            boxes = boxes_to_frame(instances.boxes, window.shape[:2], bgr.shape[:2])
+            instances = replace(instances, boxes=boxes)
+        yield instances
 
 
 def _instances(
@@ -98,7 +106,8 @@ def _instances(
         return None  # an end-to-end (NMS-free) head, say
     rows = non_max_suppression(prediction[0], n_classes, settings.conf, settings.iou, settings.max_det)
     if rows is None:
-        return None  # more candidates than Ultralytics sorts: its own NMS decides (rare)
+        # more candidates than Ultralytics sorts: keep its cap (the highest scores) and run ours on them
+        rows = _capped_nms(prediction[0], n_classes, settings)
     height, width = shape
     boxes = rows[:, :4].copy()
     np.clip(boxes[:, 0::2], 0, width, out=boxes[:, 0::2])  # Ultralytics' clip_boxes
@@ -112,13 +121,25 @@ def _instances(
     )
 
 
+MAX_CANDIDATES = 30000  # Ultralytics' max_nms: the candidates NMS looks at, highest scores first
+
+
+def _capped_nms(prediction: np.ndarray, n_classes: int, settings: ForwardSettings) -> np.ndarray:
+    """NMS on the :data:`MAX_CANDIDATES` best-scoring anchors only, as Ultralytics caps its NMS."""
+    scores = prediction[4 : 4 + n_classes].max(axis=0)
+    keep = np.sort(np.argsort(-scores, kind="stable")[:MAX_CANDIDATES])
+    rows = non_max_suppression(
+        np.ascontiguousarray(prediction[:, keep]), n_classes, settings.conf, settings.iou, settings.max_det
+    )
+    return rows if rows is not None else np.zeros((0, 6 + prediction.shape[0] - 4 - n_classes), np.float32)
+
+
 STREAMS = 2  # frames side by side on a multi-core CPU (measured on 2 cores: benchmarks/README.md)
 
 
 def frames_side_by_side(model: LoadedModel) -> int:
-    """Frames of a stack that ``model`` segments at once: :data:`STREAMS` for OpenVINO on 2+ cores, else 1.
+    """Frames of a stack that ``model`` segments at once: :data:`STREAMS` for OpenVINO on 2+ cores, else 1."""
+    from napari_livecell.core.models.openvino_model import StaticShapes
 
-    The model must have run once (:func:`.predict.model_input_shape` does it).
-    """
-    engine = model_engine(model)
-    return min(STREAMS, engine.threads) if engine is not None else 1
+    engine = model.engine
+    return min(STREAMS, engine.threads) if isinstance(engine, StaticShapes) else 1

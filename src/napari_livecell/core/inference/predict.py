@@ -1,8 +1,10 @@
 """Segmenting frames: image in, :class:`Segmentation` out.
 
-Ultralytics does the letterboxing, the network forward pass and NMS; the
-masks are made box by box in :mod:`napari_livecell.core.inference.masks`. Frames larger
-than the model input are cut into overlapping tiles (:mod:`.tiling`).
+An ONNX Runtime or OpenVINO model runs through :mod:`.openvino_direct`
+(this package's letterbox, tensor and NMS, no PyTorch); a PyTorch model
+through Ultralytics' predictor, with the same tensor and NMS kernels. The
+masks are made box by box in :mod:`napari_livecell.core.inference.masks`.
+Frames larger than the model input are cut into overlapping tiles (:mod:`.tiling`).
 """
 
 from __future__ import annotations
@@ -145,14 +147,20 @@ def import_inference_modules() -> None:
     Call this on the main thread before running inference in worker threads:
     the first prediction imports ``torch._dynamo`` (and triton with it), and
     that import crashes the process when it happens in a non-main thread
-    (segmentation fault measured with torch 2.14 under napari).
+    (segmentation fault measured with torch 2.14 under napari). Where
+    PyTorch or Ultralytics is not installed, only zarr is imported.
     """
     global _PREDICTOR_CLASS
+    import zarr  # noqa: F401  (a long stack's labels: imported now, not in the Run click)
+
+    from napari_livecell.core.models.runtime import package_installed
+
+    if not (package_installed("torch") and package_installed("ultralytics")):
+        return
     from napari_livecell.core.models.offline import import_ultralytics
 
     import_ultralytics()
     import torch._dynamo  # noqa: F401
-    import zarr  # noqa: F401  (a long stack's labels: imported now, not in the Run click)
 
     if _PREDICTOR_CLASS is None:
         _PREDICTOR_CLASS = _make_predictor_class()
@@ -161,9 +169,9 @@ def import_inference_modules() -> None:
 def predict_raw(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) -> RawInstances:
     """Run the network on one uint8 frame, BGR or gray (``(H, W)``); return boxes, scores and mask inputs.
 
-    An OpenVINO model runs a native-size window directly (the same numbers
-    without Ultralytics' predictor and its lock: :mod:`.openvino_direct`);
-    everything else goes through Ultralytics' predictor.
+    An ONNX Runtime or OpenVINO model runs without Ultralytics (and without
+    its predictor's lock: :mod:`.openvino_direct`); a PyTorch or Triton model
+    goes through Ultralytics' predictor.
     """
     with _raw_instances_held(bgr, model, settings) as raw:
         # the caller may keep the result: prototypes out of an infer request's memory are copied
@@ -182,7 +190,7 @@ def _raw_instances_held(
     """
     from .openvino_direct import direct_instances_held
 
-    if model.runtime != "torch":
+    if model.engine is not None:
         with direct_instances_held(bgr, model, settings) as direct:
             if direct is not None:
                 yield direct
@@ -191,8 +199,10 @@ def _raw_instances_held(
 
 
 def predict_with_ultralytics(bgr: np.ndarray, model: LoadedModel, settings: PredictSettings) -> RawInstances:
-    """:func:`predict_raw` through Ultralytics' predictor, whatever the runtime."""
+    """:func:`predict_raw` through Ultralytics' predictor (a PyTorch, Triton or Ultralytics-loaded model)."""
     global _PREDICTOR_CLASS
+    if model.yolo is None:
+        raise ValueError(f"{model.name} runs with {model.runtime}, not through Ultralytics")
     if bgr.ndim == 2:
         import cv2
 
@@ -219,9 +229,10 @@ def model_input_shape(model: LoadedModel) -> tuple[int, int] | None:
 
     PyTorch models and dynamic exports take any stride-32 size; a static ONNX
     or TorchScript export takes only its own (Ultralytics would silently
-    rescale every frame to it).
+    rescale every frame to it). An engine's is read when it loads; a
+    PyTorch model's is learnt from one small prediction.
     """
-    if model.input_shape == "unknown":
+    if model.input_shape == "unknown" and model.engine is None:
         if model.yolo.predictor is None or type(model.yolo.predictor) is not _PREDICTOR_CLASS:
             predict_with_ultralytics(np.zeros((64, 64, 3), np.uint8), model, PredictSettings())
         backend = model.yolo.predictor.model

@@ -70,7 +70,9 @@ def _crop(frame: np.ndarray) -> np.ndarray:
 def calibration_tensors(model, frames: Iterable[np.ndarray], limit: int) -> Iterator[np.ndarray]:
     """Network inputs for ``frames``, made as inference makes them (polarity, 8-bit scale, letterbox)."""
     from .frame_input import frame_polarity, invert, to_bgr
-    from .predict import PredictSettings, segment_frame
+    from .network_input import network_tensor
+    from .openvino_direct import network_window
+    from .predict import PredictSettings
 
     settings = PredictSettings()
     count = 0
@@ -81,14 +83,10 @@ def calibration_tensors(model, frames: Iterable[np.ndarray], limit: int) -> Iter
         bgr = to_bgr(frame)
         if bgr.min() == bgr.max():
             continue  # a blank frame: the network would see one gray level, nothing to calibrate on
-        if model.yolo.predictor is None:
-            segment_frame(frame, model, settings)  # makes the predictor whose letterbox is used
-            if model.yolo.predictor is None:
-                continue
         if frame_polarity(frame, settings, model.modality).inverted:
             bgr = invert(bgr)
         count += 1
-        yield model.yolo.predictor.preprocess([bgr]).numpy()
+        yield network_tensor(network_window(bgr, model, settings)[0])
 
 
 def head_scope(network) -> list[str]:

@@ -15,8 +15,10 @@ class RemoteError(ValueError):
 
 
 def is_service_url(model: object) -> bool:
-    """Whether a model choice is a service address rather than a weights file."""
-    return isinstance(model, str) and model.startswith(("http://", "https://"))
+    """Whether a model choice is a service address rather than a weights file (:class:`ModelSource`)."""
+    from napari_livecell.core.models.source import ModelSource
+
+    return isinstance(model, str | ModelSource) and ModelSource.parse(model).kind == "service"
 
 
 def segment_frame_remote(frame: np.ndarray, url: str, settings, timeout: float = 300.0) -> Segmentation:

@@ -124,17 +124,18 @@ class Backend:
     scheduler : str, optional
         A Dask scheduler address: frames run as tasks on that cluster (the
         weights must be a path its workers can read).
-    runtime : str
+    runtime : str, optional
         What runs a local model's forward pass (:mod:`napari_livecell.core.models.runtime`):
-        ``torch`` (default here), ``onnxruntime``, ``openvino`` or ``auto``
-        (the fastest installed on a CPU; what the widget, CLI and service use).
+        ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (the fastest
+        installed on a CPU; what the widget, CLI and service use); ``None``
+        (default here): ``torch`` where installed, else ``auto``.
     """
 
     weights: str | None = None
     device: str | None = "auto"
     tile: bool | None = None
     scheduler: str | None = None
-    runtime: str = "torch"
+    runtime: str | None = None
 
 
 def backend_runtime(backend: Backend | None) -> str:
@@ -144,16 +145,16 @@ def backend_runtime(backend: Backend | None) -> str:
     answer is the runtime actually used (``auto`` made concrete, or its
     fallback to torch).
     """
-    from napari_livecell.core.inference.remote import is_service_url
-    from napari_livecell.core.models.triton import is_triton_spec
+    from napari_livecell.core.models.source import ModelSource
 
     if backend is None:
         return "runtime unknown"
     if backend.scheduler:
         return "runtime torch on the Dask workers"
-    if is_service_url(backend.weights):
+    kind = ModelSource.parse(backend.weights).kind
+    if kind == "service":
         return "runtime: the service's"
-    if is_triton_spec(backend.weights):
+    if kind == "triton":
         return "network on Triton"
     from napari_livecell.core.models.model import load_model
 

@@ -76,14 +76,17 @@ def export_openvino(
     ModelError
         OpenVINO is not installed, or the weights cannot be exported.
     """
+    from .model import check_weights_path
     from .runtime import choose_runtime
 
-    model = load_model(weights, device="cpu", runtime="torch")
-    choose_runtime("openvino", model.path, "cpu")  # a one-line error when OpenVINO is missing
+    path = check_weights_path(weights, "openvino")
+    if path.suffix.lower() == ".pt":
+        path = load_model(path, device="cpu", runtime="torch").path  # a YOLO-seg checkpoint, checked
+    choose_runtime("openvino", path, "cpu")  # a one-line error when OpenVINO is missing
     with tempfile.TemporaryDirectory(prefix="napari-livecell-export-") as scratch:
-        source = model.path
+        source = path
         if source.suffix.lower() == ".pt":
-            source = write_onnx(model.path, Path(scratch) / "model.onnx", imgsz, dynamic)
+            source = write_onnx(path, Path(scratch) / "model.onnx", imgsz, dynamic)
         target = Path(out)
         built = write_openvino(source, Path(scratch) / "openvino")
         if target.exists():

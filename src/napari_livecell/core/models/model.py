@@ -1,9 +1,12 @@
 """Loading YOLO-seg models: the shipped default or the user's weights.
 
-This is the only module that turns a path into an Ultralytics model. It checks
-what Ultralytics would otherwise "fix" by going online (a missing ``.pt`` is
-downloaded from GitHub by name) and turns every failure into a
-:class:`ModelError` whose message names the file and the problem.
+This is the only module that turns a model choice (a :class:`.source.ModelSource`)
+into a model. An ``.onnx`` file runs with ONNX Runtime or OpenVINO and its own
+metadata (:mod:`.engines`), without PyTorch or Ultralytics; a ``.pt`` goes
+through Ultralytics (the ``train`` extra), checked first for what Ultralytics
+would otherwise "fix" by going online (a missing ``.pt`` is downloaded from
+GitHub by name). Every failure is a :class:`ModelError` whose message names
+the file and the problem.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from napari_livecell.core.errors import ModelError
 
 # the shipped weights are package data of napari_livecell (a plain folder on disk once installed)
 MODELS_DIR = Path(str(files("napari_livecell") / "models"))
+# the PyTorch checkpoint training starts from, and its ONNX export that inference runs by default
 DEFAULT_MODEL = MODELS_DIR / "livecell-synth-yolov8n-seg.pt"
+DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")
 # micrometres per pixel of the shipped model's training frames: core.synthetic draws cells
 # at LIVECell's size in pixels, and LIVECell is imaged at 1.24 um/px (docs/pixel_size.md)
 DEFAULT_MODEL_PIXEL_SIZE_UM = 1.24
@@ -34,8 +39,8 @@ class LoadedModel:
 
     Attributes
     ----------
-    yolo : ultralytics.YOLO
-        The Ultralytics model object.
+    yolo : ultralytics.YOLO or None
+        The Ultralytics model object (``None`` when an engine runs it).
     path : Path
         Weights file.
     class_names : dict
@@ -50,6 +55,14 @@ class LoadedModel:
         What runs the forward pass: ``torch`` (Ultralytics' own loader, which
         also covers ``.onnx`` and ``.torchscript`` files), ``onnxruntime`` or
         ``openvino`` (:mod:`.runtime`; ``path`` stays the weights the user chose).
+    engine : object or None
+        What runs the forward pass without Ultralytics (:mod:`.engines`),
+        ``None`` when Ultralytics' predictor runs it (``runtime`` torch).
+    stride : int
+        The network's largest stride: inputs are multiples of it.
+    input_shape : tuple of int or None
+        The fixed ``(height, width)`` input of a static export, ``None`` when
+        flexible; ``"unknown"`` until a PyTorch model has run once.
     """
 
     yolo: Any
@@ -59,8 +72,10 @@ class LoadedModel:
     imgsz: int | None = None
     metadata: dict = field(default_factory=dict)
     runtime: str = "torch"
-    # fixed (height, width) input of a static export, None when flexible;
-    # found on first use by napari_livecell.core.inference.predict.model_input_shape
+    engine: Any = None
+    stride: int = 32
+    # an engine's is known at load; a PyTorch model's is found on first use
+    # (napari_livecell.core.inference.predict.model_input_shape)
     input_shape: tuple[int, int] | str | None = "unknown"
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -107,7 +122,7 @@ def checkpoint_pixel_size(metadata: dict, path: str | os.PathLike | None = None)
     value = metadata.get("pixel_size_um") if isinstance(metadata, dict) else None
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf"):
         return float(value)
-    if path is not None and Path(path).resolve() == DEFAULT_MODEL.resolve():
+    if path is not None and Path(path).resolve() in (DEFAULT_MODEL.resolve(), DEFAULT_ONNX.resolve()):
         return DEFAULT_MODEL_PIXEL_SIZE_UM
     return None
 
@@ -123,8 +138,19 @@ def resolve_device(device: str | None = None) -> str:
     Returns
     -------
     str
-        A torch device string.
+        A torch device string (``"cpu"`` where PyTorch is not installed).
     """
+    from .runtime import package_installed
+
+    if str(device).strip().lower() == "cpu":
+        return "cpu"  # without importing torch (2 s)
+    if not package_installed("torch"):
+        if device in (None, "", "auto"):
+            return "cpu"
+        raise ModelError(
+            f"device {device!r} needs PyTorch, which this install lacks: "
+            "pip install 'napari-livecell[train]' (or use device cpu)"
+        )
     import torch
 
     if device in (None, "", "auto"):
@@ -154,9 +180,13 @@ def resolve_device(device: str | None = None) -> str:
 
 def available_devices() -> list[str]:
     """Device choices for a picker: ``auto``, ``cpu``, then every GPU torch can use here."""
-    import torch
+    from .runtime import package_installed
 
     devices = ["auto", "cpu"]
+    if not package_installed("torch"):
+        return devices
+    import torch
+
     devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
@@ -164,8 +194,23 @@ def available_devices() -> list[str]:
     return devices
 
 
-def check_weights_path(weights: str | os.PathLike | None) -> Path:
-    """Validate a weights path before Ultralytics sees it (``None`` is the default model).
+def default_weights(runtime: str | None = "auto") -> Path:
+    """The shipped model for ``runtime``: its ``.onnx``, or its ``.pt`` where PyTorch runs it.
+
+    The ``.pt`` for ``torch``, and for ``auto`` where no ONNX runtime is
+    installed but PyTorch is.
+    """
+    from .runtime import RUNTIME_TABLE, runtime_installed
+
+    name = (runtime or "auto").strip().lower()
+    if not runtime_installed("torch"):
+        return DEFAULT_ONNX
+    engines = any(entry.auto and runtime_installed(entry.name) for entry in RUNTIME_TABLE.values())
+    return DEFAULT_MODEL if name == "torch" or (name == "auto" and not engines) else DEFAULT_ONNX
+
+
+def check_weights_path(weights: str | os.PathLike | None, runtime: str | None = "auto") -> Path:
+    """Validate a weights path before any loader reads it (``None``: :func:`default_weights`).
 
     Checks that the file exists and has a supported suffix; a ``.pt`` is also
     read with the restricted unpickler of :mod:`napari_livecell.core.models.safe_load`,
@@ -178,7 +223,7 @@ def check_weights_path(weights: str | os.PathLike | None) -> Path:
         Missing, empty or unsupported files; a ``.pt`` that needs a type a
         model checkpoint does not hold (named in the message) or cannot be read.
     """
-    path = DEFAULT_MODEL if weights is None else Path(weights).expanduser()
+    path = default_weights(runtime) if weights is None else Path(weights).expanduser()
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
     if path.is_dir():
@@ -191,7 +236,9 @@ def check_weights_path(weights: str | os.PathLike | None) -> Path:
     if path.stat().st_size == 0:
         raise ModelError(f"model file is empty: {path}")
     path = path.resolve()
-    if path.suffix.lower() == ".pt":
+    from .runtime import runtime_installed
+
+    if path.suffix.lower() == ".pt" and runtime_installed("torch"):
         stat = path.stat()
         _check_pickle(path, stat.st_mtime_ns, stat.st_size)
     return path
@@ -274,35 +321,63 @@ def _load_triton(spec: str) -> LoadedModel:
     return loaded
 
 
+def _describe_error(error: BaseException) -> str:
+    message = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {message}"
+
+
+def _onnx_description(path: Path) -> tuple[dict[int, str], int | None, int, dict]:
+    """Class names, image size, stride and provenance that an ``.onnx`` file carries; refuses other tasks."""
+    from .engines import onnx_model_info
+
+    info = onnx_model_info(path)
+    if info.task not in (None, "segment"):
+        task = _describe_task(info.task)
+        raise ModelError(f"{path.name} is {task}; a segmentation (YOLO-seg) model is needed")
+    imgsz = max(info.imgsz) if info.imgsz else None
+    return info.names, imgsz, info.stride, info.metadata
+
+
 @lru_cache(maxsize=4)
 def _load_runtime(path: Path, mtime_ns: int, runtime: str) -> LoadedModel:
-    """``path`` exported for ``runtime`` (cached on disk), with the original weights' names and metadata."""
-    from .runtime import load_for_runtime
+    """``path`` run by ``runtime``'s engine: an ``.onnx`` directly, a ``.pt`` through its cached export."""
+    from .runtime import open_engine
 
-    original = _load_cached(path, mtime_ns, "cpu")
+    if path.suffix.lower() == ".onnx":
+        names, imgsz, stride, metadata = _onnx_description(path)
+    else:
+        original = _load_cached(path, mtime_ns, "cpu")  # the checkpoint's names and provenance
+        names, imgsz, metadata = dict(original.class_names), original.imgsz, dict(original.metadata)
+        stride = 32
     try:
-        yolo, _ = load_for_runtime(path, runtime)
+        engine, _ = open_engine(path, runtime)
     except ModelError:
         raise
-    except Exception as error:  # export and conversion raise many types
-        message = str(error).splitlines()[0] if str(error) else ""
-        problem = f"{type(error).__name__}: {message}"
-        raise ModelError(f"cannot prepare {path.name} for {runtime}: {problem}") from None
+    except Exception as error:  # export, conversion and the runtimes' readers raise many types
+        raise ModelError(f"cannot prepare {path.name} for {runtime}: {_describe_error(error)}") from None
+    if engine.n_outputs != 2:
+        raise ModelError(
+            f"{path.name} has {engine.n_outputs} output(s), not a YOLO-seg model's 2 (boxes and mask "
+            "prototypes): a detection-only model? A segmentation (YOLO-seg) model is needed"
+        )
     return LoadedModel(
-        yolo=yolo,
-        path=original.path,
-        class_names=dict(original.class_names),
+        yolo=None,
+        path=path,
+        class_names=names,
         device="cpu",
-        imgsz=original.imgsz,
-        metadata=dict(original.metadata),
+        imgsz=imgsz,
+        metadata=metadata,
         runtime=runtime,
+        engine=engine,
+        stride=stride,
+        input_shape=engine.input_shape,
     )
 
 
 def load_model(
     weights: str | os.PathLike | LoadedModel | None = None,
     device: str | None = None,
-    runtime: str | None = "torch",
+    runtime: str | None = None,
 ) -> LoadedModel:
     """Load (once, then from a cache) a YOLO segmentation model.
 
@@ -315,11 +390,13 @@ def load_model(
     device : str, optional
         ``"auto"`` (default: CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:N"``...
     runtime : str, optional
-        What runs the forward pass (:mod:`.runtime`): ``"torch"`` (default),
-        ``"onnxruntime"``, ``"openvino"`` (CPU only; the model is exported
-        once and cached), or ``"auto"``: OpenVINO, then ONNX Runtime when
-        installed and the device is the CPU, else PyTorch. ``auto`` falls back
-        to PyTorch (with a log warning) when the export fails.
+        What runs the forward pass (:data:`.runtime.RUNTIME_TABLE`):
+        ``"torch"`` (Ultralytics' predictor), ``"onnxruntime"``, ``"openvino"``
+        (CPU only; a ``.pt`` is exported once and cached; an ``.onnx`` runs
+        as it is), or ``"auto"``: the first installed of ONNX Runtime and
+        OpenVINO on the CPU, else PyTorch. ``auto`` falls back to PyTorch
+        (with a log warning) when the export fails. ``None`` (default):
+        ``torch`` where it is installed, else ``auto``.
 
     Returns
     -------
@@ -334,17 +411,26 @@ def load_model(
     """
     if isinstance(weights, LoadedModel):
         return weights
-    from .triton import check_triton_model, is_triton_spec
-
-    if is_triton_spec(weights):  # triton+http://HOST:PORT/MODEL: the network runs on that server
-        check_triton_model(str(weights))  # every time: a one-line error while the server is down
-        return _load_triton(str(weights))
     from .runtime import check_runtime_name, choose_runtime
+    from .source import ModelSource
 
+    source = ModelSource.parse(weights)
+    if source.kind == "triton":  # the network runs on that server
+        from .triton import check_triton_model
+
+        check_triton_model(str(source.location))  # every time: a one-line error while the server is down
+        return _load_triton(str(source.location))
+    if source.kind == "service":
+        raise ModelError(f"{source} is a napari-livecell service, not a model file: segment through it")
+    if runtime is None:
+        from .runtime import runtime_installed
+
+        runtime = "torch" if runtime_installed("torch") else "auto"
     asked = check_runtime_name(runtime)
-    path = check_weights_path(weights)
-    if asked in ("onnxruntime", "openvino", "openvino-int8") and device in (None, "", "auto"):
-        device = "cpu"  # the runtime named decides: it runs on the CPU
+    path = check_weights_path(source.path, asked)
+    cpu_only = asked not in ("auto", "torch") or (asked == "auto" and path.suffix.lower() == ".onnx")
+    if cpu_only and device in (None, "", "auto"):
+        device = "cpu"  # the runtime decides: ONNX Runtime and OpenVINO run on the CPU
     device = resolve_device(device)
     chosen = choose_runtime(asked, path, device)
     mtime_ns = path.stat().st_mtime_ns
@@ -353,7 +439,9 @@ def load_model(
     try:
         return _load_runtime(path, mtime_ns, chosen)
     except ModelError as error:
-        if asked != "auto":
+        from .runtime import runtime_installed
+
+        if asked != "auto" or not runtime_installed("torch"):
             raise
         logging.getLogger(__name__).warning("%s; running it with torch instead", error)
         return _load_cached(path, mtime_ns, device)

@@ -1,9 +1,9 @@
 """The OpenVINO model: compiled per input shape, with one stream per core for frames side by side.
 
-:class:`StaticShapes` replaces the compiled model Ultralytics makes for an
-OpenVINO folder (:func:`.runtime.configure_predictor`);
-:mod:`.openvino_direct` runs it without Ultralytics' predictor, so that two
-frames of a stack can be in the network at once, each on its own core.
+:class:`StaticShapes` is the OpenVINO engine (:mod:`.runtime`'s table), made
+from an ``.onnx`` file (OpenVINO reads it directly) or an IR ``.xml``;
+:mod:`.openvino_direct` runs it, so that two frames of a stack can be in the
+network at once, each on its own core.
 
 Why streams: on this 2-core CPU one frame's forward pass on both cores takes
 69 ms, two frames on one core each 117 ms, i.e. 59 ms a frame (float32,
@@ -35,7 +35,7 @@ class StaticShapes:
     Parameters
     ----------
     xml : Path
-        The IR's ``.xml`` file (its ``.bin`` beside it).
+        An ``.onnx`` file, or an IR's ``.xml`` file (its ``.bin`` beside it).
     threads : int
         Cores the forward pass may use.
     """
@@ -54,9 +54,19 @@ class StaticShapes:
             "INFERENCE_PRECISION_HINT": "f32",
             "INFERENCE_NUM_THREADS": threads,
         }
+        network = self._core.read_model(*self._files())
+        height, width = network.inputs[0].get_partial_shape()[2:4]
+        fixed = height.is_static and width.is_static
+        self.input_shape = (height.get_length(), width.get_length()) if fixed else None
+        self.n_outputs = len(network.outputs)
         # (shape, streams) -> the compiled model and its idle infer requests, least recently used first
         self._compiled: dict[tuple, tuple[Any, list]] = {}
         self._lock = threading.Lock()
+
+    def _files(self) -> tuple[str, ...]:
+        if self._xml.suffix.lower() == ".xml":
+            return str(self._xml), str(self._xml.with_suffix(".bin"))
+        return (str(self._xml),)
 
     def compiled(self, shape: tuple[int, ...], streams: int = 1) -> Any:
         """The model compiled for ``shape`` and ``streams`` frames at once (compiled now when new)."""
@@ -68,7 +78,7 @@ class StaticShapes:
             if key in self._compiled:
                 self._compiled[key] = self._compiled.pop(key)  # most recently used last
                 return self._compiled[key]
-            network = self._core.read_model(str(self._xml), str(self._xml.with_suffix(".bin")))
+            network = self._core.read_model(*self._files())
             network.reshape(list(shape))
             config = dict(self.config)
             if streams > 1:
@@ -108,7 +118,3 @@ class StaticShapes:
         finally:
             with self._lock:
                 idle.append(request)  # an evicted model's list goes with it
-
-    def __call__(self, inputs: Any) -> dict[int, np.ndarray]:
-        """Ultralytics' call: the forward pass on a float32 ``(N, 3, H, W)`` array; outputs by port."""
-        return dict(enumerate(self.infer(inputs)))

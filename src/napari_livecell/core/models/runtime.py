@@ -1,18 +1,15 @@
-"""Which library runs the network's forward pass on the CPU: PyTorch, ONNX Runtime or OpenVINO.
+"""Which library runs the network's forward pass: ONNX Runtime, OpenVINO, or PyTorch through Ultralytics.
 
-A ``.pt`` model runs with PyTorch as trained. On a CPU, the same network
-exported to ONNX and run by ONNX Runtime or OpenVINO is faster
-(benchmarks/README.md has the numbers), with the same cells. This module
-exports a model once per weights file, keeps the export in the plugin's cache
-folder, and sets each runtime up the way the masks stay the same as PyTorch's:
-float32 arithmetic (OpenVINO would otherwise use bfloat16 on CPUs that have
-it), every core, and no busy-waiting threads that would slow the
-post-processing running beside the forward pass.
+Runtimes are defined once, in :data:`RUNTIME_TABLE`: a name, the package it
+imports, the extra that installs it, and how it opens a model file into an
+engine (:mod:`.engines`). Adding a runtime is one entry there.
 
-Everything before and after the forward pass (letterboxing, NMS, masks) stays
-Ultralytics' and ours: only the network changes hands. (An OpenVINO model runs
-native-size windows without Ultralytics' predictor, with the same numbers, so
-that a stack's frames can run side by side: :mod:`.openvino_direct`.)
+ONNX Runtime and OpenVINO run an ``.onnx`` file (the shipped default model
+is one) with no PyTorch and no Ultralytics: what a base install runs. A
+``.pt`` runs with PyTorch as trained, or is exported to ONNX once (which
+needs Ultralytics, the ``train`` extra) and kept in the plugin's cache folder.
+Each engine is set up so the masks stay PyTorch's: float32 arithmetic,
+every core, no busy-waiting threads that would slow the post-processing.
 """
 
 from __future__ import annotations
@@ -23,24 +20,69 @@ import os
 import shutil
 import sys
 import tempfile
-from functools import lru_cache, partial
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from napari_livecell.core.errors import ModelError
 
-from .openvino_model import StaticShapes
 
-RUNTIMES = ("auto", "torch", "onnxruntime", "openvino", "openvino-int8")
-# the package each runtime imports, and the extra that installs it
-RUNTIME_PACKAGES = {
-    "onnxruntime": ("onnxruntime", "onnx"),
-    "openvino": ("openvino", "openvino"),
-    # runs with OpenVINO alone; calibrating it (core.quantize) needs nncf too
-    "openvino-int8": ("openvino", "int8"),
+@dataclass(frozen=True)
+class Runtime:
+    """One way to run the network.
+
+    Attributes
+    ----------
+    name : str
+        What the user types (``--runtime``, the dock's picker).
+    package : str
+        The module it imports (``ultralytics`` for ``torch``).
+    extra : str
+        The ``pip install 'napari-livecell[EXTRA]'`` that installs it.
+    auto : bool
+        Whether ``auto`` may pick it (in table order, on the CPU).
+    engine : callable or None
+        ``engine(model_file, threads)``: an engine (:mod:`.engines`) for an
+        ``.onnx`` file or OpenVINO ``.xml``; ``None``: Ultralytics' predictor runs it.
+    gpu : bool
+        Whether it runs on a GPU too.
+    """
+
+    name: str
+    package: str
+    extra: str
+    auto: bool
+    engine: Callable[[Path, int], Any] | None
+    gpu: bool = False
+
+
+def _onnxruntime_engine(model_file: Path, threads: int) -> Any:
+    from .engines import OnnxRuntimeEngine
+
+    return OnnxRuntimeEngine(model_file, threads)
+
+
+def _openvino_engine(model_file: Path, threads: int) -> Any:
+    from .openvino_model import StaticShapes
+
+    return StaticShapes(model_file, threads)
+
+
+# fastest first: auto takes the first installed (docs/runtime.md has the measurements)
+RUNTIME_TABLE: dict[str, Runtime] = {
+    runtime.name: runtime
+    for runtime in (
+        Runtime("onnxruntime", "onnxruntime", "onnx", auto=True, engine=_onnxruntime_engine),
+        Runtime("openvino", "openvino", "openvino", auto=True, engine=_openvino_engine),
+        # runs with OpenVINO alone; calibrating it (core.inference.quantize) needs nncf too
+        Runtime("openvino-int8", "openvino", "int8", auto=False, engine=_openvino_engine),
+        Runtime("torch", "ultralytics", "train", auto=False, engine=None, gpu=True),
+    )
 }
+RUNTIMES = ("auto", *RUNTIME_TABLE)
 OPENVINO_RUNTIMES = ("openvino", "openvino-int8")
-AUTO_ORDER = ("openvino", "onnxruntime")  # fastest first, as measured in benchmarks/README.md
 EXPORTABLE_SUFFIXES = (".pt", ".onnx")
 # 520 x 704 LIVECell frames letterbox to 544 x 704 (stride 32); a square
 # 704 x 704 static export would pad every frame and run slower
@@ -55,21 +97,33 @@ def check_runtime_name(runtime: str | None) -> str:
     return name
 
 
-def runtime_installed(runtime: str) -> bool:
-    """Whether the package that ``runtime`` needs can be imported (``torch`` always can)."""
-    if runtime == "torch":
-        return True
-    package = RUNTIME_PACKAGES[runtime][0]
+def package_installed(package: str) -> bool:
+    """Whether ``package`` can be imported, found without importing it (a picker runs on the GUI thread)."""
     if package in sys.modules:  # imported already, or blocked (None)
         return sys.modules[package] is not None
-    # found without importing it: a picker is built on the GUI thread
-    return importlib.util.find_spec(package) is not None
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def runtime_installed(runtime: str) -> bool:
+    """Whether the package that ``runtime`` needs can be imported."""
+    return package_installed(RUNTIME_TABLE[runtime].package)
 
 
 def available_runtimes() -> list[str]:
-    """Runtime choices for a picker: ``auto``, ``torch``, then every installed faster runtime."""
-    faster = ("onnxruntime", "openvino", "openvino-int8")
-    return ["auto", "torch", *[name for name in faster if runtime_installed(name)]]
+    """Runtime choices for a picker: ``auto``, then every installed runtime in table order."""
+    return ["auto", *[name for name in RUNTIME_TABLE if runtime_installed(name)]]
+
+
+def torch_missing_message(weights: Path) -> str:
+    """The one line for a ``.pt`` (or ``.torchscript``) on an install without PyTorch and Ultralytics."""
+    return (
+        f"{weights.name} is a PyTorch model, and this install runs ONNX models only: "
+        "pip install 'napari-livecell[train]' to run it, or convert it once on a machine that has "
+        f"that extra (napari-livecell export {weights.name} --out {weights.stem}.onnx) and use the .onnx"
+    )
 
 
 def choose_runtime(runtime: str | None, weights: Path, device: str) -> str:
@@ -78,20 +132,21 @@ def choose_runtime(runtime: str | None, weights: Path, device: str) -> str:
     Parameters
     ----------
     runtime : str
-        ``auto``, ``torch``, ``onnxruntime`` or ``openvino``.
+        ``auto`` or a name of :data:`RUNTIME_TABLE`.
     weights : Path
         The model file (``.pt``, ``.onnx``, ``.torchscript``).
     device : str
-        The torch device the model would run on (:func:`.model.resolve_device`).
+        The device the model would run on (:func:`.model.resolve_device`).
 
     Returns
     -------
     str
-        ``auto`` picks OpenVINO, then ONNX Runtime, on a CPU for ``.pt`` and
-        ``.onnx`` files; PyTorch otherwise. For an ``.onnx`` file ``torch``
-        means Ultralytics' own ONNX Runtime session. ``openvino-int8`` is
-        never picked by ``auto`` (its masks are close, not equal: see
-        :mod:`.quantize`).
+        ``auto`` picks the first installed runtime of the table that may be
+        picked (ONNX Runtime, then OpenVINO) on a CPU for ``.pt`` and
+        ``.onnx`` files (a ``.pt`` only where Ultralytics can export it);
+        PyTorch otherwise. For an ``.onnx`` file ``torch`` means Ultralytics'
+        own ONNX Runtime session. ``openvino-int8`` is never picked by
+        ``auto`` (its masks are close, not equal: see :mod:`.quantize`).
 
     Raises
     ------
@@ -101,22 +156,30 @@ def choose_runtime(runtime: str | None, weights: Path, device: str) -> str:
     """
     name = check_runtime_name(runtime)
     suffix = weights.suffix.lower()
+    torch_ok = runtime_installed("torch")
     if name == "auto":
-        if device != "cpu" or suffix not in EXPORTABLE_SUFFIXES:
-            return "torch"
-        return next((choice for choice in AUTO_ORDER if runtime_installed(choice)), "torch")
-    if name == "torch":
-        return name
-    package, extra = RUNTIME_PACKAGES[name]
+        engines = [r.name for r in RUNTIME_TABLE.values() if r.auto and runtime_installed(r.name)]
+        exportable = suffix == ".onnx" or (suffix == ".pt" and torch_ok)
+        if device == "cpu" and exportable and engines:
+            return engines[0]
+        name = "torch"
+    spec = RUNTIME_TABLE[name]
     if not runtime_installed(name):
+        if name == "torch" and suffix != ".onnx":
+            raise ModelError(torch_missing_message(weights))
         raise ModelError(
-            f"runtime {name!r} needs the {package} package, which is not installed: "
-            f"pip install 'napari-livecell[{extra}]' (or choose runtime torch)"
+            f"runtime {name!r} needs the {spec.package} package, which is not installed: "
+            f"pip install 'napari-livecell[{spec.extra}]'"
+            + (" (or choose runtime torch)" if spec.engine is not None and torch_ok else "")
         )
-    if device != "cpu":
+    if spec.engine is None:
+        return name
+    if device != "cpu" and not spec.gpu:
         raise ModelError(f"runtime {name!r} runs on the CPU, not {device}: use device cpu or runtime torch")
     if suffix not in EXPORTABLE_SUFFIXES:
         raise ModelError(f"runtime {name!r} runs .pt and .onnx models, not {weights.name}: use runtime torch")
+    if suffix == ".pt" and not torch_ok:
+        raise ModelError(torch_missing_message(weights))
     return name
 
 
@@ -140,13 +203,14 @@ def _content_hash(path: Path, mtime_ns: int, size: int) -> str:
 
 def export_key(weights: Path, runtime: str) -> str:
     """A cache name that changes with the weights' content and the versions that made the export."""
-    from .offline import import_ultralytics
-
-    ultralytics = import_ultralytics()  # never a bare import: it would go online
-
     stat = weights.stat()
     content = _content_hash(weights, stat.st_mtime_ns, stat.st_size)
-    key = f"{weights.stem}-{content}-ultralytics{ultralytics.__version__}"
+    key = f"{weights.stem}-{content}"
+    if weights.suffix.lower() == ".pt":  # Ultralytics makes the ONNX file of a .pt
+        from .offline import import_ultralytics
+
+        ultralytics = import_ultralytics()  # never a bare import: it would go online
+        key += f"-ultralytics{ultralytics.__version__}"
     if runtime in OPENVINO_RUNTIMES:
         import openvino
 
@@ -204,8 +268,25 @@ def write_onnx(
         )
         temporary = out.with_suffix(".onnx.tmp")
         shutil.move(str(exported), temporary)
+        _add_provenance(temporary, weights)
         os.replace(temporary, out)
     return out
+
+
+def _add_provenance(onnx_path: Path, weights: Path) -> None:
+    """Keep a checkpoint's ``napari_livecell`` provenance (pixel size, modality) in its ONNX export."""
+    import onnx
+
+    from .safe_load import load_checkpoint
+
+    checkpoint = load_checkpoint(weights)
+    provenance = checkpoint.get("napari_livecell") if isinstance(checkpoint, dict) else None
+    if not isinstance(provenance, dict) or not provenance:
+        return
+    network = onnx.load(str(onnx_path))
+    entry = network.metadata_props.add()
+    entry.key, entry.value = "napari_livecell", repr(dict(provenance))
+    onnx.save(network, str(onnx_path))
 
 
 def write_openvino(onnx_path: Path, folder: Path) -> Path:
@@ -218,13 +299,18 @@ def write_openvino(onnx_path: Path, folder: Path) -> Path:
     packages, and ``openvino.convert_model`` may send usage telemetry.
     """
     import openvino
-    from ultralytics.nn.backends.base import BaseBackend
-    from ultralytics.utils import YAML
+    import yaml
 
+    from .engines import onnx_model_info
+
+    info = onnx_model_info(onnx_path)
     folder.mkdir(parents=True, exist_ok=True)
     network = openvino.Core().read_model(str(onnx_path))
     openvino.save_model(network, str(folder / "model.xml"), compress_to_fp16=False)
-    YAML.save(folder / "metadata.yaml", BaseBackend.read_metadata(onnx_path))
+    metadata = {"task": info.task or "segment", "stride": info.stride, "names": info.names, "batch": 1}
+    if info.imgsz:
+        metadata["imgsz"] = list(info.imgsz)
+    (folder / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
     return folder
 
 
@@ -251,57 +337,27 @@ def runtime_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def configure_predictor(predictor: Any, runtime: str, model_file: Path) -> None:
-    """Replace the session Ultralytics made for an exported model with one set up for speed and equal masks.
+def engine_file(weights: Path, runtime: str) -> Path:
+    """The file ``runtime``'s engine opens for ``weights``: the ``.onnx`` itself, or an export made once.
 
-    Runs as the predictor's ``on_predict_start`` callback, once per predictor:
-    Ultralytics' ONNX Runtime session keeps its default threads, which busy-wait
-    between calls, and its OpenVINO model may compute in bfloat16.
+    A ``.pt`` is exported to ONNX (needs Ultralytics); ``openvino-int8``
+    reads the calibrated model (:func:`.quantize.quantize_int8`). OpenVINO
+    reads an ``.onnx`` file directly.
     """
-    backend = getattr(predictor.model, "backend", None)
-    if backend is None or getattr(backend, "livecell_runtime", None) == runtime:
-        return
-    threads = runtime_threads()
-    if runtime == "onnxruntime":
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # spinning threads keep every core busy after each call, starving the post-processing beside it
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        backend.session = onnxruntime.InferenceSession(str(model_file), options, providers=providers)
-    elif runtime in OPENVINO_RUNTIMES:
-        xml = next(model_file.glob("*.xml"))
-        backend.read_model = None  # Ultralytics' own per-shape recompiling (for int8 on AMX) stays off
-        backend.ov_compiled_model = StaticShapes(xml, threads)
-    backend.livecell_runtime = runtime
-
-
-def load_for_runtime(weights: Path, runtime: str) -> tuple[Any, Path]:
-    """An Ultralytics ``YOLO`` over ``weights`` exported for ``runtime``, and the file it reads.
-
-    ``runtime`` is ``onnxruntime``, ``openvino`` or ``openvino-int8``
-    (:func:`choose_runtime`); the int8 model must have been calibrated
-    (:func:`.quantize.quantize_int8`).
-    """
-    from ultralytics import YOLO
-
     if runtime == "openvino-int8":
-        model_file = int8_folder(weights)
-        if not model_file.is_dir():
+        folder = int8_folder(weights)
+        if not folder.is_dir():
             raise ModelError(
                 f"{weights.name} has no int8 calibration yet: run napari-livecell quantize "
                 f"--model {weights} IMAGE... on a few of your own frames (or choose runtime openvino)"
             )
-    elif runtime == "openvino":
-        model_file = openvino_export(weights)
-    else:
-        model_file = onnx_export(weights) if weights.suffix.lower() == ".pt" else weights
-    yolo = YOLO(str(model_file), task="segment")
-    configure = partial(configure_predictor, runtime=runtime, model_file=model_file)
-    yolo.add_callback("on_predict_start", configure)
-    return yolo, model_file
+        return next(folder.glob("*.xml"))
+    return onnx_export(weights) if weights.suffix.lower() == ".pt" else weights
+
+
+def open_engine(weights: Path, runtime: str) -> tuple[Any, Path]:
+    """The engine that runs ``weights`` with ``runtime`` (a table entry with an engine), and its file."""
+    model_file = engine_file(weights, runtime)
+    engine = RUNTIME_TABLE[runtime].engine
+    assert engine is not None, runtime
+    return engine(model_file, runtime_threads()), model_file

@@ -42,8 +42,10 @@ def triton_spec(url: str, model: str) -> str:
 
 
 def is_triton_spec(weights: object) -> bool:
-    """Whether ``weights`` names a model on a Triton server."""
-    return isinstance(weights, str) and weights.startswith(f"{SCHEME}://")
+    """Whether ``weights`` names a model on a Triton server (:class:`.source.ModelSource`)."""
+    from .source import ModelSource
+
+    return isinstance(weights, str | ModelSource) and ModelSource.parse(weights).kind == "triton"
 
 
 def parse_triton_spec(spec: str) -> tuple[str, str]:

@@ -121,7 +121,8 @@ def _ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if values.size == 0:
         return values.astype(np.int64), np.zeros(0, dtype=np.intp)
     top = int(values.max())
-    if top > 4 * values.size + 65536:
+    if top > 4 * values.size + 65536 or int(values.min()) < 0:
+        # sparse or negative ids (which tracking then refuses): no table indexed by id
         return np.unique(values, return_inverse=True)
     present = np.zeros(top + 1, dtype=bool)
     present[values] = True

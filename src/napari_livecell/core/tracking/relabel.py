@@ -9,12 +9,17 @@ import numpy as np
 import pandas as pd
 
 from napari_livecell.core.images import is_lazy
+from napari_livecell.core.limits import MAX_DENSE_ID
 
 from .frame_cells import _kernels, iter_frames
 
 
-def _lookups(table: pd.DataFrame) -> dict[int, np.ndarray]:
-    """Per frame, an array mapping input label -> track id (0 for labels not in the table)."""
+def _lookups(table: pd.DataFrame) -> dict[int, np.ndarray | tuple[np.ndarray, np.ndarray]]:
+    """Per frame, an array mapping input label -> track id (0 for labels not in the table).
+
+    Frames with labels past :data:`~napari_livecell.core.limits.MAX_DENSE_ID`
+    get ``(sorted labels, track ids)`` instead, searched per pixel.
+    """
     t = table["t"].to_numpy(dtype=np.int64)
     label = table["label"].to_numpy(dtype=np.int64)
     track = table["track_id"].to_numpy(dtype=np.int32)
@@ -24,19 +29,30 @@ def _lookups(table: pd.DataFrame) -> dict[int, np.ndarray]:
     if not np.all((t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (label[1:] > label[:-1]))):
         rows = np.lexsort((label, t))
         t, label, track = t[rows], label[rows], track[rows]
-    # all frames' lookups in one array, each frame's from its offset: one groupby per
-    # frame cost more than relabelling it
     frames, first = np.unique(t, return_index=True)
     sizes = label[np.r_[first[1:], t.size] - 1] + 1  # each frame's largest label + 1
+    if int(sizes.max()) > MAX_DENSE_ID + 1:
+        # ids too large for a table indexed by id (2**40: 16 TiB): each frame's sorted labels, searched
+        bounds = np.r_[first, t.size]
+        return {
+            int(frame): (label[bounds[i] : bounds[i + 1]], track[bounds[i] : bounds[i + 1]])
+            for i, frame in enumerate(frames.tolist())
+        }
+    # all frames' lookups in one array, each frame's from its offset: one groupby per
+    # frame cost more than relabelling it
     offsets = np.r_[0, np.cumsum(sizes)]
     flat = np.zeros(int(offsets[-1]), dtype=np.int32)
     flat[offsets[np.searchsorted(frames, t)] + label] = track
     return {int(frame): flat[offsets[i] : offsets[i + 1]] for i, frame in enumerate(frames.tolist())}
 
 
-def _apply_lookup(frame: np.ndarray, lookup: np.ndarray | None) -> np.ndarray:
+def _apply_lookup(frame: np.ndarray, lookup) -> np.ndarray:
     if lookup is None:
         return np.zeros(frame.shape, dtype=np.int32)
+    if isinstance(lookup, tuple):  # (sorted labels, track ids): ids past MAX_DENSE_ID
+        keys, tracks = lookup
+        where = np.minimum(np.searchsorted(keys, frame), len(keys) - 1)
+        return np.where(keys[where] == frame, tracks[where], 0).astype(np.int32)
     kernels = _kernels()
     if kernels is not None and frame.dtype.kind in "iu" and frame.ndim == 2:
         return kernels.relabel(frame, lookup)

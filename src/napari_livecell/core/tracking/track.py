@@ -221,6 +221,12 @@ def iter_track_cells(
     # overlaps are measured in the same pass: the linker needs them
     measuring = _measure_stack(labels, None, overlaps)
     cells = yield from relay(measuring, lambda progress: ("measuring", *progress))
+    if not cells.empty and int(cells["label"].min()) < 0:
+        first = cells[cells["label"] < 0].iloc[0]
+        raise ValueError(
+            f"frame {int(first['t'])} holds the negative label {int(first['label'])}: "
+            "labels are 0 (background) or positive ids"
+        )
     if max_distance is None:
         max_distance = _default_max_distance(cells)
     if cells.empty:
