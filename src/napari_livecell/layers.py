@@ -41,7 +41,7 @@ OUTLINE_STYLE = {
 }
 # the per-cell table of a result Labels layer: column -> what one value is
 CELL_COLUMNS = {
-    "index": "label id (int)",
+    "index": "label id (int; unique within a frame, a track's id in every frame once tracked)",
     "frame": "frame of a stack, in C order of its leading axes (int)",
     "score": "model confidence (float; 1.0 for annotations)",
     "class": "class name (str)",
@@ -268,18 +268,20 @@ def refresh_cell_rows(
     frames: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]],
     touched: dict[tuple[int, ...], set[int]],
     leading: tuple[int, ...],
-    memory: dict[int, dict],
+    memory: dict[tuple[int, int], dict],
     baseline_status: str,
     added_class: str,
 ) -> Any:
-    """The cell table after an edit: rows of touched cells recomputed, one row per present cell.
+    """The cell table after an edit: rows of touched cells recomputed, one row per cell of each frame.
 
-    A touched cell takes the row (score, class, status) of the cell whose
+    A row is one cell of one frame, keyed by ``(frame, index)``: after
+    tracking, an id names a cell in every frame of its track. A touched cell
+    takes the row (score, class, status) of the cell of the same frame whose
     pixels it mostly holds in the snapshot before the edit, whatever the ids
-    are now: so a relabel, its undo, a merge or a split carry every cell's
-    attributes along. A cell that reappears (undo of a delete) gets its row
-    back from ``memory``; a cell painted on background is ``added`` with the
-    layer's class and no score (NaN).
+    are now: so a relabel, a tracking run, their undo, a merge or a split
+    carry every cell's attributes along. A cell that reappears (undo of a
+    delete) gets its row back from ``memory``; a cell painted on background
+    is ``added`` with the layer's class and no score (NaN).
 
     Parameters
     ----------
@@ -293,7 +295,7 @@ def refresh_cell_rows(
     leading : tuple of int
         The stack's leading shape (``()`` for 2-D).
     memory : dict
-        Id -> last row of cells that left the table (updated in place).
+        ``(frame, id)`` -> last row of cells that left the table (updated in place).
     baseline_status : str
         Status of a cell whose pixels are the baseline's (``predicted`` or
         ``annotated``).
@@ -303,9 +305,10 @@ def refresh_cell_rows(
     Returns
     -------
     pandas.DataFrame
-        The new table. A cell whose pixels only changed id keeps its status
-        (``accepted`` included); any other touched cell's status follows from
-        its pixels against the baseline: unchanged, ``edited`` or ``added``.
+        The new table, ordered by frame and id. A cell whose pixels only
+        changed id keeps its status (``accepted`` included); any other
+        touched cell's status follows from its pixels against the baseline:
+        unchanged, ``edited`` or ``added``.
     """
     import pandas as pd
 
@@ -315,34 +318,28 @@ def refresh_cell_rows(
     table = pd.DataFrame(features).copy() if features is not None else pd.DataFrame(columns=columns)
     for column in columns:
         if column not in table:
-            table[column] = None
-    before = {int(row["index"]): row for row in table[columns].to_dict("records")}
+            table[column] = 0 if column == "frame" else None
+    table["frame"] = table["frame"].fillna(0)
+    before = {(int(row["frame"]), int(row["index"])): row for row in table[columns].to_dict("records")}
     rows = dict(before)
-    # all rows of touched ids leave first: an id can change frames (a relabel of a stack)
     for frame, ids in touched.items():
+        flat = flat_frame(frame, leading)
         area_before = _areas(frames[frame][1])
         for cell in ids:
-            if cell in before and cell in area_before:
-                memory[cell] = dict(before[cell])
-            rows.pop(cell, None)
+            key = (flat, cell)
+            if key in before and cell in area_before:
+                memory[key] = dict(before[key])
+            rows.pop(key, None)
     for frame, ids in touched.items():
+        flat = flat_frame(frame, leading)
         plane, snapshot, baseline = frames[frame]
         changes = compare_to_baseline(plane, baseline).changes
         area_now = _areas(plane)
         area_before = _areas(snapshot)
-        both = (plane > 0) & (snapshot > 0)
-        pairs, counts = np.unique(
-            np.stack([plane[both].astype(np.int64), snapshot[both].astype(np.int64)]),
-            axis=1,
-            return_counts=True,
-        )
-        source: dict[int, tuple[int, int]] = {}
-        for cell, old, count in zip(pairs[0].tolist(), pairs[1].tolist(), counts.tolist()):
-            if cell in ids and count > source.get(cell, (0, 0))[0]:
-                source[cell] = (count, old)
+        source = _largest_sources(plane, snapshot, ids)
         for cell in sorted(ids & set(area_now)):
             count, old = source.get(cell, (0, 0))
-            row = dict(before.get(old) or memory.get(cell) or {})
+            row = dict(before.get((flat, old)) or memory.get((flat, cell)) or {})
             identical = bool(row) and count == area_now[cell] == area_before.get(old)
             if not identical:
                 change = changes[cell]
@@ -351,11 +348,63 @@ def refresh_cell_rows(
                     row["score"] = float("nan")  # drawn by a person: no model score
             if not isinstance(row.get("class"), str) or row["class"] in ("None", "nan", ""):
                 row["class"] = added_class
-            row.update(index=cell, area=area_now[cell], frame=flat_frame(frame, leading))
-            rows[cell] = row
-    ordered = [rows[cell] for cell in sorted(rows)]
+            row.update(index=cell, area=area_now[cell], frame=flat)
+            rows[(flat, cell)] = row
+    ordered = [rows[key] for key in sorted(rows)]
     result = pd.DataFrame(ordered, columns=columns)
     return result.astype({"index": np.int64, "frame": np.int64, "score": float, "area": np.int64})
+
+
+def _largest_sources(plane: np.ndarray, snapshot: np.ndarray, ids: set[int]) -> dict[int, tuple[int, int]]:
+    """Cell id now -> (pixels, id before) of the cell before the edit that it holds most of."""
+    from napari_livecell.core.analysis.edit import pair_counts
+
+    source: dict[int, tuple[int, int]] = {}
+    firsts, seconds, counts = pair_counts(plane, snapshot)
+    for cell, old, count in zip(firsts.tolist(), seconds.tolist(), counts.tolist()):
+        if cell in ids and count > source.get(cell, (0, 0))[0]:
+            source[cell] = (count, old)
+    return source
+
+
+def pure_id_changes(plane: np.ndarray, snapshot: np.ndarray) -> dict[int, int]:
+    """Id before -> id now of the cells of a frame whose pixels stayed the same under another id."""
+    from napari_livecell.core.analysis.edit import pair_counts
+
+    area_now = _areas(plane)
+    area_before = _areas(snapshot)
+    firsts, seconds, counts = pair_counts(plane, snapshot)
+    return {
+        old: cell
+        for cell, old, count in zip(firsts.tolist(), seconds.tolist(), counts.tolist())
+        if cell != old and count == area_now[cell] == area_before[old]
+    }
+
+
+def follow_ids(
+    baseline_plane: np.ndarray, mapping: dict[int, int], first_free: int
+) -> tuple[np.ndarray, int]:
+    """A baseline frame with its cells renamed by ``mapping`` (old id -> new id), all at once.
+
+    Baseline cells whose id a renamed cell now takes, and that are not
+    renamed themselves (a deleted cell's id given to another), get fresh ids
+    from ``first_free`` on (above every id of the stack, so ids that were
+    unique across the stack stay so). Returns the frame and the next free id.
+    """
+    if not mapping:
+        return baseline_plane, first_free
+    present = np.unique(baseline_plane[baseline_plane > 0])
+    targets = set(mapping.values())
+    clashing = [int(cell) for cell in present if int(cell) in targets and int(cell) not in mapping]
+    full = {int(cell): int(cell) for cell in present}
+    full.update(mapping)
+    full.update({cell: first_free + i for i, cell in enumerate(clashing)})
+    olds = np.array(sorted(full), dtype=np.int64)
+    news = np.array([full[o] for o in olds], dtype=np.int64)
+    where = np.minimum(np.searchsorted(olds, baseline_plane), len(olds) - 1)
+    found = olds[where] == baseline_plane
+    out = np.where(found, news[where], baseline_plane)
+    return out.astype(baseline_plane.dtype, copy=False), first_free + len(clashing)
 
 
 def _areas(plane: np.ndarray) -> dict[int, int]:
@@ -401,14 +450,21 @@ def layer_cells(data: Any, attributes: dict) -> tuple[list[CocoImage], dict[int,
     class_names = layer_categories(info, features if has_table else None)
     class_id = {name: cid for cid, name in class_names.items()}
     fallback_class = default_class(info, features if has_table else None)
-    rows: dict[int, tuple[float, int, str]] = {}
+    # keyed by (frame, id): after tracking, an id names a cell in every frame of its track;
+    # a table without frames (from elsewhere) keys its rows by id alone (frame None)
+    rows: dict[tuple[int | None, int], tuple[float, int, str]] = {}
     if has_table:
         ids = np.asarray(features["index"], dtype=np.int64)
+        frame_of = (
+            np.asarray(features["frame"], dtype=np.int64).tolist()
+            if "frame" in features
+            else [None] * len(ids)
+        )
         scores = np.asarray(features["score"], float) if "score" in features else np.ones(len(ids))
         statuses = list(map(str, features["status"])) if "status" in features else ["edited"] * len(ids)
         names = list(map(str, features["class"])) if "class" in features else [fallback_class] * len(ids)
-        for cell, score, name, status in zip(ids.tolist(), scores.tolist(), names, statuses):
-            rows[cell] = (score, class_id.get(name, class_id[fallback_class]), status)
+        for cell, frame, score, name, status in zip(ids.tolist(), frame_of, scores.tolist(), names, statuses):
+            rows[(frame, cell)] = (score, class_id.get(name, class_id[fallback_class]), status)
     base = info.get("source_path") or info.get("source") or attributes.get("name", "image")
     base_name = Path(str(base)).name
     if not Path(base_name).suffix:
@@ -424,7 +480,7 @@ def layer_cells(data: Any, attributes: dict) -> tuple[list[CocoImage], dict[int,
             present = np.concatenate([[0], present])
         cells = present[1:].tolist()
         missing = (1.0, class_id[fallback_class], "edited")
-        attributes_of = [rows.get(cell, missing) for cell in cells]
+        attributes_of = [rows.get((index, cell), rows.get((None, cell), missing)) for cell in cells]
         segmentation = Segmentation.from_painted(
             compact,
             np.array([a[0] for a in attributes_of], np.float32),

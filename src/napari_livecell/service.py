@@ -381,12 +381,71 @@ def _run_request(
     )
 
 
+def endpoints_page(schema: dict) -> str:
+    """``/docs``: every endpoint with its parameters, as plain HTML (no scripts, works offline).
+
+    Built from the app's OpenAPI schema (``/openapi.json`` has it whole).
+    """
+    from html import escape
+
+    title = escape(str(schema.get("info", {}).get("title", "")))
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title} API</title></head><body>",
+        f"<h1>{title} API</h1>",
+        f"<p>{escape(str(schema.get('info', {}).get('description', '')))}</p>",
+        "<p>The whole schema: <a href='/openapi.json'>/openapi.json</a>.</p>",
+    ]
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            parts.append(f"<h2>{escape(method.upper())} {escape(path)}</h2>")
+            if operation.get("summary"):
+                parts.append(f"<p>{escape(str(operation['summary']))}</p>")
+            rows = []
+            for parameter in operation.get("parameters", []):
+                default = parameter.get("schema", {}).get("default", "")
+                rows.append(
+                    (
+                        parameter.get("name", ""),
+                        parameter.get("in", ""),
+                        default,
+                        parameter.get("description", ""),
+                    )
+                )
+            body = operation.get("requestBody", {}).get("content", {})
+            for media, content in body.items():
+                reference = content.get("schema", {}).get("$ref", "")
+                fields = _schema_at(schema, reference).get("properties", {}) if reference else {}
+                for name, field in fields.items():
+                    rows.append(
+                        (name, f"body ({media})", field.get("default", ""), field.get("description", ""))
+                    )
+            if rows:
+                parts.append(
+                    "<table border='1'><tr><th>name</th><th>in</th><th>default</th><th>what</th></tr>"
+                )
+                parts += [
+                    "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>"
+                    for row in rows
+                ]
+                parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _schema_at(schema: dict, reference: str) -> dict:
+    """The part of an OpenAPI schema a ``#/components/...`` reference names."""
+    node: Any = schema
+    for key in reference.removeprefix("#/").split("/"):
+        node = node.get(key, {}) if isinstance(node, dict) else {}
+    return node if isinstance(node, dict) else {}
+
+
 def create_app(settings: ServiceSettings | None = None):
     """Build the FastAPI application (the model loads at start-up)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse
 
     from napari_livecell.core.errors import Cancelled
     from napari_livecell.core.inference.predict import PredictSettings, import_inference_modules
@@ -413,16 +472,24 @@ def create_app(settings: ServiceSettings | None = None):
             stop.set()
         header_pool.shutdown(wait=False, cancel_futures=True)
 
+    # no Swagger UI or ReDoc: both load their scripts from a CDN (a blank page offline);
+    # /docs is a plain page built from the OpenAPI schema instead
     app = FastAPI(
         title="napari-livecell",
-        description="Segment cells in phase-contrast images with a YOLO-seg model.",
+        description="Segment cells in microscopy images with a YOLO-seg model.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(
         RequestLimits,
         max_body_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES,
         max_requests=settings.max_requests,
     )
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs():
+        return HTMLResponse(endpoints_page(app.openapi()))
 
     @app.exception_handler(RequestError)
     async def request_error(_request, error: RequestError):
@@ -441,7 +508,9 @@ def create_app(settings: ServiceSettings | None = None):
             "name": model.name,
             "task": "segment",
             "classes": {str(k): v for k, v in model.class_names.items()},
-            "imgsz": model.imgsz,
+            # what a request uses unless it sends imgsz; the model's own (training) size beside it
+            "imgsz": DEFAULT_IMGSZ,
+            "trained_imgsz": model.imgsz,
             "device": model.device,
             "runtime": model.runtime,
             "pixel_size_um": model.pixel_size_um,

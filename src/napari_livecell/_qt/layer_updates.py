@@ -196,3 +196,88 @@ def filter_colors(layer, min_score: float, min_area: int, max_area: int):
     color_dict[0] = np.zeros(4, np.float32)
     color_dict[None] = np.array([1.0, 0.0, 1.0, 1.0], np.float32)
     return DirectLabelColormap(color_dict=color_dict)
+
+
+def same_layer(a, b) -> bool:
+    """Whether two layer references are one layer (a plugin's viewer hands out proxies)."""
+    return a is not None and b is not None and getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def is_result_labels(layer) -> bool:
+    """A Labels layer made by Segment cells or read from a COCO/YOLO file (it has our metadata)."""
+    return layer_kind(layer) == "labels" and RESULT_KEY in getattr(layer, "metadata", {})
+
+
+def follow_layers(viewer, combo, prefer, fallback=None):
+    """Keep a layer ComboBox in step with the viewer and choose the obvious layer in it.
+
+    The choice starts on the newest layer ``prefer`` accepts (topmost in the
+    layer list), else the newest ``fallback`` accepts, else none (a nullable
+    box) or napari's first; a layer added later that ``prefer`` accepts becomes the
+    choice (a fresh result is what the user wants to work on next); when the
+    chosen layer is removed, the newest preferred one takes its place; a
+    renamed layer shows its new name. A layer the user chose by hand stays
+    chosen while it exists and nothing preferred is added.
+    """
+
+    def choose(layer) -> None:
+        for value in combo.choices:
+            if same_layer(value, layer):
+                combo.value = value
+                return
+
+    def newest_preferred():
+        for accepts in (prefer, fallback):
+            chosen = [value for value in combo.choices if value is not None and accepts and accepts(value)]
+            if chosen:
+                return chosen[-1]
+        return None
+
+    def refresh(_event=None) -> None:
+        current = combo.value
+        combo.reset_choices()
+        if current is not None and any(same_layer(value, current) for value in combo.choices):
+            choose(current)
+            return
+        fallback = newest_preferred()
+        if fallback is not None:
+            choose(fallback)
+        elif getattr(combo, "_nullable", False):
+            combo.value = None
+
+    def on_inserted(event) -> None:
+        layer = event.value
+        layer.events.name.connect(refresh)
+        refresh()
+        if prefer(layer):
+            choose(layer)
+
+    losing: list = []
+
+    def on_removing(event) -> None:
+        # napari resets a dock's choices on removal before this dock hears of it: note now
+        # whether the chosen layer is the one going
+        going = viewer.layers[event.index]
+        losing[:] = [same_layer(going, combo.value)]
+
+    def on_removed(event) -> None:
+        event.value.events.name.disconnect(refresh)
+        refresh()
+        if losing and losing[0]:
+            fallback = newest_preferred()
+            if fallback is not None:
+                choose(fallback)
+        losing.clear()
+
+    for layer in viewer.layers:
+        layer.events.name.connect(refresh)
+    viewer.layers.events.inserted.connect(on_inserted)
+    viewer.layers.events.removing.connect(on_removing)
+    viewer.layers.events.removed.connect(on_removed)
+    combo.reset_choices()
+    start = newest_preferred()
+    if start is not None:
+        choose(start)
+    elif getattr(combo, "_nullable", False):
+        combo.value = None
+    return refresh

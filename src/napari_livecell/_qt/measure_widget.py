@@ -21,6 +21,7 @@ from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableView
 
 from napari_livecell._qt.docking import fit_dock
+from napari_livecell._qt.layer_updates import follow_layers, is_result_labels, layer_kind
 from napari_livecell._qt.run_controls import BackgroundRun, RunControls, notify_error
 from napari_livecell.core.analysis.measure import (
     Measurements,
@@ -30,6 +31,7 @@ from napari_livecell.core.analysis.measure import (
     with_image_name,
     write_measurements_csv,
 )
+from napari_livecell.core.images import check_labels
 from napari_livecell.layers import CELLS_SUFFIX, image_layer_for
 
 if TYPE_CHECKING:
@@ -143,9 +145,16 @@ class MeasureCellsWidget(BackgroundRun, Container):
         self._labels.changed.connect(self._pick_image)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self._labels.reset_choices)
             event.connect(self._image.reset_choices)
+        self._keep_layer = follow_layers(
+            viewer, self._labels, is_result_labels, lambda layer: layer_kind(layer) == "labels"
+        )
         self._pick_image(self._labels.value)
+
+    def reset_choices(self, *args) -> None:
+        """Keep the chosen layer through napari's refresh on every layer change (a rename included)."""
+        self._keep_layer()
+        super().reset_choices(*args)
 
     # choices -----------------------------------------------------------------
     def _labels_choices(self, _widget=None) -> list:
@@ -193,6 +202,7 @@ class MeasureCellsWidget(BackgroundRun, Container):
             if chosen is not None and getattr(chosen, "multiscale", False):
                 raise ValueError(f"{chosen.name!r} is multiscale: measuring needs a single-resolution layer")
         data = layer.data
+        check_labels(data, repr(layer.name), "choose the Labels layer made by Segment cells")
         # a copy of an in-memory stack: the user may paint while the worker reads it
         if data.ndim > 2 and isinstance(data, np.ndarray):
             data = np.array(data)

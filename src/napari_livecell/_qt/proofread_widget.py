@@ -20,8 +20,16 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 
 from napari_livecell._qt.docking import fit_dock
-from napari_livecell._qt.layer_updates import filter_colors, mark_edited, shown_frame
+from napari_livecell._qt.layer_updates import (
+    filter_colors,
+    follow_layers,
+    is_result_labels,
+    mark_edited,
+    same_layer,
+    shown_frame,
+)
 from napari_livecell.core.analysis.edit import (
+    CorrectionSummary,
     PixelEdit,
     cell_centroid,
     correction_summary,
@@ -35,7 +43,9 @@ from napari_livecell.layers import (
     RESULT_KEY,
     default_class,
     flat_frame,
+    follow_ids,
     outlines_name_for,
+    pure_id_changes,
     refresh_cell_rows,
     ring_to_vertices,
 )
@@ -75,7 +85,7 @@ class CellFollower:
         self._baseline = ensure_baseline(labels_layer)
         # edits made before proofreading started are traced at the first flush
         self._snapshot = np.array(self._baseline, copy=True)
-        self._memory: dict[int, dict] = {}
+        self._memory: dict[tuple[int, int], dict] = {}
         self.highlighted: int | None = None
         self._timer = QTimer()
         self._timer.setSingleShot(True)
@@ -118,6 +128,7 @@ class CellFollower:
         leading = current.shape[:-2]
         touched: dict[tuple[int, ...], set[int]] = {}
         planes = {}
+        free = None  # the first id no cell of the stack has, found once a baseline cell needs one
         for frame in np.ndindex(*leading) if leading else [()]:
             frame_changed = changed[frame]
             if frame_changed.any():
@@ -126,6 +137,13 @@ class CellFollower:
                     np.unique(after[frame_changed]).tolist()
                 )
                 touched[frame] = ids - {0}
+                # the prediction follows ids that changed without a pixel moving (tracking, relabel,
+                # their undo): its ids stay the cells' ids, and a saved COCO names the same cells
+                renamed = pure_id_changes(after, before)
+                if renamed:
+                    if free is None:
+                        free = max(int(self._baseline.max(initial=0)), int(current.max(initial=0))) + 1
+                    self._baseline[frame], free = follow_ids(self._baseline[frame], renamed, free)
                 planes[frame] = (after, before, self._baseline[frame])
         features = self.labels.features
         self.labels.features = refresh_cell_rows(
@@ -159,10 +177,11 @@ class CellFollower:
         ]
         data = [shapes.data[i] for i in keep]
         features = shapes.features.iloc[keep].reset_index(drop=True)
-        table = self.labels.features.set_index("index")
+        table = self.labels.features.set_index(["frame", "index"])
         new_rows = []
         for frame, ids in sorted(touched.items()):
             plane = current[frame]
+            flat = flat_frame(frame, leading)
             for cell in sorted(ids):
                 mask = plane == cell
                 if not mask.any():
@@ -174,9 +193,9 @@ class CellFollower:
                     new_rows.append(
                         {
                             "label": cell,
-                            "score": float(table.loc[cell, "score"]),
-                            "area": int(table.loc[cell, "area"]),
-                            "frame": int(table.loc[cell, "frame"]),
+                            "score": float(table.loc[(flat, cell), "score"]),
+                            "area": int(table.loc[(flat, cell), "area"]),
+                            "frame": flat,
                         }
                     )
         if new_rows:
@@ -213,17 +232,45 @@ class CellFollower:
         shapes.edge_width = widths.tolist()
 
 
+_FOLLOWERS: dict[int, CellFollower] = {}
+
+
+def follower_for(viewer, labels_layer) -> CellFollower:
+    """The one :class:`CellFollower` of a Labels layer, made on first use.
+
+    Shared by the docks that change a result layer (Proofread, Track), so an
+    edit is traced once, whichever dock made it or is open.
+    """
+    key = id(getattr(labels_layer, "__wrapped__", labels_layer))
+    follower = _FOLLOWERS.get(key)
+    if follower is None or not same_layer(follower.labels, labels_layer):
+        follower = _FOLLOWERS[key] = CellFollower(viewer, labels_layer)
+
+        def forget(event, key=key, follower=follower) -> None:
+            # a closed layer's follower leaves the registry (which outlives every viewer)
+            if same_layer(event.value, follower.labels):
+                follower._timer.stop()
+                if _FOLLOWERS.get(key) is follower:
+                    del _FOLLOWERS[key]
+
+        viewer.layers.events.removed.connect(forget)
+    return follower
+
+
 def _camera(viewer):
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9 on)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
-def _set_status(labels_layer, ids: set[int], status: str) -> None:
+def _set_status(labels_layer, frame: int, ids: set[int], status: str) -> None:
     features = labels_layer.features.copy()
     if "index" not in features:
         return
-    features.loc[features["index"].isin(list(ids)), "status"] = status
+    rows = features["index"].isin(list(ids))
+    if "frame" in features:
+        rows &= features["frame"] == frame
+    features.loc[rows, "status"] = status
     labels_layer.features = features
 
 
@@ -256,7 +303,7 @@ class ProofreadWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
-        self._followers: dict[int, CellFollower] = {}
+        self._attached: list = []
         self._merge_from: int | None = None
         self._layer = ComboBox(label="cells", choices=self._result_layers, nullable=True)
         self._cell = SpinBox(label="cell (click one)", min=0, max=2**31 - 1)
@@ -290,10 +337,15 @@ class ProofreadWidget(Container):
         self._next.changed.connect(lambda: self.next_to_review())
         self._relabel.changed.connect(lambda: self.relabel())
         self._layer.changed.connect(self._attach)
-        viewer.layers.events.inserted.connect(self._on_layers_changed)
-        viewer.layers.events.removed.connect(self._on_layers_changed)
         fit_dock(self, [self._status])
+        self._keep_layer = follow_layers(viewer, self._layer, is_result_labels)
+        self.native.destroyed.connect(self._detach)
         self._attach(self._layer.value)
+
+    def reset_choices(self, *args) -> None:
+        """Keep the chosen layer through napari's refresh on every layer change (a rename included)."""
+        self._keep_layer()
+        super().reset_choices(*args)
 
     # layers ----------------------------------------------------------------
     def _result_layers(self, _widget=None) -> list:
@@ -305,17 +357,14 @@ class ProofreadWidget(Container):
             if isinstance(layer, Labels) and RESULT_KEY in layer.metadata
         ]
 
-    def _on_layers_changed(self, _event=None) -> None:
-        self._layer.reset_choices()
-        if self._layer.value is not None:
-            self._attach(self._layer.value)
-
     def _attach(self, layer) -> None:
-        if layer is None or id(layer) in self._followers:
+        self._attached = [known for known in self._attached if known in self._viewer.layers]
+        if layer is None or any(same_layer(known, layer) for known in self._attached):
+            self.update_summary()
             return
-        follower = CellFollower(self._viewer, layer)
+        self._attached.append(layer)
+        follower = follower_for(self._viewer, layer)
         follower.on_flush.append(self.update_summary)
-        self._followers[id(layer)] = follower
         actions = {
             "delete": lambda: self.delete(self._cell_under_cursor()),
             "accept": lambda: self.accept(self._cell_under_cursor()),
@@ -329,6 +378,11 @@ class ProofreadWidget(Container):
         layer.events.selected_label.connect(self._on_selected_label)
         follower.flush()
         self.update_summary()
+
+    def _detach(self, _object=None) -> None:
+        """A closed dock is no longer told about edits (the layers' followers live on)."""
+        for follower in _FOLLOWERS.values():
+            follower.on_flush[:] = [f for f in follower.on_flush if f != self.update_summary]
 
     def _on_selected_label(self, _event=None) -> None:
         if self.layer is not None:
@@ -350,7 +404,7 @@ class ProofreadWidget(Container):
     @property
     def follower(self) -> CellFollower | None:
         """The follower of the layer being proofread."""
-        return None if self.layer is None else self._followers.get(id(self.layer))
+        return None if self.layer is None else follower_for(self._viewer, self.layer)
 
     def notify_error(self, message: str) -> None:
         """Show a problem in the status line and as a napari notification."""
@@ -435,9 +489,16 @@ class ProofreadWidget(Container):
         """Mark a cell as checked by a person."""
         layer = self._require_layer()
         cell = int(cell)
-        if not cell or cell not in set(layer.features["index"].tolist()):
+        frame = flat_frame(self._frame(), layer.data.shape[:-2])
+        features = layer.features
+        rows = features[features["index"] == cell]
+        if "frame" in rows and len(rows) and not (rows["frame"] == frame).any():
+            if len(rows) > 1:
+                raise ValueError(f"cell {cell} is not in this frame: go to the frame it is in")
+            frame = int(rows["frame"].iloc[0])  # an id of one frame only (an untracked stack)
+        if not cell or not len(rows):
             raise ValueError(f"no cell {cell} to accept: point at a cell")
-        _set_status(layer, {cell}, "accepted")
+        _set_status(layer, frame, {cell}, "accepted")
         self.update_summary()
         self._status.value = f"accepted cell {cell}"
 
@@ -502,9 +563,7 @@ class ProofreadWidget(Container):
     def summary(self):
         """Correction counts against the model's prediction, from the pixels."""
         layer = self._require_layer()
-        features = layer.features
-        statuses = dict(zip(features["index"], features["status"])) if "status" in features else {}
-        return correction_summary(np.asarray(layer.data), ensure_baseline(layer), statuses)
+        return frame_by_frame_summary(layer.features, np.asarray(layer.data), ensure_baseline(layer))
 
     def update_summary(self) -> None:
         """Refresh the corrections line (and store it with the layer for exports)."""
@@ -513,6 +572,28 @@ class ProofreadWidget(Container):
         summary = self.summary()
         self.layer.metadata[RESULT_KEY]["corrections"] = summary.as_dict()
         self._summary.value = summary.describe()
+
+
+def frame_by_frame_summary(features, labels: np.ndarray, baseline: np.ndarray) -> CorrectionSummary:
+    """Correction counts of a stack, frame by frame: an id may name a cell in many frames (a track)."""
+    frames = labels.reshape(-1, *labels.shape[-2:])
+    base_frames = baseline.reshape(-1, *baseline.shape[-2:])
+    has_status = "status" in features and len(features)
+    accepted = features[features["status"] == "accepted"] if has_status else features.iloc[:0]
+    accepted_frames = accepted["frame"] if "frame" in accepted else np.zeros(len(accepted), np.int64)
+    total = None
+    for index, (plane, base_plane) in enumerate(zip(frames, base_frames)):
+        in_frame = np.asarray(accepted_frames) == index if len(frames) > 1 else slice(None)
+        ids = accepted["index"][in_frame]
+        counts = correction_summary(plane, base_plane, dict.fromkeys(ids.tolist(), "accepted"))
+        total = (
+            counts
+            if total is None
+            else CorrectionSummary(
+                **{name: value + getattr(counts, name) for name, value in total.as_dict().items()}
+            )
+        )
+    return total if total is not None else correction_summary(labels, baseline, {})
 
 
 def _canvas_size(widget) -> tuple[int, int]:

@@ -34,6 +34,8 @@ from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
 
 from napari_livecell._qt.docking import fit_dock
+from napari_livecell._qt.layer_updates import follow_layers, is_result_labels, layer_kind
+from napari_livecell._qt.proofread_widget import follower_for
 from napari_livecell._qt.run_controls import BackgroundRun, RunControls
 from napari_livecell.core.analysis.growth import (
     growth_curves,
@@ -41,6 +43,7 @@ from napari_livecell.core.analysis.growth import (
     write_growth_csv,
     write_growth_png,
 )
+from napari_livecell.core.images import check_labels
 from napari_livecell.core.tracking.edits import TrackCorrection, correct_track_id
 from napari_livecell.core.tracking.track import TrackingResult, iter_track_cells, review_flags
 
@@ -81,6 +84,16 @@ def tracking_run(data: Any, options: dict) -> Generator[tuple[str, int, int], No
         return TrackOutcome(error=f"tracking failed: {error}")
 
 
+def is_stack(layer: Any) -> bool:
+    """A Labels layer of three axes: a (T, Y, X) stack to track."""
+    return layer_kind(layer) == "labels" and layer.ndim == 3
+
+
+def is_result_stack(layer: Any) -> bool:
+    """A result Labels stack (made by Segment cells, or read from a COCO file)."""
+    return is_stack(layer) and is_result_labels(layer)
+
+
 def notify_error(status: Any, message: str) -> None:
     """A problem as one line: the status label and a napari error notification."""
     from napari.utils.notifications import show_error
@@ -95,7 +108,7 @@ class TrackCellsWidget(BackgroundRun, Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
-        self._layer = ComboBox(label="labels stack (T, Y, X)", choices=self._labels_choices)
+        self._layer = ComboBox(label="labels stack (T, Y, X)", choices=self._labels_choices, nullable=True)
         self._max_distance = FloatSpinBox(label="max move (px, 0: auto)", value=0.0, min=0.0, max=10_000.0)
         self._max_gap = SpinBox(label="frames a cell may be missed", value=1, min=0, max=10)
         self._divisions = CheckBox(text="find divisions", value=True)
@@ -157,10 +170,15 @@ class TrackCellsWidget(BackgroundRun, Container):
         self._save_csv.changed.connect(lambda: self.save_growth_csv())
         self._save_png.changed.connect(lambda: self.save_growth_png())
         self._layer.changed.connect(self._watch)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self._layer.reset_choices)
+        # a result stack first, else any stack; a 2-D layer (a ground truth frame) only by hand
+        self._keep_layer = follow_layers(viewer, self._layer, is_result_stack, is_stack)
         self.native.destroyed.connect(lambda: self._watch(None))
         self._watch(self._layer.value)
+
+    def reset_choices(self, *args) -> None:
+        """Keep the chosen layer through napari's refresh on every layer change (a rename included)."""
+        self._keep_layer()
+        super().reset_choices(*args)
 
     # choices and growth ------------------------------------------------------
     def _labels_choices(self, _widget=None) -> list:
@@ -233,6 +251,7 @@ class TrackCellsWidget(BackgroundRun, Container):
         if layer.data.ndim != 3:
             raise ValueError(f"{layer.name!r} is {layer.data.ndim}-D: tracking needs a (T, Y, X) stack")
         data = layer.data
+        check_labels(data, repr(layer.name), "choose a Labels stack made by Segment cells")
         # a copy of an in-memory stack: the user may go on painting while the worker reads it
         return layer, np.array(data) if isinstance(data, np.ndarray) else data
 
@@ -251,12 +270,16 @@ class TrackCellsWidget(BackgroundRun, Container):
             "divisions": bool(self._divisions.value),
         }
         n_frames = data.shape[0]
-        worker = create_worker(tracking_run, data, options, _progress={"total": 2 * n_frames + 1})
+        # progress counts frames: each pass over the stack (measuring, relabelling) runs 0..T
+        worker = create_worker(tracking_run, data, options, _progress={"total": n_frames, "desc": "tracking"})
+        pbar = getattr(worker, "pbar", None)
+        if pbar is not None:
+            worker.yielded.disconnect(pbar.increment_with_overflow)
         worker.yielded.connect(self._on_step)
         worker.returned.connect(lambda outcome: self._on_returned(layer, outcome))
         worker.aborted.connect(lambda: setattr(self._status, "value", "cancelled: the layer is unchanged"))
         worker.finished.connect(self._controls.end)
-        self._progress.max, self._progress.value = 2 * n_frames + 1, 0
+        self._progress.max, self._progress.value = n_frames, 0
         return self._controls.begin(worker, f"tracking {layer.name}...")
 
     def cancel(self, _=None) -> None:
@@ -267,22 +290,30 @@ class TrackCellsWidget(BackgroundRun, Container):
 
     def _on_step(self, step: tuple[str, int, int]) -> None:
         stage, done, total = step
-        frames = (self._progress.max - 1) // 2
-        value = {"measuring": done, "linking": frames + done, "relabelling": frames + 1 + done}[stage]
-        self._progress.value = min(value, self._progress.max)
-        self._status.value = f"{stage} {done}/{total}" if stage != "linking" else "linking..."
+        frames = self._progress.max
+        value = {"measuring": done, "linking": frames * done, "relabelling": done}[stage]
+        self._progress.value = min(value, frames)
+        self._status.value = f"{stage} {done}/{total} frames" if stage != "linking" else "linking..."
+        pbar = getattr(self.worker, "pbar", None)
+        if pbar is not None:
+            pbar.set_description(stage)
+            pbar.update(min(value, frames) - pbar.n)
 
     def _on_returned(self, layer: Any, outcome: TrackOutcome) -> None:
         if outcome.error or outcome.result is None:
             notify_error(self._status, outcome.error or "tracking failed")
             return
         result = self.result = outcome.result
+        # a result layer's table, statuses and prediction follow the new ids (and an undo) as any edit
+        follower = follower_for(self._viewer, layer) if is_result_labels(layer) else None
         if outcome.changed is not None:
             layer.data_setitem(outcome.changed, outcome.values)
             how = "relabelled in place (Ctrl+Z undoes it)"
         else:
             layer.data = result.labels
             how = "data replaced (not undoable: lazy, too large or ids beyond its dtype)"
+        if follower is not None and isinstance(layer.data, np.ndarray):
+            follower.flush()
         self._show_tracks(layer, result)
         self.flags, self._review_index, self._reviewed_layer = outcome.flags, -1, layer
         self.corrections.clear()  # they refer to the tracks replaced

@@ -26,10 +26,16 @@ SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo, tr
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``napari-livecell`` argument parser."""
+    from napari_livecell import __version__
+
     parser = OneLineParser(
         prog="napari-livecell",
-        description="Segment cells in phase-contrast images with YOLO-seg models.",
+        description=(
+            "Segment cells in microscopy images (phase contrast, bright field, fluorescence) "
+            "with YOLO-seg models; proofread, measure, track and retrain."
+        ),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
         module.add_parser(commands)

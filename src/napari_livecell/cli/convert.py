@@ -13,11 +13,18 @@ def add_parser(commands) -> None:
     conv = commands.add_parser("convert", help="COCO json <-> YOLO dataset <-> label TIFFs")
     conv.add_argument("input", help="COCO json, YOLO dataset folder, or folder of *_labels.tif")
     conv.add_argument("output", help="output json or folder")
-    conv.add_argument("--to", choices=("coco", "yolo", "tif"), required=True)
+    conv.add_argument(
+        "--to",
+        choices=("coco", "yolo", "tif"),
+        required=True,
+        help="output format: a COCO json, a YOLO dataset folder, or one label TIFF per image",
+    )
     conv.add_argument("--images", default=None, help="image folder (COCO -> YOLO)")
     conv.add_argument("--reference", default=None, help="COCO json whose ids/sizes label TIFFs must match")
-    conv.add_argument("--val", type=float, default=0.1, help="validation share (COCO -> YOLO)")
-    conv.add_argument("--seed", type=int, default=0)
+    conv.add_argument("--val", type=float, default=0.1, help="validation share, 0..1 (COCO -> YOLO; 0.1)")
+    conv.add_argument(
+        "--seed", type=int, default=0, help="seed of the train/validation draw (COCO -> YOLO; 0)"
+    )
     conv.set_defaults(handler=run)
 
 

@@ -21,9 +21,13 @@ def add_parser(commands) -> None:
     evaluate.add_argument(
         "--conf", type=float, default=DEFAULT_CONF, help=f"{DEFAULT_CONF}: the original benchmark"
     )
-    evaluate.add_argument("--iou", type=float, default=DEFAULT_IOU)
-    evaluate.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ)
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument(
+        "--iou", type=float, default=DEFAULT_IOU, help=f"NMS IoU of --model's predictions ({DEFAULT_IOU})"
+    )
+    evaluate.add_argument(
+        "--imgsz", type=int, default=DEFAULT_IMGSZ, help=f"--model's input size, px ({DEFAULT_IMGSZ})"
+    )
+    evaluate.add_argument("--device", default="auto", help="where --model runs: auto, cpu, cuda:N or mps")
     evaluate.add_argument("--json", action="store_true", help="print one json object")
     evaluate.add_argument(
         "--coco-defaults",
@@ -33,17 +37,38 @@ def add_parser(commands) -> None:
     evaluate.set_defaults(handler=run)
 
 
+SIZE_METRICS = {"APs": "small", "APm": "medium", "APl": "large"}
+
+
+def _percent(value: float) -> str:
+    """An AP as the tables print it: percent, one decimal; "n/a" for COCO's -1 (no cells of that size)."""
+    return "n/a" if value < 0 else f"{100 * value:.1f}"
+
+
+def _missing_sizes(report: dict) -> list[str]:
+    """A line for each size range without ground-truth cells (COCO reports -1 for its AP)."""
+    ranges = report["settings"]["area_ranges"]
+    lines = []
+    for key, size in SIZE_METRICS.items():
+        if report["bbox"][key] < 0 or report["segm"][key] < 0:
+            low, high = ranges[size]
+            bounds = f"{low:g} px and more" if high >= 1e9 else f"{low:g} to {high:g} px"
+            lines.append(f"note: {key} is n/a: no {size} cells ({bounds}) in the ground truth")
+    return lines
+
+
 def _format_report(report: dict) -> str:
+    """The AP table of ``--pred``: percent with one decimal, as the ``--model`` table prints them."""
     settings = report["settings"]
     lines = [
         f"protocol: {settings['protocol']} (maxDets {settings['max_dets']}, "
         f"area ranges {settings['area_ranges']}), {settings['n_images']} image(s)",
-        "| metric | bbox | mask |",
-        "|--------|------|------|",
+        "| metric | bbox (%) | mask (%) |",
+        "|--------|----------|----------|",
     ]
     for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
-        lines.append(f"| {key} | {report['bbox'][key]:.4f} | {report['segm'][key]:.4f} |")
-    return "\n".join(lines)
+        lines.append(f"| {key} | {_percent(report['bbox'][key])} | {_percent(report['segm'][key])} |")
+    return "\n".join(lines + _missing_sizes(report))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +112,7 @@ def _evaluate_models(args: argparse.Namespace, settings) -> int:
     print("| Model Arch | bbox (mAP) | mask(mAP) |")
     print("|------------|------------|-----------|")
     for row in rows:
-        print(f"| {row['model']} | {100 * row['bbox']['AP']:.1f} | {100 * row['segm']['AP']:.1f} |")
+        print(f"| {row['model']} | {_percent(row['bbox']['AP'])} | {_percent(row['segm']['AP'])} |")
     print(f"settings: {described}")
     if predict.conf >= 0.1:
         print(

@@ -57,6 +57,7 @@ class LabelSource:
     features: Any = None
     image: Any = None
     frame_names: list[str] | None = None
+    file_names: list[str] | None = None  # a COCO json's images, frame by frame
 
 
 def find_label_files(patterns: list[str]) -> list[Path]:
@@ -114,6 +115,36 @@ def find_image(folder: Path, stem: str) -> Path:
     raise FileNotFoundError(f"no image named {stem}.* in {folder} for its labels")
 
 
+def find_named_image(folder: Path, file_name: str) -> Path:
+    """The image a COCO json names (its ``file_name``) in ``folder``: as named, by name, or by stem.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such image.
+    """
+    for candidate in (folder / file_name, folder / Path(file_name).name):
+        if candidate.is_file():
+            return candidate
+    return find_image(folder, Path(file_name).stem)
+
+
+def images_of(folder: Path, source: LabelSource):
+    """The intensity image(s) of a labels input, from ``--images DIR``.
+
+    A COCO json names its images (``file_name``, one per frame, stacked); a
+    label TIFF goes by its own name (``<stem>_labels.tif`` -> ``<stem>.*``).
+    """
+    import numpy as np
+
+    from napari_livecell.core.images import read_image
+
+    if not source.file_names:
+        return read_image(find_image(folder, source.name))
+    frames = [read_image(find_named_image(folder, name)) for name in source.file_names]
+    return frames[0] if len(frames) == 1 else np.stack(frames)
+
+
 def read_labels(path: Path) -> LabelSource:
     """A label TIFF (squeezed; integer) or a COCO json (with its cell table and image, when found)."""
     import numpy as np
@@ -126,8 +157,11 @@ def read_labels(path: Path) -> LabelSource:
         image = next((layer[0] for layer in layers if layer[2] == "image"), None)
         names = kwargs["metadata"]["napari_livecell"].get("file_names") or []
         frame_names = [Path(str(n)).stem for n in names] if len(names) > 1 else None
-        return LabelSource(path.stem, labels, kwargs.get("features"), image, frame_names)
+        file_names = [str(n) for n in names] if names and all(names) else None
+        return LabelSource(path.stem, labels, kwargs.get("features"), image, frame_names, file_names)
     import tifffile
+
+    from napari_livecell.core.images import check_labels
 
     try:
         labels = np.squeeze(tifffile.imread(path))
@@ -135,8 +169,7 @@ def read_labels(path: Path) -> LabelSource:
         raise CommandError(f"{path} is not a readable TIFF ({error})") from error
     if labels.ndim < 2:
         raise CommandError(f"{path.name} is not a label image (shape {labels.shape})")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise CommandError(f"{path.name} holds {labels.dtype} values, not integer labels")
+    check_labels(labels, path.name, "give label images (segment gives <image>_labels.tif)")
     return LabelSource(image_stem(path), labels)
 
 
@@ -168,8 +201,7 @@ def run(args: argparse.Namespace) -> int:
         for path in paths:
             source = read_labels(path)
             if images is not None:
-                image_path = images if images.is_file() else find_image(images, source.name)
-                source.image = read_image(image_path)
+                source.image = read_image(images) if images.is_file() else images_of(images, source)
             steps = iter_measure(source.labels, source.image, pixel_size, source.features)
             while True:
                 try:

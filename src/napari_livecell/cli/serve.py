@@ -19,7 +19,7 @@ def add_parser(commands) -> None:
     srv.add_argument(
         "--host", default="127.0.0.1", help="127.0.0.1 (this machine only); 0.0.0.0 exposes it to the network"
     )
-    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     srv.add_argument("--model", default=None, help="weights; the shipped default if omitted")
     srv.add_argument("--device", default="cpu", help="cpu, cuda:N, mps or auto")
     srv.add_argument(

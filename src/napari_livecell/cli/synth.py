@@ -12,7 +12,7 @@ def add_parser(commands) -> None:
     synth = commands.add_parser("synth", help="write synthetic LIVECell-like images and labels")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--n", type=int, default=10, help="number of images (or time-lapses)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same images (0)")
     synth.add_argument("--frames", type=int, default=None, help="write time-lapses of T frames")
     synth.add_argument("--cells", type=int, default=None, help="cells per image (default 20..600)")
     synth.add_argument(

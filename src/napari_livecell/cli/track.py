@@ -7,6 +7,9 @@ from pathlib import Path
 
 from napari_livecell.cli.common import CommandError, int_in, pixel_size_um, positive_float, progress_bar
 
+# what to do with an intensity image given as labels
+LABELS_HINT = "segment it first (napari-livecell segment) and give its _labels.tif"
+
 
 def add_parser(commands) -> None:
     """Register the subcommand."""
@@ -50,6 +53,8 @@ def read_stack(path: Path):
     import numpy as np
     import tifffile
 
+    from napari_livecell.core.images import check_labels
+
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_dir():
@@ -59,10 +64,11 @@ def read_stack(path: Path):
         frames = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
         if not frames:
             raise CommandError(f"{path} holds no .tif label frames")
-        first = check_labels(tifffile.imread(frames[0]), frames[0])
+        first = check_label_ids(tifffile.imread(frames[0]), frames[0])
         if first.ndim != 2:
             raise CommandError(f"{frames[0].name} is not a 2-D label frame (shape {first.shape})")
-        # read lazily: a long movie is measured one frame at a time (each frame checked as it is read)
+        # read lazily: a long movie is measured one frame at a time (each frame's ids checked as it is read)
+        check_labels(first, str(frames[0]), LABELS_HINT)
         reads = [dask.delayed(read_label_frame)(p) for p in frames]
         return da.stack([da.from_delayed(r, first.shape, first.dtype) for r in reads]), path.name
     try:
@@ -72,18 +78,19 @@ def read_stack(path: Path):
     stack = np.squeeze(stack)
     if stack.ndim != 3:
         raise CommandError(f"{path} is not a (T, Y, X) label stack (shape {stack.shape})")
-    return check_labels(stack, path), path.stem
+    check_labels(stack, str(path), LABELS_HINT)
+    return check_label_ids(stack, path), path.stem
 
 
 def read_label_frame(path: Path):
-    """One label frame of a folder, checked like a whole stack."""
+    """One label frame of a folder, its ids checked like a whole stack's."""
     import tifffile
 
-    return check_labels(tifffile.imread(path), path)
+    return check_label_ids(tifffile.imread(path), path)
 
 
-def check_labels(labels, path: Path):
-    """``labels`` when they are integer ids with 0 for background, else a one-line :class:`CommandError`."""
+def check_label_ids(labels, path: Path):
+    """``labels`` when their ids are 0 (background) or positive, else a one-line :class:`CommandError`."""
     import numpy as np
 
     if not np.issubdtype(labels.dtype, np.integer):
@@ -124,14 +131,20 @@ def run(args: argparse.Namespace) -> int:
         divisions=not args.no_divisions,
         linker=args.linker,
     )
-    with progress_bar(2 * n_frames + 1, "track", unit="frame") as bar:
+    # frames are the unit: each pass over the stack (measuring, relabelling) counts 0..T
+    with progress_bar(n_frames, "track: measuring", unit="frame") as bar:
+        stage = "measuring"
         while True:
             try:
-                next(steps)
-            except StopIteration as done:
-                result = done.value
+                step, done, _ = next(steps)
+            except StopIteration as finished:
+                result = finished.value
                 break
-            bar.update(1)
+            if step != stage:
+                stage = step
+                bar.set_description(f"track: {stage}")
+                bar.reset(total=n_frames)
+            bar.update((n_frames * done if stage == "linking" else done) - bar.n)
 
     def write_stack(temporary: Path) -> None:
         frames = (frame for _, frame in iter_frames(result.labels))

@@ -32,7 +32,12 @@ def add_parser(commands) -> None:
     )
     train.add_argument("--data", default=None, help="COCO json (with --images) or YOLO dataset folder")
     train.add_argument("--images", default=None, help="image folder for a COCO json")
-    train.add_argument("--preset", choices=["nano", "livecell-x"], default="nano")
+    train.add_argument(
+        "--preset",
+        choices=["nano", "livecell-x"],
+        default="nano",
+        help="nano: a laptop CPU's recipe (320 px); livecell-x: the original work's (704 px, a GPU)",
+    )
     train.add_argument(
         "--model",
         default=None,
@@ -51,17 +56,19 @@ def add_parser(commands) -> None:
         default=None,
         help="optimizer steps a fine-tune plans for (default MIN_FINETUNE_STEPS, 300)",
     )
-    train.add_argument("--imgsz", type=imgsz_int, default=None)
-    train.add_argument("--batch", type=int_in(1, 4096), default=None)
+    train.add_argument("--imgsz", type=imgsz_int, default=None, help="input size, px (default: the preset's)")
+    train.add_argument(
+        "--batch", type=int_in(1, 4096), default=None, help="images per step (default: the preset's)"
+    )
     train.add_argument(
         "--crop",
         type=int_in(0, 100_000),
         default=None,
         help="cut images into native-resolution crops of this size (0: whole images)",
     )
-    train.add_argument("--device", default="cpu")
-    train.add_argument("--workers", type=int_in(0, 1024), default=2)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu", help="cpu (default), cuda:N or mps")
+    train.add_argument("--workers", type=int_in(0, 1024), default=2, help="data-loading processes (2)")
+    train.add_argument("--seed", type=int, default=0, help="random seed of the run (0)")
     train.add_argument("--out", required=True, help="output folder (best.pt, metrics.json, settings.json)")
     train.add_argument(
         "--resume", action="store_true", help="continue the interrupted run in --out where it stopped"
@@ -71,7 +78,7 @@ def add_parser(commands) -> None:
 
     exp = commands.add_parser("export", help="export a .pt model to ONNX (and a Triton repository)")
     exp.add_argument("weights", help="a .pt file, or 'default'")
-    exp.add_argument("--format", choices=("onnx",), default="onnx")
+    exp.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
     exp.add_argument(
         "--imgsz",
         type=imgsz_int,

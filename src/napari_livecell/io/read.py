@@ -179,10 +179,17 @@ def read_coco_layers(path: str) -> list[tuple]:
 
 
 def _cell_ids(per_frame: list[list[dict]]) -> list[list[int]]:
-    """Each annotation's cell id: the ``label`` we wrote when every one has a distinct one, else 1..N."""
+    """Each annotation's cell id: the ``label`` we wrote when each frame's are distinct, else 1..N.
+
+    A tracked stack names a cell by its track in every frame: ids repeat across frames, never within one.
+    """
     written = [a.get("label") for frame_annotations in per_frame for a in frame_annotations]
     usable = all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63 for v in written)
-    if not (usable and len(set(written)) == len(written)):
+    distinct = all(
+        len({a.get("label") for a in frame_annotations}) == len(frame_annotations)
+        for frame_annotations in per_frame
+    )
+    if not (usable and distinct):
         written = list(range(1, len(written) + 1))
     ids, start = [], 0
     for frame_annotations in per_frame:
@@ -260,8 +267,13 @@ def _coco_features(
         scores=[score(a) for _, a in annotations],
         classes=[name(a) for _, a in annotations],
         areas=[area(a) for _, a in annotations],
-        statuses=[str(a.get("status", "annotated")) for _, a in annotations],
+        statuses=[str(a.get("status", _status_without_one(a))) for _, a in annotations],
     )
+
+
+def _status_without_one(annotation: dict) -> str:
+    """A cell the file gives no status: a model's prediction has a score, a person's annotation none."""
+    return "predicted" if isinstance(annotation.get("score"), (int, float)) else "annotated"
 
 
 def _lazy_label_stack(per_frame: list[list[dict]], ids: list[list[int]], height: int, width: int, dtype):
@@ -278,7 +290,7 @@ def _lazy_label_stack(per_frame: list[list[dict]], ids: list[list[int]], height:
 
 def _coco_outlines(per_frame, ids, height, width, is_stack, features):
     shapes, columns = [], {"label": [], "score": [], "frame": []}
-    score_of = dict(zip(features["index"], features["score"]))
+    score_of = dict(zip(zip(features["frame"], features["index"]), features["score"]))
     for frame, (frame_annotations, frame_ids) in enumerate(zip(per_frame, ids)):
         for annotation, label in zip(frame_annotations, frame_ids):
             segmentation = annotation.get("segmentation")
@@ -289,7 +301,7 @@ def _coco_outlines(per_frame, ids, height, width, is_stack, features):
             for ring in rings:
                 shapes.append(ring_to_vertices(ring, (frame,) if is_stack else ()))
                 columns["label"].append(label)
-                columns["score"].append(score_of[label])
+                columns["score"].append(score_of[(frame, label)])
                 columns["frame"].append(frame)
     return shapes, columns
 

@@ -43,3 +43,17 @@ def test_empty_frame_has_no_mean_area():
     table = growth_curves(np.zeros((2, 8, 8), np.int32))
     assert (table["cell_count"] == 0).all() and (table["confluence_percent"] == 0).all()
     assert table["mean_cell_area_px"].isna().all()
+
+
+def test_every_growth_panel_starts_at_zero(lapse):
+    from matplotlib.figure import Figure
+
+    from napari_livecell.core.analysis.growth import plot_growth
+
+    table = growth_curves(lapse.labels)
+    table["confluence_percent"] = np.linspace(3.0, 3.8, len(table))  # a small change must look small
+    axes = plot_growth(Figure(), table)
+    for ax in axes:
+        bottom, top = ax.get_ylim()
+        assert bottom == 0 and top > 0
+    assert axes[1].get_ylim()[1] >= 3.8

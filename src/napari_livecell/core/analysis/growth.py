@@ -122,6 +122,8 @@ def plot_growth(figure, table: pd.DataFrame, title: str = "") -> list:
         ax.set_ylabel(label, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+        # counts, percentages and areas from 0: a 3.0-3.8 % change must not fill the panel
+        ax.set_ylim(bottom=0)
     axes[-1].set_xlabel("frame", fontsize=8)
     if title:
         figure.suptitle(title, fontsize=9)
