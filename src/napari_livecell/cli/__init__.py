@@ -47,8 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exit_:  # --help, or the command line refused in one line (exit code 2)
-        return exit_.code if isinstance(exit_.code, int) else 2
+    except SystemExit as exit_:
+        if not exit_.code:
+            raise  # --help and --version end the program, as argparse does
+        return 2  # the command line refused in one line, returned like every other error
     try:
         return int(args.handler(args) or 0)
     # OSError as a last resort: a disk that fills up, a mount that goes read-only mid-run
