@@ -19,7 +19,7 @@ def worker_peak_rss_mib() -> float:
 def run(n_workers: int, stack, torch_threads: int | None = None) -> tuple[float, list[float]]:
     from distributed import Client, LocalCluster
 
-    from napari_livecell.core.inference.distributed import segment_stack_distributed
+    from napari_livecell.core.inference.distributed import iter_segment_distributed
 
     with (
         LocalCluster(
@@ -33,9 +33,9 @@ def run(n_workers: int, stack, torch_threads: int | None = None) -> tuple[float,
         tempfile.TemporaryDirectory() as folder,
     ):
         # load the model everywhere first
-        segment_stack_distributed(stack[:n_workers], f"{folder}/warm", client, torch_threads=torch_threads)
+        list(iter_segment_distributed(stack[:n_workers], client, torch_threads=torch_threads))
         started = time.perf_counter()
-        segment_stack_distributed(stack, f"{folder}/run", client, torch_threads=torch_threads)
+        list(iter_segment_distributed(stack, client, torch_threads=torch_threads, scratch=f"{folder}/run"))
         seconds = time.perf_counter() - started
         memory = sorted(client.run(worker_peak_rss_mib).values())
     return len(stack) / seconds, memory

@@ -8,7 +8,7 @@ rules below exist once:
   (:data:`CELL_COLUMNS`, one row per cell, ``index`` = label id);
 * the layer names (``<image> cells``, ``<image> outlines``) and our
   metadata entry (:data:`RESULT_KEY`);
-* label ids that run on across the frames of a stack (:func:`napari_livecell.core.inference.run.offset_ids`);
+* label ids that run on across the frames of a stack (:func:`napari_livecell.core.segmentation.offset_ids`);
 * COCO's continuous ``(x, y)`` rings <-> napari's pixel-centre ``(row, col)``
   vertices (:func:`ring_to_vertices`);
 * the outline layer's style (:data:`OUTLINE_STYLE`).
@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from napari_livecell.core.formats.coco import CocoImage
-from napari_livecell.core.inference.run import stack_labels
-from napari_livecell.core.segmentation import Segmentation
+from napari_livecell.core.segmentation import Segmentation, stack_labels
 
 # key of our entry in a layer's metadata (source image, edited flag, corrections...)
 RESULT_KEY = "napari_livecell"
@@ -179,7 +178,7 @@ def result_layer_data(
     labels : array-like, optional
         The stack's labels, already filled frame by frame with ids running on
         (numpy or a compact zarr array, see
-        :func:`~napari_livecell.core.inference.run.new_label_stack`); then the frames
+        :func:`~napari_livecell.core.segmentation.new_label_stack`); then the frames
         may be :class:`~napari_livecell.core.inference.run.FrameSummary` without labels.
 
     Returns

@@ -345,38 +345,33 @@ def _run_request(
     (the query), else what an uploaded TIFF's metadata says, else unknown.
     """
     from napari_livecell.core.errors import Cancelled
-    from napari_livecell.core.inference.frame_input import frame_polarity
-    from napari_livecell.core.inference.pixel_size import (
-        bytes_pixel_size,
-        plan_resampling,
-        segment_frame_resampled_steps,
-    )
+    from napari_livecell.core.inference.pixel_size import bytes_pixel_size
+    from napari_livecell.core.inference.recipe import FrameRecipe
 
     frame = decode_image(payload, filename, settings)
     source = "query"
     if pixel_size is None:
         pixel_size, source = bytes_pixel_size(payload), "file metadata"
-    resampling = plan_resampling(pixel_size, model, source)
-    if resampling.applied:
-        check_resampled_size(frame.shape[:2], resampling.zoom, settings)
-    polarity = frame_polarity(frame, predict, model.modality)
-    steps = segment_frame_resampled_steps(frame, model, predict, None, polarity, resampling)
+    recipe = FrameRecipe.plan(model, predict, pixel_size, source)
+    if recipe.resampling.applied:
+        check_resampled_size(frame.shape[:2], recipe.resampling.zoom, settings)
+    steps = recipe.steps(frame, trace=response_format == "json")  # the PNGs draw from the labels
     while True:
         if stop.is_set():
             raise Cancelled("stopped between tiles")
         try:
             next(steps)
         except StopIteration as finished:
-            result = finished.value
+            done = finished.value
             break
     return render_response(
         frame,
-        result,
+        done.segmentation,
         response_format,
         filename,
         should_stop=stop.is_set,
-        polarity=polarity,
-        resampling=resampling,
+        polarity=done.polarity,
+        resampling=done.resampling,
         runtime=getattr(model, "runtime", None),
     )
 

@@ -99,9 +99,9 @@ def test_a_long_stack_is_kept_compressed_and_stays_editable(
     qtbot, viewer_and_widget, small_frame, monkeypatch
 ):
     """Stacks above the size limit fill a zarr array (1,000 frames: ~30 MB instead of 1.46 GB)."""
-    import napari_livecell.core.inference.run as run
+    import napari_livecell.core.segmentation as segmentation
 
-    monkeypatch.setattr(run, "COMPACT_LABELS_BYTES", 0)  # this 3-frame stack counts as long
+    monkeypatch.setattr(segmentation, "COMPACT_LABELS_BYTES", 0)  # this 3-frame stack counts as long
     viewer, widget = viewer_and_widget
     viewer.add_image(np.stack([small_frame.image] * 3), name="long")
     widget.run()

@@ -61,9 +61,9 @@ from napari_livecell._qt.segment_worker import (
     segment_generator,
 )
 from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
-from napari_livecell.core.inference.run import new_label_stack
 from napari_livecell.core.models.model import available_devices
 from napari_livecell.core.models.runtime import available_runtimes
+from napari_livecell.core.segmentation import new_label_stack
 from napari_livecell.layers import RESULT_KEY, cells_layer_name
 
 if TYPE_CHECKING:

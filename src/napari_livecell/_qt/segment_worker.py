@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_livecell.core.inference.run import offset_ids
+from napari_livecell.core.segmentation import offset_ids
 
 MAX_SPATIAL_STACK_AXES = 4  # T, Z, Y, X (+ colour)
 TILE_STEPS = 100  # progress units per frame, so that tiles of a large frame show
@@ -149,7 +149,7 @@ def segment_generator(
     Runs in a worker thread. Outlines are traced there too, so the GUI thread
     only adds layers. For a stack, each finished frame is written into
     ``labels_out`` (``(*leading, H, W)`` int32, from
-    :func:`~napari_livecell.core.inference.run.new_label_stack`) and yielded as a
+    :func:`~napari_livecell.core.segmentation.new_label_stack`) and yielded as a
     :class:`FrameReady`, in frame order; the run then keeps only each
     frame's cells (:class:`~napari_livecell.core.inference.run.FrameSummary`), not its
     label image, so a long time-lapse costs its compact stack, not a full
@@ -176,7 +176,7 @@ def segment_generator(
     results, polarities, resamplings = [], [], []
     first_id = 0
     if leading and labels_out is None:
-        from napari_livecell.core.inference.run import new_label_stack
+        from napari_livecell.core.segmentation import new_label_stack
 
         labels_out = new_label_stack((*leading, *image.shape[len(leading) : len(leading) + 2]))
     while True:

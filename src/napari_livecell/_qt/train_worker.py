@@ -22,7 +22,7 @@ class TrainRequest:
 
     ``epochs`` and ``batch`` None leave them to the plan, which aims at
     ``steps`` optimizer steps (fine-tuning a ``.pt``; from an architecture
-    yaml, epochs default to ``SCRATCH_EPOCHS``).
+    yaml, epochs default to :data:`~napari_livecell.core.training.pipeline.SCRATCH_EPOCHS`).
     """
 
     base: str
@@ -36,11 +36,6 @@ class TrainRequest:
     layers: list[CorrectedLayer] | None = None
     folder: Path | None = None
     steps: int | None = None
-
-
-# training from an architecture yaml is not planned: the shipped model's recipe
-SCRATCH_EPOCHS = 15
-SCRATCH_BATCH = 8
 
 
 @dataclass
@@ -65,24 +60,17 @@ def run_training(
     first (before training starts), then :class:`~napari_livecell.core.training.train.TrainProgress`
     reports.
     """
-    from napari_livecell.core.training.data import (
-        describe_yolo_dataset,
-        resolve_training_data,
-        write_rotated_training_set,
-        write_training_dataset,
-    )
-    from napari_livecell.core.training.train import (
-        MIN_FINETUNE_STEPS,
-        TrainingCancelled,
-        TrainSettings,
-        base_modality,
-        describe_before_after,
-        plan_finetune,
-        train_model,
-    )
+    from napari_livecell.core.training.data import resolve_training_data, write_training_dataset
+    from napari_livecell.core.training.pipeline import TrainingOptions, run_training
+    from napari_livecell.core.training.train import TrainingCancelled, base_modality, describe_before_after
     from napari_livecell.layers import training_frames
 
     warnings: list[str] = []
+
+    def planned(plan) -> None:
+        warnings.extend(plan.warnings)
+        on_progress(plan)
+
     try:
         dataset = request.out / "dataset"
         # the frames as the base model will see them at inference (fluorescence inverted for phase)
@@ -102,34 +90,23 @@ def run_training(
             data_yaml = write_training_dataset(
                 frames, len(frames), names, dataset, **split, model_modality=modality
             )
-        metadata: dict = {"source": "napari Train on corrections", "data": {"crop": request.crop}}
-        # data-loader processes forked from a GUI process with threads can hang
-        common = {"device": request.device, "workers": 0}
-        if str(request.base).lower().endswith(".pt"):
-            plan = plan_finetune(
-                describe_yolo_dataset(data_yaml),
-                batch=request.batch,
-                epochs=request.epochs,
-                min_steps=request.steps or MIN_FINETUNE_STEPS,
-                imgsz=request.imgsz,
-            )
-            warnings = list(plan.warnings)
-            on_progress(plan)
-            if plan.rotate:
-                data_yaml = write_rotated_training_set(data_yaml, request.out / "dataset-turned")
-            metadata["plan"] = plan.summary()
-            settings = TrainSettings.for_plan(str(data_yaml), request.base, plan, **common)
-        else:
-            settings = TrainSettings.for_base(
-                str(data_yaml),
-                request.base,
-                epochs=request.epochs or SCRATCH_EPOCHS,
-                imgsz=request.imgsz,
-                batch=request.batch or SCRATCH_BATCH,
-                **common,
-            )
-        result = train_model(
-            settings, request.out, metadata=metadata, on_progress=on_progress, should_stop=stop.is_set
+        options = TrainingOptions(
+            epochs=request.epochs,
+            steps=request.steps,
+            imgsz=request.imgsz,
+            batch=request.batch,
+            device=request.device,
+            workers=0,  # data-loader processes forked from a GUI process with threads can hang
+        )
+        result = run_training(
+            data_yaml,
+            request.base,
+            request.out,
+            options,
+            metadata={"source": "napari Train on corrections", "data": {"crop": request.crop}},
+            on_plan=planned,
+            on_progress=on_progress,
+            should_stop=stop.is_set,
         )
     except TrainingCancelled as cancelled:
         return TrainOutcome(None, f"{cancelled}; no model written", cancelled=True, warnings=warnings)

@@ -124,6 +124,16 @@ def weights_argument(value: str | None) -> str | None:
     return None if value in (None, "default") else value
 
 
+def checked_pixel_size(value: float | None) -> float | None:
+    """``--pixel-size`` as given, or a one-line error for one that is not a positive number."""
+    from napari_livecell.core.images import check_pixel_size
+
+    try:
+        return check_pixel_size(value)
+    except ValueError as error:
+        raise CommandError(f"--pixel-size: {error}") from None
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (``napari-livecell: error: ...``, exit 2)."""
 

@@ -29,39 +29,21 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Convert between the formats; the output is checked writable before any work."""
-    from napari_livecell.core.formats import convert
-    from napari_livecell.core.training.data import coco_to_yolo_dataset
+    """Convert through the core's table; the output is checked writable before any work."""
+    from napari_livecell.core.formats.convert import conversion_for, source_kind
 
     source, out = Path(args.input), Path(args.output)
-    if not source.exists():
-        raise CommandError(f"input not found: {source}")
-    if source.suffix.lower() == ".json":
-        if args.to == "yolo":
-            if args.images is None:
-                raise CommandError("--images DIR is required to build a YOLO dataset from COCO")
-            ensure_output_folder(out, option="output")
-            data_yaml = coco_to_yolo_dataset(source, args.images, out, val_fraction=args.val, seed=args.seed)
-            print(f"wrote YOLO dataset {data_yaml}")
-        elif args.to == "tif":
-            ensure_output_folder(out, option="output")
-            written = convert.coco_to_label_tiffs(source, out)
-            print(f"wrote {len(written)} label TIFF(s) to {out}")
-        else:
-            raise CommandError("the input is already COCO json: use --to yolo or --to tif")
-    elif source.is_dir() and (source / "data.yaml").exists():
-        if args.to != "coco":
-            raise CommandError("a YOLO dataset converts --to coco")
-        ensure_output_file(out, option="output")
-        print(f"wrote {convert.yolo_dataset_to_coco(source, out)}")
-    elif source.is_dir():
-        label_files = sorted(source.glob("*_labels.tif"))
-        if not label_files:
-            raise CommandError(f"no *_labels.tif files in {source}")
-        if args.to != "coco":
-            raise CommandError("label TIFFs convert --to coco")
-        ensure_output_file(out, option="output")
-        print(f"wrote {convert.label_tiffs_to_coco(label_files, out, args.reference)}")
+    try:
+        conversion = conversion_for(source_kind(source), args.to)
+    except (FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    options = {"images": args.images, "reference": args.reference, "val": args.val, "seed": args.seed}
+    for needed in conversion.needs:
+        if options[needed] is None:
+            raise CommandError(f"--{needed} DIR is required to convert {args.input} --to {args.to}")
+    if conversion.writes == "folder":
+        ensure_output_folder(out, option="output")
     else:
-        raise CommandError(f"{source} is not a COCO json, a YOLO dataset folder or a folder of *_labels.tif")
+        ensure_output_file(out, option="output")
+    print(conversion.call(conversion.resolve(), source, out, options))
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_livecell.cli.common import ensure_output_folder, weights_argument
+from napari_livecell.cli.common import checked_pixel_size, ensure_output_folder, weights_argument
 
 
 def add_parser(commands) -> None:
@@ -17,6 +17,13 @@ def add_parser(commands) -> None:
     cur.add_argument("--model", default="default", help="weights, or 'default'")
     cur.add_argument("--threshold", type=float, default=0.15, help="max share of unannotated cells")
     cur.add_argument("--conf", type=float, default=0.5, help="confidence of the predictions compared")
+    cur.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="micrometres per pixel of the images (default: each TIFF's own metadata, else unknown); "
+        "images are resampled to the model's pixel size as `segment` does",
+    )
     cur.add_argument("--out", required=True, help="folder for the filtered json and the report")
     cur.set_defaults(handler=run)
 
@@ -27,8 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from napari_livecell.core.formats.coco import write_coco
     from napari_livecell.core.training.curate import curate, report_rows
 
+    pixel_size = checked_pixel_size(args.pixel_size)
     out = ensure_output_folder(args.out)  # before the model runs over every image
-    filtered, reports = curate(args.gt, args.images, weights_argument(args.model), args.threshold, args.conf)
+    weights = weights_argument(args.model)
+    filtered, reports = curate(
+        args.gt, args.images, weights, args.threshold, args.conf, pixel_size=pixel_size
+    )
     stem = Path(args.gt).stem
     write_coco(out / f"{stem}_curated.json", filtered)
     write_text_atomic(out / f"{stem}_curation.json", json.dumps(report_rows(reports), indent=1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from napari_livecell.cli.common import CommandError, weights_argument
+from napari_livecell.cli.common import CommandError, checked_pixel_size, weights_argument
 from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
 
 
@@ -28,6 +28,13 @@ def add_parser(commands) -> None:
         "--imgsz", type=int, default=DEFAULT_IMGSZ, help=f"--model's input size, px ({DEFAULT_IMGSZ})"
     )
     evaluate.add_argument("--device", default="auto", help="where --model runs: auto, cpu, cuda:N or mps")
+    evaluate.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="micrometres per pixel of the images (default: each TIFF's own metadata, else unknown); "
+        "images are resampled to the model's pixel size as `segment` does",
+    )
     evaluate.add_argument("--json", action="store_true", help="print one json object")
     evaluate.add_argument(
         "--coco-defaults",
@@ -94,10 +101,11 @@ def _evaluate_models(args: argparse.Namespace, settings) -> int:
     from napari_livecell.core.models.model import load_model
 
     predict = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz)
+    pixel_size = checked_pixel_size(args.pixel_size)
     rows = []
     for weights in args.model:
         model = load_model(weights_argument(weights), device=args.device)
-        results = predict_dataset(args.gt, args.images, model, predict)
+        results = predict_dataset(args.gt, args.images, model, predict, pixel_size=pixel_size)
         report = evaluate(args.gt, results, settings)
         rows.append({"model": model.name, "bbox": report["bbox"], "segm": report["segm"]})
     described = (

@@ -150,15 +150,17 @@ def read_labels(path: Path) -> LabelSource:
     import numpy as np
 
     if path.suffix.lower() == ".json":
-        from napari_livecell.io.read import read_coco_layers
+        from napari_livecell.core.formats.coco_stack import read_coco_stack, read_images
+        from napari_livecell.layers import cell_table
 
-        layers = read_coco_layers(str(path))
-        labels, kwargs, _ = next(layer for layer in layers if layer[2] == "labels")
-        image = next((layer[0] for layer in layers if layer[2] == "image"), None)
-        names = kwargs["metadata"]["napari_livecell"].get("file_names") or []
-        frame_names = [Path(str(n)).stem for n in names] if len(names) > 1 else None
+        stack = read_coco_stack(path)
+        found = stack.image_files()
+        image = read_images(found) if found is not None else None
+        names = stack.file_names
+        frame_names = [Path(n).stem for n in names] if len(names) > 1 else None
         file_names = [str(n) for n in names] if names and all(names) else None
-        return LabelSource(path.stem, labels, kwargs.get("features"), image, frame_names, file_names)
+        features = cell_table(**stack.cell_columns())
+        return LabelSource(path.stem, stack.labels(lazy=True), features, image, frame_names, file_names)
     import tifffile
 
     from napari_livecell.core.images import check_labels

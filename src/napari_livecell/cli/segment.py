@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from napari_livecell.cli.common import (
     USER_ERRORS,
     CommandError,
+    checked_pixel_size,
     ensure_output_folder,
     file_name_argument,
     fraction,
@@ -116,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
     output folder is created and proven writable.
     """
     from napari_livecell.core.formats.coco import CocoImage, build_coco
-    from napari_livecell.core.images import check_pixel_size, read_image, search_images
+    from napari_livecell.core.images import read_image, search_images
     from napari_livecell.core.inference.frame_input import describe_polarities
-    from napari_livecell.core.inference.pixel_size import describe_resamplings
+    from napari_livecell.core.inference.pixel_size import describe_resamplings, image_pixel_size
     from napari_livecell.core.inference.predict import PredictSettings
     from napari_livecell.core.inference.render import write_segment_outputs
     from napari_livecell.core.inference.run import Backend, iter_segment
@@ -128,10 +130,7 @@ def run(args: argparse.Namespace) -> int:
         settings = PredictSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz, modality=args.modality)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    try:
-        check_pixel_size(args.pixel_size)
-    except ValueError as error:
-        raise CommandError(f"--pixel-size: {error}") from None
+    checked_pixel_size(args.pixel_size)
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1")
     out = Path(args.out)
@@ -155,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         from napari_livecell.core.models.model import check_weights_path
 
         weights = None if args.model is None else str(check_weights_path(args.model))
+        backend = Backend(weights=weights, scheduler=args.scheduler, threads=args.threads)
         class_names = None
     else:
         model = load_model(args.model, device=args.device, runtime=args.runtime)
@@ -176,15 +176,14 @@ def run(args: argparse.Namespace) -> int:
             image = read_image(path)
             image = _prepare_image(image, path, args.channel)
             pixel = image_pixel_size(path, args.pixel_size)
-            if args.scheduler:
-                leading, frames, polarities, resamplings = _frames_on_cluster(
-                    args, weights, path, image, settings, pixel
-                )
-            else:
-                events = iter_segment(image, backend, settings, None, *pixel)
-                started = next(events)
-                leading = started.leading
-                frames, polarities, resamplings = _frames_with_progress(events, started.n_frames, path.name)
+            # on a cluster, finished frames wait in a scratch folder: a rerun after a crash skips them
+            scratch = out / f".{path.stem}_frames" if args.scheduler else None
+            events = iter_segment(image, backend, settings, None, *pixel, scratch=scratch)
+            started = next(events)
+            leading = started.leading
+            frames, polarities, resamplings = _frames_with_progress(events, started.n_frames, path.name)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         except USER_ERRORS as error:
             failures.append(f"{path.name}: {error}")
             continue
@@ -262,16 +261,6 @@ def write_predictions(out: Path, coco: dict, overwrite: bool) -> Path:
         raise CommandError(f"{out} holds too many predictions-N.json files")
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def image_pixel_size(path: Path, given: float | None) -> tuple[float | None, str]:
-    """An input's micrometres per pixel and where it came from: ``--pixel-size``, else its TIFF metadata."""
-    from napari_livecell.core.inference.pixel_size import file_pixel_size
-
-    if given is not None:
-        return given, "--pixel-size"
-    found = file_pixel_size(path)
-    return (found, "file metadata") if found is not None else (None, "")
 
 
 def _prepare_image(image, path: Path, channel: int | None):
@@ -371,38 +360,3 @@ def _frames_with_progress(events, n_frames: int, name: str) -> tuple[list, list,
             if bar is not None:
                 bar.close()
     return frames, polarities, resamplings
-
-
-def _frames_on_cluster(
-    args: argparse.Namespace, weights: str | None, path: Path, image, settings, pixel: tuple
-) -> tuple:
-    """A file's frames as tasks on a Dask cluster, resumable per frame.
-
-    Finished frames go to a scratch folder (``<out>/.<stem>_frames/``) as they
-    arrive, so a rerun after a crash skips them; once all are in, they are
-    read back and written like a local run's, and the scratch folder goes.
-    """
-    import shutil
-
-    from napari_livecell.core.inference.distributed import read_frame_results, segment_stack_distributed
-    from napari_livecell.core.inference.predict import iter_frames
-
-    leading, _ = iter_frames(image)
-    frame_shape = image.shape[len(leading) :]
-    stack = image.reshape(-1, *frame_shape) if leading else image[None]
-    scratch = Path(args.out) / f".{path.stem}_frames"
-    with progress_bar(stack.shape[0], path.name, unit="frame") as bar:
-        segment_stack_distributed(
-            stack,
-            scratch,
-            args.scheduler,
-            weights,
-            settings,
-            progress=lambda done, total: bar.update(done - bar.n),
-            torch_threads=args.threads,
-            pixel_size=pixel[0],
-            pixel_size_source=pixel[1],
-        )
-    results = read_frame_results(scratch, stack.shape[0])
-    shutil.rmtree(scratch, ignore_errors=True)
-    return leading, [r for r, _, _ in results], [p for _, p, _ in results], [s for _, _, s in results]

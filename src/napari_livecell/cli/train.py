@@ -17,8 +17,7 @@ from napari_livecell.cli.common import (
     weights_argument,
 )
 from napari_livecell.core.models.export import DEFAULT_EXPORT_SIZE, TRITON_BACKENDS
-
-SCRATCH_EPOCHS = 15  # training from an architecture yaml (the shipped model's recipe)
+from napari_livecell.core.training.pipeline import SCRATCH_EPOCHS
 
 
 def add_parser(commands) -> None:
@@ -153,9 +152,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) and print a json summary."""
     from napari_livecell.core.models.model import DEFAULT_MODEL
+    from napari_livecell.core.training.pipeline import TrainingOptions, run_training
     from napari_livecell.core.training.train import (
         PRESETS,
-        TrainSettings,
         base_modality,
         describe_before_after,
         saved_run,
@@ -175,20 +174,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         crop = preset["crop"] if args.crop is None else (args.crop or None)
         data_yaml, metadata = _training_data(args, out, crop, base_modality(base))
         metadata["preset"] = args.preset
-        common = {"device": args.device, "seed": args.seed, "workers": args.workers}
-        if base.lower().endswith(".pt"):
-            plan, data_yaml = _plan(args, data_yaml, out, preset)
-            metadata["plan"] = plan.summary()
-            settings = TrainSettings.for_plan(str(data_yaml), base, plan, **common)
-        else:
-            settings = TrainSettings.for_base(
-                str(data_yaml),
-                base,
-                epochs=args.epochs or SCRATCH_EPOCHS,
-                imgsz=args.imgsz or preset["imgsz"],
-                batch=args.batch or preset["batch"],
-                **common,
-            )
+        options = TrainingOptions(
+            epochs=args.epochs,
+            steps=args.steps,
+            imgsz=args.imgsz or preset["imgsz"],
+            batch=args.batch,
+            default_batch=preset["batch"],
+            device=args.device,
+            workers=args.workers,
+            seed=args.seed,
+        )
 
     printed_epochs: set[int] = set()
 
@@ -205,9 +200,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         loss = float("nan") if progress.loss is None else progress.loss
         print(f"epoch {progress.epoch}/{progress.epochs}: loss {loss:.3f}, {scores}", flush=True)
 
-    result = train_model(settings, out, metadata=metadata, on_progress=report, resume=args.resume)
+    plans: list = []
+
+    def say_plan(plan) -> None:
+        plans.append(plan)
+        print(f"plan: {plan.reason}", file=sys.stderr, flush=True)
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+
+    if args.resume:
+        result = train_model(settings, out, metadata=metadata, on_progress=report, resume=True)
+    else:
+        result = run_training(
+            data_yaml, base, out, options, metadata=metadata, on_plan=say_plan, on_progress=report
+        )
     summary: dict = {"weights": str(result.weights), "seconds": round(result.seconds)}
-    plan = metadata.get("plan")
+    plan = plans[0].summary() if plans else metadata.get("plan")
     if plan:
         summary["plan"] = {key: plan[key] for key in ("epochs", "steps", "batch", "imgsz", "rotate")}
         summary["warnings"] = plan["warnings"]
@@ -220,31 +228,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["onnx"] = str(export_onnx(result.weights, out / "best.onnx"))
     print(json.dumps(summary))
     return 0
-
-
-def _plan(args: argparse.Namespace, data_yaml: Path, out: Path, preset: dict):
-    """Plan a fine-tune from the data (epochs by steps, recipe); say it and its warnings on stderr.
-
-    Returns the plan and the data.yaml to train on (with quarter turns added
-    for a small set).
-    """
-    from napari_livecell.core.training.data import describe_yolo_dataset, write_rotated_training_set
-    from napari_livecell.core.training.train import MIN_FINETUNE_STEPS, plan_finetune
-
-    plan = plan_finetune(
-        describe_yolo_dataset(data_yaml),
-        batch=args.batch,
-        epochs=args.epochs,
-        min_steps=args.steps or MIN_FINETUNE_STEPS,
-        imgsz=args.imgsz or preset["imgsz"],
-        default_batch=preset["batch"],
-    )
-    print(f"plan: {plan.reason}", file=sys.stderr, flush=True)
-    for warning in plan.warnings:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
-    if plan.rotate:
-        data_yaml = write_rotated_training_set(data_yaml, out / "dataset-turned")
-    return plan, data_yaml
 
 
 def _training_data(

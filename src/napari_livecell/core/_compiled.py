@@ -1,23 +1,36 @@
-"""The compiled kernels (numba), imported on first use; None where numba is missing.
+"""The one way the package loads its compiled kernels (numba): by module name, on first use.
 
-numba's import (~0.3 s) stays out of ``import napari_livecell`` and napari's
-start-up; every caller keeps a numpy path for ``None`` (docs/numba.md).
+numba's import (~0.3 s) and the kernels' compilation (cached on disk) stay
+out of ``import napari_livecell`` and napari's start-up: every kernel module
+(``_trace_kernel``, ``inference._mask_kernels``, ``tracking._linking_kernel``...)
+is imported here the first time a caller needs it. numba is a dependency:
+there is no numpy fallback to choose (docs/numba.md).
+
+Examples
+--------
+>>> kernels("_box_kernel").__name__
+'napari_livecell.core._box_kernel'
 """
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
-# module name -> module, or None when it cannot be imported (no numba)
-_LOADED: dict[str, ModuleType | None] = {}
+# module name -> module. Tests put None here to run tracking's numpy reference paths (tracking keeps
+# them to prove its compiled loops give the same links); a real install never holds None
+_LOADED: dict[str, Any] = {}
 
 
-def kernels(name: str) -> ModuleType | None:
-    """The kernel module ``napari_livecell.core.<name>`` (say ``tracking._linking_kernel``) or None."""
+def kernels(name: str) -> ModuleType:
+    """The kernel module ``napari_livecell.core.<name>`` (say ``tracking._linking_kernel``), imported once.
+
+    Raises
+    ------
+    ImportError
+        No such module, or numba is not installed (a broken install: numba is a dependency).
+    """
     if name not in _LOADED:
-        try:
-            _LOADED[name] = importlib.import_module(f"{__package__}.{name}")
-        except ImportError:
-            _LOADED[name] = None
+        _LOADED[name] = importlib.import_module(f"{__package__}.{name}")
     return _LOADED[name]

@@ -9,8 +9,10 @@ combined with XOR).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -136,11 +138,11 @@ def trace_polygons_steps(
     ``(ids + 1, 4)`` boxes of ``_box_kernel.bounding_boxes``, when known
     (:class:`.masks.MaskPainter` measures them): one pass over the image less.
     """
-    from . import _box_kernel
+    from ._compiled import kernels
 
     if boxes is None:
         n_ids = int(labels.max()) if labels.size else 0
-        boxes = _box_kernel.bounding_boxes(np.ascontiguousarray(labels, dtype=np.int32), n_ids)
+        boxes = kernels("_box_kernel").bounding_boxes(np.ascontiguousarray(labels, dtype=np.int32), n_ids)
     n_ids = len(boxes) - 1
     outlines: list[list[Polygon]] = []
     for start in range(0, n_ids, chunk):
@@ -192,8 +194,9 @@ def _trace_cells(labels: np.ndarray, boxes: np.ndarray, first: int, stop: int) -
     list of list of numpy.ndarray
         The rings of each id (empty when absent).
     """
-    from ._trace_kernel import trace_rings
+    from ._compiled import kernels
 
+    trace_rings = kernels("_trace_kernel").trace_rings
     outlines: list[list[Polygon]] = [[] for _ in range(stop - first)]
     labels = np.ascontiguousarray(labels, dtype=np.int32)
     points, lengths, cells, pieces = trace_rings(labels, boxes, first, stop)
@@ -346,3 +349,59 @@ class Segmentation:
             _boxes=boxes,
             _areas=areas,
         )
+
+
+# label stacks: a run's frames as one label array --------------------------------------
+
+
+def offset_ids(labels: np.ndarray, first_id: int) -> np.ndarray:
+    """A frame's labels with ids that follow the previous frames' (``first_id`` cells before it).
+
+    The one rule for a stack's ids, shared by the napari result layer and the
+    CLI's label TIFF: ids run on across frames, so that an id names one cell
+    of the whole stack.
+    """
+    return np.where(labels > 0, labels + first_id, 0).astype(np.int32)
+
+
+def stack_labels(frames: list[Segmentation], leading: tuple[int, ...]) -> np.ndarray:
+    """One int32 label array ``(*leading, H, W)`` from per-frame results, ids run on (:func:`offset_ids`)."""
+    labels = np.zeros((*leading, *frames[0].labels.shape), dtype=np.int32)
+    first_id = 0
+    for index, frame in zip(np.ndindex(*leading) if leading else [()], frames):
+        labels[index] = offset_ids(frame.labels, first_id)
+        first_id += frame.n_cells
+    return labels
+
+
+# int32 label stacks larger than this are kept compressed in memory (zarr), one chunk per frame:
+# 1,000 frames of 704 x 520 are 1.46 GB as numpy, ~30 MB compressed (benchmarks/README.md)
+COMPACT_LABELS_BYTES = 256 * 2**20
+
+
+def new_label_stack(shape: tuple[int, ...], compact_above: int | None = None) -> Any:
+    """An all-zero int32 label stack to fill frame by frame: numpy, or a compressed zarr array if large.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(*leading, H, W)``.
+    compact_above : int, optional
+        Size in bytes above which the stack is a zarr array in memory,
+        chunked by frame (default :data:`COMPACT_LABELS_BYTES`). napari
+        shows and paints zarr-backed Labels layers; ``np.asarray`` or a
+        frame index gives numpy back.
+
+    Returns
+    -------
+    numpy.ndarray or zarr.Array
+    """
+    limit = COMPACT_LABELS_BYTES if compact_above is None else compact_above
+    if math.prod(shape) * 4 <= limit:
+        return np.zeros(shape, np.int32)  # maps untouched frames lazily: costs memory as it fills
+    import zarr
+
+    chunks = (1,) * (len(shape) - 2) + tuple(shape[-2:])
+    return zarr.create_array(
+        store=zarr.storage.MemoryStore(), shape=shape, chunks=chunks, dtype="int32", fill_value=0
+    )

@@ -17,11 +17,6 @@ import numpy as np
 from napari_livecell.core.formats.coco import (
     CocoFormatError,
     annotation_mask,
-    annotations_by_image,
-    annotations_to_labels,
-    check_image_entry,
-    load_coco,
-    normalize_coco,
 )
 from napari_livecell.core.formats.yolo import parse_yolo_lines, yolo_to_labels
 from napari_livecell.core.limits import MAX_LABEL_ID
@@ -82,25 +77,6 @@ def _looks_like_coco(coco: Any) -> bool:
     return all(isinstance(image, dict) and "width" in image and "height" in image for image in images[:100])
 
 
-def _frame_order(images: list[dict]) -> list[dict]:
-    if all("frame" in image for image in images):
-        return sorted(images, key=lambda image: (image["frame"], str(image.get("file_name"))))
-    return list(images)
-
-
-def _find_image_file(json_path: Path, file_name: str) -> Path | None:
-    from napari_livecell.core.images import IMAGE_SUFFIXES
-
-    name = Path(str(file_name)).name
-    # files saved without an extension by earlier versions: try the image suffixes
-    names = [name] if Path(name).suffix else [name + suffix for suffix in IMAGE_SUFFIXES]
-    for folder in (json_path.parent, json_path.parent / "images", json_path.parent.parent / "images"):
-        for candidate in (folder / n for n in names):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def read_coco_layers(path: str) -> list[tuple]:
     """Labels (+ outlines, + the images when found) from a COCO json.
 
@@ -110,57 +86,25 @@ def read_coco_layers(path: str) -> list[tuple]:
     cell's status and score, the model's categories, and the prediction
     baseline, so proofreading can go on where it stopped.
     """
+    from napari_livecell.core.formats.coco_stack import read_coco_stack
+
     json_path = Path(path)
-    try:
-        coco = normalize_coco(_parse_json(json_path), json_path.name)
-    except ValueError as error:  # not json, or not UTF-8: load_coco says which, in one line
-        if isinstance(error, CocoFormatError):
-            raise
-        coco = load_coco(json_path)
-    images = _frame_order(coco["images"])
-    if not images:
-        raise CocoFormatError(f"{json_path.name} lists no images")
-    sizes = {check_image_entry(image, json_path.name) for image in images}
-    if len(sizes) > 1:
-        raise CocoFormatError(
-            f"{json_path.name} holds images of {len(sizes)} different sizes; "
-            "split it to open them as one stack"
-        )
-    (height, width) = sizes.pop()
-    grouped = annotations_by_image(coco)
-    known = {image["id"] for image in images}
-    stray = set(grouped) - known
-    if stray:
-        raise CocoFormatError(
-            f"{json_path.name}: annotations refer to image id(s) {sorted(stray, key=str)[:3]} "
-            "that are not in 'images'"
-        )
-    category_ids = sorted(int(c["id"]) for c in coco["categories"])
-    # class ids are the categories' order, as the writer and the YOLO conversion number them
-    class_of = {category: index for index, category in enumerate(category_ids)}
-    names = {class_of[int(c["id"])]: str(c.get("name", c["id"])) for c in coco["categories"]}
-    per_frame = [grouped.get(image["id"], []) for image in images]
-    ids = _cell_ids(per_frame)
-    features = _coco_features(per_frame, ids, class_of, names)
+    stack = read_coco_stack(json_path, _parse_json)
+    coco, images, per_frame, ids = stack.coco, stack.images, stack.per_frame, stack.ids
+    height, width, names = stack.height, stack.width, stack.names
+    features = cell_table(**stack.cell_columns())
     ours = coco.get("napari_livecell") if isinstance(coco.get("napari_livecell"), dict) else {}
     file_names = [image.get("file_name") for image in images]
     source = Path(str(file_names[0])).stem if len(images) == 1 else json_path.stem
     info = {"source": source, "file_names": file_names, "categories": names, "edited": False}
-    dtype = _label_dtype(ids)
-    if len(images) == 1 or ours:
-        frames = [
-            _frame_labels(frame_annotations, height, width, frame_ids, dtype)
-            for frame_annotations, frame_ids in zip(per_frame, ids)
-        ]
-        labels: Any = frames[0] if len(images) == 1 else np.stack(frames)
-    else:
-        labels = _lazy_label_stack(per_frame, ids, height, width, dtype)
+    # a file this plugin wrote is proofread: its labels are edited in memory, not rasterised lazily
+    labels: Any = stack.labels(lazy=not (len(images) == 1 or ours))
     if ours:
         info["baseline"] = _baseline(labels, per_frame, ours, images, height, width)
         info["baseline_status"] = str(ours.get("baseline_status", "predicted"))
         info["edited"] = bool(ours.get("edited", False))
     layers = []
-    image_layer = _image_layer(json_path, images)
+    image_layer = _image_layer(json_path, stack.image_files())
     if image_layer is not None:
         layers.append(image_layer)
     labels_kwargs = {
@@ -176,40 +120,6 @@ def read_coco_layers(path: str) -> list[tuple]:
         )
         layers.append((shapes, outline_kwargs, "shapes"))
     return layers
-
-
-def _cell_ids(per_frame: list[list[dict]]) -> list[list[int]]:
-    """Each annotation's cell id: the ``label`` we wrote when each frame's are distinct, else 1..N.
-
-    A tracked stack names a cell by its track in every frame: ids repeat across frames, never within one.
-    """
-    written = [a.get("label") for frame_annotations in per_frame for a in frame_annotations]
-    usable = all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63 for v in written)
-    distinct = all(
-        len({a.get("label") for a in frame_annotations}) == len(frame_annotations)
-        for frame_annotations in per_frame
-    )
-    if not (usable and distinct):
-        written = list(range(1, len(written) + 1))
-    ids, start = [], 0
-    for frame_annotations in per_frame:
-        ids.append(written[start : start + len(frame_annotations)])
-        start += len(frame_annotations)
-    return ids
-
-
-def _label_dtype(ids: list[list[int]]) -> np.dtype:
-    """int32, as every label layer here, unless a written id needs int64 (the writer keeps any id)."""
-    largest = max((max(frame_ids) for frame_ids in ids if frame_ids), default=0)
-    return np.dtype(np.int64 if largest > MAX_LABEL_ID else np.int32)
-
-
-def _frame_labels(
-    frame_annotations: list[dict], height: int, width: int, ids: list[int], dtype: np.dtype = np.int32
-) -> np.ndarray:
-    order = annotations_to_labels(frame_annotations, height, width)
-    lookup = np.asarray([0, *ids], dtype=dtype)
-    return lookup[order]
 
 
 def _is_label(value: Any) -> bool:
@@ -240,54 +150,6 @@ def _baseline(labels, per_frame, ours: dict, images: list[dict], height: int, wi
     return baseline
 
 
-def _coco_features(
-    per_frame: list[list[dict]], ids: list[list[int]], class_of: dict[int, int], names: dict[int, str]
-) -> dict[str, list]:
-    annotations = [(frame, a) for frame, frame_annotations in enumerate(per_frame) for a in frame_annotations]
-
-    def number(value, default: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return default
-        return float(value)
-
-    def score(annotation: dict) -> float:
-        return number(annotation.get("score", 1.0), float("nan"))
-
-    def name(annotation: dict) -> str:
-        category = annotation.get("category_id")
-        return names[class_of.get(category, min(names)) if isinstance(category, int) else min(names)]
-
-    def area(annotation: dict) -> int:
-        value = number(annotation.get("area", 0), 0.0)
-        return round(value) if np.isfinite(value) else 0
-
-    return cell_table(
-        ids=[cell for frame_ids in ids for cell in frame_ids],
-        frames=[frame for frame, _ in annotations],
-        scores=[score(a) for _, a in annotations],
-        classes=[name(a) for _, a in annotations],
-        areas=[area(a) for _, a in annotations],
-        statuses=[str(a.get("status", _status_without_one(a))) for _, a in annotations],
-    )
-
-
-def _status_without_one(annotation: dict) -> str:
-    """A cell the file gives no status: a model's prediction has a score, a person's annotation none."""
-    return "predicted" if isinstance(annotation.get("score"), (int, float)) else "annotated"
-
-
-def _lazy_label_stack(per_frame: list[list[dict]], ids: list[list[int]], height: int, width: int, dtype):
-    import dask
-    import dask.array as da
-
-    rasterise = dask.delayed(_frame_labels)
-    frames = [
-        da.from_delayed(rasterise(frame_annotations, height, width, frame_ids, dtype), (height, width), dtype)
-        for frame_annotations, frame_ids in zip(per_frame, ids)
-    ]
-    return da.stack(frames)
-
-
 def _coco_outlines(per_frame, ids, height, width, is_stack, features):
     shapes, columns = [], {"label": [], "score": [], "frame": []}
     score_of = dict(zip(zip(features["frame"], features["index"]), features["score"]))
@@ -306,22 +168,12 @@ def _coco_outlines(per_frame, ids, height, width, is_stack, features):
     return shapes, columns
 
 
-def _image_layer(json_path: Path, images: list[dict]) -> tuple | None:
-    found = [_find_image_file(json_path, image.get("file_name", "")) for image in images]
-    if not found or any(path is None for path in found):
+def _image_layer(json_path: Path, found: list[Path] | None) -> tuple | None:
+    if found is None:
         return None
-    from napari_livecell.core.images import read_image
+    from napari_livecell.core.formats.coco_stack import read_images
 
-    if len(found) == 1:
-        data: Any = read_image(found[0])
-    else:
-        import dask
-        import dask.array as da
-
-        first = read_image(found[0])
-        data = da.stack(
-            [da.from_delayed(dask.delayed(read_image)(p), first.shape, first.dtype) for p in found]
-        )
+    data = read_images(found)
     name = Path(found[0]).stem if len(found) == 1 else json_path.stem
     info: dict[str, Any] = {"paths": [str(p) for p in found]}
     from napari_livecell.core.inference.pixel_size import file_pixel_size

@@ -30,37 +30,48 @@ def stack():
     return synthesize_timelapse(seed=12, n_frames=12, n_cells=40, shape=(192, 256)).image
 
 
+def cluster_frames(stack, scheduler: str, **kwargs) -> list:
+    from napari_livecell.core.inference.run import Backend, FrameResult, iter_segment
+
+    events = iter_segment(stack, Backend(scheduler=scheduler), **kwargs)
+    return [event for event in events if isinstance(event, FrameResult)]
+
+
 def test_same_results_as_local_survives_a_killed_worker_and_resumes(tmp_path, cluster, stack, default_model):
-    from napari_livecell.core.inference.distributed import segment_stack_distributed
     from napari_livecell.core.inference.predict import segment
+    from napari_livecell.core.inference.run import Backend, FrameResult, iter_segment
 
-    _, client = cluster
+    local_cluster, client = cluster
+    scratch = tmp_path / "scratch"
     killed = []
-
-    def kill_one_worker_after_first_frame(done, total):
-        if done >= 1 and not killed:
+    found = []
+    for event in iter_segment(stack, Backend(scheduler=local_cluster.scheduler_address), scratch=scratch):
+        if not isinstance(event, FrameResult):
+            continue
+        found.append(event.segmentation)
+        if not killed:  # one worker dies after the first frame: its tasks run again on the other
             victim = sorted(client.scheduler_info()["workers"])[0]
             killed.append(victim)
             try:
                 client.run(os._exit, 1, workers=[victim], wait=False)
             except Exception:
                 pass
-
-    out = tmp_path / "out"
-    predictions = segment_stack_distributed(stack, out, client, progress=kill_one_worker_after_first_frame)
     assert killed
     reference = segment(stack, default_model)
+    assert len(found) == 12
     for index, expected in enumerate(reference):
-        labels = tifffile.imread(out / f"frame_{index:05d}_labels.tif")
-        assert np.array_equal(labels, expected.labels)
-    coco = json.loads(predictions.read_text())
-    assert len(coco["images"]) == 12
-    assert len(coco["annotations"]) == sum(r.n_cells for r in reference)
+        assert np.array_equal(found[index].labels, expected.labels)
+        assert np.array_equal(tifffile.imread(scratch / f"frame_{index:05d}_labels.tif"), expected.labels)
 
-    (out / "frame_00003.json").unlink()  # as if the run had crashed before frame 3 was written
-    seen = []
-    segment_stack_distributed(stack, out, client, progress=lambda done, total: seen.append(done))
-    assert seen[0] == 11 and seen[-1] == 12  # only the missing frame was computed
+    # as if the run had crashed before frame 3 was written: only that frame is computed again
+    (scratch / "frame_00003.json").unlink()
+    written = {path.name: path.stat().st_mtime_ns for path in scratch.iterdir()}
+    again = cluster_frames(stack, local_cluster.scheduler_address, scratch=scratch)
+    rewritten = {path.name for path in scratch.iterdir() if path.stat().st_mtime_ns != written.get(path.name)}
+    assert rewritten == {"frame_00003.json", "frame_00003_labels.tif"}
+    for frame, expected in zip(again, reference, strict=True):
+        assert np.array_equal(frame.segmentation.labels, expected.labels)
+        assert np.allclose(frame.segmentation.scores, expected.scores, atol=1e-6)
 
 
 def test_cli_segment_with_a_scheduler(tmp_path, cluster, stack):
@@ -90,11 +101,10 @@ def test_cli_segment_with_a_scheduler(tmp_path, cluster, stack):
 
 
 def test_frames_on_the_cluster_are_resampled_by_pixel_size_as_locally(tmp_path, cluster, stack):
-    from napari_livecell.core.inference.distributed import read_frame_results, segment_stack_distributed
     from napari_livecell.core.inference.run import Backend, FrameResult, iter_segment
     from napari_livecell.core.models.model import DEFAULT_MODEL_PIXEL_SIZE_UM
 
-    local_cluster, client = cluster
+    local_cluster, _ = cluster
     coarse = 2 * DEFAULT_MODEL_PIXEL_SIZE_UM
     frames = stack[:2, ::2, ::2]  # cells half as large as the model's, at twice its pixel size
     local = [
@@ -109,11 +119,15 @@ def test_frames_on_the_cluster_are_resampled_by_pixel_size_as_locally(tmp_path, 
         assert np.array_equal(there.segmentation.labels, here.segmentation.labels)
         assert there.segmentation.labels.shape == frames.shape[1:]
 
-    segment_stack_distributed(frames, tmp_path, client, pixel_size=coarse, pixel_size_source="--pixel-size")
-    (first, _, resampling), _ = read_frame_results(tmp_path, 2)
+    # read back from a scratch folder, a frame keeps what was decided about its pixel size
+    cluster_frames(frames, local_cluster.scheduler_address, pixel_size=coarse, scratch=tmp_path)
+    kept = cluster_frames(
+        frames, local_cluster.scheduler_address, pixel_size=coarse, pixel_size_source="x", scratch=tmp_path
+    )
+    resampling = kept[0].resampling
     assert resampling.describe() == f"resampled {coarse:g} -> {DEFAULT_MODEL_PIXEL_SIZE_UM:g} um/px"
-    assert resampling.source == "--pixel-size"
-    assert np.array_equal(first.labels > 0, local[0].segmentation.labels > 0)
+    assert resampling.source == "" and resampling == local[0].resampling
+    assert np.array_equal(kept[0].segmentation.labels, local[0].segmentation.labels)
 
 
 def test_widget_segments_a_lazy_stack_on_the_cluster(

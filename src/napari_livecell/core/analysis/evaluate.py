@@ -244,26 +244,33 @@ def predict_dataset(
     model,
     settings=None,
     progress=None,
+    pixel_size: float | None = None,
 ) -> list[dict]:
     """Segment every image of a COCO ground truth; return COCO results with scores.
 
-    Runs the same core as the widget and the CLI (``segment_frame``); image ids
-    are the ground truth's, so the results evaluate directly against it.
+    Each image goes through the frame recipe the widget, the CLI and the
+    service use (:class:`~napari_livecell.core.inference.recipe.FrameRecipe`:
+    polarity, resampling to the model's pixel size, tiling), so that
+    ``evaluate --model`` scores the cells ``segment`` finds. An image's pixel
+    size is ``pixel_size`` when given, else its TIFF metadata, else unknown.
+    Image ids are the ground truth's, so the results evaluate directly against it.
     """
     from napari_livecell.core.formats.coco import segmentation_annotations
     from napari_livecell.core.images import read_image
-    from napari_livecell.core.inference.predict import segment_frame
-    from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.inference.pixel_size import image_pixel_size
+    from napari_livecell.core.inference.recipe import FrameRecipe
 
     truth = _as_dict(ground_truth)
-    model = load_model(model)
+    recipe = FrameRecipe.plan(model, settings)
     results: list[dict] = []
     for done, entry in enumerate(truth["images"], start=1):
         path = Path(images_dir) / Path(str(entry["file_name"])).name
         if not path.exists():
             raise FileNotFoundError(f"image {entry['file_name']} not found in {images_dir}")
-        segmentation = segment_frame(read_image(path), model, settings)
-        results += segmentation_annotations(segmentation, entry["id"], len(results) + 1, with_scores=True)
+        segmentation = recipe.at_pixel_size(*image_pixel_size(path, pixel_size)).segment(read_image(path))
+        results += segmentation_annotations(
+            segmentation.segmentation, entry["id"], len(results) + 1, with_scores=True
+        )
         if progress is not None:
             progress(done, len(truth["images"]))
     return results

@@ -96,10 +96,9 @@ def write_yolo_sample(root: Path, split: str, sample: YoloSample) -> None:
     import imageio.v3 as iio
 
     image_path = root / "images" / split / f"{sample.name}.png"
-    label_path = root / "labels" / split / f"{sample.name}.txt"
     lines = labels_to_yolo_lines(sample.labels, sample.classes)
     write_with(image_path, lambda path: iio.imwrite(path, sample.image, extension=".png"))
-    write_text_atomic(label_path, "\n".join(lines) + ("\n" if lines else ""))
+    write_text_atomic(label_path(image_path), "\n".join(lines) + ("\n" if lines else ""))
 
 
 class YoloFormatError(ValueError):
@@ -209,6 +208,51 @@ def read_data_yaml(path: str | os.PathLike) -> dict:
             f"{path.name}: 'names' must be a list of class names or a mapping of class ids to names"
         ) from None
     return data
+
+
+# the dataset layout: data.yaml names split folders of images; each image's labels lie at the path
+# Ultralytics derives from it (see label_path)
+
+
+def dataset_root(data_yaml: str | os.PathLike, data: dict) -> Path:
+    """The folder a ``data.yaml``'s split folders are relative to (its ``path``, else its own folder)."""
+    data_yaml = Path(data_yaml)
+    root = Path(data.get("path") or data_yaml.parent)
+    return root if root.is_absolute() else data_yaml.parent / root
+
+
+def split_folder(data: dict, root: Path, split: str) -> Path | None:
+    """The image folder of ``split`` (``train``, ``val``); ``None`` when it is not one folder."""
+    entry = data.get(split)
+    if not isinstance(entry, str):
+        return None  # lists and txt files of images are Ultralytics' to check
+    return root / entry
+
+
+def label_path(image: str | os.PathLike) -> Path:
+    """Where an image's label txt lies: Ultralytics' rule, the last ``/images/`` becomes ``/labels/``."""
+    head, sep, tail = str(image).rpartition(f"{os.sep}images{os.sep}")
+    return Path(f"{head}{os.sep}labels{os.sep}{tail}" if sep else image).with_suffix(".txt")
+
+
+def split_images(folder: Path) -> list[Path]:
+    """The images under a split folder, in name order."""
+    from napari_livecell.core.images import IMAGE_SUFFIXES
+
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def dataset_splits(data_yaml: str | os.PathLike) -> tuple[dict, dict[str, Path | None]]:
+    """A dataset's ``data.yaml`` and its ``train`` and ``val`` image folders.
+
+    Raises
+    ------
+    YoloFormatError
+        ``data.yaml`` unreadable or without class names.
+    """
+    data = read_data_yaml(data_yaml)
+    root = dataset_root(data_yaml, data)
+    return data, {split: split_folder(data, root, split) for split in ("train", "val")}
 
 
 def validation_picks(n_items: int, fraction: float, seed: int = 0) -> set[int]:

@@ -15,6 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
+from napari_livecell.core._compiled import kernels
 from napari_livecell.core._threads import balanced_id, in_two_threads
 
 # from this many mask pixels in a window, two threads decode them (a thread hand-off costs ~0.1 ms)
@@ -97,24 +98,14 @@ def _support(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, last + 1
 
 
-@lru_cache(maxsize=1)
 def compiled() -> ModuleType:
-    """The numba kernels (:mod:`._mask_kernels`), compiled on first use (and cached on disk).
-
-    Imported here, not at module level, so that napari's start-up never pays
-    for numba. There is no numpy fallback: numba is a dependency.
-    """
-    from . import _mask_kernels
-
-    return _mask_kernels
+    """The mask kernels (:mod:`._mask_kernels`), loaded on first use (:func:`.._compiled.kernels`)."""
+    return kernels("inference._mask_kernels")
 
 
-@lru_cache(maxsize=1)
 def compiled_nms() -> ModuleType:
-    """The numba kernels of :func:`non_max_suppression` (:mod:`._nms_kernels`), compiled on first use."""
-    from . import _nms_kernels
-
-    return _nms_kernels
+    """The kernels of :func:`non_max_suppression` (:mod:`._nms_kernels`), loaded on first use."""
+    return kernels("inference._nms_kernels")
 
 
 def non_max_suppression(

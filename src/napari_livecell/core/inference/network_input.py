@@ -2,104 +2,36 @@
 
 Ultralytics' ``preprocess`` in one pass (:func:`network_tensor`), a gray
 frame kept one channel up to the tensor, and the histograms that give the
-padding colour's median and the modality check's percentiles. numba is
-imported on first use, never when napari starts.
+padding colour's median and the modality check's percentiles. numba and
+its kernels are loaded on first use (:mod:`napari_livecell.core._compiled`), never when
+napari starts.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from types import SimpleNamespace
-
 import numpy as np
 
-
-@lru_cache(maxsize=1)
-def _compiled_gray_histogram():
-    """The numba kernel counting a 2-D uint8 array's values (strided views too), compiled on first use."""
-    import numba
-
-    @numba.njit(cache=True, nogil=True)
-    def gray_histogram(gray):
-        # four tables, pixel by pixel in turn: neighbours of equal value (most of a background)
-        # then do not wait on each other's count
-        counts = np.zeros((4, 256), np.int64)
-        for y in range(gray.shape[0]):
-            row = gray[y]
-            whole = len(row) // 4 * 4
-            for x in range(0, whole, 4):
-                counts[0, row[x]] += 1
-                counts[1, row[x + 1]] += 1
-                counts[2, row[x + 2]] += 1
-                counts[3, row[x + 3]] += 1
-            for x in range(whole, len(row)):
-                counts[0, row[x]] += 1
-        return counts.sum(axis=0)
-
-    return gray_histogram
+from napari_livecell.core._compiled import kernels
 
 
 def gray_histogram(gray: np.ndarray) -> np.ndarray:
     """``np.bincount(gray.ravel(), minlength=256)`` of a 2-D uint8 array in one compiled pass (~4x faster)."""
-    return _compiled_gray_histogram()(gray)
+    return kernels("inference._input_kernels").gray_histogram(gray)
 
 
 # from this many pixels, two threads write the network's tensor (a hand-off costs ~0.1 ms)
 PARALLEL_TENSOR_PIXELS = 100_000
 
+# the value of each byte after Ultralytics' ``float().div_(255)``: float32 division is correctly
+# rounded in numpy as in torch, so the table holds torch's values without importing it
+SCALED = np.arange(256, dtype=np.float32) / np.float32(255)
 
-@lru_cache(maxsize=1)
-def compiled_input_kernels() -> SimpleNamespace:
-    """The numba kernels of the network's input (tensor, colour histograms), compiled on first use."""
-    import numba
 
-    jit = numba.njit(cache=True, nogil=True)
-    # the value of each byte after Ultralytics' ``float().div_(255)``: an IEEE float32 division,
-    # correctly rounded in numpy as in torch (test_network_input.py compares them)
-    scaled = np.arange(256, dtype=np.float32) / np.float32(255)
-
-    @jit
-    def to_tensor(bgr, table, out, row_lo, row_hi):
-        width = bgr.shape[1]
-        for channel in range(3):  # written plane by plane, contiguously
-            for y in range(row_lo, row_hi):
-                for x in range(width):
-                    out[0, 2 - channel, y, x] = table[bgr[y, x, channel]]
-
-    @jit
-    def gray_to_tensor(gray, table, out, row_lo, row_hi):
-        # a gray frame's three equal planes (what its BGR copy would give)
-        for y in range(row_lo, row_hi):
-            for x in range(gray.shape[1]):
-                out[0, 0, y, x] = out[0, 1, y, x] = out[0, 2, y, x] = table[gray[y, x]]
-
-    @jit
-    def colour_histograms(bgr):
-        counts = np.zeros((3, 256), np.int64)
-        for y in range(bgr.shape[0]):
-            for x in range(bgr.shape[1]):
-                for channel in range(3):
-                    counts[channel, bgr[y, x, channel]] += 1
-        return counts
-
-    def tensor(image: np.ndarray) -> np.ndarray:
-        from napari_livecell.core._threads import in_two_threads
-
-        height, width = image.shape[:2]
-        out = np.empty((1, 3, height, width), np.float32)
-        kernel = gray_to_tensor if image.ndim == 2 else to_tensor
-        middle = height // 2
-        in_two_threads(
-            lambda: kernel(image, scaled, out, 0, middle),
-            lambda: kernel(image, scaled, out, middle, height),
-            height * width >= PARALLEL_TENSOR_PIXELS,
-        )
-        return out
-
-    def histograms(image: np.ndarray) -> np.ndarray:
-        return gray_histogram(image).reshape(1, 256) if image.ndim == 2 else colour_histograms(image)
-
-    return SimpleNamespace(tensor=tensor, histograms=histograms)
+def image_histograms(image: np.ndarray) -> np.ndarray:
+    """A uint8 frame's ``(channels, 256)`` value counts: one row for gray, three for BGR."""
+    if image.ndim == 2:
+        return gray_histogram(image).reshape(1, 256)
+    return kernels("inference._input_kernels").colour_histograms(np.ascontiguousarray(image))
 
 
 def network_tensor(image: np.ndarray) -> np.ndarray:
@@ -110,7 +42,20 @@ def network_tensor(image: np.ndarray) -> np.ndarray:
     bands of rows at once. A gray ``(H, W)`` frame gives the tensor of its
     BGR copy (three equal planes).
     """
-    return compiled_input_kernels().tensor(np.ascontiguousarray(image))
+    from napari_livecell.core._threads import in_two_threads
+
+    image = np.ascontiguousarray(image)
+    compiled = kernels("inference._input_kernels")
+    height, width = image.shape[:2]
+    out = np.empty((1, 3, height, width), np.float32)
+    kernel = compiled.gray_to_tensor if image.ndim == 2 else compiled.to_tensor
+    middle = height // 2
+    in_two_threads(
+        lambda: kernel(image, SCALED, out, 0, middle),
+        lambda: kernel(image, SCALED, out, middle, height),
+        height * width >= PARALLEL_TENSOR_PIXELS,
+    )
+    return out
 
 
 def letterbox_geometry(

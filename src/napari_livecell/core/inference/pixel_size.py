@@ -298,6 +298,18 @@ def file_pixel_size(path: str | os.PathLike | None) -> float | None:
         return None
 
 
+def image_pixel_size(path: str | os.PathLike | None, given: float | None = None) -> tuple[float | None, str]:
+    """An image's micrometres per pixel and its source: ``given`` (``--pixel-size``), else its metadata.
+
+    The one rule for every command that reads image files (``segment``,
+    ``evaluate``, ``curate``): a pixel size the user gives wins over the file's.
+    """
+    if given is not None:
+        return given, "--pixel-size"
+    found = file_pixel_size(path)
+    return (found, "file metadata") if found is not None else (None, "")
+
+
 def bytes_pixel_size(payload: bytes) -> float | None:
     """:func:`file_pixel_size` for a TIFF held in memory (an upload); ``None`` for other formats."""
     if payload[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):

@@ -30,7 +30,7 @@ from .frame_input import (
     uint8_scale,
 )
 from .masks import MaskPainter, RawInstances
-from .network_input import compiled_input_kernels, network_tensor
+from .network_input import image_histograms, network_tensor
 
 DEFAULT_CONF = 0.4
 DEFAULT_IOU = 0.6
@@ -432,7 +432,7 @@ def _median_colour(image: np.ndarray) -> np.ndarray:
     Of an even number of pixels the median is the mean of the two middle
     values, truncated to an integer as numpy's ``astype`` does.
     """
-    counts = compiled_input_kernels().histograms(np.ascontiguousarray(image)).cumsum(axis=1)
+    counts = image_histograms(np.ascontiguousarray(image)).cumsum(axis=1)
     n = counts[0, -1]
     lower = [int(np.searchsorted(c, (n - 1) // 2, side="right")) for c in counts]
     upper = [int(np.searchsorted(c, n // 2, side="right")) for c in counts]

@@ -128,7 +128,7 @@ def write_segment_outputs(
 
     from napari_livecell.core.atomic import write_with
     from napari_livecell.core.inference.predict import iter_frames
-    from napari_livecell.core.inference.run import stack_labels
+    from napari_livecell.core.segmentation import stack_labels
 
     out = Path(out)
     leading, image_frames = iter_frames(image, rgb)

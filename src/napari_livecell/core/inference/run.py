@@ -8,6 +8,7 @@ of each entry point.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,59 +22,6 @@ from .predict import PredictSettings, iter_frames
 
 if TYPE_CHECKING:
     from .pixel_size import Resampling
-
-
-def offset_ids(labels: np.ndarray, first_id: int) -> np.ndarray:
-    """A frame's labels with ids that follow the previous frames' (``first_id`` cells before it).
-
-    The one rule for a stack's ids, shared by the napari result layer and the
-    CLI's label TIFF: ids run on across frames, so that an id names one cell
-    of the whole stack.
-    """
-    return np.where(labels > 0, labels + first_id, 0).astype(np.int32)
-
-
-def stack_labels(frames: list[Segmentation], leading: tuple[int, ...]) -> np.ndarray:
-    """One int32 label array ``(*leading, H, W)`` from per-frame results, ids run on (:func:`offset_ids`)."""
-    labels = np.zeros((*leading, *frames[0].labels.shape), dtype=np.int32)
-    first_id = 0
-    for index, frame in zip(np.ndindex(*leading) if leading else [()], frames):
-        labels[index] = offset_ids(frame.labels, first_id)
-        first_id += frame.n_cells
-    return labels
-
-
-# int32 label stacks larger than this are kept compressed in memory (zarr), one chunk per frame:
-# 1,000 frames of 704 x 520 are 1.46 GB as numpy, ~30 MB compressed (benchmarks/README.md)
-COMPACT_LABELS_BYTES = 256 * 2**20
-
-
-def new_label_stack(shape: tuple[int, ...], compact_above: int | None = None) -> Any:
-    """An all-zero int32 label stack to fill frame by frame: numpy, or a compressed zarr array if large.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        ``(*leading, H, W)``.
-    compact_above : int, optional
-        Size in bytes above which the stack is a zarr array in memory,
-        chunked by frame (default :data:`COMPACT_LABELS_BYTES`). napari
-        shows and paints zarr-backed Labels layers; ``np.asarray`` or a
-        frame index gives numpy back.
-
-    Returns
-    -------
-    numpy.ndarray or zarr.Array
-    """
-    limit = COMPACT_LABELS_BYTES if compact_above is None else compact_above
-    if math.prod(shape) * 4 <= limit:
-        return np.zeros(shape, np.int32)  # maps untouched frames lazily: costs memory as it fills
-    import zarr
-
-    chunks = (1,) * (len(shape) - 2) + tuple(shape[-2:])
-    return zarr.create_array(
-        store=zarr.storage.MemoryStore(), shape=shape, chunks=chunks, dtype="int32", fill_value=0
-    )
 
 
 @dataclass
@@ -129,6 +77,9 @@ class Backend:
         ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (the fastest
         installed on a CPU; what the widget, CLI and service use); ``None``
         (default here): ``torch`` where installed, else ``auto``.
+    threads : int, optional
+        Threads torch may use per frame task on a Dask cluster (Dask starts
+        its workers with one; give ``cores // worker processes``).
     """
 
     weights: str | None = None
@@ -136,6 +87,7 @@ class Backend:
     tile: bool | None = None
     scheduler: str | None = None
     runtime: str | None = None
+    threads: int | None = None
 
 
 def backend_runtime(backend: Backend | None) -> str:
@@ -208,6 +160,7 @@ def iter_segment(
     rgb: bool | None = None,
     pixel_size: float | None = None,
     pixel_size_source: str = "",
+    scratch: str | os.PathLike | None = None,
 ) -> Iterator[RunEvent]:
     """Segment an image or stack frame by frame, wherever the backend says.
 
@@ -228,6 +181,10 @@ def iter_segment(
         unknown: nothing is resampled.
     pixel_size_source : str
         Where ``pixel_size`` came from (``--pixel-size``, ``layer scale``...), for the reports.
+    scratch : path, optional
+        On a Dask cluster: a folder that keeps each finished frame, so that a
+        rerun after a crash computes only the frames missing there
+        (:func:`.distributed.iter_segment_distributed`).
 
     Yields
     ------
@@ -250,7 +207,7 @@ def iter_segment(
         raise ValueError("a service URL and a Dask scheduler cannot be used together")
     pixel = (check_pixel_size(pixel_size), pixel_size_source if pixel_size is not None else "")
     if backend.scheduler:
-        results = _cluster_results(frames, backend, settings, pixel)
+        results = _cluster_results(frames, backend, settings, pixel, scratch)
     else:
         results = _local_results(frames, backend, settings, pixel)
     # the model is loaded (or the cluster reached) before the run counts as started
@@ -273,28 +230,29 @@ def _local_results(
     pixel: tuple[float | None, str],
 ) -> Any:
     from napari_livecell.core._threads import frames_at_once
-    from napari_livecell.core.inference.frame_input import frame_polarity
     from napari_livecell.core.inference.openvino_direct import frames_side_by_side
-    from napari_livecell.core.inference.pixel_size import plan_resampling, segment_frame_resampled_steps
     from napari_livecell.core.inference.predict import model_input_shape
+    from napari_livecell.core.inference.recipe import FrameRecipe
     from napari_livecell.core.inference.remote import is_service_url, segment_remote
     from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.steps import relay
 
     service = backend.weights if is_service_url(backend.weights) else None
-    model = None
+    recipe = None
     if not service:
         model = load_model(backend.weights, device=backend.device, runtime=backend.runtime)
         model_input_shape(model)  # found once here, before worker threads share the model
-    resampling = None if service else plan_resampling(pixel[0], model, pixel[1])
+        recipe = FrameRecipe.plan(model, settings, *pixel, tile=backend.tile)
     yield None  # primed: setup errors surface before the run starts
 
     def read() -> tuple | None:
         """The next frame, read (a dask frame is computed here) and its polarity decided."""
         item = next(frames, None)
-        if item is None or service:
+        if item is None or recipe is None:
             return item
         index, frame = item
-        return index, frame, frame_polarity(frame, settings, model.modality)
+        frame = np.asarray(frame)
+        return index, frame, recipe.polarity(frame)
 
     # on the CPU, torch and ONNX Runtime run frame by frame: their forward pass uses every core and
     # the post-processing, split in halves on two threads, the idle ones after it (a second frame
@@ -302,33 +260,24 @@ def _local_results(
     # 0.59 pipelined). OpenVINO runs frames side by side, one stream per core, each frame in its own
     # thread from input to outlines (0.98 vs 0.86 frame by frame; benchmarks/README.md). A GPU or
     # a service leaves the host's cores free for the frame before.
-    on_cpu = model is not None and model.device == "cpu"
-    side_by_side = frames_side_by_side(model) if on_cpu else 1
+    on_cpu = recipe is not None and recipe.model.device == "cpu"
+    side_by_side = frames_side_by_side(recipe.model) if on_cpu else 1
 
     def work(number: int, item: tuple, report: Any) -> FrameResult:
         # the first frame runs alone (see pipeline), on every core: its result shows soonest
         with frames_at_once(side_by_side if number else 1):
-            if service:
+            if recipe is None:
                 index, frame = item
                 result, polarity, used = segment_remote(frame, service, settings, 300.0, *pixel)
-            else:
-                index, frame, polarity = item
-                steps = segment_frame_resampled_steps(
-                    frame, model, settings, backend.tile, polarity, resampling
-                )
-                result, used = report(number, steps), resampling
-            # outlines traced here, in a worker, off any GUI thread; in chunks of cells, so that a
-            # closed run stops between them (a 400-Mpx frame's 330,000 outlines take 10-15 s)
-            report(number, _frame_done_while(result.trace_steps()))
-        return FrameResult(number, index, result, polarity, used)
+                # outlines traced here, in a worker, off any GUI thread; in chunks of cells, so that
+                # a closed run stops between them (a 400-Mpx frame's 330,000 outlines take 10-15 s)
+                report(number, relay(result.trace_steps(), lambda _: (1, 1)))
+                return FrameResult(number, index, result, polarity, used)
+            index, frame, polarity = item
+            done = report(number, recipe.steps(frame, polarity))
+        return FrameResult(number, index, done.segmentation, done.polarity, done.resampling)
 
     yield from pipeline(read, work, side_by_side if on_cpu else PIPELINE_DEPTH)
-
-
-def _frame_done_while(steps: Iterator) -> Iterator[tuple[int, int]]:
-    """Report a frame's tiles as all done after each step of ``steps`` (its end-of-frame work)."""
-    for _ in steps:
-        yield 1, 1
 
 
 def pipeline(read: Any, work: Any, depth: int = PIPELINE_DEPTH) -> Iterator[RunEvent]:
@@ -430,7 +379,11 @@ def _drain_progress(progress: Any, frame: int) -> Iterator[TileProgress]:
 
 
 def _cluster_results(
-    frames: Iterator, backend: Backend, settings: PredictSettings, pixel: tuple[float | None, str]
+    frames: Iterator,
+    backend: Backend,
+    settings: PredictSettings,
+    pixel: tuple[float | None, str],
+    scratch: str | os.PathLike | None,
 ) -> Any:
     from distributed import Client
 
@@ -450,7 +403,14 @@ def _cluster_results(
 
         yield None
         results = iter_segment_distributed(
-            frame_data(), client, backend.weights, settings, pixel_size=pixel[0], pixel_size_source=pixel[1]
+            frame_data(),
+            client,
+            backend.weights,
+            settings,
+            torch_threads=backend.threads,
+            pixel_size=pixel[0],
+            pixel_size_source=pixel[1],
+            scratch=scratch,
         )
         for number, (result, polarity, resampling) in enumerate(results):
             yield FrameResult(number, indices[number], result, polarity, resampling)

@@ -43,22 +43,25 @@ def curate(
     threshold: float = DEFAULT_THRESHOLD,
     conf: float = DEFAULT_CONF,
     progress=None,
+    pixel_size: float | None = None,
 ) -> tuple[dict, list[ImageReport]]:
     """Rank images by likely missing annotations; return (filtered coco, reports).
 
     Reports are sorted most suspicious first; the filtered COCO dict keeps the
     images whose ``missing_share`` is at most ``threshold`` (and their
-    annotations).
+    annotations). Images are segmented by the frame recipe ``segment`` uses
+    (:class:`~napari_livecell.core.inference.recipe.FrameRecipe`), at
+    ``pixel_size`` when given, else at what each TIFF's metadata says.
     """
     from napari_livecell.core.analysis.matching import match_cells
     from napari_livecell.core.images import read_image
-    from napari_livecell.core.inference.predict import PredictSettings, segment_frame
-    from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.inference.pixel_size import image_pixel_size
+    from napari_livecell.core.inference.predict import PredictSettings
+    from napari_livecell.core.inference.recipe import FrameRecipe
 
     coco = load_coco(coco_json)
     grouped = annotations_by_image(coco)
-    model = load_model(model)
-    settings = PredictSettings(conf=conf)
+    recipe = FrameRecipe.plan(model, PredictSettings(conf=conf))
     reports = []
     for done, entry in enumerate(coco["images"], start=1):
         height, width = check_image_entry(entry, Path(coco_json).name)
@@ -66,7 +69,8 @@ def curate(
         if not path.exists():
             raise FileNotFoundError(f"image {entry['file_name']} not found in {images_dir}")
         truth = annotations_to_labels(grouped.get(entry["id"], []), height, width)
-        predicted = segment_frame(read_image(path), model, settings)
+        at_size = recipe.at_pixel_size(*image_pixel_size(path, pixel_size))
+        predicted = at_size.segment(read_image(path), trace=False).segmentation
         match = match_cells(truth, predicted.labels)
         unannotated = predicted.n_cells - match.n_matched
         share = unannotated / max(1, predicted.n_cells)

@@ -18,7 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from napari_livecell.core.formats.coco import annotations_by_image, annotations_to_labels, load_coco
-from napari_livecell.core.formats.yolo import YoloSample, validation_picks, write_data_yaml, write_yolo_sample
+from napari_livecell.core.formats.yolo import (
+    YoloFormatError,
+    YoloSample,
+    dataset_root,
+    label_path,
+    split_folder,
+    split_images,
+    validation_picks,
+    write_data_yaml,
+    write_yolo_sample,
+)
 
 MIN_FRAGMENT_AREA = 8  # px; cell pieces left at a crop border smaller than this are dropped
 
@@ -320,30 +330,6 @@ class DatasetStats:
     max_side: int = 0
 
 
-def _split_folder(data: dict, root: Path, split: str) -> Path | None:
-    entry = data.get(split)
-    if not isinstance(entry, str):
-        return None  # lists and txt files of images are Ultralytics' to check
-    return root / entry
-
-
-def _dataset_root(data_yaml: Path, data: dict) -> Path:
-    root = Path(data.get("path") or data_yaml.parent)
-    return root if root.is_absolute() else data_yaml.parent / root
-
-
-def _label_path(image: Path) -> Path:
-    """Ultralytics' rule: the last /images/ in the path becomes /labels/."""
-    head, sep, tail = str(image).rpartition(f"{os.sep}images{os.sep}")
-    return Path(f"{head}{os.sep}labels{os.sep}{tail}" if sep else image).with_suffix(".txt")
-
-
-def _split_images(folder: Path) -> list[Path]:
-    from napari_livecell.core.images import IMAGE_SUFFIXES
-
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def describe_yolo_dataset(data_yaml: str | os.PathLike) -> DatasetStats:
     """Check a YOLO-seg dataset before training; count its images and cells per split.
 
@@ -357,7 +343,7 @@ def describe_yolo_dataset(data_yaml: str | os.PathLike) -> DatasetStats:
         Missing image folders, no training images, malformed label lines,
         class ids beyond the dataset's names, or no labelled cells at all.
     """
-    from napari_livecell.core.formats.yolo import YoloFormatError, parse_yolo_lines, read_data_yaml
+    from napari_livecell.core.formats.yolo import parse_yolo_lines, read_data_yaml
 
     data_yaml = Path(data_yaml)
     if not data_yaml.is_file():
@@ -366,23 +352,23 @@ def describe_yolo_dataset(data_yaml: str | os.PathLike) -> DatasetStats:
         data = read_data_yaml(data_yaml)
     except YoloFormatError as error:
         raise DatasetError(str(error)) from None
-    root = _dataset_root(data_yaml, data)
+    root = dataset_root(data_yaml, data)
     n_classes = len(data["names"])
     images: dict[str, int] = {}
     cells: dict[str, int] = {"train": 0, "val": 0}
     max_side = 0
     for split in ("train", "val"):
-        folder = _split_folder(data, root, split)
+        folder = split_folder(data, root, split)
         if folder is None:
             continue
         if not folder.is_dir():
             raise DatasetError(f"missing images: the {split} folder {folder} does not exist")
-        found = _split_images(folder)
+        found = split_images(folder)
         images[split] = len(found)
         for image in found:
             if split == "train":
                 max_side = max(max_side, _longest_side(image))
-            label = _label_path(image)
+            label = label_path(image)
             if label.is_file():
                 try:
                     parsed = parse_yolo_lines(label.read_text(), str(label.relative_to(root)), n_classes)
@@ -393,7 +379,7 @@ def describe_yolo_dataset(data_yaml: str | os.PathLike) -> DatasetStats:
         raise DatasetError(f"empty dataset: no training images under {root}")
     if cells["train"] == 0:
         raise DatasetError(f"empty dataset: no labelled cells in the training images under {root}")
-    train_folder, val_folder = _split_folder(data, root, "train"), _split_folder(data, root, "val")
+    train_folder, val_folder = split_folder(data, root, "train"), split_folder(data, root, "val")
     return DatasetStats(
         train_images=images["train"],
         train_cells=cells["train"],
@@ -451,7 +437,7 @@ def check_yolo_dataset(data_yaml: str | os.PathLike) -> dict[str, int]:
 
 
 def _read_yaml_or_raise(data_yaml: Path) -> dict:
-    from napari_livecell.core.formats.yolo import YoloFormatError, read_data_yaml
+    from napari_livecell.core.formats.yolo import read_data_yaml
 
     try:
         return read_data_yaml(data_yaml)
@@ -488,13 +474,13 @@ def split_frames(
 
     data_yaml = Path(data_yaml)
     data = _read_yaml_or_raise(data_yaml)
-    folder = _split_folder(data, _dataset_root(data_yaml, data), split)
+    folder = split_folder(data, dataset_root(data_yaml, data), split)
     if folder is None or not folder.is_dir():
         return []
     frames = []
-    for image_path in _split_images(folder)[:limit]:
+    for image_path in split_images(folder)[:limit]:
         image = np.asarray(iio.imread(image_path))
-        label = _label_path(image_path)
+        label = label_path(image_path)
         cells = parse_yolo_lines(label.read_text()) if label.is_file() else []
         labels, _ = yolo_to_labels(cells, *image.shape[:2])
         frames.append((image_path.stem, image, labels))
@@ -537,21 +523,21 @@ def write_rotated_training_set(data_yaml: str | os.PathLike, out: str | os.PathL
 
     data_yaml = Path(data_yaml)
     data = read_data_yaml(data_yaml)
-    root = _dataset_root(data_yaml, data)
+    root = dataset_root(data_yaml, data)
     out = Path(out)
     for split in ("train", "val"):
         # a dataset that validates on its training frames validates on them unturned, as before
-        folder = _split_folder(data, root, split)
+        folder = split_folder(data, root, split)
         if folder is None or not folder.is_dir():
             raise DatasetError(f"{data_yaml}: no {split} image folder to copy")
-        for image_path in _split_images(folder):
+        for image_path in split_images(folder):
             relative = image_path.relative_to(folder)
-            label = _label_path(image_path)
+            label = label_path(image_path)
             text = label.read_text() if label.is_file() else ""
             target = out / "images" / split / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(image_path, target)
-            _write_label(_label_path(target), text)
+            _write_label(label_path(target), text)
             if split == "val":
                 continue
             _write_turns(image_path, text, target)
@@ -574,7 +560,7 @@ def _write_turns(image_path: Path, text: str, target: Path) -> None:
             x, y = move(xy[:, 0], xy[:, 1])
             moved = np.clip(np.stack([x, y], axis=1), 0.0, 1.0).ravel()
             lines.append(" ".join([tokens[0], *(f"{v:.6f}" for v in moved)]))
-        _write_label(_label_path(turned), "\n".join(lines))
+        _write_label(label_path(turned), "\n".join(lines))
 
 
 def _write_label(path: Path, text: str) -> None:

@@ -570,8 +570,8 @@ def score_before_after(
     """
     from napari_livecell.core.analysis.evaluate import evaluate
     from napari_livecell.core.formats.coco import CocoImage, build_coco, segmentation_annotations
-    from napari_livecell.core.inference.predict import DEFAULT_CONF, PredictSettings, segment_frame
-    from napari_livecell.core.models.model import load_model
+    from napari_livecell.core.inference.predict import DEFAULT_CONF, PredictSettings
+    from napari_livecell.core.inference.recipe import FrameRecipe
     from napari_livecell.core.segmentation import Segmentation
     from napari_livecell.core.training.data import split_frames
 
@@ -588,10 +588,13 @@ def score_before_after(
     conf = DEFAULT_CONF if conf is None else conf
 
     def scores(weights) -> dict:
-        model = load_model(weights, device=device)
+        from napari_livecell.core.models.model import load_model
+
+        # the dataset's frames are at the model's pixel size already (native crops): nothing to resample
+        recipe = FrameRecipe.plan(load_model(weights, device=device), PredictSettings(conf=conf))
         results: list[dict] = []
         for number, (_, image, _) in enumerate(frames, start=1):
-            segmentation = segment_frame(image, model, PredictSettings(conf=conf))
+            segmentation = recipe.segment(image).segmentation
             results += segmentation_annotations(segmentation, number, len(results) + 1, with_scores=True)
         for result in results:
             result["category_id"] = 1  # class-agnostic: a cell found is a cell found
