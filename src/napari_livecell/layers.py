@@ -17,7 +17,7 @@ rules below exist once:
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ RESULT_KEY = "napari_livecell"
 CELLS_SUFFIX = " cells"
 OUTLINES_SUFFIX = " outlines"
 OUTLINE_EDGE_COLOR = "yellow"
-OUTLINE_STYLE = {
+OUTLINE_STYLE: dict[str, Any] = {
     "shape_type": "polygon",
     "edge_color": OUTLINE_EDGE_COLOR,
     "face_color": "transparent",
@@ -84,15 +84,15 @@ def ring_to_vertices(ring: np.ndarray, leading_index: Sequence[float] = ()) -> n
 
 
 def cell_table(
-    ids: Sequence[int],
-    frames: Sequence[int],
-    scores: Sequence[float],
-    classes: Sequence[str],
-    areas: Sequence[int],
-    statuses: Sequence[str],
+    ids: Iterable[int],
+    frames: Iterable[int],
+    scores: Iterable[float],
+    classes: Iterable[str],
+    areas: Iterable[int],
+    statuses: Iterable[str],
 ) -> dict[str, list]:
     """The per-cell ``features`` table (:data:`CELL_COLUMNS`) from its columns."""
-    columns = {
+    columns: dict[str, list[Any]] = {
         "index": [int(i) for i in ids],
         "frame": [int(f) for f in frames],
         "score": [float(s) for s in scores],
@@ -208,6 +208,8 @@ def result_layer_data(
         if isinstance(labels, np.ndarray) and labels.nbytes <= MAX_BASELINE_BYTES
         else None,
     }
+    shapes: list[np.ndarray]
+    shape_features: dict
     if sum(s.n_cells for s in segmentations) > MAX_OUTLINES:
         shapes, shape_features = [], {"label": [], "score": [], "area": [], "frame": []}
     else:
@@ -445,23 +447,21 @@ def layer_cells(data: Any, attributes: dict) -> tuple[list[CocoImage], dict[int,
         raise ValueError("labels must not be negative")
     features = attributes.get("features")
     info = (attributes.get("metadata") or {}).get(RESULT_KEY, {})
-    has_table = features is not None and len(features) and "index" in features
-    class_names = layer_categories(info, features if has_table else None)
+    table = features if features is not None and len(features) and "index" in features else None
+    class_names = layer_categories(info, table)
     class_id = {name: cid for cid, name in class_names.items()}
-    fallback_class = default_class(info, features if has_table else None)
+    fallback_class = default_class(info, table)
     # keyed by (frame, id): after tracking, an id names a cell in every frame of its track;
     # a table without frames (from elsewhere) keys its rows by id alone (frame None)
     rows: dict[tuple[int | None, int], tuple[float, int, str]] = {}
-    if has_table:
-        ids = np.asarray(features["index"], dtype=np.int64)
+    if table is not None:
+        ids = np.asarray(table["index"], dtype=np.int64)
         frame_of = (
-            np.asarray(features["frame"], dtype=np.int64).tolist()
-            if "frame" in features
-            else [None] * len(ids)
+            np.asarray(table["frame"], dtype=np.int64).tolist() if "frame" in table else [None] * len(ids)
         )
-        scores = np.asarray(features["score"], float) if "score" in features else np.ones(len(ids))
-        statuses = list(map(str, features["status"])) if "status" in features else ["edited"] * len(ids)
-        names = list(map(str, features["class"])) if "class" in features else [fallback_class] * len(ids)
+        scores = np.asarray(table["score"], dtype=np.float64) if "score" in table else np.ones(len(ids))
+        statuses = list(map(str, table["status"])) if "status" in table else ["edited"] * len(ids)
+        names = list(map(str, table["class"])) if "class" in table else [fallback_class] * len(ids)
         for cell, frame, score, name, status in zip(ids.tolist(), frame_of, scores.tolist(), names, statuses):
             rows[(frame, cell)] = (score, class_id.get(name, class_id[fallback_class]), status)
     base = info.get("source_path") or info.get("source") or attributes.get("name", "image")
@@ -497,7 +497,7 @@ def layer_cells(data: Any, attributes: dict) -> tuple[list[CocoImage], dict[int,
                 labels=cells,
             )
         )
-    return entries, class_names, bool(has_table and "score" in features)
+    return entries, class_names, table is not None and "score" in table
 
 
 # corrected Labels layers -> training frames ----------------------------------

@@ -13,7 +13,7 @@ def test_track_and_measure_refuse_an_intensity_movie(make_napari_viewer, notific
     movie = viewer.add_labels(raw_movie(), name="raw movie")
     _, track = viewer.window.add_plugin_dock_widget("napari-livecell", "Track cells")
     _, measure = viewer.window.add_plugin_dock_widget("napari-livecell", "Measure cells")
-    assert track._layer.value is movie and measure._labels.value is movie
+    assert track._layer.value is movie and measure._labels_box.value is movie
     before = np.array(movie.data, copy=True)
 
     assert track.run() is None

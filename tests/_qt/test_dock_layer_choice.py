@@ -73,24 +73,24 @@ def test_the_docks_follow_layers_added_removed_and_renamed(make_napari_viewer, s
 
     truth = viewer.add_labels(small_frame.labels.copy(), name="img ground truth")
     assert proofread.layer is None and track._layer.value is None  # 2-D: never tracked unasked
-    assert measure._labels.value is truth
+    assert measure._labels_box.value is truth
 
     cells = add_result(viewer, small_frame.labels, image=small_frame.image)
-    assert proofread.layer is cells and measure._labels.value is cells
+    assert proofread.layer is cells and measure._labels_box.value is cells
     assert track._layer.value is None
 
     movie_truth = viewer.add_labels(lapse.labels.copy(), name="movie ground truth")
     assert track._layer.value is movie_truth  # a stack, though not a result
     movie = add_result(viewer, lapse.labels, name="movie", image=lapse.image)
-    assert track._layer.value is movie and proofread.layer is movie and measure._labels.value is movie
+    assert track._layer.value is movie and proofread.layer is movie and measure._labels_box.value is movie
 
     movie.name = "movie (day 2) cells"
     assert track._layer.native.currentText() == "movie (day 2) cells"
     assert proofread._layer.native.currentText() == "movie (day 2) cells"
 
-    assert measure._labels.value is movie
+    assert measure._labels_box.value is movie
     viewer.layers.remove(movie)
     assert track._layer.value is movie_truth
-    assert proofread.layer is cells and measure._labels.value is cells
+    assert proofread.layer is cells and measure._labels_box.value is cells
     viewer.layers.remove(cells)
-    assert proofread.layer is None and measure._labels.value is not cells
+    assert proofread.layer is None and measure._labels_box.value is not cells

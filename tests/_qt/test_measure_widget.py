@@ -31,9 +31,11 @@ def _camera(viewer):
 
 def test_measure_joins_the_cell_table_and_equals_regionprops(viewer_and_widget, frame):
     viewer, widget = viewer_and_widget
+    # magicgui's Container keeps its "show labels" flag in _labels: the layer box must not take its name
+    assert widget.labels is True
     layer = add_result(viewer, frame.labels, name="img", image=frame.image)
     layer.features.loc[layer.features["index"] == 4, "status"] = "accepted"
-    widget._labels.value = layer
+    widget._labels_box.value = layer
     assert widget._image.value is viewer.layers["img"]  # the image it was segmented from
     result = widget.measure()
     cells = result.cells
@@ -50,7 +52,7 @@ def test_measure_joins_the_cell_table_and_equals_regionprops(viewer_and_widget, 
 def test_the_layer_scale_gives_micrometres(viewer_and_widget, frame):
     viewer, widget = viewer_and_widget
     layer = viewer.add_labels(frame.labels, name="scaled", scale=(0.5, 0.5))
-    widget._labels.value = layer
+    widget._labels_box.value = layer
     widget._image.value = None
     cells = widget.measure().cells
     assert "area_um2" in cells and cells["mean_intensity"].isna().all()
@@ -63,7 +65,7 @@ def test_clicking_a_sorted_row_goes_to_its_cell_in_its_frame(qtbot, viewer_and_w
     viewer, widget = viewer_and_widget
     lapse = synthesize_timelapse(seed=5, n_frames=3, n_cells=15, shape=(120, 150))
     layer = add_result(viewer, lapse.labels, name="movie", image=lapse.image)
-    widget._labels.value = layer
+    widget._labels_box.value = layer
     worker = widget.measure()
     qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
     assert worker is not None and widget.measurements is not None
@@ -90,7 +92,7 @@ def test_clicking_a_sorted_row_goes_to_its_cell_in_its_frame(qtbot, viewer_and_w
 
 def test_save_csv_writes_cells_and_summary(tmp_path, viewer_and_widget, frame):
     viewer, widget = viewer_and_widget
-    widget._labels.value = add_result(viewer, frame.labels, name="img", image=frame.image)
+    widget._labels_box.value = add_result(viewer, frame.labels, name="img", image=frame.image)
     assert widget.save_csv(tmp_path / "none.csv") == []  # nothing measured yet
     widget.measure()
     cells_csv, summary_csv = widget.save_csv(tmp_path / "img.csv")
@@ -105,7 +107,7 @@ def test_save_csv_writes_cells_and_summary(tmp_path, viewer_and_widget, frame):
 
 def test_an_image_of_another_shape_is_one_message(viewer_and_widget, frame):
     viewer, widget = viewer_and_widget
-    widget._labels.value = viewer.add_labels(frame.labels, name="cells")
+    widget._labels_box.value = viewer.add_labels(frame.labels, name="cells")
     widget._image.value = viewer.add_image(np.zeros((10, 10)), name="other")
     assert widget.measure() is None
     assert "choose the image the labels annotate" in widget._status.value

@@ -195,14 +195,14 @@ def test_two_docks_on_one_folder_keep_both_windows_work(make_napari_viewer, plat
     assert kept not in on_disk and other in on_disk, "the first window's edit stands"
     # states from both windows stay: each changes its own image's row
     first.mark_done()
-    second.show(second.dataset.queue()[0])
+    second.show_image(second.dataset.queue()[0])
     other_name = second.current
     assert other_name != name
     second.mark_done()
     states = {e.name: e.state for e in first.dataset.index.entries}
     assert states[name] == "done" and states[other_name] == "done"
     # after opening the image again the second window edits the saved cells
-    second.show(name)
+    second.show_image(name)
     assert kept not in np.unique(second_viewer.layers[f"{name} cells"].data)
     edit_and_save(second_viewer, second)
     assert first.dataset.index.entry(name).revision == 4
@@ -221,7 +221,7 @@ _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Review data
 widget.open(sys.argv[1])
 for round_ in range(10_000):
     for name in widget.dataset.queue():
-        widget.show(name)
+        widget.show_image(name)
         cells = viewer.layers[name + " cells"]
         ids = [int(i) for i in cells.features["index"]]
         if len(ids) > 1:

@@ -62,7 +62,7 @@ def test_segment_all_step_in_queue_order_edit_close_and_resume(make_napari_viewe
     queue = dataset.queue()
     priorities = [dataset.index.entry(name).priority for name in queue]
     assert priorities == sorted(priorities, reverse=True)  # most in need of review first
-    widget.show(queue[0])
+    widget.show_image(queue[0])
     visited = [widget.current]
     for _ in range(5):
         visited.append(widget.step(1))
@@ -71,7 +71,7 @@ def test_segment_all_step_in_queue_order_edit_close_and_resume(make_napari_viewe
 
     edits = {}
     for position in (1, 4):  # edit images 2 and 5 of the queue
-        widget.show(queue[position])
+        widget.show_image(queue[position])
         edits[queue[position]] = delete_one_cell(viewer, widget)
         qtbot.wait(1000)  # autosave within a second
     widget.mark_done()
@@ -88,7 +88,7 @@ def test_segment_all_step_in_queue_order_edit_close_and_resume(make_napari_viewe
     again, resumed = open_review(make_napari_viewer, folder, qtbot, segment=False)
     assert {e.name: e.state for e in resumed.dataset.index.entries} == states
     for name, cell in edits.items():
-        resumed.show(name)
+        resumed.show_image(name)
         cells = again.layers[f"{name} cells"]
         assert cell not in np.unique(cells.data)  # the edit is back
         info = cells.metadata["napari_livecell"]

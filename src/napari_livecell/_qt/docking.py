@@ -8,6 +8,7 @@ half of a 1280-px window.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 DOCK_WIDTH = 270  # px
@@ -15,7 +16,7 @@ DOCK_MARGIN = 24  # px of the dock's own frame around its contents
 PLUGIN_TAG = "(napari-livecell)"
 
 
-def fit_dock(widget: Any, status_labels: list[Any] = ()) -> None:
+def fit_dock(widget: Any, status_labels: Sequence[Any] = ()) -> None:
     """Keep ``widget`` narrow with its status lines wrapped, and tab it with our other docks once shown."""
     from qtpy.QtCore import QTimer
 
@@ -55,7 +56,7 @@ def tab_with_siblings(widget: Any) -> None:
         while dock is not None and not isinstance(dock, QDockWidget):
             dock = dock.parent()
         window = dock.parent() if dock is not None else None
-        if not isinstance(window, QMainWindow):
+        if dock is None or not isinstance(window, QMainWindow):
             return
         from qtpy.QtCore import Qt
 

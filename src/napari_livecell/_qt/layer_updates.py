@@ -192,7 +192,7 @@ def filter_colors(layer, min_score: float, min_area: int, max_area: int):
     ids = np.array(features["index"], dtype=np.int64)
     colors = np.asarray(base.map(ids), dtype=np.float32)
     colors[~keep, 3] = 0.0
-    color_dict = {int(i): c for i, c in zip(ids, colors)}
+    color_dict: dict[int | None, np.ndarray] = {int(i): c for i, c in zip(ids, colors)}
     color_dict[0] = np.zeros(4, np.float32)
     color_dict[None] = np.array([1.0, 0.0, 1.0, 1.0], np.float32)
     return DirectLabelColormap(color_dict=color_dict)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton
-from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
-from qtpy.QtWidgets import QAbstractItemView, QTableView
+from qtpy.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, Qt
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.layer_updates import follow_layers, is_result_labels, layer_kind
@@ -98,7 +98,7 @@ class MeasureCellsWidget(BackgroundRun, Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
-        self._labels = ComboBox(label="labels", choices=self._labels_choices)
+        self._labels_box = ComboBox(label="labels", choices=self._labels_choices)
         self._image = ComboBox(label="image", choices=self._image_choices)
         self._pixel_size = FloatSpinBox(
             label="pixel size (um, 0: layer scale)", value=0.0, min=0.0, max=10_000.0, step=0.01
@@ -112,7 +112,7 @@ class MeasureCellsWidget(BackgroundRun, Container):
         self._controls = RunControls(self._run, self._cancel, self._status, "measuring")
         self.extend(
             [
-                self._labels,
+                self._labels_box,
                 self._image,
                 self._pixel_size,
                 self._run,
@@ -127,7 +127,7 @@ class MeasureCellsWidget(BackgroundRun, Container):
         self.table = QTableView()
         self.table.setModel(self.model)
         # no sort arrow until the user clicks a header: rows start in frame, label order
-        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self._header().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -142,14 +142,14 @@ class MeasureCellsWidget(BackgroundRun, Container):
         self._run.changed.connect(self.measure)
         self._cancel.changed.connect(self.cancel)
         self._save.changed.connect(lambda: self.save_csv())
-        self._labels.changed.connect(self._pick_image)
-        self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        self._labels_box.changed.connect(self._pick_image)
+        self._selection().selectionChanged.connect(self._on_selection)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._image.reset_choices)
         self._keep_layer = follow_layers(
-            viewer, self._labels, is_result_labels, lambda layer: layer_kind(layer) == "labels"
+            viewer, self._labels_box, is_result_labels, lambda layer: layer_kind(layer) == "labels"
         )
-        self._pick_image(self._labels.value)
+        self._pick_image(self._labels_box.value)
 
     def reset_choices(self, *args) -> None:
         """Keep the chosen layer through napari's refresh on every layer change (a rename included)."""
@@ -194,7 +194,7 @@ class MeasureCellsWidget(BackgroundRun, Container):
 
     def _inputs(self) -> tuple[Any, Any, Any, bool]:
         """The chosen Labels layer, its data, the image data and whether it is RGB."""
-        layer = self._labels.value
+        layer = self._labels_box.value
         if layer is None:
             raise ValueError("no Labels layer to measure: segment or open one first")
         image_layer = self._image.value
@@ -255,7 +255,7 @@ class MeasureCellsWidget(BackgroundRun, Container):
     def _show(self, layer: Any, result: Measurements, note: str = "") -> None:
         self.measurements, self.measured_layer = result, layer
         self.model.set_frame(result.cells)
-        header = self.table.horizontalHeader()
+        header = self._header()
         self.model.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())  # keep the user's sort
         self.table.resizeColumnsToContents()
         summary = result.summary
@@ -268,9 +268,19 @@ class MeasureCellsWidget(BackgroundRun, Container):
         self._progress.value = self._progress.max
         self._status.value = note or f"measured {layer.name}; click a row to go to its cell"
 
+    def _header(self) -> QHeaderView:
+        header = self.table.horizontalHeader()
+        assert header is not None  # a QTableView always has one
+        return header
+
+    def _selection(self) -> QItemSelectionModel:
+        selection = self.table.selectionModel()
+        assert selection is not None  # set with the model in __init__
+        return selection
+
     # browsing ----------------------------------------------------------------
     def _on_selection(self, *_args) -> None:
-        rows = self.table.selectionModel().selectedRows()
+        rows = self._selection().selectedRows()
         if rows:
             self.show_row(rows[0].row())
 

@@ -539,7 +539,7 @@ class ProofreadWidget(Container):
         camera = _camera(self._viewer)
         camera.center = tuple(world[-2:])
         rows, cols = np.nonzero(mask)
-        extent = max(np.ptp(rows), np.ptp(cols), 8) * float(np.max(np.abs(layer.scale[-2:])))
+        extent = max(int(np.ptp(rows)), int(np.ptp(cols)), 8) * float(np.max(np.abs(layer.scale[-2:])))
         canvas = _canvas_size(self)
         camera.zoom = min(canvas) / (4.0 * extent)  # the cell fills about a quarter of the view
 

@@ -24,6 +24,8 @@ from napari_livecell.layers import cells_layer_name, outlines_layer_name
 if TYPE_CHECKING:
     import napari
 
+    from napari_livecell.io.review import ReviewDataset
+
 AUTOSAVE_DELAY_MS = 500
 STEP_PAUSE_MS = 5  # between inserting one image's layers, so that the GUI breathes between them
 NEXT_KEY, PREVIOUS_KEY = "PageDown", "PageUp"
@@ -100,7 +102,7 @@ class ReviewWidget(BackgroundRun, Container):
         warm_up_layer_code()  # napari's first-layer costs now, not when the first cells appear
         super().__init__(labels=True)
         self._viewer = viewer
-        self.dataset = None
+        self.dataset: ReviewDataset | None = None
         self.current: str | None = None
         self._dirty = False
         self._source = LineEdit(label="folder or COCO json", value="")
@@ -141,7 +143,7 @@ class ReviewWidget(BackgroundRun, Container):
         self._next.changed.connect(lambda: self.step(1))
         self._done.changed.connect(self.mark_done)
         self._save_csv.changed.connect(lambda: self.save_dataset_csv())
-        self._images_list.itemClicked.connect(lambda item: self.show(item.data(256)))
+        self._images_list.itemClicked.connect(lambda item: self.show_image(item.data(256)))
         from qtpy.QtCore import QTimer
 
         self._autosave = QTimer()
@@ -185,7 +187,7 @@ class ReviewWidget(BackgroundRun, Container):
         self.dataset = dataset
         self.current = None
         self._refresh_list()
-        self.show(self.dataset.queue()[0])
+        self.show_image(self.dataset.queue()[0])
         waiting = sum(e.state != "done" for e in entries)
         rebuilt = dataset.index.rebuilt_because
         self._status.value = f"{len(entries)} images, {waiting} to finish; saved in {dataset.folder.name}/"
@@ -265,7 +267,7 @@ class ReviewWidget(BackgroundRun, Container):
             return None
         position = queue.index(self.current) if self.current in queue else -1
         target = queue[(position + direction) % len(queue)]
-        self.show(target)
+        self.show_image(target)
         return target
 
     def mark_done(self, _=None) -> None:
@@ -281,7 +283,7 @@ class ReviewWidget(BackgroundRun, Container):
             return
         self._refresh_list()
 
-    def show(self, name: str) -> None:
+    def show_image(self, name: str) -> None:
         """Save the image on show, then show ``name`` with its cells."""
         if self.dataset is None or name is None:
             return
@@ -462,7 +464,7 @@ class ReviewWidget(BackgroundRun, Container):
         """Steps (one per event-loop turn) giving the Shapes layer ``target`` ``outlines``' shapes and table.
 
         ``target`` is the image's outlines layer, waiting or kept from the
-        image before: refilled, never replaced (see :meth:`show`). napari
+        image before: refilled, never replaced (see :meth:`show_image`). napari
         triangulates the added polygons on the GUI thread (~0.1 ms each), so
         they go in chunks; the layer keeps its GL programs.
         """

@@ -10,10 +10,12 @@ the GUI never waits on the network. Result layers are built from the core's
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -93,7 +95,9 @@ class SegmentCellsWidget(BackgroundRun, Container):
         self._channel = ComboBox(label="channel", choices=self._channel_choices, visible=False)
         self._modality = ComboBox(label="modality", choices=MODALITIES, value="auto")
         self._model = ComboBox(label="model", choices=model_choices)
-        self._weights = FileEdit(label="weights file", filter="*.pt *.onnx *.torchscript", mode="r")
+        self._weights = FileEdit(
+            label="weights file", filter="*.pt *.onnx *.torchscript", mode=FileDialogMode.EXISTING_FILE
+        )
         self._service = LineEdit(label="or service / Triton", value="")
         self._service.tooltip = (
             "a napari-livecell service (http://HOST:PORT) or a model on a Triton Inference Server "
@@ -400,14 +404,13 @@ class SegmentCellsWidget(BackgroundRun, Container):
             f"{prepared.modality}; {prepared.pixel_size}"
         )
         # one layer per event-loop turn, so that the GUI breathes between them
-        steps = [
-            lambda data=data, kwargs=kwargs, kind=kind: self._replace_or_add(data, kwargs, kind)
-            for data, kwargs, kind in prepared.layer_data
+        steps: list[Callable[[], object]] = [
+            partial(self._replace_or_add, data, kwargs, kind) for data, kwargs, kind in prepared.layer_data
         ]
-        steps.append(lambda: self.apply_filters(only=names))  # earlier results keep their colours
+        steps.append(partial(self.apply_filters, only=names))  # earlier results keep their colours
         self._run_steps(steps)
 
-    def _run_steps(self, steps: list[Callable[[], None]]) -> None:
+    def _run_steps(self, steps: list[Callable[[], object]]) -> None:
         from qtpy.QtCore import QTimer
 
         try:
@@ -469,7 +472,7 @@ class SegmentCellsWidget(BackgroundRun, Container):
 
         ``only`` names the layers to filter (a run's new layers); by default every result layer.
         """
-        filters = {
+        filters: dict[str, Any] = {
             "min_score": float(self._min_score.value),
             "min_area": int(self._min_area.value),
             "max_area": int(self._max_area.value),

@@ -9,7 +9,7 @@ result layer in, and the finished result layers.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +143,7 @@ def segment_generator(
     finish: Callable[[list, tuple[int, ...], Any], Any] | None = None,
     pixel_size: tuple[float | None, str] = (None, ""),
     labels_out: Any = None,
-) -> Iterator[tuple[int, int] | FrameReady]:
+) -> Generator[tuple[int, int] | FrameReady, None, Any]:
     """Segment frame by frame, yielding (done, total); return (results, leading shape).
 
     Runs in a worker thread. Outlines are traced there too, so the GUI thread
@@ -162,7 +162,14 @@ def segment_generator(
     """
     from napari_livecell.core.inference.frame_input import describe_polarities
     from napari_livecell.core.inference.pixel_size import describe_resamplings
-    from napari_livecell.core.inference.run import FrameResult, FrameSummary, TileProgress, iter_segment
+    from napari_livecell.core.inference.run import (
+        FrameResult,
+        FrameSummary,
+        RunStarted,
+        TileProgress,
+        iter_segment,
+    )
+    from napari_livecell.core.segmentation import Segmentation
     from napari_livecell.layers import MAX_OUTLINES
 
     events = iter_segment(image, backend, settings, rgb, *pixel_size)
@@ -170,10 +177,12 @@ def segment_generator(
         started = next(events)
     except (ValueError, OSError) as error:
         return RunFailure(str(error))
+    assert isinstance(started, RunStarted)  # iter_segment's first event
     leading, total = started.leading, started.n_frames
     yield 0, total * TILE_STEPS
     report_due = every(PROGRESS_INTERVAL_S)
-    results, polarities, resamplings = [], [], []
+    results: list[Segmentation | FrameSummary] = []
+    polarities, resamplings = [], []
     first_id = 0
     if leading and labels_out is None:
         from napari_livecell.core.segmentation import new_label_stack
@@ -191,17 +200,18 @@ def segment_generator(
                 done = event.frame * TILE_STEPS + (TILE_STEPS * event.done) // event.total - 1
                 yield done, total * TILE_STEPS
         elif isinstance(event, FrameResult):
-            result = event.segmentation
+            result: Segmentation | FrameSummary = event.segmentation
             polarities.append(event.polarity)
             resamplings.append(event.resampling)
             if leading:
-                labels_out[event.index] = offset_ids(result.labels, first_id)
+                labels_out[event.index] = offset_ids(event.segmentation.labels, first_id)
                 # beyond MAX_OUTLINES cells no outlines layer is made: their rings need not be kept
                 keep_outlines = first_id + result.n_cells <= MAX_OUTLINES
                 if not keep_outlines and first_id <= MAX_OUTLINES:
                     for earlier in results:
-                        earlier.polygons = []
-                result = FrameSummary.of(result, keep_outlines)
+                        if isinstance(earlier, FrameSummary):  # every earlier frame of a stack
+                            earlier.polygons = []
+                result = FrameSummary.of(event.segmentation, keep_outlines)
             results.append(result)
             first_id += result.n_cells
             if leading:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     ComboBox,
     Container,
@@ -70,7 +71,7 @@ class TrainOnCorrectionsWidget(BackgroundRun, Container):
         self._relay.report.connect(self._on_report)
 
         self._layers = Select(label="corrected labels", choices=self._labels_choices)
-        self._folder = FileEdit(label="or export folder", mode="d", value="")
+        self._folder = FileEdit(label="or export folder", mode=FileDialogMode.EXISTING_DIRECTORY)
         self._base = ComboBox(label="base model", choices=model_choices)
         self._epochs = SpinBox(label="epochs (0: plan)", value=WIDGET_EPOCHS, min=0, max=1000)
         self._steps = SpinBox(
@@ -82,7 +83,7 @@ class TrainOnCorrectionsWidget(BackgroundRun, Container):
         )
         self._batch = SpinBox(label="batch (0: plan)", value=WIDGET_BATCH, min=0, max=256)
         self._val_fraction = FloatSlider(label="validation share", value=0.2, min=0.0, max=0.5, step=0.05)
-        self._out = FileEdit(label="save to (empty: new folder)", mode="d", value="")
+        self._out = FileEdit(label="save to (empty: new folder)", mode=FileDialogMode.EXISTING_DIRECTORY)
         self._train = PushButton(text="Train")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", min=0, max=1, value=0)

@@ -86,9 +86,14 @@ def run_training(
         else:
             # relabelling every frame is real work: here in the worker, not on the GUI thread
             frames, names = training_frames(request.layers or [])
-            split = {"crop": request.crop, "val_fraction": request.val_fraction}
             data_yaml = write_training_dataset(
-                frames, len(frames), names, dataset, **split, model_modality=modality
+                frames,
+                len(frames),
+                names,
+                dataset,
+                crop=request.crop,
+                val_fraction=request.val_fraction,
+                model_modality=modality,
             )
         options = TrainingOptions(
             epochs=request.epochs,

@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# OSError as a last resort: a disk that fills up, a mount that goes read-only mid-run
+_HANDLED: tuple[type[Exception], ...] = (CommandError, *USER_ERRORS, OSError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
@@ -53,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2  # the command line refused in one line, returned like every other error
     try:
         return int(args.handler(args) or 0)
-    # OSError as a last resort: a disk that fills up, a mount that goes read-only mid-run
-    except (CommandError, *USER_ERRORS, OSError) as error:
+    except _HANDLED as error:
         print(f"napari-livecell: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

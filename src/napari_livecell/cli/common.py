@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 # errors a user can fix: printed as one line, never as a traceback
-USER_ERRORS: tuple[type[BaseException], ...] = (
+USER_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     FileNotFoundError,
     NotADirectoryError,

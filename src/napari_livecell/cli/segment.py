@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_livecell.core.inference.pixel_size import describe_resamplings, image_pixel_size
     from napari_livecell.core.inference.predict import PredictSettings
     from napari_livecell.core.inference.render import write_segment_outputs
-    from napari_livecell.core.inference.run import Backend, iter_segment
+    from napari_livecell.core.inference.run import Backend, RunStarted, iter_segment
     from napari_livecell.core.models.model import load_model
 
     try:
@@ -180,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
             scratch = out / f".{path.stem}_frames" if args.scheduler else None
             events = iter_segment(image, backend, settings, None, *pixel, scratch=scratch)
             started = next(events)
+            assert isinstance(started, RunStarted)  # iter_segment's first event
             leading = started.leading
             frames, polarities, resamplings = _frames_with_progress(events, started.n_frames, path.name)
             if scratch is not None:

@@ -14,10 +14,12 @@ order of rings (``tests/core/test_trace_kernel.py`` compares with OpenCV);
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
-_JIT = {"cache": True, "nogil": True}
+_JIT: dict[str, Any] = {"cache": True, "nogil": True}
 
 # OpenCV's chain codes: 0 right, then counter-clockwise (image rows grow downwards)
 _STEP_X = (1, 1, 0, -1, -1, -1, 0, 1)

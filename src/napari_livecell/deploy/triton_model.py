@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime  # noqa: TID253  (runs inside Triton, where nothing else is loaded)
@@ -45,7 +47,7 @@ class TritonPythonModel:
         if len({image.shape[1:] for image in images}) == 1 and len(images) > 1:
             outputs = self.session.run(self.output_names, {self.input_name: np.concatenate(images)})
             sizes = np.cumsum([len(image) for image in images])[:-1]
-            per_request = zip(*(np.split(output, sizes) for output in outputs))
+            per_request: Iterable[Any] = zip(*(np.split(output, sizes) for output in outputs))
         else:
             per_request = (self.session.run(self.output_names, {self.input_name: image}) for image in images)
         responses = []

@@ -141,12 +141,12 @@ def _baseline(labels, per_frame, ours: dict, images: list[dict], height: int, wi
     for annotation in ours.get("baseline_annotations", []):
         if not isinstance(annotation, dict):
             raise CocoFormatError("a baseline annotation is not a json object")
-        frame = frame_of.get(annotation.get("image_id"))
-        if frame is None or not _is_label(annotation.get("label")):
+        found = frame_of.get(annotation.get("image_id"))
+        if found is None or not _is_label(annotation.get("label")):
             raise CocoFormatError(
                 f"baseline annotation {annotation.get('id', '?')} names no known image or label"
             )
-        planes[frame][annotation_mask(annotation, height, width)] = annotation["label"]
+        planes[found][annotation_mask(annotation, height, width)] = annotation["label"]
     return baseline
 
 

@@ -126,7 +126,7 @@ def roi_set_shape(path: str | os.PathLike) -> tuple[int, int]:
 
 def _trim(labels: np.ndarray) -> np.ndarray:
     """Cut the rows and columns after the last cell: the image ends where its cells end."""
-    filled = labels.reshape(-1, *labels.shape[-2:]).any(axis=0)
+    filled = np.any(labels.reshape(-1, *labels.shape[-2:]), axis=0)
     rows, cols = np.flatnonzero(filled.any(axis=1)), np.flatnonzero(filled.any(axis=0))
     if rows.size == 0:
         return labels

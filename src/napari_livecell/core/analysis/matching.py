@@ -75,11 +75,11 @@ def match_cells(reference: np.ndarray, predicted: np.ndarray, iou_threshold: flo
         used_reference.add(r)
         used_predicted.add(p)
         keep.append(index)
-    keep = np.asarray(keep, dtype=int)
+    kept = np.asarray(keep, dtype=int)
     return CellMatch(
-        reference_ids=reference_ids[keep],
-        predicted_ids=predicted_ids[keep],
-        ious=ious[keep],
+        reference_ids=reference_ids[kept],
+        predicted_ids=predicted_ids[kept],
+        ious=ious[kept],
         n_reference=len(np.unique(reference[reference > 0])),
         n_predicted=len(np.unique(predicted[predicted > 0])),
     )

@@ -126,7 +126,7 @@ def segmentation_annotations(
     """
     from napari_livecell.core.segmentation import cell_boxes, mask_rings
 
-    annotations = []
+    annotations: list[dict] = []
     # plain Python values once per frame: numpy scalars are slow per cell
     areas = segmentation.areas.tolist()
     categories = (segmentation.classes + 1).tolist()
@@ -143,6 +143,7 @@ def segmentation_annotations(
         rows, cols = box
         local = segmentation.labels[box] == index + 1
         rings, holes = mask_rings(local, (box[0].start, box[1].start))
+        encoded: dict | list
         if rle or any(holes):
             encoded = encode_rle_in_box(local, rows.start, cols.start, segmentation.labels.shape)
         else:

@@ -238,7 +238,7 @@ def _cell_ids(per_frame: list[list[dict]]) -> list[list[int]]:
 
     A tracked stack names a cell by its track in every frame: ids repeat across frames, never within one.
     """
-    written = [a.get("label") for frame_annotations in per_frame for a in frame_annotations]
+    written: list[Any] = [a.get("label") for frame_annotations in per_frame for a in frame_annotations]
     usable = all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63 for v in written)
     distinct = all(
         len({a.get("label") for a in frame_annotations}) == len(frame_annotations)

@@ -14,6 +14,7 @@ import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ def coco_to_label_tiffs(coco_json: str | os.PathLike, out: str | os.PathLike) ->
     for entry, (height, width), target in planned:
         labels = annotations_to_labels(grouped.get(entry["id"], []), height, width)
         labels = labels.astype(np.uint16 if labels.max() < 65536 else np.uint32)
-        write_with(target, lambda path, data=labels: tifffile.imwrite(path, data, compression="zlib"))
+        write_with(target, partial(tifffile.imwrite, data=labels, compression="zlib"))
         written.append(target)
     return written
 
@@ -87,11 +88,12 @@ def label_tiffs_to_coco(
     """
     import tifffile
 
-    reference = None
+    reference, reference_name = None, ""
     if reference_json is not None:
         coco = load_coco(reference_json)
         reference = {Path(str(e["file_name"])).stem: e for e in coco["images"]}
-    entries = []
+        reference_name = Path(reference_json).name
+    entries: list[CocoImage] = []
     for index, path in enumerate(sorted(label_files), start=1):
         labels = tifffile.imread(path)
         if labels.ndim != 2:
@@ -100,13 +102,13 @@ def label_tiffs_to_coco(
         image_id, file_name = index, f"{stem}.tif"
         if reference is not None:
             if stem not in reference:
-                raise CocoFormatError(f"{path.name}: no image {stem!r} in {Path(reference_json).name}")
+                raise CocoFormatError(f"{path.name}: no image {stem!r} in {reference_name}")
             entry = reference[stem]
-            expected = check_image_entry(entry, Path(reference_json).name)
+            expected = check_image_entry(entry, reference_name)
             if labels.shape != expected:
                 raise CocoFormatError(
                     f"{path.name} is {labels.shape[1]} x {labels.shape[0]} but "
-                    f"{Path(reference_json).name} says {expected[1]} x {expected[0]}"
+                    f"{reference_name} says {expected[1]} x {expected[0]}"
                 )
             image_id, file_name = entry["id"], entry["file_name"]
         entries.append(CocoImage(image_id, str(file_name), Segmentation.from_labels(labels)))
@@ -126,7 +128,7 @@ def yolo_dataset_to_coco(root: str | os.PathLike, out: str | os.PathLike) -> Pat
 
     root = Path(root)
     names = read_data_yaml(root / "data.yaml")["names"]
-    entries = []
+    entries: list[CocoImage] = []
     images = split_images(root / "images")
     if not images:
         raise FileNotFoundError(f"no images under {root / 'images'}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -124,9 +125,7 @@ def write_ctc(
             where = np.minimum(np.searchsorted(old, frame), len(old) - 1)
             frame = np.where(old[where] == frame, new[where], frame)
         frame = frame.astype(dtype)
-        write_with(
-            folder / names[t], lambda path, frame=frame: tifffile.imwrite(path, frame, compression="zlib")
-        )
+        write_with(folder / names[t], partial(tifffile.imwrite, data=frame, compression="zlib"))
     lineage = pd.DataFrame(
         [[out_id, *span] for out_id, span in sorted(spans.items())], columns=LINEAGE_COLUMNS, dtype=np.int64
     )

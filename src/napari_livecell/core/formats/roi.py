@@ -75,14 +75,14 @@ def labels_to_rois(labels) -> list:
         In frame, then id order.
     """
     stack = len(labels.shape) == 3
-    frames = range(labels.shape[0]) if stack else [None]
+    frames: list[int | None] = list(range(labels.shape[0])) if stack else [None]
     rois = []
     for t in frames:
-        frame = _frame(labels, t) if stack else np.asarray(labels)
+        frame = np.asarray(labels) if t is None else _frame(labels, t)
         for index, rings in enumerate(labels_to_polygons(frame)):
             if not rings:
                 continue
-            name = f"{t + 1:04d}-{index + 1:05d}" if stack else f"{index + 1:05d}"
+            name = f"{index + 1:05d}" if t is None else f"{t + 1:04d}-{index + 1:05d}"
             rois.append(_roi(rings, name, t))
     return rois
 
@@ -192,7 +192,7 @@ def read_rois(path: str | os.PathLike) -> list[RoiCell]:
         coordinates are not finite, negative or beyond any frame
         (:data:`~napari_livecell.core.limits.MAX_COORDINATE`): one line naming the ROI.
     """
-    cells = []
+    cells: list[RoiCell] = []
     for roi in _roiread(path):
         name = str(getattr(roi, "name", "") or "")
         where = f"ROI {name!r}" if name else f"ROI {len(cells) + 1}"

@@ -34,7 +34,7 @@ def _cell_contour(mask: np.ndarray) -> np.ndarray | None:
 
 
 def labels_to_yolo_lines(
-    labels: np.ndarray, classes: Sequence[int] | None = None, decimals: int = 6
+    labels: np.ndarray, classes: Sequence[int] | np.ndarray | None = None, decimals: int = 6
 ) -> list[str]:
     """YOLO-seg lines for every cell of a label image.
 
@@ -105,7 +105,9 @@ class YoloFormatError(ValueError):
     """A YOLO label file that cannot be used, with the reason in the message."""
 
 
-def write_yolo_txt(path: str | os.PathLike, labels: np.ndarray, classes: Sequence[int] | None = None) -> Path:
+def write_yolo_txt(
+    path: str | os.PathLike, labels: np.ndarray, classes: Sequence[int] | np.ndarray | None = None
+) -> Path:
     """Write one image's cells as a YOLO-seg ``.txt`` (atomically)."""
     lines = labels_to_yolo_lines(labels, classes)
     return write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))

@@ -12,11 +12,12 @@ types and kept in numba's on-disk cache (``cache=True``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
 
-_JIT = {"cache": True, "nogil": True}
+_JIT: dict[str, Any] = {"cache": True, "nogil": True}
 
 
 @numba.njit(**_JIT)

@@ -8,10 +8,12 @@ with the same float32 arithmetic (docs/numba.md). Imported on first use by
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
-_JIT = {"cache": True, "nogil": True}
+_JIT: dict[str, Any] = {"cache": True, "nogil": True}
 
 
 @numba.njit(**_JIT)

@@ -27,7 +27,9 @@ class InputError(ValueError):
 class ModalitySetting(Protocol):
     """What :func:`frame_polarity` reads of a run's settings (:class:`~.predict.PredictSettings`)."""
 
-    modality: str
+    @property
+    def modality(self) -> str:
+        """``"auto"``, ``"phase"`` or a modality the model names (read only: the settings are frozen)."""
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,8 @@ def letterbox_geometry(
     pad_w, pad_h = target[1] - resized[0], target[0] - resized[1]
     if auto:
         pad_w, pad_h = pad_w % stride, pad_h % stride
-    pad_w, pad_h = pad_w / 2, pad_h / 2
-    padding = (round(pad_h - 0.1), round(pad_h + 0.1), round(pad_w - 0.1), round(pad_w + 0.1))
+    half_w, half_h = pad_w / 2, pad_h / 2
+    padding = (round(half_h - 0.1), round(half_h + 0.1), round(half_w - 0.1), round(half_w + 0.1))
     return resized, padding
 
 

@@ -32,10 +32,22 @@ if TYPE_CHECKING:
 class ForwardSettings(Protocol):
     """What the forward pass reads of a run's settings (:class:`~.predict.PredictSettings`)."""
 
-    conf: float
-    iou: float
-    imgsz: int
-    max_det: int
+    # read-only properties: the settings are a frozen dataclass
+    @property
+    def conf(self) -> float:
+        """Confidence threshold."""
+
+    @property
+    def iou(self) -> float:
+        """NMS IoU threshold."""
+
+    @property
+    def imgsz(self) -> int:
+        """Network input side."""
+
+    @property
+    def max_det(self) -> int:
+        """Most detections kept per window."""
 
 
 def model_engine(model: LoadedModel) -> Any:

@@ -351,7 +351,7 @@ def _ome_pixel_size(tiff: Any) -> float | None:
     for element in root.iter():
         if element.tag.rsplit("}", 1)[-1] != "Pixels":
             continue
-        sizes = []
+        sizes: list[float | None] = []
         for axis in ("X", "Y"):
             value = element.get(f"PhysicalSize{axis}")
             unit = _UNIT_IN_UM.get(str(element.get(f"PhysicalSize{axis}Unit", "µm")).strip().lower())

@@ -232,13 +232,15 @@ def model_input_shape(model: LoadedModel) -> tuple[int, int] | None:
     rescale every frame to it). An engine's is read when it loads; a
     PyTorch model's is learnt from one small prediction.
     """
-    if model.input_shape == "unknown" and model.engine is None:
+    if not model.input_shape_found and model.engine is None:
         if model.yolo.predictor is None or type(model.yolo.predictor) is not _PREDICTOR_CLASS:
             predict_with_ultralytics(np.zeros((64, 64, 3), np.uint8), model, PredictSettings())
         backend = model.yolo.predictor.model
         imgsz = getattr(backend, "imgsz", None)
-        fixed = imgsz and not getattr(backend, "dynamic", False)
-        model.input_shape = (int(imgsz[0]), int(imgsz[1])) if fixed else None
+        model.input_shape = None
+        if imgsz and not getattr(backend, "dynamic", False):
+            model.input_shape = (int(imgsz[0]), int(imgsz[1]))
+        model.input_shape_found = True
     return model.input_shape
 
 

@@ -48,7 +48,7 @@ def _import_nncf():
 
     # nncf sends usage telemetry through openvino-telemetry when that is installed: never here
     if "openvino_telemetry" not in sys.modules:
-        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
+        sys.modules["openvino_telemetry"] = None
     try:
         import nncf
     except ImportError:

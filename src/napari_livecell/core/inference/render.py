@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def write_segment_outputs(
     folder.mkdir(exist_ok=True)
     for number, ((_, data), frame) in enumerate(zip(image_frames, frames)):
         outlined = draw_outlines(data, frame.labels)
-        write_with(folder / frame_png_name(number), lambda p, o=outlined: p.write_bytes(png_bytes(o)))
+        write_with(folder / frame_png_name(number), partial(Path.write_bytes, data=png_bytes(outlined)))
     for stale in folder.glob("frame_*.png"):  # frames of an earlier, longer stack of this name
         if stale.stem[6:].isdigit() and int(stale.stem[6:]) >= len(frames):
             stale.unlink()

@@ -261,12 +261,13 @@ def _local_results(
     # thread from input to outlines (0.98 vs 0.86 frame by frame; benchmarks/README.md). A GPU or
     # a service leaves the host's cores free for the frame before.
     on_cpu = recipe is not None and recipe.model.device == "cpu"
-    side_by_side = frames_side_by_side(recipe.model) if on_cpu else 1
+    side_by_side = frames_side_by_side(recipe.model) if recipe is not None and on_cpu else 1
 
     def work(number: int, item: tuple, report: Any) -> FrameResult:
         # the first frame runs alone (see pipeline), on every core: its result shows soonest
         with frames_at_once(side_by_side if number else 1):
             if recipe is None:
+                assert service is not None  # no recipe: a service runs the frames
                 index, frame = item
                 result, polarity, used = segment_remote(frame, service, settings, 300.0, *pixel)
                 # outlines traced here, in a worker, off any GUI thread; in chunks of cells, so that

@@ -45,7 +45,9 @@ def _cores(starts: list[int], tile: int) -> list[tuple[float, float]]:
     return [(bounds[i], bounds[i + 1]) for i in range(len(starts))]
 
 
-def tile_grid(shape: tuple[int, int], tile: int, overlap: int = DEFAULT_OVERLAP) -> list[Tile]:
+def tile_grid(
+    shape: tuple[int, int], tile: int | tuple[int, int], overlap: int = DEFAULT_OVERLAP
+) -> list[Tile]:
     """Cover a ``(height, width)`` frame with ``tile`` x ``tile`` windows.
 
     Parameters

@@ -62,7 +62,10 @@ class LoadedModel:
         The network's largest stride: inputs are multiples of it.
     input_shape : tuple of int or None
         The fixed ``(height, width)`` input of a static export, ``None`` when
-        flexible; ``"unknown"`` until a PyTorch model has run once.
+        flexible (see ``input_shape_found``).
+    input_shape_found : bool
+        Whether ``input_shape`` is known: an engine's is at load, a PyTorch
+        model's once it has run.
     """
 
     yolo: Any
@@ -76,7 +79,8 @@ class LoadedModel:
     stride: int = 32
     # an engine's is known at load; a PyTorch model's is found on first use
     # (napari_livecell.core.inference.predict.model_input_shape)
-    input_shape: tuple[int, int] | str | None = "unknown"
+    input_shape: tuple[int, int] | None = None
+    input_shape_found: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -317,7 +321,8 @@ def _load_triton(spec: str) -> LoadedModel:
     # device: where the host's side of it (tensors sent and received) lives
     loaded = LoadedModel(yolo=yolo, path=name, class_names=names, device="cpu", imgsz=imgsz)
     if dynamic:
-        loaded.input_shape = None  # any stride-32 frame, as for a PyTorch model
+        # any stride-32 frame, as for a PyTorch model
+        loaded.input_shape, loaded.input_shape_found = None, True
     return loaded
 
 
@@ -371,6 +376,7 @@ def _load_runtime(path: Path, mtime_ns: int, runtime: str) -> LoadedModel:
         engine=engine,
         stride=stride,
         input_shape=engine.input_shape,
+        input_shape_found=True,
     )
 
 

@@ -144,7 +144,7 @@ def _register(names: list[str]) -> None:
                 raise _Refused(name)
             entries.append((obj, name))
         if entries:
-            torch.serialization.add_safe_globals(entries)
+            torch.serialization.add_safe_globals(list(entries))
             _registered.update(name for _, name in entries)
 
 
@@ -296,13 +296,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         raise _unreadable(path, _first_line(error)) from None
 
 
-def _ultralytics_torch_load(f, *args, map_location: Any = "cpu", weights_only: bool | None = None, **kwargs):
+def _ultralytics_torch_load(f, map_location: Any = "cpu", *args, weights_only: bool | None = None, **kwargs):
     """Drop-in for ``ultralytics.utils.patches.torch_load``: files go through :func:`load_checkpoint`."""
     import torch
 
     if isinstance(f, (str, os.PathLike)):
         return load_checkpoint(f, map_location=map_location)
-    return torch.load(f, *args, map_location=map_location, weights_only=True, **kwargs)
+    return torch.load(f, map_location, *args, weights_only=True, **kwargs)
 
 
 def _ultralytics_torch_safe_load(weight, safe_only=None):
@@ -311,10 +311,6 @@ def _ultralytics_torch_safe_load(weight, safe_only=None):
     if not isinstance(checkpoint, dict):
         raise ModelError(f"{Path(weight).name} is not an Ultralytics checkpoint (no checkpoint dict)")
     return checkpoint, str(weight)
-
-
-_ultralytics_torch_load.napari_livecell_safe = True
-_ultralytics_torch_safe_load.napari_livecell_safe = True
 
 
 def use_in_ultralytics() -> None:
@@ -331,8 +327,9 @@ def use_in_ultralytics() -> None:
     import ultralytics.utils.torch_utils as torch_utils
 
     with _lock:
-        if getattr(tasks.torch_safe_load, "napari_livecell_safe", False):
+        if tasks.torch_safe_load is _ultralytics_torch_safe_load:
             return
-        for module in (tasks, patches, torch_utils):
+        modules: tuple[Any, ...] = (tasks, patches, torch_utils)
+        for module in modules:
             module.torch_load = _ultralytics_torch_load
         tasks.torch_safe_load = _ultralytics_torch_safe_load

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -158,8 +159,10 @@ def connect_triton_model(spec: str) -> tuple:
 
 def _use_thread_safe_client() -> None:
     """Make Ultralytics' Triton backend use :class:`ThreadSafeTritonModel` (idempotent)."""
-    import ultralytics.utils.triton as ultralytics_triton
+    import ultralytics.utils.triton
 
+    # Any: its class is replaced in place
+    ultralytics_triton: Any = ultralytics.utils.triton
     if not issubclass(ultralytics_triton.TritonRemoteModel, _ThreadSafeBase):
         ultralytics_triton.TritonRemoteModel = _thread_safe_class(ultralytics_triton.TritonRemoteModel)
 

@@ -18,12 +18,14 @@ Imported on first use (:mod:`._compiled`), like :mod:`._tracking_kernel`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
 from .linking import _IMPOSSIBLE as IMPOSSIBLE
 
-_JIT = {"cache": True, "nogil": True}
+_JIT: dict[str, Any] = {"cache": True, "nogil": True}
 
 
 @numba.njit(**_JIT)

@@ -1,6 +1,6 @@
-"""Compiled one-pass measurement of a label frame (numba), for :func:`.track_measure.measure_frame`.
+"""Compiled one-pass measurement of a label frame (numba), for :func:`.frame_cells.measure_frame`.
 
-Imported lazily by :mod:`.track_measure` (``import napari_livecell`` and napari's
+Imported lazily by :mod:`.frame_cells` (``import napari_livecell`` and napari's
 start-up do not pay numba's import); docs/numba.md says why numba and what
 compiling costs. Every function is compiled once per argument types and kept
 in numba's on-disk cache (``cache=True``), so only the first call after an
@@ -13,10 +13,12 @@ sorted by cell, then by the previous frame's cell.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
-_JIT = {"cache": True, "nogil": True}
+_JIT: dict[str, Any] = {"cache": True, "nogil": True}
 
 
 @numba.njit(**_JIT)

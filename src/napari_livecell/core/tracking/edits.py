@@ -155,9 +155,9 @@ def _swap_lineage(
             mother = None
         if mother and mother[0] != x and (head[x] or has_tail[y]):
             new_graph[x] = list(mother)
-    for daughter, (mother,) in list(new_graph.items()):
-        if mother in (a, b) and has_tail[mother]:
-            new_graph[daughter] = [other[mother]]
+    for daughter, (parent,) in list(new_graph.items()):
+        if parent in (a, b) and has_tail[parent]:
+            new_graph[daughter] = [other[parent]]
             touched.add(daughter)
     # a track left without cells has no lineage
     for x in (a, b):

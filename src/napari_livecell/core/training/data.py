@@ -385,7 +385,11 @@ def describe_yolo_dataset(data_yaml: str | os.PathLike) -> DatasetStats:
         train_cells=cells["train"],
         val_images=images.get("val", 0),
         val_cells=cells["val"],
-        val_is_train=val_folder is not None and val_folder.resolve() == train_folder.resolve(),
+        val_is_train=(
+            val_folder is not None
+            and train_folder is not None
+            and val_folder.resolve() == train_folder.resolve()
+        ),
         max_side=max_side,
     )
 

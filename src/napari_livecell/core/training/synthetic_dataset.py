@@ -94,6 +94,7 @@ def write_synthetic_dataset(
             sample = synthesize_timelapse(rng, n_frames=n_frames, n_cells=n_cells, look=look)
             frames = list(zip(range(n_frames), sample.image, sample.labels))
             lineage = sample.lineage
+            assert lineage is not None  # a time-lapse always has one
             graph = {int(track): [int(parent)] for track, _, _, parent in lineage if parent > 0}
             write_ctc(
                 out / "tracks" / timelapse_name(cell_type, index),

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from napari_livecell.core.atomic import write_text_atomic
 
@@ -160,7 +161,7 @@ def plan_finetune(
     rotate = small if rotate is None else rotate
     images = stats.train_images * (4 if rotate else 1)
     steps_per_epoch = math.ceil(images / batch)
-    overrides = {
+    overrides: dict[str, Any] = {
         **FINETUNE_OVERRIDES,
         **MICROSCOPY_AUGMENTATION,
         # every batch is an optimizer step (Ultralytics' default accumulates to 64 images)
@@ -445,7 +446,7 @@ def train_model(
         _close_loaders(model.trainer)
         raise
     seconds = time.perf_counter() - started
-    trainer = model.trainer
+    trainer: Any = model.trainer  # set by train(): Ultralytics declares it None
     best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
     before_after = None
@@ -469,8 +470,8 @@ def train_model(
     torch.save(checkpoint, temporary)
     os.replace(temporary, target)
     report = {"metrics": metrics, "settings": asdict(settings), "seconds": seconds}
-    if (metadata or {}).get("plan"):
-        report["plan"] = metadata["plan"]
+    if plan := (metadata or {}).get("plan"):
+        report["plan"] = plan
     if before_after:
         report["before_after"] = before_after
     write_text_atomic(out / "metrics.json", json.dumps(report, indent=2))
@@ -670,5 +671,5 @@ def _total_loss(loss) -> float | None:
 def _close_loaders(trainer) -> None:
     """Shut down data-loader worker processes that an exception left running."""
     for loader in (getattr(trainer, "train_loader", None), getattr(trainer, "test_loader", None)):
-        if hasattr(loader, "close"):
+        if loader is not None and hasattr(loader, "close"):
             loader.close()
