@@ -215,7 +215,7 @@ def test_segment_cli_on_triton_writes_what_the_local_run_writes(triton, frame, t
     remote = tifffile.imread(tmp_path / "remote" / "frame_labels.tif")
     np.testing.assert_array_equal(local, remote)
     capsys.readouterr()
-    assert main([*remote_run, "--triton", triton.url, "--triton-model", "cells"]) == 2
+    assert main([*remote_run, "--overwrite", "--triton", triton.url, "--triton-model", "cells"]) == 2
     assert "has no ready model 'cells'" in capsys.readouterr().err
 
 

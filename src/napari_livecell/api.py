@@ -182,9 +182,7 @@ def segment(
     """
     leading, results = _run(image, model, settings, pixel_size, rgb, tile)
     if leading:
-        raise ValueError(
-            f"segment takes one frame; this image has leading axes {leading}: use segment_stack"
-        )
+        raise ValueError(f"segment takes one frame; this image has leading axes {leading}: use segment_stack")
     return results[0]
 
 
@@ -263,8 +261,10 @@ def write_coco(
     from napari_livecell.core.formats.coco import CocoImage, build_coco
     from napari_livecell.core.formats.coco import write_coco as write
 
-    named = images.items() if isinstance(images, Mapping) else (
-        (f"frame_{index:04d}.tif", segmentation) for index, segmentation in enumerate(images)
+    named = (
+        images.items()
+        if isinstance(images, Mapping)
+        else ((f"frame_{index:04d}.tif", segmentation) for index, segmentation in enumerate(images))
     )
     entries = [
         CocoImage(image_id, str(name), segmentation) for image_id, (name, segmentation) in enumerate(named, 1)

@@ -457,9 +457,7 @@ def layer_cells(data: Any, attributes: dict) -> tuple[list[CocoImage], dict[int,
     if table is not None:
         ids = np.asarray(table["index"], dtype=np.int64)
         frame_of = (
-            np.asarray(table["frame"], dtype=np.int64).tolist()
-            if "frame" in table
-            else [None] * len(ids)
+            np.asarray(table["frame"], dtype=np.int64).tolist() if "frame" in table else [None] * len(ids)
         )
         scores = np.asarray(table["score"], dtype=np.float64) if "score" in table else np.ones(len(ids))
         statuses = list(map(str, table["status"])) if "status" in table else ["edited"] * len(ids)

@@ -1,6 +1,5 @@
 """Reviewing a folder of images: background segmentation, queue order, autosave and resume."""
 
-import json
 import os
 import signal
 import subprocess
@@ -31,7 +30,19 @@ def open_review(make_napari_viewer, folder, qtbot, segment=True):
     if segment:
         widget.segment_all()
         qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
+        wait_for_cells(viewer, widget, qtbot)
     return viewer, widget
+
+
+def wait_for_cells(viewer, widget, qtbot):
+    """Until the shown image's cells layer holds its cells and their table (filled in turns)."""
+    from napari_livecell._qt.review_widget import WAITING_KEY
+
+    def filled():
+        name = f"{widget.current} cells"
+        return name in viewer.layers and WAITING_KEY not in viewer.layers[name].metadata
+
+    qtbot.waitUntil(filled, timeout=30_000)
 
 
 def delete_one_cell(viewer, widget):
@@ -122,7 +133,7 @@ while True:  # keep writing the index, so the kill lands mid-work
     from napari_livecell.io.review import ReviewDataset
 
     dataset = ReviewDataset.open(folder)
-    json.loads(dataset.index.path.read_text())  # whole, not half-written
+    assert not dataset.index.rebuilt_because  # the index is whole, not half-written
     (labels, _kwargs, _), *_ = dataset.cell_layers("well0")
     assert 3 not in np.unique(labels)
     assert not list(dataset.folder.rglob("*.tmp"))

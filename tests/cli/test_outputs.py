@@ -243,7 +243,7 @@ def test_segment_dir_into_itself_never_reads_its_outputs(tmp_path, capsys, small
         shutil.copy(out / name, folder / name)
     capsys.readouterr()
     pattern = str(folder / "**" / "*")
-    assert main(["segment", str(folder), pattern, "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["segment", str(folder), pattern, "--device", "cpu", "--out", str(out), "--overwrite"]) == 0
     captured = capsys.readouterr()
     assert "skipped 2 segmentation output(s)" in captured.err
     assert f"2 file(s) inside --out {out}" in captured.err

@@ -176,18 +176,30 @@ class ReviewWidget(BackgroundRun, Container):
             self.notify_error("type the folder of images (or a COCO json beside its images) to review")
             return
         try:
-            self.dataset = ReviewDataset.open(Path(text).expanduser())
+            dataset = ReviewDataset.open(Path(text).expanduser())
+            entries = dataset.index.entries
         except (ReviewError, OSError, ValueError) as error:
             self.notify_error(str(error))
             return
+        if not entries:
+            self.notify_error(f"{dataset.folder} lists no images: nothing to review")
+            return
+        self.save()  # the dataset shown so far keeps its last edit
+        if self.dataset is not None and self.dataset.index is not dataset.index:
+            self.dataset.index.close()
+        self.dataset = dataset
+        self.current = None
         self._refresh_list()
-        entries = self.dataset.index.entries
+        self.show_image(self.dataset.queue()[0])
         waiting = sum(e.state != "done" for e in entries)
-        self._status.value = (
-            f"{len(entries)} images, {waiting} to finish; saved in {self.dataset.folder.name}/"
-        )
-        first = self.dataset.queue()[0]
-        self.show_image(first)
+        rebuilt = dataset.index.rebuilt_because
+        self._status.value = f"{len(entries)} images, {waiting} to finish; saved in {dataset.folder.name}/"
+        if rebuilt:
+            from napari.utils.notifications import show_warning
+
+            message = f"the review's index was rebuilt from its cells files ({rebuilt}): nothing is lost"
+            self._status.value += f"; {message}"
+            show_warning(message)
 
     def _refresh_list(self) -> None:
         from qtpy.QtWidgets import QListWidgetItem
@@ -195,8 +207,9 @@ class ReviewWidget(BackgroundRun, Container):
         self._images_list.clear()
         if self.dataset is None:
             return
+        entries = {entry.name: entry for entry in self.dataset.index.entries}
         for name in self.dataset.queue():
-            entry = self.dataset.index.entry(name)
+            entry = entries[name]
             cells = f"{entry.n_cells} cells" if entry.segmented else "not segmented"
             marker = "> " if name == self.current else "  "
             item = QListWidgetItem(f"{marker}{name}: {entry.state}, {cells}")
@@ -213,6 +226,7 @@ class ReviewWidget(BackgroundRun, Container):
         if self.dataset is None:
             self.notify_error("open a folder of images first")
             return None
+        self.dataset.index.reconcile()  # cells saved meanwhile from another window count as cells
         names = [e.name for e in self.dataset.index.entries if not e.segmented]
         if not names:
             self._status.value = "every image has cells already"
@@ -255,6 +269,9 @@ class ReviewWidget(BackgroundRun, Container):
             self.notify_error("open a folder of images first")
             return None
         queue = self.dataset.queue()
+        if not queue:
+            self.notify_error("this dataset lists no images")
+            return None
         position = queue.index(self.current) if self.current in queue else -1
         target = queue[(position + direction) % len(queue)]
         self.show_image(target)
@@ -266,7 +283,11 @@ class ReviewWidget(BackgroundRun, Container):
             self.notify_error("open a folder of images first")
             return
         self.save()
-        self.dataset.set_state(self.current, "done")
+        try:
+            self.dataset.set_state(self.current, "done")
+        except (OSError, ValueError) as error:
+            self.notify_error(f"could not mark {self.current} done: {error}")
+            return
         self._refresh_list()
 
     def show_image(self, name: str) -> None:
@@ -274,6 +295,12 @@ class ReviewWidget(BackgroundRun, Container):
         if self.dataset is None or name is None:
             return
         self.save()
+        try:  # read before anything is removed: an image that cannot be read leaves the view as it is
+            entry = self.dataset.index.entry(name)
+            data, kwargs, _ = self.dataset.image_layer(name)
+        except (OSError, ValueError) as error:
+            self.notify_error(f"cannot open {name}: {error}")
+            return
         # the outlines layer is kept and refilled, never removed: napari 0.9 with vispy 0.17 on
         # software OpenGL (and some Windows drivers) segfaults at the first paint after a Shapes
         # layer is removed (napari issue 6472, vispy issue 1611; docs/napari_crash.md)
@@ -286,17 +313,22 @@ class ReviewWidget(BackgroundRun, Container):
                     self._viewer.layers.remove(layer_name)
         self.current = name
         self._dirty = False
-        data, kwargs, _ = self.dataset.image_layer(name)
         image = self._viewer.add_image(data, **kwargs)
         if outlines is not None:  # the image goes below the outlines it keeps
             layers = self._viewer.layers
             layers.move(layers.index(image), layers.index(outlines))
-        self._show_cells(name)
-        entry = self.dataset.index.entry(name)
-        if entry.state == "to review":
-            self.dataset.set_state(name, "in progress")
+        self._viewer.reset_view()  # the new image fills the canvas, whatever the last one's zoom
+        status = f"{name}: {entry.state}"
+        try:
+            self._show_cells(name)
+            if entry.state == "to review":
+                self.dataset.set_state(name, "in progress")
+                status = f"{name}: in progress"
+        except (OSError, ValueError) as error:  # a damaged cells file: shown, never overwritten
+            self.notify_error(f"cannot show {name}'s cells: {error}")
+            status = self._status.value
         self._refresh_list()
-        self._status.value = f"{name}: {entry.state}"
+        self._status.value = status
 
     def _reuse_outlines(self, name: str):
         """The outlines Shapes layer shown so far, emptied and renamed ``<name> outlines`` (or None)."""
@@ -439,7 +471,7 @@ class ReviewWidget(BackgroundRun, Container):
         """Steps (one per event-loop turn) giving the Shapes layer ``target`` ``outlines``' shapes and table.
 
         ``target`` is the image's outlines layer, waiting or kept from the
-        image before: refilled, never replaced (see :meth:`show`). napari
+        image before: refilled, never replaced (see :meth:`show_image`). napari
         triangulates the added polygons on the GUI thread (~0.1 ms each), so
         they go in chunks; the layer keeps its GL programs.
         """
@@ -576,8 +608,8 @@ class ReviewWidget(BackgroundRun, Container):
         if self.dataset is None or self.current is None or not self._dirty:
             return
         name = cells_layer_name(self.current)
-        if name not in self._viewer.layers:
-            return
+        if name not in self._viewer.layers or self._viewer.layers[name].metadata.get(WAITING_KEY):
+            return  # a layer still waiting for its cells holds nothing of the user's
         data, attributes, _ = self._viewer.layers[name].as_layer_data_tuple()
         try:
             self.dataset.save_cells(self.current, data, attributes)

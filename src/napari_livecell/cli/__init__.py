@@ -19,7 +19,7 @@ from napari_livecell.cli import (
     track,
     train,
 )
-from napari_livecell.cli.common import USER_ERRORS, CommandError, describe_os_error
+from napari_livecell.cli.common import USER_ERRORS, CommandError, OneLineParser, describe_os_error
 
 SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo, track, measure, quantize)
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``napari-livecell`` argument parser."""
     from napari_livecell import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="napari-livecell",
         description=(
             "Segment cells in microscopy images (phase contrast, bright field, fluorescence) "
@@ -49,7 +49,12 @@ _HANDLED: tuple[type[Exception], ...] = (CommandError, *USER_ERRORS, OSError)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        if not exit_.code:
+            raise  # --help and --version end the program, as argparse does
+        return 2  # the command line refused in one line, returned like every other error
     try:
         return int(args.handler(args) or 0)
     except _HANDLED as error:

@@ -1,10 +1,13 @@
-"""What every subcommand shares: one-line errors, output checks and progress bars."""
+"""What every subcommand shares: one-line errors, checked numbers and names, output checks, progress bars."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 # errors a user can fix: printed as one line, never as a traceback
@@ -129,3 +132,84 @@ def checked_pixel_size(value: float | None) -> float | None:
         return check_pixel_size(value)
     except ValueError as error:
         raise CommandError(f"--pixel-size: {error}") from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``napari-livecell: error: ...``, exit 2)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        command = self.prog.removeprefix("napari-livecell").strip()
+        where = f" {command}" if command else ""
+        self.exit(2, f"napari-livecell{where}: error: {' '.join(message.split())} (see --help)\n")
+
+
+def int_in(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``minimum`` to ``maximum``, else a one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {minimum} to {maximum}")
+        return value
+
+    parse.__name__ = "whole number"  # what argparse names the type in its own messages
+    return parse
+
+
+def float_in(minimum: float, maximum: float = math.inf, open_minimum: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number within the bounds (above ``minimum`` when ``open_minimum``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        low_ok = value > minimum if open_minimum else value >= minimum
+        if not math.isfinite(value) or not low_ok or value > maximum:
+            low = f"above {minimum:g}" if open_minimum else f"from {minimum:g}"
+            high = "" if math.isinf(maximum) else f" to {maximum:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: use a finite number {low}{high}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+positive_float = float_in(0.0, open_minimum=True)  # distances
+
+
+def pixel_size_um(text: str) -> float:
+    """An argparse ``type``: micrometres per pixel, a positive finite number."""
+    from napari_livecell.core.images import check_pixel_size
+
+    try:
+        return check_pixel_size(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"pixel size must be a positive number of micrometres, not {text!r}"
+        ) from None
+
+
+pixel_size_um.__name__ = "pixel size"
+fraction = float_in(0.0, 1.0)  # thresholds
+
+# a network input side: below one stride there is no image; far above, allocations fail
+IMGSZ_RANGE = (32, 8192)
+imgsz_int = int_in(*IMGSZ_RANGE)
+
+
+def file_name_argument(what: str) -> Callable[[str], str]:
+    """An argparse ``type``: a name that becomes one file or folder name (no separators, ``..``...)."""
+    from napari_livecell.core.atomic import UnsafeNameError, safe_component
+
+    def parse(text: str) -> str:
+        try:
+            return safe_component(text, what)
+        except UnsafeNameError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = "name"
+    return parse

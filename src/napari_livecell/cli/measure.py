@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_livecell.cli.common import CommandError, ensure_output_file, progress_bar
+from napari_livecell.cli.common import (
+    CommandError,
+    ensure_output_file,
+    pixel_size_um,
+    progress_bar,
+)
 
 LABEL_SUFFIXES = (".tif", ".tiff")
 # what `segment` writes beside the labels and is never a label image itself
@@ -36,7 +41,9 @@ def add_parser(commands) -> None:
         help="intensity image (one LABELS) or folder of images named like the labels "
         "(<stem>_labels.tif -> <stem>.tif/.png/...); without it the intensity columns are empty",
     )
-    measure.add_argument("--pixel-size", type=float, default=None, help="micrometres per pixel (default: px)")
+    measure.add_argument(
+        "--pixel-size", type=pixel_size_um, default=None, help="micrometres per pixel (default: px)"
+    )
     measure.add_argument("--out", required=True, help="per-cell CSV; the summary goes beside it")
     measure.set_defaults(handler=run)
 
@@ -182,9 +189,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_livecell.core.images import read_image
 
     pixel_size = check_pixel_size(args.pixel_size)
+    if Path(args.out).suffix.lower() != ".csv":  # refused before its folder is made
+        raise CommandError(f"--out {args.out} must be a .csv file")
     out = ensure_output_file(args.out, "--out")
-    if out.suffix.lower() != ".csv":
-        raise CommandError(f"--out {out} must be a .csv file")
     paths = find_label_files(args.labels)
     images = Path(args.images) if args.images else None
     if images is not None and not images.exists():

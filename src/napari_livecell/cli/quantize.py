@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from napari_livecell.cli.common import int_in
 from napari_livecell.core.inference.quantize import MAX_CALIBRATION_FRAMES
 
 
@@ -28,7 +29,7 @@ def add_parser(commands) -> None:
     quantize.add_argument("--model", default=None, help=".pt or .onnx YOLO-seg weights (default: shipped)")
     quantize.add_argument(
         "--frames",
-        type=int,
+        type=int_in(1, 10_000),
         default=MAX_CALIBRATION_FRAMES,
         help=f"frames to calibrate on (default {MAX_CALIBRATION_FRAMES}; 20-30 cover a look)",
     )
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                 used.append(path.name)
                 yield frame
 
-    calibration = quantize_int8(args.model, frames(), max(1, args.frames), [p.name for p in paths])
+    calibration = quantize_int8(args.model, frames(), args.frames, [p.name for p in paths])
     files = len(set(used[: calibration.n_frames]))  # the last frame read may not have been used
     print(
         f"int8 model calibrated on {calibration.n_frames} frame(s) of {files} file(s) in "

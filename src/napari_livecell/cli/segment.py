@@ -12,12 +12,18 @@ from napari_livecell.cli.common import (
     CommandError,
     checked_pixel_size,
     ensure_output_folder,
+    file_name_argument,
+    fraction,
+    imgsz_int,
+    int_in,
+    pixel_size_um,
     progress_bar,
 )
 from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
 from napari_livecell.core.models.runtime import RUNTIMES
 
 TILE_MODES = {"auto": None, "on": True, "off": False}
+PREDICTIONS = "predictions.json"
 
 
 def add_parser(commands) -> None:
@@ -28,10 +34,12 @@ def add_parser(commands) -> None:
         "--model", default=None, help="weights (.onnx; .pt with extra train); the shipped model if omitted"
     )
     seg.add_argument(
-        "--conf", type=float, default=DEFAULT_CONF, help=f"confidence threshold ({DEFAULT_CONF})"
+        "--conf", type=fraction, default=DEFAULT_CONF, help=f"confidence threshold ({DEFAULT_CONF})"
     )
-    seg.add_argument("--iou", type=float, default=DEFAULT_IOU, help=f"NMS IoU threshold ({DEFAULT_IOU})")
-    seg.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ, help=f"network input size ({DEFAULT_IMGSZ})")
+    seg.add_argument("--iou", type=fraction, default=DEFAULT_IOU, help=f"NMS IoU threshold ({DEFAULT_IOU})")
+    seg.add_argument(
+        "--imgsz", type=imgsz_int, default=DEFAULT_IMGSZ, help=f"network input size ({DEFAULT_IMGSZ})"
+    )
     seg.add_argument("--device", default="auto", help="auto, cpu, cuda:N or mps")
     seg.add_argument(
         "--runtime",
@@ -47,7 +55,12 @@ def add_parser(commands) -> None:
         metavar="URL",
         help="run the network on this Triton Inference Server (http://HOST:PORT; docs/triton.md)",
     )
-    seg.add_argument("--triton-model", default="livecell", help="the model's name on the Triton server")
+    seg.add_argument(
+        "--triton-model",
+        type=file_name_argument("--triton-model"),
+        default="livecell",
+        help="the model's name on the Triton server",
+    )
     seg.add_argument(
         "--tile",
         choices=tuple(TILE_MODES),
@@ -63,19 +76,25 @@ def add_parser(commands) -> None:
     )
     seg.add_argument(
         "--channel",
-        type=int,
+        type=int_in(0, 1_000_000),
         default=None,
         help="segment this channel (from 0) of multi-channel images: the last axis when short "
         "(H, W, C), else a short first axis (C, H, W)",
     )
     seg.add_argument(
         "--pixel-size",
-        type=float,
+        type=pixel_size_um,
         default=None,
         help="micrometres per pixel of the images (default: each TIFF's own metadata, else unknown); "
         "frames are resampled to the model's pixel size when they differ by more than 10%%",
     )
     seg.add_argument("--out", required=True, help="output folder")
+    seg.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results (predictions.json) of an earlier run in --out; without it such a "
+        "run is refused, and a run that finds one written meanwhile keeps its own as predictions-N.json",
+    )
     seg.add_argument(
         "--scheduler",
         default=None,
@@ -83,7 +102,7 @@ def add_parser(commands) -> None:
     )
     seg.add_argument(
         "--threads",
-        type=int,
+        type=int_in(1, 4096),
         default=None,
         help="torch threads per frame task (default: all cores); with several Dask worker "
         "processes per machine, give cores // processes",
@@ -98,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     output folder out), every input gets output names of its own, and the
     output folder is created and proven writable.
     """
-    from napari_livecell.core.formats.coco import CocoImage, build_coco, write_coco
+    from napari_livecell.core.formats.coco import CocoImage, build_coco
     from napari_livecell.core.images import read_image, search_images
     from napari_livecell.core.inference.frame_input import describe_polarities
     from napari_livecell.core.inference.pixel_size import describe_resamplings, image_pixel_size
@@ -118,6 +137,11 @@ def run(args: argparse.Namespace) -> int:
     search = search_images(args.paths, out)
     paths = search.paths
     check_output_names(paths, out)
+    if (out / PREDICTIONS).exists() and not args.overwrite:
+        raise CommandError(
+            f"{out / PREDICTIONS} holds the results of an earlier run: give --overwrite to replace them, "
+            "or another --out"
+        )
     ensure_output_folder(out)
     _report_skipped(search, out)
     if args.triton:
@@ -194,11 +218,50 @@ def run(args: argparse.Namespace) -> int:
             "pixel_size_um": args.pixel_size,
             "resampling": resampled,
         }
-        write_coco(out / "predictions.json", coco)
-        print(f"wrote {len(entries)} frame(s) of results to {out}")
+        written = write_predictions(out, coco, args.overwrite)
+        print(f"wrote {len(entries)} frame(s) of results to {out} ({written.name})")
     for failure in failures:
         print(f"napari-livecell: error: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def write_predictions(out: Path, coco: dict, overwrite: bool) -> Path:
+    """Write ``predictions.json``; without ``overwrite`` never over one that appeared meanwhile.
+
+    A run into the same ``--out`` at the same time may have written it since
+    this run started: this run's results then go to ``predictions-2.json``
+    (``-3``...), so neither run's results are lost. The file is linked into
+    place (a hard link fails on an existing name, atomically).
+    """
+    import os
+
+    from napari_livecell.core.formats.coco import write_coco
+
+    target = out / PREDICTIONS
+    if overwrite:
+        return write_coco(target, coco)
+    temporary = write_coco(out / f".{target.stem}.{os.getpid()}.json", coco)
+    try:
+        for number in range(1, 10_000):
+            candidate = target if number == 1 else out / f"{target.stem}-{number}.json"
+            try:
+                os.link(temporary, candidate)
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links here (FAT, some network shares): a check, then a rename
+                if candidate.exists():
+                    continue
+                os.replace(temporary, candidate)
+            if candidate != target:
+                print(
+                    f"napari-livecell: warning: {target.name} was written by another run meanwhile: "
+                    f"this run's results are in {candidate.name}",
+                    file=sys.stderr,
+                )
+            return candidate
+        raise CommandError(f"{out} holds too many predictions-N.json files")
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _prepare_image(image, path: Path, channel: int | None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_livecell.cli.common import CommandError, progress_bar
+from napari_livecell.cli.common import CommandError, int_in, pixel_size_um, positive_float, progress_bar
 
 # what to do with an intensity image given as labels
 LABELS_HINT = "segment it first (napari-livecell segment) and give its _labels.tif"
@@ -28,11 +28,13 @@ def add_parser(commands) -> None:
     track.add_argument("--roi", action="store_true", help="also write an ImageJ/Fiji ROI set (.zip)")
     track.add_argument(
         "--max-distance",
-        type=float,
+        type=positive_float,
         default=None,
         help="farthest a cell moves between frames, px (default: the median cell diameter)",
     )
-    track.add_argument("--max-gap", type=int, default=1, help="frames a cell may be missed (default 1)")
+    track.add_argument(
+        "--max-gap", type=int_in(0, 1000), default=1, help="frames a cell may be missed (default 1)"
+    )
     track.add_argument("--no-divisions", action="store_true", help="do not look for divisions")
     track.add_argument(
         "--linker",
@@ -40,7 +42,9 @@ def add_parser(commands) -> None:
         default="overlap",
         help="overlap (default, fast) or laptrack (the reference, 20-100x slower; docs/tracking.md)",
     )
-    track.add_argument("--pixel-size", type=float, default=None, help="micrometres per pixel (growth CSV)")
+    track.add_argument(
+        "--pixel-size", type=pixel_size_um, default=None, help="micrometres per pixel (growth CSV)"
+    )
     track.set_defaults(handler=run)
 
 
@@ -60,12 +64,12 @@ def read_stack(path: Path):
         frames = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
         if not frames:
             raise CommandError(f"{path} holds no .tif label frames")
-        first = tifffile.imread(frames[0])
+        first = check_label_ids(tifffile.imread(frames[0]), frames[0])
         if first.ndim != 2:
             raise CommandError(f"{frames[0].name} is not a 2-D label frame (shape {first.shape})")
-        # read lazily: a long movie is measured one frame at a time
+        # read lazily: a long movie is measured one frame at a time (each frame's ids checked as it is read)
         check_labels(first, str(frames[0]), LABELS_HINT)
-        reads = [dask.delayed(tifffile.imread)(p) for p in frames]
+        reads = [dask.delayed(read_label_frame)(p) for p in frames]
         return da.stack([da.from_delayed(r, first.shape, first.dtype) for r in reads]), path.name
     try:
         stack = tifffile.imread(path)
@@ -75,7 +79,29 @@ def read_stack(path: Path):
     if stack.ndim != 3:
         raise CommandError(f"{path} is not a (T, Y, X) label stack (shape {stack.shape})")
     check_labels(stack, str(path), LABELS_HINT)
-    return stack, path.stem
+    return check_label_ids(stack, path), path.stem
+
+
+def read_label_frame(path: Path):
+    """One label frame of a folder, its ids checked like a whole stack's."""
+    import tifffile
+
+    return check_label_ids(tifffile.imread(path), path)
+
+
+def check_label_ids(labels, path: Path):
+    """``labels`` when their ids are 0 (background) or positive, else a one-line :class:`CommandError`."""
+    import numpy as np
+
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise CommandError(f"{path} holds {labels.dtype} values, not integer labels")
+    if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
+        count = int(np.count_nonzero(labels < 0))
+        raise CommandError(
+            f"{path} holds negative label ids ({count} pixels, down to {int(labels.min())}): "
+            "labels are 0 for background and positive ids for cells"
+        )
+    return labels
 
 
 def run(args: argparse.Namespace) -> int:

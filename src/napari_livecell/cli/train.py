@@ -11,6 +11,9 @@ from napari_livecell.cli.common import (
     CommandError,
     ensure_output_file,
     ensure_output_folder,
+    file_name_argument,
+    imgsz_int,
+    int_in,
     weights_argument,
 )
 from napari_livecell.core.models.export import DEFAULT_EXPORT_SIZE, TRITON_BACKENDS
@@ -41,27 +44,29 @@ def add_parser(commands) -> None:
     )
     train.add_argument(
         "--epochs",
-        type=int,
+        type=int_in(1, 10_000),
         default=None,
         help="epochs (default: a fine-tune plans them to reach --steps optimizer steps; "
         f"{SCRATCH_EPOCHS} from scratch)",
     )
     train.add_argument(
         "--steps",
-        type=int,
+        type=int_in(1, 10_000_000),
         default=None,
         help="optimizer steps a fine-tune plans for (default MIN_FINETUNE_STEPS, 300)",
     )
-    train.add_argument("--imgsz", type=int, default=None, help="input size, px (default: the preset's)")
-    train.add_argument("--batch", type=int, default=None, help="images per step (default: the preset's)")
+    train.add_argument("--imgsz", type=imgsz_int, default=None, help="input size, px (default: the preset's)")
+    train.add_argument(
+        "--batch", type=int_in(1, 4096), default=None, help="images per step (default: the preset's)"
+    )
     train.add_argument(
         "--crop",
-        type=int,
+        type=int_in(0, 100_000),
         default=None,
         help="cut images into native-resolution crops of this size (0: whole images)",
     )
     train.add_argument("--device", default="cpu", help="cpu (default), cuda:N or mps")
-    train.add_argument("--workers", type=int, default=2, help="data-loading processes (2)")
+    train.add_argument("--workers", type=int_in(0, 1024), default=2, help="data-loading processes (2)")
     train.add_argument("--seed", type=int, default=0, help="random seed of the run (0)")
     train.add_argument("--out", required=True, help="output folder (best.pt, metrics.json, settings.json)")
     train.add_argument(
@@ -75,7 +80,7 @@ def add_parser(commands) -> None:
     exp.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
     exp.add_argument(
         "--imgsz",
-        type=int,
+        type=imgsz_int,
         nargs="+",
         default=list(DEFAULT_EXPORT_SIZE),
         help="H W of the input ({} {})".format(*DEFAULT_EXPORT_SIZE),
@@ -87,7 +92,17 @@ def add_parser(commands) -> None:
         metavar="REPO",
         help="write a Triton model repository here (a dynamic export: Triton batches requests)",
     )
-    exp.add_argument("--triton-model", default="livecell", help="the model's name on the server (livecell)")
+    exp.add_argument(
+        "--triton-model",
+        type=file_name_argument("--triton-model"),
+        default="livecell",
+        help="the model's name on the server (livecell)",
+    )
+    exp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the model of that name in the --triton repository (refused without it)",
+    )
     exp.add_argument(
         "--triton-backend",
         choices=TRITON_BACKENDS,
@@ -105,6 +120,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.out and not args.triton:
         raise CommandError("say where to export: --out model.onnx, --triton REPO, or both")
     weights = weights_argument(args.weights)
+    if len(args.imgsz) > 2:
+        raise CommandError(f"--imgsz takes one size or H W, not {len(args.imgsz)} numbers")
     size = (args.imgsz[0], args.imgsz[-1])
     target = None
     if args.out:
@@ -115,11 +132,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             target = ensure_output_folder(out) / "model.onnx"
     if args.triton:
+        existing = Path(args.triton) / args.triton_model
+        if existing.exists() and not args.overwrite:
+            raise CommandError(
+                f"{existing} exists: the repository already holds a model {args.triton_model!r} "
+                "(give --overwrite to replace it, or another --triton-model)"
+            )
         ensure_output_folder(args.triton, option="--triton")
     if target is not None:
         print(f"wrote {export_onnx(weights, target, imgsz=size)}")
     if args.triton:
-        folder = export_triton_repository(weights, args.triton, args.triton_model, args.triton_backend)
+        folder = export_triton_repository(
+            weights, args.triton, args.triton_model, args.triton_backend, overwrite=args.overwrite
+        )
         print(f"wrote Triton model repository {folder}")
     return 0
 

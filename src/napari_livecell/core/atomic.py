@@ -1,9 +1,16 @@
-"""Atomic file writes: a failed export never leaves half a file behind."""
+"""Safe file writes: atomic (a failed export never leaves half a file behind), inside their folder.
+
+Every file or folder name built from input (a review dataset's image names, a
+Triton model's name, an output stem) goes through :func:`safe_component`, so
+that no crafted name (``../../X``, ``/etc/x``, ``CON``) can make a writer
+leave the folder it was given.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,3 +71,79 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], object]) -> Pat
     with atomic_path(path) as temporary:
         writer(temporary)
     return Path(path)
+
+
+# Windows refuses these as file names, with or without an extension
+RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"COM{i}" for i in range(1, 10)}
+    | {f"LPT{i}" for i in range(1, 10)}
+)
+MAX_BYTES = 255  # a path component's limit on ext4, APFS and NTFS
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class UnsafeNameError(ValueError):
+    """A name that cannot be used as one file or folder name, with the reason."""
+
+
+def safe_component(name: object, what: str = "name") -> str:
+    """``name`` itself when it is one harmless path component; else :class:`UnsafeNameError`.
+
+    Parameters
+    ----------
+    name : object
+        The name (from a file, an index, a command line option).
+    what : str
+        What the name is, for the message (``"image name"``, ``"--triton-model"``).
+
+    Returns
+    -------
+    str
+        ``name``, unchanged.
+
+    Raises
+    ------
+    UnsafeNameError
+        Not a string, empty, ``.`` or ``..``, holding a path separator, a
+        drive, a NUL or another control character, ending in a dot or a space
+        (Windows drops them), a reserved device name (``CON``, ``NUL``,
+        ``COM1``...), or longer than 255 bytes.
+    """
+    if not isinstance(name, str):
+        raise UnsafeNameError(f"{what} {name!r} is not text")
+    shown = repr(name) if len(name) <= 80 else repr(name[:77] + "...")
+    reason = _problem(name)
+    if reason:
+        raise UnsafeNameError(f"{what} {shown} cannot name a file: {reason}")
+    return name
+
+
+def _problem(name: str) -> str:
+    if not name.strip():
+        return "it is empty"
+    if name in (".", ".."):
+        return "it names a folder, not a file"
+    if Path(name).is_absolute() or name.startswith(("/", "\\")) or _DRIVE.match(name):
+        return "it is an absolute path"
+    if "/" in name or "\\" in name or os.sep in name or (os.altsep and os.altsep in name):
+        return "it holds a path separator"
+    if any(ord(character) < 32 or ord(character) == 127 for character in name):
+        return "it holds a control character"
+    if name[-1] in ". ":
+        return "it ends in a dot or a space"
+    if name.split(".")[0].upper().rstrip() in RESERVED:
+        return "it is a reserved device name"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        return f"it is longer than {MAX_BYTES} bytes"
+    return ""
+
+
+def child_path(folder: str | os.PathLike, name: object, suffix: str = "", what: str = "name") -> Path:
+    """``folder / (name + suffix)`` for a safe ``name``, checked to lie inside ``folder``."""
+    component = safe_component(name, what) + suffix
+    safe_component(component, what)
+    path = Path(folder) / component
+    if Path(os.path.abspath(path)).parent != Path(os.path.abspath(folder)):  # belt and braces
+        raise UnsafeNameError(f"{what} {name!r} would leave {folder}")
+    return path

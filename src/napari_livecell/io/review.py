@@ -3,8 +3,8 @@
 :mod:`napari_livecell.core.training.review` keeps the index; this module turns one
 image's cells file into layers (through the COCO reader, so statuses and the
 prediction baseline come back) and a Labels layer back into that file
-(through the COCO writer). Safe to call from a worker thread: the index is
-changed under a lock.
+(through the COCO writer). Safe to call from a worker thread or from several
+windows at once: the index allows one writer at a time.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from napari_livecell.core.training.review import ReviewIndex, open_index, review_priority
+from napari_livecell.core.training.review import ReviewIndex, cells_signal, open_index
 from napari_livecell.layers import RESULT_KEY, cells_layer_name, outlines_layer_name
+
+REVISION_KEY = "review_revision"  # in a cells layer's napari_livecell metadata: the revision it shows
 
 
 class ReviewDataset:
@@ -63,6 +63,7 @@ class ReviewDataset:
         """Its saved cells as ``<name> cells`` and ``<name> outlines`` layer data ([] if none yet)."""
         from napari_livecell.io.read import read_coco_layers
 
+        entry = self.index.entry(name)
         path = self.index.cells_path(name)
         if not path.is_file():
             return []
@@ -75,12 +76,13 @@ class ReviewDataset:
             if kind == "labels":
                 info = kwargs["metadata"][RESULT_KEY]
                 info["source"] = name
-                info["source_path"] = self.index.entry(name).image
+                info["source_path"] = entry.image
+                info[REVISION_KEY] = entry.revision
             layers.append((data, kwargs, kind))
         return layers
 
-    def save_cells(self, name: str, labels: Any, attributes: dict) -> Path:
-        """Write one image's cells (atomically) and update its entry and the index.
+    def save_cells(self, name: str, labels: Any, attributes: dict, origin: str = "person") -> Path | None:
+        """Write one image's cells (atomically, with their own record) and update its index row.
 
         Parameters
         ----------
@@ -89,42 +91,53 @@ class ReviewDataset:
         labels : array-like
             Its Labels layer's data.
         attributes : dict
-            The layer's ``features`` and ``metadata`` (as napari hands them to writers).
+            The layer's ``features`` and ``metadata`` (as napari hands them to writers). A
+            ``review_revision`` in its ``napari_livecell`` metadata (set by :meth:`cell_layers`)
+            makes a save from a view older than the saved cells raise
+            :class:`~napari_livecell.core.training.review.ReviewConflict`; on success it is
+            updated in place.
+        origin : str
+            ``"person"`` (an edit) or ``"model"`` (written only where the image has no cells yet).
+
+        Returns
+        -------
+        Path or None
+            The cells file, or None when a model's result was not written (cells exist already).
         """
-        from napari_livecell.io.write import write_labels_coco
+        from napari_livecell.io.write import labels_coco
 
         entry = self.index.entry(name)
         metadata = dict(attributes.get("metadata") or {})
-        info = dict(metadata.get(RESULT_KEY, {}))
+        original = metadata.get(RESULT_KEY)
+        info = dict(original or {})
+        expected = info.pop(REVISION_KEY, None)
         info["source_path"] = entry.image
         info["file_names"] = [Path(entry.image).name]
         metadata[RESULT_KEY] = info
-        path = self.index.cells_path(name)
-        write_labels_coco(str(path), labels, {**attributes, "metadata": metadata})
-        features = attributes.get("features")
-        scores = (
-            np.asarray(features["score"], dtype=np.float64)
-            if features is not None and "score" in features
-            else np.zeros(0)
-        )
+        coco = labels_coco(labels, {**attributes, "metadata": metadata})
+        signal = cells_signal(coco, entry.unannotated, self.conf)  # the cells as saved, not the table
         with self._lock:
-            signal = review_priority(scores, self.conf, entry.unannotated)
-            for key, value in signal.items():
-                setattr(entry, key, value)
-            entry.segmented = True
             if info.get("categories"):
-                self.index.categories = {int(k): str(v) for k, v in info["categories"].items()}
-            self.index.save()
-        return path
+                categories = {int(k): str(v) for k, v in info["categories"].items()}
+                if categories != self.index.categories:
+                    self.index.set_categories(categories)
+            revision = self.index.write_cells(name, coco, signal, origin, expected)
+        if revision is None:
+            return None
+        if isinstance(original, dict) and expected is not None:
+            original[REVISION_KEY] = revision  # the layer now shows what is saved
+        return self.index.cells_path(name)
 
-    def save_prediction(self, name: str, segmentation: Any) -> Path:
-        """Store a model's result for an image that has no cells yet."""
+    def save_prediction(self, name: str, segmentation: Any) -> Path | None:
+        """Store a model's result for an image that has no cells yet (never over saved cells)."""
         from napari_livecell.layers import result_layer_data
 
+        if self.index.adopt_cells_file(name):  # cells saved meanwhile (another window, a person)
+            return None
         (labels, kwargs, _), _ = result_layer_data(
             segmentation, name, (), {"metadata": {RESULT_KEY: {"source": name, "edited": False}}}
         )
-        return self.save_cells(name, labels, kwargs)
+        return self.save_cells(name, labels, kwargs, origin="model")
 
     def iter_measure(self, pixel_size_um: float | None = None) -> Any:
         """Measure the cells of every segmented image; yields ``(done, total)`` per image.

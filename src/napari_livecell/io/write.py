@@ -27,6 +27,11 @@ def write_labels_coco(path: str, data: Any, attributes: dict) -> list[str]:
     ``baseline_label``). :func:`napari_livecell.io.read.read_coco_layers`
     restores all of it.
     """
+    return [str(write_coco(path, labels_coco(data, attributes)))]
+
+
+def labels_coco(data: Any, attributes: dict) -> dict:
+    """A Labels layer as the COCO dict :func:`write_labels_coco` writes."""
     entries, class_names, with_scores = layer_cells(data, attributes)
     coco = build_coco(entries, class_names=class_names, with_scores=with_scores)
     info = (attributes.get("metadata") or {}).get(RESULT_KEY, {})
@@ -35,7 +40,7 @@ def write_labels_coco(path: str, data: Any, attributes: dict) -> list[str]:
     baseline = info.get("baseline")
     if baseline is not None and np.shape(baseline) == np.shape(data):
         coco["napari_livecell"] = _baseline_block(np.asarray(data), np.asarray(baseline), coco, info)
-    return [str(write_coco(path, coco))]
+    return coco
 
 
 def _baseline_block(labels: np.ndarray, baseline: np.ndarray, coco: dict, info: dict) -> dict:

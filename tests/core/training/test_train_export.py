@@ -182,6 +182,22 @@ def test_export_onnx_and_triton_repository(tmp_path, small_frame):
     assert 'platform: "onnxruntime_onnx"' in config and "dims: [1, 3, 544, 704]" in config
     assert "max_batch_size: 0" in config and "KIND_GPU" in config and 'name: "cells"' in config
     assert not (gpu / "1" / "model.py").exists()
+    # a repository that holds the model already: refused unless overwrite, replaced whole with it
+    from napari_livecell.core.models.model import ModelError
+
+    with pytest.raises(ModelError, match="already holds a model 'cells'"):
+        export_triton(tmp_path / "m.onnx", tmp_path / "gpu-repo", "cells", backend="python")
+    assert 'platform: "onnxruntime_onnx"' in (gpu / "config.pbtxt").read_text()
+    for name in ("../escaped", str(tmp_path / "absolute"), "..", "AUX"):
+        with pytest.raises(ModelError, match="cannot name a file"):
+            export_triton(tmp_path / "m.onnx", tmp_path / "gpu-repo", name)
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "absolute").exists()
+    again = export_triton(
+        tmp_path / "m.onnx", tmp_path / "gpu-repo", "cells", backend="python", overwrite=True
+    )
+    assert 'backend: "python"' in (again / "config.pbtxt").read_text()
+    assert {p.name for p in (again / "1").iterdir()} == {"model.onnx", "model.py"}
+    assert [p.name for p in (tmp_path / "gpu-repo").iterdir()] == ["cells"], "no staging folder left"
     exported = segment_frame(small_frame.image, load_model(tmp_path / "m.onnx", device="cpu"))
     reference = segment_frame(small_frame.image, load_model(device="cpu"))
     match = match_cells(reference.labels, exported.labels)

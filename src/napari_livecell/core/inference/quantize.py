@@ -75,13 +75,17 @@ def calibration_tensors(model, frames: Iterable[np.ndarray], limit: int) -> Iter
     from .predict import PredictSettings
 
     settings = PredictSettings()
-    for count, frame in enumerate(frames):
+    count = 0
+    for frame in frames:
         if count >= limit:
             return
         frame = _crop(np.asarray(frame))
         bgr = to_bgr(frame)
+        if bgr.min() == bgr.max():
+            continue  # a blank frame: the network would see one gray level, nothing to calibrate on
         if frame_polarity(frame, settings, model.modality).inverted:
             bgr = invert(bgr)
+        count += 1
         yield network_tensor(network_window(bgr, model, settings)[0])
 
 
@@ -148,7 +152,9 @@ def quantize_int8(
     model = load_model(weights, device="cpu", runtime="openvino")
     tensors = list(calibration_tensors(model, frames, max_frames))
     if not tensors:
-        raise ModelError("no frames to calibrate the int8 model on")
+        raise ModelError(
+            "no frames to calibrate the int8 model on (blank frames, one gray level, are left out)"
+        )
     float_folder = openvino_export(model.path)
     network = openvino.Core().read_model(str(next(float_folder.glob("*.xml"))))
     quantized = nncf.quantize(

@@ -131,6 +131,7 @@ def export_triton(
     repository: str | os.PathLike,
     name: str = "livecell",
     backend: str = "python",
+    overwrite: bool = False,
 ) -> Path:
     """Lay out a Triton Inference Server model repository around a YOLO-seg ONNX export.
 
@@ -149,6 +150,9 @@ def export_triton(
         server bundled in the ``nvidia-pytriton`` wheel can load.
         ``"onnxruntime"``: Triton's ONNX Runtime backend on a GPU, for
         NVIDIA's Triton containers (docs/triton.md).
+    overwrite : bool
+        Replace a model folder of that name (refused without it). The new
+        folder is laid out beside it and swapped in whole.
 
     Returns
     -------
@@ -158,10 +162,12 @@ def export_triton(
     Raises
     ------
     ModelError
-        Not a YOLO-seg ONNX export, or an unknown backend.
+        Not a YOLO-seg ONNX export, an unknown backend, a name that is not a
+        folder name, or a model of that name already in the repository.
     """
     import onnx
 
+    folder = _triton_model_folder(repository, name, overwrite)
     if backend not in TRITON_BACKENDS:
         raise ModelError(f"unknown Triton backend {backend!r}: use {' or '.join(TRITON_BACKENDS)}")
     model = onnx.load(str(onnx_path), load_external_data=False)
@@ -190,15 +196,50 @@ def export_triton(
         kind="KIND_CPU" if backend == "python" else "KIND_GPU",
         metadata=repr(_ultralytics_metadata(model)).replace("\\", "\\\\").replace('"', '\\"'),
     )
-    folder = Path(repository) / name
-    (folder / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx_path, folder / "1" / "model.onnx")
-    if backend == "python":
-        shutil.copyfile(TRITON_MODEL_CODE, folder / "1" / "model.py")
-    else:
-        (folder / "1" / "model.py").unlink(missing_ok=True)
-    write_text_atomic(folder / "config.pbtxt", config)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
+    try:
+        (staging / "1").mkdir()
+        shutil.copyfile(onnx_path, staging / "1" / "model.onnx")
+        if backend == "python":
+            shutil.copyfile(TRITON_MODEL_CODE, staging / "1" / "model.py")
+        write_text_atomic(staging / "config.pbtxt", config)
+        _swap_in(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _triton_model_folder(repository: str | os.PathLike, name: str, overwrite: bool) -> Path:
+    """``<repository>/<name>`` for a name that is one folder name; an existing one needs ``overwrite``."""
+    from napari_livecell.core.atomic import UnsafeNameError, child_path
+
+    try:
+        folder = child_path(repository, name, what="Triton model name")
+    except UnsafeNameError as error:
+        raise ModelError(str(error)) from None
+    if folder.exists() and not overwrite:
+        raise ModelError(
+            f"{folder} exists: the repository already holds a model {name!r} "
+            "(overwrite it, or pick another name)"
+        )
+    return folder
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """Put the finished ``staging`` folder at ``folder``; the old one goes only once the new one is whole."""
+    if not folder.exists():
+        os.replace(staging, folder)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+    os.replace(folder, retired / folder.name)
+    try:
+        os.replace(staging, folder)
+    except OSError:
+        os.replace(retired / folder.name, folder)
+        raise
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
 
 
 def export_triton_repository(
@@ -206,11 +247,17 @@ def export_triton_repository(
     repository: str | os.PathLike,
     name: str = "livecell",
     backend: str = "python",
+    overwrite: bool = False,
 ) -> Path:
-    """Export ``weights`` (dynamic shapes, so Triton can batch) into a Triton model repository."""
+    """Export ``weights`` (dynamic shapes, so Triton can batch) into a Triton model repository.
+
+    A model of that name already in the repository is refused (before the
+    export) unless ``overwrite``.
+    """
+    _triton_model_folder(repository, name, overwrite)
     with tempfile.TemporaryDirectory(prefix="napari-livecell-triton-") as scratch:
         onnx_path = export_onnx(weights, Path(scratch) / "model.onnx", dynamic=True)
-        return export_triton(onnx_path, repository, name, backend)
+        return export_triton(onnx_path, repository, name, backend, overwrite)
 
 
 def _ultralytics_metadata(model) -> dict:

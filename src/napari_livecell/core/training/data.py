@@ -248,7 +248,7 @@ def resolve_training_data(
     data : path
         A YOLO dataset folder (with ``data.yaml``), a ``data.yaml``, a COCO
         json, an export folder holding one COCO json beside its images, or a
-        review dataset folder (``dataset.json``, see :mod:`napari_livecell.core.training.review`).
+        review dataset folder (``review.db``, see :mod:`napari_livecell.core.training.review`).
     out : path
         Folder for the converted dataset (COCO input only).
     images : path, optional
@@ -273,6 +273,8 @@ def resolve_training_data(
     """
     import json
 
+    from .review import is_review_folder
+
     data = Path(data)
     if not data.exists():
         raise FileNotFoundError(f"training data not found: {data}")
@@ -280,7 +282,7 @@ def resolve_training_data(
         return data / "data.yaml", {}
     if data.is_file() and data.suffix.lower() in (".yaml", ".yml"):
         return data, {}
-    if data.is_dir() and (data / "dataset.json").is_file():
+    if data.is_dir() and is_review_folder(data):
         data, images = _review_coco(data, Path(out))
     elif data.is_dir():
         jsons = sorted(data.glob("*.json"))

@@ -1,30 +1,47 @@
 """A dataset under review: which images there are, their state, and the order to review them in.
 
-The index is a small json (``dataset.json``) beside one COCO json per image
-(``cells/<stem>.json``): an edit rewrites one image's cells and this index,
-never the whole dataset, so autosaving stays cheap however many images there
-are. Every write is atomic, so a crash leaves the previous version whole.
+The index is a small SQLite database (``review.db``, WAL mode) beside one COCO
+json per image (``cells/<name>.json``). Each image is one row, updated on its
+own; every change runs in a write transaction (``BEGIN IMMEDIATE``), so one
+writer at a time changes a dataset, however many napari windows or processes
+have it open (docs/review.md says why SQLite). Each cells file also carries
+its image's own record (a ``napari_livecell_review`` block: image path,
+state, who saved it), so a damaged index is rebuilt from the files, never
+reset to "unsegmented", and a model's result is written only where an image
+has no cells file yet: it never replaces cells a person saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.atomic import write_text_atomic
+from napari_livecell.core.atomic import UnsafeNameError, child_path, safe_component
 
-INDEX_NAME = "dataset.json"
+DB_NAME = "review.db"
+LEGACY_INDEX = "dataset.json"  # the index of earlier versions: migrated, then kept as dataset.json.v1
 CELLS_FOLDER = "cells"
 STATES = ("to review", "in progress", "done")
 NEAR_THRESHOLD = 0.1  # a score within this of the confidence threshold is "near" it
+RECORD_KEY = "napari_livecell_review"  # each cells file's own record of its image
+BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another window's write to end
+SCHEMA_VERSION = 2
 
 
 class ReviewError(ValueError):
     """A dataset folder or index that cannot be used, with the reason."""
+
+
+class ReviewConflict(ReviewError):
+    """An image saved from elsewhere since it was opened here: this save would replace it."""
 
 
 @dataclass
@@ -46,6 +63,10 @@ class ReviewEntry:
         scored near the threshold, confident cells no annotation covers.
     priority : float
         Higher first in the queue.
+    origin : str
+        Who saved its cells last: ``"model"``, ``"person"`` or ``""`` (none yet, or unknown).
+    revision : int
+        How many times its cells were saved (a save from a stale view is refused).
     """
 
     name: str
@@ -57,6 +78,20 @@ class ReviewEntry:
     near_threshold: float = 0.0
     unannotated: float = 0.0
     priority: float = 0.0
+    origin: str = ""
+    revision: int = 0
+
+
+COLUMNS = tuple(f.name for f in fields(ReviewEntry))
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    name TEXT PRIMARY KEY, image TEXT NOT NULL, state TEXT NOT NULL, segmented INTEGER NOT NULL,
+    n_cells INTEGER NOT NULL, mean_score REAL, near_threshold REAL NOT NULL, unannotated REAL NOT NULL,
+    priority REAL NOT NULL, origin TEXT NOT NULL, revision INTEGER NOT NULL,
+    position INTEGER NOT NULL, mtime_ns INTEGER NOT NULL DEFAULT 0
+);
+"""
 
 
 def review_priority(scores: np.ndarray, conf: float, unannotated_share: float = 0.0) -> dict:
@@ -79,72 +114,395 @@ def review_priority(scores: np.ndarray, conf: float, unannotated_share: float = 
     }
 
 
-@dataclass
+def check_entry(entry: ReviewEntry, where: str) -> ReviewEntry:
+    """``entry`` when its fields can be used (its name is a file name, its state known)."""
+    try:
+        safe_component(entry.name, "image name")
+    except UnsafeNameError as error:
+        raise ReviewError(f"{where}: {error}") from None
+    if entry.state not in STATES:
+        raise ReviewError(f"{where}: image {entry.name!r} has an unknown state {entry.state!r}")
+    if not isinstance(entry.image, str) or not entry.image:
+        raise ReviewError(f"{where}: image {entry.name!r} names no image file")
+    for key in ("n_cells", "mean_score", "near_threshold", "unannotated", "priority"):
+        value = getattr(entry, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ReviewError(f"{where}: image {entry.name!r} has {key} {value!r}, not a number")
+    return entry
+
+
 class ReviewIndex:
-    """The index of a dataset under review, read from and written to ``dataset.json``."""
+    """The index of a dataset under review: a SQLite database of one row per image.
 
-    folder: Path
-    entries: list[ReviewEntry] = field(default_factory=list)
-    categories: dict[int, str] = field(default_factory=lambda: {0: "cell"})
-    source: str = ""
+    Reads come from the database each time (another window may have changed
+    it); writes change one image's row in a write transaction.
+    """
 
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self._local = threading.local()
+        self.rebuilt_because = ""  # why the index was rebuilt from the cells files on opening, if it was
+
+    # storage -------------------------------------------------------------------
     @property
     def path(self) -> Path:
         """The index file."""
-        return self.folder / INDEX_NAME
+        return self.folder / DB_NAME
 
     def cells_path(self, name: str) -> Path:
-        """The COCO json holding one image's cells."""
-        return self.folder / CELLS_FOLDER / f"{name}.json"
+        """The COCO json holding one image's cells (a name that would leave the folder is refused)."""
+        try:
+            return child_path(self.folder / CELLS_FOLDER, name, ".json", "image name")
+        except UnsafeNameError as error:
+            raise ReviewError(str(error)) from None
+
+    def _connection(self) -> sqlite3.Connection:
+        """The calling thread's connection (opening one costs more than most queries)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                # in WAL mode a commit survives a crash of the process without a sync each time
+                connection.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as error:
+                raise ReviewError(f"cannot open {self.path}: {error}") from None
+            self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    @contextlib.contextmanager
+    def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection; with ``write``, inside a transaction that holds the dataset's one write lock."""
+        connection = self._connection()
+        try:
+            if write:
+                connection.execute("BEGIN IMMEDIATE")
+            yield connection
+            if write:
+                connection.execute("COMMIT")
+        except BaseException:
+            if write and connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _rows(self, where: str = "", parameters: tuple = ()) -> list[ReviewEntry]:
+        query = f"SELECT {', '.join(COLUMNS)} FROM images {where} ORDER BY position"
+        with self._db() as db:
+            rows = db.execute(query, parameters).fetchall()
+        return [_entry(row) for row in rows]
+
+    def _meta(self, key: str, default: str) -> str:
+        with self._db() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    # reading -------------------------------------------------------------------
+    @property
+    def entries(self) -> list[ReviewEntry]:
+        """Every image, in the order the dataset lists them (a snapshot)."""
+        return self._rows()
+
+    @property
+    def categories(self) -> dict[int, str]:
+        """Class id -> name of the dataset's cells."""
+        return {int(k): str(v) for k, v in json.loads(self._meta("categories", '{"0": "cell"}')).items()}
+
+    @property
+    def source(self) -> str:
+        """The folder of images or the COCO json the review was made from."""
+        return self._meta("source", "")
 
     def entry(self, name: str) -> ReviewEntry:
         """The entry of an image by name."""
-        for entry in self.entries:
-            if entry.name == name:
-                return entry
-        raise ReviewError(f"no image named {name!r} in this dataset")
+        rows = self._rows("WHERE name = ?", (name,))
+        if not rows:
+            raise ReviewError(f"no image named {name!r} in this dataset")
+        return rows[0]
 
     def queue(self) -> list[str]:
         """Image names in review order: unfinished first, then by priority, then by name."""
-        done = [e for e in self.entries if e.state == "done"]
-        waiting = [e for e in self.entries if e.state != "done"]
+        entries = self.entries
+        done = [e for e in entries if e.state == "done"]
+        waiting = [e for e in entries if e.state != "done"]
         waiting.sort(key=lambda e: (-e.priority, e.name))
         done.sort(key=lambda e: e.name)
         return [e.name for e in waiting + done]
 
+    # writing -------------------------------------------------------------------
     def set_state(self, name: str, state: str) -> None:
-        """Change an image's state (and save the index)."""
+        """Change an image's state, in the index and in its cells file's own record."""
         if state not in STATES:
             raise ReviewError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
-        self.entry(name).state = state
-        self.save()
+        path = self.cells_path(name)
+        with self._db(write=True) as db:
+            entry = self._locked_entry(db, name)
+            mtime = 0
+            if path.is_file():
+                coco = _read_cells(path)
+                if coco is not None:
+                    coco[RECORD_KEY] = {**_record(coco), "image": entry.image, "state": state}
+                    mtime = _write_cells(path, coco)
+            db.execute(
+                "UPDATE images SET state = ?, mtime_ns = CASE WHEN ? THEN ? ELSE mtime_ns END WHERE name = ?",
+                (state, mtime > 0, mtime, name),
+            )
 
-    def save(self) -> Path:
-        """Write the index atomically."""
-        payload = {
-            "format": "napari-livecell review dataset",
-            "version": 1,
-            "source": self.source,
-            "categories": {str(k): v for k, v in self.categories.items()},
-            "images": [asdict(entry) for entry in self.entries],
+    def set_categories(self, categories: dict[int, str]) -> None:
+        """Store the dataset's class names."""
+        text = json.dumps({str(k): str(v) for k, v in categories.items()})
+        with self._db(write=True) as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('categories', ?)", (text,))
+
+    def write_cells(
+        self,
+        name: str,
+        coco: dict,
+        signal: dict,
+        origin: str,
+        expected_revision: int | None = None,
+    ) -> int | None:
+        """Save one image's cells (a COCO dict) with its own record, and its row, as one step.
+
+        Parameters
+        ----------
+        name : str
+            The image.
+        coco : dict
+            Its cells (the file's record is added here).
+        signal : dict
+            Its review signal (:func:`review_priority`).
+        origin : str
+            ``"model"``: written only when the image has no cells file (a
+            model's result never replaces saved cells; the file's own record
+            then goes into the index instead). ``"person"``: always written,
+            unless ``expected_revision`` is stale.
+        expected_revision : int, optional
+            The image's revision when its cells were read for editing: a save
+            from a view older than the saved cells raises :class:`ReviewConflict`.
+
+        Returns
+        -------
+        int or None
+            The new revision, or None when a model's result was not written.
+        """
+        path = self.cells_path(name)
+        with self._db(write=True) as db:
+            entry = self._locked_entry(db, name)
+            if origin == "model" and path.exists():
+                self._sync_row(db, entry, path)
+                return None
+            if expected_revision is not None and entry.revision != expected_revision:
+                raise ReviewConflict(
+                    f"{name} was saved from another window since it was opened here (revision "
+                    f"{entry.revision}, not {expected_revision}): this edit is not saved; open {name} "
+                    "again to see the saved cells"
+                )
+            revision = entry.revision + 1
+            record = {"image": entry.image, "state": entry.state, "origin": origin, "revision": revision}
+            coco[RECORD_KEY] = record
+            mtime = _write_cells(path, coco)
+            values = {**signal, "segmented": True, "origin": origin, "revision": revision, "mtime_ns": mtime}
+            assignments = ", ".join(f"{key} = ?" for key in values)
+            db.execute(f"UPDATE images SET {assignments} WHERE name = ?", (*values.values(), name))
+        return revision
+
+    def adopt_cells_file(self, name: str) -> bool:
+        """Take an image's existing cells file (its own record) into its row; whether there was one."""
+        path = self.cells_path(name)
+        with self._db(write=True) as db:
+            entry = self._locked_entry(db, name)
+            if not path.exists():
+                return False
+            self._sync_row(db, entry, path)
+        return True
+
+    def _locked_entry(self, db: sqlite3.Connection, name: str) -> ReviewEntry:
+        row = db.execute(f"SELECT {', '.join(COLUMNS)} FROM images WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise ReviewError(f"no image named {name!r} in this dataset")
+        return _entry(row)
+
+    def _sync_row(self, db: sqlite3.Connection, entry: ReviewEntry, path: Path) -> None:
+        """Take an existing cells file's own record into the index (it is newer than the row)."""
+        coco = _read_cells(path)
+        if coco is None:  # unreadable: counted as cells a person may have made, never overwritten
+            db.execute("UPDATE images SET segmented = 1 WHERE name = ?", (entry.name,))
+            return
+        record = _record(coco)
+        state = record.get("state") if record.get("state") in STATES else entry.state
+        if not record and state == "to review" and _edited(coco):
+            state = "in progress"
+        signal = cells_signal(coco, entry.unannotated)
+        revision = record.get("revision") if isinstance(record.get("revision"), int) else entry.revision
+        values = {
+            **signal,
+            "segmented": True,
+            "state": state,
+            "origin": str(record.get("origin", "")),
+            "revision": max(int(revision), entry.revision),
+            "mtime_ns": path.stat().st_mtime_ns,
         }
-        text = json.dumps(payload, indent=1, allow_nan=True)
-        return write_text_atomic(self.path, text)
+        assignments = ", ".join(f"{key} = ?" for key in values)
+        db.execute(f"UPDATE images SET {assignments} WHERE name = ?", (*values.values(), entry.name))
+
+    def reconcile(self) -> int:
+        """Take into the index every cells file changed behind its back (a save cut short); the count."""
+        with self._db() as db:
+            rows = db.execute("SELECT name, mtime_ns FROM images").fetchall()
+        stale = []
+        for name, mtime in rows:
+            path = self.cells_path(name)
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime_ns != mtime:
+                    stale.append(name)
+        if stale:
+            with self._db(write=True) as db:
+                for name in stale:
+                    self._sync_row(db, self._locked_entry(db, name), self.cells_path(name))
+        return len(stale)
+
+    # making --------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        folder: str | os.PathLike,
+        entries: list[ReviewEntry],
+        source: str = "",
+        categories: dict[int, str] | None = None,
+    ) -> ReviewIndex:
+        """A new index database holding ``entries`` (an existing one is replaced)."""
+        index = cls(folder)
+        index.folder.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{index.path}{suffix}").unlink(missing_ok=True)
+        with index._db() as db:
+            _set_wal(db)
+            db.executescript(_SCHEMA)
+        with index._db(write=True) as db:
+            db.execute("INSERT INTO meta VALUES ('format', 'napari-livecell review dataset')")
+            db.execute("INSERT INTO meta VALUES ('version', ?)", (str(SCHEMA_VERSION),))
+            db.execute("INSERT INTO meta VALUES ('source', ?)", (str(source),))
+            text = json.dumps({str(k): str(v) for k, v in (categories or {0: "cell"}).items()})
+            db.execute("INSERT INTO meta VALUES ('categories', ?)", (text,))
+            placeholders = ", ".join("?" for _ in (*COLUMNS, "position"))
+            db.executemany(
+                f"INSERT INTO images ({', '.join(COLUMNS)}, position) VALUES ({placeholders})",
+                [(*_row_values(check_entry(e, "new index")), i) for i, e in enumerate(entries)],
+            )
+        return index
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> ReviewIndex:
-        """Read ``dataset.json`` of a dataset folder."""
+        """Open a dataset folder's index: migrated from ``dataset.json``, rebuilt if damaged.
+
+        Raises
+        ------
+        ReviewError
+            The folder is no review dataset, or its index names an image by a
+            name that cannot be a file name.
+        """
         folder = Path(folder)
-        path = folder / INDEX_NAME
+        index = cls(folder)
+        if not index.path.is_file():
+            if not (folder / LEGACY_INDEX).is_file():
+                raise ReviewError(f"{folder} holds no {DB_NAME}: not a review dataset")
+            return migrate_legacy(folder)
+        problem = index._check()
+        if problem:
+            index.close()  # before the damaged file is moved aside
+            return rebuild(folder, reason=problem)
+        index.reconcile()
+        return index
+
+    def _check(self) -> str:
+        """Why the database cannot be used ("" when it can)."""
         try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-            entries = [ReviewEntry(**item) for item in payload["images"]]
-            categories = {int(k): str(v) for k, v in payload.get("categories", {"0": "cell"}).items()}
-        except FileNotFoundError:
-            raise ReviewError(f"{folder} holds no {INDEX_NAME}: not a review dataset") from None
-        except (ValueError, KeyError, TypeError) as error:
-            raise ReviewError(f"{path} is not a readable review index: {error}") from None
-        return cls(folder, entries, categories, str(payload.get("source", "")))
+            with self._db() as db:
+                result = db.execute("PRAGMA quick_check").fetchone()
+                if result is None or result[0] != "ok":
+                    return f"{DB_NAME} is damaged ({result[0] if result else 'no answer'})"
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if not {"meta", "images"} <= tables:
+                    return f"{DB_NAME} lacks its tables"
+                rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM images").fetchall()
+        except (sqlite3.DatabaseError, ReviewError) as error:
+            return f"{DB_NAME} is damaged ({error})"
+        for row in rows:
+            try:
+                check_entry(_entry(row), DB_NAME)
+            except (ReviewError, TypeError, ValueError) as error:
+                return str(error)
+        return ""
+
+
+def _entry(row: tuple) -> ReviewEntry:
+    values = dict(zip(COLUMNS, row, strict=True))
+    values["segmented"] = bool(values["segmented"])
+    values["mean_score"] = float("nan") if values["mean_score"] is None else values["mean_score"]
+    return ReviewEntry(**values)
+
+
+def _row_values(entry: ReviewEntry) -> tuple:
+    values = asdict(entry)
+    values["segmented"] = int(bool(values["segmented"]))
+    return tuple(values[key] for key in COLUMNS)
+
+
+def _set_wal(db: sqlite3.Connection) -> None:
+    """Use WAL, where readers never wait for the writer.
+
+    Where it cannot be had (some network shares), the default rollback journal
+    still gives one writer at a time and whole transactions.
+    """
+    with contextlib.suppress(sqlite3.Error):
+        db.execute("PRAGMA journal_mode=WAL")
+
+
+def _read_cells(path: Path) -> dict | None:
+    """A cells file as a dict, or None when it is not readable json."""
+    try:
+        coco = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return coco if isinstance(coco, dict) else None
+
+
+def _write_cells(path: Path, coco: dict) -> int:
+    """Write a cells file atomically; its modification time (the index's check for a cut-short save)."""
+    from napari_livecell.core.formats.coco import write_coco
+
+    write_coco(path, coco)
+    return path.stat().st_mtime_ns
+
+
+def _record(coco: dict) -> dict:
+    record = coco.get(RECORD_KEY)
+    return dict(record) if isinstance(record, dict) else {}
+
+
+def _edited(coco: dict) -> bool:
+    """Whether a cells file holds a person's work (a status other than predicted, or an edit flag)."""
+    block = coco.get("napari_livecell")
+    if isinstance(block, dict) and block.get("edited"):
+        return True
+    annotations = coco.get("annotations") or []
+    return any(isinstance(a, dict) and a.get("status", "predicted") != "predicted" for a in annotations)
+
+
+def cells_signal(coco: dict, unannotated: float = 0.0, conf: float = 0.4) -> dict:
+    """The review signal (:func:`review_priority`) of a cells file's COCO dict: its cells as saved."""
+    annotations = [a for a in coco.get("annotations") or [] if isinstance(a, dict)]
+    scores = [a.get("score", float("nan")) for a in annotations]
+    scores = [float(s) if isinstance(s, (int, float)) else float("nan") for s in scores]
+    signal = review_priority(np.asarray(scores, float), conf, unannotated)
+    signal["n_cells"] = len(annotations)
+    return signal
 
 
 def review_folder_for(source: str | os.PathLike) -> Path:
@@ -154,13 +512,19 @@ def review_folder_for(source: str | os.PathLike) -> Path:
     return base / "napari-livecell-review"
 
 
-def new_index(source: str | os.PathLike) -> ReviewIndex:
-    """A fresh index over a folder of images, or over the images a COCO json names.
+def is_review_folder(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a review dataset's index (this version's or an earlier one)."""
+    folder = Path(folder)
+    return (folder / DB_NAME).is_file() or (folder / LEGACY_INDEX).is_file()
+
+
+def source_entries(source: str | os.PathLike) -> list[ReviewEntry]:
+    """Fresh entries for a folder of images, or for the images a COCO json names.
 
     Raises
     ------
     ReviewError
-        No images found.
+        No images found, two sharing a stem, or images of the json missing.
     """
     from napari_livecell.core.images import find_images
 
@@ -173,7 +537,8 @@ def new_index(source: str | os.PathLike) -> ReviewIndex:
 
         coco = load_coco(source)
         images_dir = source.parent / "images" if (source.parent / "images").is_dir() else source.parent
-        paths = [images_dir / Path(str(entry["file_name"])).name for entry in coco["images"]]
+        names = [Path(str(entry.get("file_name", ""))).name for entry in coco["images"]]
+        paths = [images_dir / name for name in names if name]
         missing = [p.name for p in paths if not p.is_file()]
         if missing:
             raise ReviewError(
@@ -186,21 +551,89 @@ def new_index(source: str | os.PathLike) -> ReviewIndex:
     names = [p.stem for p in paths]
     if len(set(names)) != len(names):
         raise ReviewError("two images share a file name stem; review them in separate folders")
-    entries = [ReviewEntry(name=p.stem, image=str(p)) for p in paths]
-    return ReviewIndex(folder, entries, source=str(source))
+    return [check_entry(ReviewEntry(name=p.stem, image=str(p)), str(source)) for p in paths]
+
+
+def new_index(source: str | os.PathLike) -> ReviewIndex:
+    """A fresh index over a folder of images, or over the images a COCO json names.
+
+    Raises
+    ------
+    ReviewError
+        No images found.
+    """
+    entries = source_entries(source)
+    return ReviewIndex.create(review_folder_for(source), entries, source=str(source))
+
+
+def migrate_legacy(folder: Path) -> ReviewIndex:
+    """An index database from an earlier version's ``dataset.json`` (kept as ``dataset.json.v1``)."""
+    path = folder / LEGACY_INDEX
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        entries = [ReviewEntry(**item) for item in payload["images"]]
+        categories = {int(k): str(v) for k, v in payload.get("categories", {"0": "cell"}).items()}
+        source = str(payload.get("source", ""))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return rebuild(folder, reason=f"{LEGACY_INDEX} is not a readable review index ({error})")
+    if not entries:
+        return rebuild(folder, reason=f"{LEGACY_INDEX} lists no images")
+    for entry in entries:
+        check_entry(entry, str(path))
+    index = ReviewIndex.create(folder, entries, source, categories)
+    os.replace(path, folder / f"{LEGACY_INDEX}.v1")
+    index.reconcile()
+    return index
+
+
+def rebuild(folder: Path, reason: str) -> ReviewIndex:
+    """A new index from the images beside the dataset and the cells files' own records.
+
+    The damaged index is kept beside it (``review.db.damaged``); states and
+    cells come back from the cells files, so no image a person worked on is
+    marked unsegmented again.
+    """
+    from napari_livecell.core.images import ImageReadError
+
+    for suffix in ("", "-wal", "-shm"):
+        damaged = Path(f"{folder / DB_NAME}{suffix}")
+        if damaged.exists():
+            os.replace(damaged, Path(f"{folder / DB_NAME}.damaged{suffix}"))
+    entries: dict[str, ReviewEntry] = {}
+    base = folder.parent
+    for candidate in (base, base / "images"):
+        if candidate.is_dir():
+            with contextlib.suppress(ReviewError, ImageReadError):
+                for entry in source_entries(candidate):
+                    entries.setdefault(entry.name, entry)
+    for path in sorted((folder / CELLS_FOLDER).glob("*.json")):
+        name = path.stem
+        coco = _read_cells(path)
+        record = _record(coco) if coco else {}
+        image = record.get("image") if isinstance(record.get("image"), str) else ""
+        if not image and coco:
+            files = [i.get("file_name") for i in coco.get("images") or [] if isinstance(i, dict)]
+            image = str(base / Path(str(files[0])).name) if files and files[0] else ""
+        if name not in entries:
+            with contextlib.suppress(ReviewError):
+                entries[name] = check_entry(ReviewEntry(name=name, image=image or str(path)), str(path))
+    if not entries:
+        raise ReviewError(f"{folder}: {reason}, and no image or cells file to rebuild it from")
+    index = ReviewIndex.create(folder, list(entries.values()), source=str(base))
+    index.reconcile()  # every cells file's own record, into the fresh rows
+    index.rebuilt_because = reason
+    return index
 
 
 def open_index(source: str | os.PathLike) -> ReviewIndex:
-    """The review of ``source``: resumed from its ``dataset.json`` when there is one."""
+    """The review of ``source``: resumed from its index when there is one."""
     source = Path(source)
-    if source.is_dir() and (source / INDEX_NAME).is_file():
+    if source.is_dir() and is_review_folder(source):
         return ReviewIndex.load(source)
     folder = review_folder_for(source)
-    if (folder / INDEX_NAME).is_file():
+    if is_review_folder(folder):
         return ReviewIndex.load(folder)
-    index = new_index(source)
-    index.save()
-    return index
+    return new_index(source)
 
 
 def combined_coco(index: ReviewIndex) -> dict:
