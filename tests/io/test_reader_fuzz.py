@@ -277,20 +277,7 @@ def run(names: list[str]) -> None:
     print("fuzzed", ", ".join(names))
 
 
-# ReviewIndex.load lets AttributeError out of a dataset.json whose "categories" is not an object; the
-# review index is being rebuilt as a database (issue 36 item 1), which owns that fix
-REVIEW_INDEX_OPEN = pytest.mark.xfail(
-    strict=True, reason="ReviewIndex.load: AttributeError on a non-object 'categories'"
-)
-
-
-@pytest.mark.parametrize(
-    "fuzzer",
-    [
-        pytest.param(f.__name__, marks=REVIEW_INDEX_OPEN) if f is fuzz_review_index else f.__name__
-        for f in FUZZERS
-    ],
-)
+@pytest.mark.parametrize("fuzzer", [f.__name__ for f in FUZZERS])
 def test_readers_survive_random_input_within_1_gib(fuzzer):
     env = {**os.environ, "NAPARI_LIVECELL_MAX_LABEL_GIB": "0.25", "OMP_NUM_THREADS": "1"}
     env["OPENBLAS_NUM_THREADS"] = "1"

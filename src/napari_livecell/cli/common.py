@@ -186,11 +186,12 @@ def pixel_size_um(text: str) -> float:
     from napari_livecell.core.images import check_pixel_size
 
     try:
-        return check_pixel_size(float(text))
+        size = check_pixel_size(float(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"pixel size must be a positive number of micrometres, not {text!r}"
-        ) from None
+        size = None
+    if size is None:
+        raise argparse.ArgumentTypeError(f"pixel size must be a positive number of micrometres, not {text!r}")
+    return size
 
 
 pixel_size_um.__name__ = "pixel size"

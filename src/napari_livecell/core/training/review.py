@@ -339,7 +339,8 @@ class ReviewIndex:
         if not record and state == "to review" and _edited(coco):
             state = "in progress"
         signal = cells_signal(coco, entry.unannotated)
-        revision = record.get("revision") if isinstance(record.get("revision"), int) else entry.revision
+        written = record.get("revision")
+        revision = written if isinstance(written, int) else entry.revision
         values = {
             **signal,
             "segmented": True,
