@@ -29,9 +29,8 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.layer_updates import follow_layers, is_result_labels, layer_kind
@@ -49,6 +48,8 @@ from napari_livecell.core.tracking.track import TrackingResult, iter_track_cells
 
 if TYPE_CHECKING:
     import napari
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    from matplotlib.figure import Figure
 
 # pixels whose id may change in one undoable step: napari keeps their indices
 # (3 x 8 bytes) and old and new values in the undo history, ~0.6 GB at this size
@@ -145,10 +146,15 @@ class TrackCellsWidget(BackgroundRun, Container):
                 self._undo_correct,
             ]
         )
-        self.figure = Figure(figsize=(4, 4.5), dpi=90)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(320)
-        self.native.layout().addWidget(self.canvas)
+        # the plot's canvas is made when there is something to plot: importing matplotlib's Qt
+        # backend would be most of the dock's opening time
+        self._plot_area = QWidget()
+        self._plot_area.setMinimumHeight(320)
+        self._plot_layout = QVBoxLayout(self._plot_area)
+        self._plot_layout.setContentsMargins(0, 0, 0, 0)
+        self.native.layout().addWidget(self._plot_area)
+        self._figure: Figure | None = None
+        self._canvas: FigureCanvasQTAgg | None = None
         self.extend([self._save_csv, self._save_png])
         fit_dock(self, [self._status])
         # a narrow dock leaves the canvas most of the window
@@ -178,6 +184,26 @@ class TrackCellsWidget(BackgroundRun, Container):
         self._keep_layer = follow_layers(viewer, self._layer, is_result_stack, is_stack)
         self.native.destroyed.connect(lambda: self._watch(None))
         self._watch(self._layer.value)
+
+    @property
+    def figure(self) -> Figure:
+        """The growth plot's figure (made, with its canvas, on first use)."""
+        if self._figure is None:
+            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+            from matplotlib.figure import Figure
+
+            self._figure = Figure(figsize=(4, 4.5), dpi=90)
+            self._canvas = FigureCanvasQTAgg(self._figure)
+            self._plot_layout.addWidget(self._canvas)
+        return self._figure
+
+    @property
+    def canvas(self) -> FigureCanvasQTAgg:
+        """The Qt canvas that shows :attr:`figure`."""
+        if self._canvas is None:
+            self.figure  # noqa: B018 (the figure's first use makes the canvas too)
+        assert self._canvas is not None
+        return self._canvas
 
     def reset_choices(self, *args) -> None:
         """Keep the chosen layer through napari's refresh on every layer change (a rename included)."""
