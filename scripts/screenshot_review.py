@@ -2,7 +2,7 @@
 
 Run under a virtual display::
 
-    xvfb-run -a -s "-screen 0 1280x1024x24" python scripts/screenshot_review.py [docs/review.png]
+    xvfb-run -a -s "-screen 0 1280x800x24" python scripts/screenshot_review.py [docs/review.png]
 
 Opens the synthetic time-lapse sample, segments it with the shipped model in
 Segment cells, docks Proofread cells, accepts the first two cells offered and
@@ -33,7 +33,7 @@ def main(out: str = "docs/review.png") -> None:
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1280, 1000)
+    viewer.window.resize(1280, 800)  # a laptop screen, as in the README
     viewer.open_sample("napari-livecell", "livecell_timelapse")
     for layer in list(viewer.layers):
         if "ground truth" in layer.name:
@@ -48,9 +48,12 @@ def main(out: str = "docs/review.png") -> None:
     cells = next(layer for layer in viewer.layers if layer.name.endswith(" cells"))
     proofread._layer.value = cells
     cells.opacity = 0.35
+    viewer.window.resize(1280, 800)  # docking can widen the window
     for _ in range(2):
         proofread.accept(proofread.next_to_review())
     cell = proofread.next_to_review()
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.zoom /= 3  # the cell in its neighbours: a small cell fills a laptop-sized canvas
     viewer.layers.selection.active = cells
     settle()
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 Run under a virtual display::
 
-    xvfb-run -a -s "-screen 0 1280x1024x24" python scripts/screenshot_tracking.py [docs/tracking.png]
+    xvfb-run -a -s "-screen 0 1280x800x24" python scripts/screenshot_tracking.py [docs/tracking.png]
 
 Opens the synthetic time-lapse sample (per-frame labels, ids restarting every
 frame, as a segmentation gives them), tracks them with the Track cells widget,
@@ -25,11 +25,12 @@ def main(out: str = "docs/tracking.png") -> None:
 
     lapse = synthesize_timelapse(seed=2021, n_frames=12, n_cells=90)
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1280, 1000)
+    viewer.window.resize(1280, 800)  # a laptop screen, as in the README
     viewer.add_image(lapse.image, name="time-lapse")
     cells = viewer.add_labels(lapse.labels, name="cells", opacity=0.45)
     _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Track cells")
     widget._layer.value = cells
+    viewer.window.resize(1280, 800)  # docking can widen the window
     widget.run()
     deadline = time.monotonic() + 120
     while widget.busy and time.monotonic() < deadline:
