@@ -57,3 +57,22 @@ def test_every_growth_panel_starts_at_zero(lapse):
         bottom, top = ax.get_ylim()
         assert bottom == 0 and top > 0
     assert axes[1].get_ylim()[1] >= 3.8
+
+
+@pytest.mark.parametrize("width_inches", [3.2, 4.0])
+def test_a_long_layer_name_stays_inside_the_plot(lapse, width_inches):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from napari_livecell.core.analysis.growth import plot_growth
+
+    figure = Figure(figsize=(width_inches, 4.5), dpi=90)
+    canvas = FigureCanvasAgg(figure)
+    name = "SkBr3_Phase_A1_1_00d00h00m_1_timelapse_of_a_very_long_experiment cells"
+    plot_growth(figure, growth_curves(lapse.labels), title=name)
+    canvas.draw()
+    title = figure._suptitle
+    box = title.get_window_extent(canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= figure.bbox.width
+    shown = title.get_text()
+    assert shown.startswith("SkBr3_Phase") and shown.endswith("cells") and "…" in shown

@@ -126,9 +126,23 @@ def plot_growth(figure, table: pd.DataFrame, title: str = "") -> list:
         ax.set_ylim(bottom=0)
     axes[-1].set_xlabel("frame", fontsize=8)
     if title:
-        figure.suptitle(title, fontsize=9)
+        figure.suptitle(_fitted_title(figure, title, TITLE_FONT_SIZE), fontsize=TITLE_FONT_SIZE)
     figure.tight_layout()
     return list(axes)
+
+
+TITLE_FONT_SIZE = 9
+
+
+def _fitted_title(figure, title: str, font_size: float) -> str:
+    """``title`` shortened in the middle to fit the figure's width (a layer name's ends say the most)."""
+    # ~0.6 em a character in matplotlib's default sans-serif; a margin of two characters
+    char_px = 0.6 * font_size * figure.dpi / 72
+    most = max(8, int(figure.get_figwidth() * figure.dpi / char_px) - 2)
+    if len(title) <= most:
+        return title
+    head = (most - 1) // 2
+    return f"{title[:head]}…{title[len(title) - (most - 1 - head):]}"
 
 
 def write_growth_png(path: str | os.PathLike, table: pd.DataFrame, title: str = "") -> Path:
