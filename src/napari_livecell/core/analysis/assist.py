@@ -27,7 +27,9 @@ from .edit import PixelEdit
 WINDOW = 256  # network pixels around the point: ~25 cells, ~25 ms on a CPU
 UPSCALE = 2.0  # the second look at a place: small, dim cells show at twice the size
 MIN_SCORE = 0.03  # below it the network's candidates on empty dish are noise
+MIN_SCORE_ALONE = 0.25  # the same in a frame with no cell to compare sizes with
 SIZE_RANGE = (0.1, 5.0)  # an added cell's area against the frame's median cell
+LARGE = 3.0  # of the median area: a candidate this large comes after the others
 MIN_PIXELS = 12  # never a cell smaller than this, whatever the frame's cells
 SMALL_CELL = 150  # model pixels: a box whose cells are smaller is re-segmented upscaled
 MAX_ALTERNATIVES = 8
@@ -148,11 +150,14 @@ class CellAssistant:
     def add_cell_at(self, labels: np.ndarray, point: tuple[float, float], new_id: int) -> AssistEdit | None:
         """The best candidate containing ``point``, clipped to unlabelled pixels, as cell ``new_id``.
 
-        Among the candidates that contain the point and pass the size check,
-        the one that overlaps existing cells least (in steps of a fifth of its
-        area), then the best scored. When none fits, the window is looked at
-        again upscaled (small, dim cells). ``None`` (and :attr:`reason`) when
-        nothing fits: no change then.
+        The candidates come from the window as the run saw it and upscaled
+        :data:`UPSCALE` times (small, dim cells, cells at the frame's edge
+        show better there). Among those that contain the point and pass the
+        size check, the one that overlaps existing cells least (in steps of a
+        third of its area), then one not over :data:`LARGE` times the median
+        cell (two cells as one), then the best scored (an upscaled look's
+        candidates larger than the median cell at half their score). ``None`` (and
+        :attr:`reason`) when nothing fits: no change then.
         """
         row, col = self._pixel(labels, point)
         if row is None:
@@ -163,32 +168,37 @@ class CellAssistant:
             )
             return None
         smallest, largest = self.size_range(labels)
+        median = largest / SIZE_RANGE[1]
+        # with no cell in the frame to compare sizes with, only a fairly sure candidate is a cell
+        least = MIN_SCORE if np.any(labels) or self.cell_areas is not None else MIN_SCORE_ALONE
+        best = None
         for upscale in (1.0, UPSCALE):
-            best = None
             for candidate in self.candidates_at((row, col), upscale):
-                if candidate.score < MIN_SCORE or not candidate.contains(row, col):
+                if candidate.score < least or not candidate.contains(row, col):
                     continue
                 r0, c0, r1, c1 = candidate.box
                 free = labels[r0:r1, c0:c1] == 0
                 overlap = 1.0 - np.count_nonzero(free & candidate.mask) / candidate.area
                 clipped = _piece_at(candidate.mask & free, row - r0, col - c0)
                 area = int(np.count_nonzero(clipped))
-                if not smallest <= area <= largest:
+                # a cell cut by the frame's edge may be any part of one
+                at_edge = min(r0, c0) == 0 or r1 == self.shape[0] or c1 == self.shape[1]
+                if not (smallest / 2 if at_edge else smallest) <= area <= largest:
                     continue
-                key = (math.floor(overlap * 5), -candidate.score)
+                # the upscaled look is for small cells: of a large one it proposes pieces
+                trust = 1.0 if upscale == 1.0 or area <= median else 0.5
+                key = (math.floor(overlap * 3), area > LARGE * median, -candidate.score * trust)
                 if best is None or key < best[0]:
-                    best = (key, candidate, clipped)
-            if best is not None:
-                _, candidate, clipped = best
-                rows, cols = np.nonzero(clipped)
-                edit = PixelEdit(
-                    rows + candidate.row, cols + candidate.col, np.full(len(rows), new_id, labels.dtype)
-                )
-                where = "" if upscale == 1.0 else f", seen at {upscale:g}x"
-                message = f"added cell {new_id} (score {candidate.score:.2f}{where})"
-                return AssistEdit(edit, int(new_id), candidate.score, message, {int(new_id): candidate.score})
-        self.reason = f"no cell candidate of a plausible size at ({row}, {col}): draw it by hand"
-        return None
+                    best = (key, candidate, clipped, upscale)
+        if best is None:
+            self.reason = f"no cell candidate of a plausible size at ({row}, {col}): draw it by hand"
+            return None
+        _, candidate, clipped, upscale = best
+        rows, cols = np.nonzero(clipped)
+        edit = PixelEdit(rows + candidate.row, cols + candidate.col, np.full(len(rows), new_id, labels.dtype))
+        where = "" if upscale == 1.0 else f", seen at {upscale:g}x"
+        message = f"added cell {new_id} (score {candidate.score:.2f}{where})"
+        return AssistEdit(edit, int(new_id), candidate.score, message, {int(new_id): candidate.score})
 
     def _pixel(self, labels: np.ndarray, point: tuple[float, float]) -> tuple[int | None, int]:
         if np.asarray(labels).shape != self.shape:
