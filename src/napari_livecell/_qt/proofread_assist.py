@@ -27,6 +27,20 @@ ASSIST_KEYS = {"add": "Shift-C", "cycle": "Shift-X", "box": "Shift-B"}
 MODEL_KEY = "model"  # the result layer's record of the model and settings that made it
 
 
+def assist_controls():
+    """The dock's controls of the model's help: the click mode, the cycle and the box buttons."""
+    from magicgui.widgets import CheckBox, PushButton
+
+    add, cycle, box = ASSIST_KEYS["add"], ASSIST_KEYS["cycle"], ASSIST_KEYS["box"]
+    add_mode = CheckBox(text=f"Click adds a cell ({add})")
+    add_mode.tooltip = f"a click (or {add} at the cursor) on an empty place adds the model's best cell there"
+    other = PushButton(text=f"Next candidate ({cycle})")
+    other.tooltip = f"replace the cell under the cursor with the model's next alternative there ({cycle})"
+    again = PushButton(text=f"Re-segment box ({box})")
+    again.tooltip = f"the model re-segments the last rectangle drawn in a Shapes layer ({box})"
+    return add_mode, other, again
+
+
 def model_record(weights, device, runtime, settings, tile, pixel_size) -> dict:
     """What the Segment dock records with a result layer so that the model's help uses the same model."""
     return {
@@ -126,11 +140,12 @@ class AssistActions:
         return frame, (float(point[-2]), float(point[-1]))
 
     def _apply(self, frame: tuple[int, ...], change: AssistEdit, name: str) -> int:
-        from napari_livecell._qt.proofread_widget import apply_edit
-
         dock = self.dock
         layer = dock.layer
-        apply_edit(layer, frame, change.edit)
+        edit = change.edit
+        if edit.touched:  # napari's undoable path, one undo step (as the dock's own edits)
+            leading = tuple(np.full(edit.touched, f, dtype=np.intp) for f in frame)
+            layer.data_setitem((*leading, edit.rows, edit.cols), edit.values)
         follower = dock.follower
         if follower is not None:
             follower.flush()

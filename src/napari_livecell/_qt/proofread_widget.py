@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 
 from napari_livecell._qt.docking import fit_dock
 from napari_livecell._qt.layer_updates import (
@@ -28,7 +28,7 @@ from napari_livecell._qt.layer_updates import (
     same_layer,
     shown_frame,
 )
-from napari_livecell._qt.proofread_assist import ASSIST_KEYS, AssistActions
+from napari_livecell._qt.proofread_assist import ASSIST_KEYS, AssistActions, assist_controls
 from napari_livecell.core.analysis.edit import (
     CorrectionSummary,
     PixelEdit,
@@ -317,12 +317,7 @@ class ProofreadWidget(Container):
         self._next = PushButton(text=f"Next cell to review ({KEYS['next']})")
         self._relabel = PushButton(text="Relabel 1..N")
         self._assist = AssistActions(self)
-        self._add_mode = CheckBox(text=f"Click adds the model's cell ({ASSIST_KEYS['add']} at the cursor)")
-        self._add_mode.tooltip = "a click on an empty place adds the model's best candidate there"
-        self._cycle = PushButton(text=f"Next candidate at cursor ({ASSIST_KEYS['cycle']})")
-        self._cycle.tooltip = "replace the cell under the cursor with the model's next alternative there"
-        self._box = PushButton(text=f"Re-segment last rectangle ({ASSIST_KEYS['box']})")
-        self._box.tooltip = "the model runs again on the last rectangle drawn in a Shapes layer"
+        self._add_mode, self._cycle, self._box = assist_controls()
         self._summary = Label(label="corrections", value="")
         self._status = Label(label="status", value="")
         self.extend(
