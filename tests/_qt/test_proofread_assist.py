@@ -60,7 +60,7 @@ def test_add_cell_at_adds_one_cell_that_undo_removes(make_napari_viewer, small_f
 
 
 def test_add_cell_where_nothing_is_says_so_and_changes_nothing(make_napari_viewer, small_frame):
-    viewer, widget, layer = _dock(make_napari_viewer, small_frame.labels, small_frame.image)
+    _viewer, widget, layer = _dock(make_napari_viewer, small_frame.labels, small_frame.image)
     free = ndi.distance_transform_edt(small_frame.labels == 0)
     point = _interior(free > 0)
     before = np.array(layer.data)
@@ -92,7 +92,7 @@ def _touching_pair(truth) -> int:
 def test_next_candidate_splits_a_merged_pair(make_napari_viewer, small_frame):
     keep = _touching_pair(small_frame)
     labels, other = _merged(small_frame.labels, keep)
-    viewer, widget, layer = _dock(make_napari_viewer, labels, small_frame.image)
+    _viewer, widget, layer = _dock(make_napari_viewer, labels, small_frame.image)
     point = _interior(small_frame.labels == keep)
     widget.next_candidate_at(point)
     held = [
@@ -157,3 +157,27 @@ def test_stack_actions_touch_only_the_shown_frame(make_napari_viewer, small_fram
     assert result is not None
     assert not np.array_equal(layer.data[1], before[1])
     assert np.array_equal(layer.data[0], before[0]) and np.array_equal(layer.data[2], before[2])
+
+
+def test_the_model_is_the_one_the_segment_dock_ran(make_napari_viewer, small_frame, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(small_frame.image, name="img")
+    _, segment = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    segment._conf.value = 0.7
+    segment._runtime.value = "onnxruntime"
+    assert segment.run() is not None
+    qtbot.waitUntil(lambda: not segment.busy, timeout=120_000)
+    layer = viewer.layers["img cells"]
+    record = layer.metadata["napari_livecell"]["model"]
+    assert record["runtime"] == "onnxruntime" and record["conf"] == 0.7
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Proofread cells")
+    widget._layer.value = layer
+    missed = next(
+        cell
+        for cell in range(1, int(small_frame.labels.max()) + 1)
+        if (layer.data[small_frame.labels == cell] == 0).all() and (small_frame.labels == cell).sum() > 100
+    )
+    new = widget.add_cell_at(_interior(small_frame.labels == missed))
+    assert new is not None
+    assert "runtime onnxruntime" in widget._status.value and "shipped default" not in widget._status.value
+    assert widget._assist.assistant(())[0].recipe.settings.conf == 0.7
