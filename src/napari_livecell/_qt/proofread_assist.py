@@ -75,7 +75,15 @@ def recipe_for(record: dict | None) -> tuple[FrameRecipe, str]:
     kind = ModelSource.parse(weights).kind if weights else "file"
     if kind in ("service", "triton"):
         raise ValueError(f"the model's help runs the network here: {weights} is a {kind}, not a model file")
-    model = load_model(weights, record.get("device") or "auto", record.get("runtime") or "auto")
+    from napari_livecell.core.models.model import resolve_device
+
+    device, runtime = record.get("device") or "auto", record.get("runtime") or "auto"
+    exported = runtime == "torch" and resolve_device(device) == "cpu"
+    if exported:
+        # the same weights, exported once and cached: on a CPU PyTorch took ~25x as long a window
+        # (benchmarks/README.md), past the 0.3 s a key may take; the status line names the runtime
+        runtime = "auto"
+    model = load_model(weights, device, runtime)
     settings = PredictSettings(
         conf=float(record.get("conf", PredictSettings.conf)),
         iou=float(record.get("iou", PredictSettings.iou)),
@@ -84,6 +92,8 @@ def recipe_for(record: dict | None) -> tuple[FrameRecipe, str]:
     )
     recipe = FrameRecipe.plan(model, settings, record.get("pixel_size_um"), "recorded", record.get("tile"))
     name = f"model {model.name}, runtime {model.runtime}" + ("" if record else " (shipped default)")
+    if exported and model.runtime != "torch":
+        name += " (the .pt's CPU export)"
     return recipe, name
 
 
