@@ -161,3 +161,16 @@ def test_resegment_box_replaces_only_cells_inside(scene, recipe):
     rows, cols = change.edit.rows, change.edit.cols
     assert np.all(inside[rows, cols] | ndi.binary_dilation(inside, iterations=40)[rows, cols])
     assert all(0 < score <= 1 for score in change.scores.values())
+
+
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_every_runtime_of_the_segment_dock_adds_the_same_cell(runtime, recipe, scene):
+    from napari_livecell.core.models.model import load_model
+
+    truth, predicted = scene
+    _cell, point = max(_missed(truth.labels, predicted), key=lambda item: np.sum(truth.labels == item[0]))
+    reference = CellAssistant(truth.image, recipe).add_cell_at(predicted, point, 999)
+    other = FrameRecipe.plan(load_model(device="cpu", runtime=runtime), recipe.settings)
+    change = CellAssistant(truth.image, other).add_cell_at(predicted, point, 999)
+    assert reference is not None and change is not None
+    assert _iou(_applied(predicted, change) == 999, _applied(predicted, reference) == 999) >= 0.9
