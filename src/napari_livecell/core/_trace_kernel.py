@@ -98,7 +98,7 @@ def trace_rings(labels, boxes, first, stop):
     quarter pixel inside the pixel edges), ``lengths`` (points per ring),
     ``cells`` (the id of each ring) and ``pieces``: ids of more than one
     piece, whose rings are left out (OpenCV orders the rings of several
-    pieces by its contour tree: the caller traces those few with OpenCV).
+    pieces by its contour tree: the caller traces each piece alone).
     Rings come in :func:`.segmentation.mask_rings`' order: per cell its outer
     ring, then its holes last found first.
     """
