@@ -71,3 +71,14 @@ def test_mask_rings_equal_opencvs_for_parts_holes_and_islands():
         assert len(rings) == len(expected)
         for ring, reference in zip(rings, expected):
             np.testing.assert_array_equal(ring, reference)
+
+
+def test_cell_boxes_equal_find_objects():
+    from scipy import ndimage as ndi
+
+    from napari_livecell.core.segmentation import cell_boxes
+
+    labels = synthesize_image(seed=5, n_cells=60).labels
+    labels[labels == 7] = 0  # an absent id
+    for image in (labels, labels.astype(np.uint16), labels[::2, 1::3], np.zeros((4, 4), np.int32)):
+        assert cell_boxes(image) == ndi.find_objects(image)
