@@ -1,19 +1,25 @@
 # napari-livecell HTTP service: POST an image, get it back with every cell outlined.
-# CPU torch by default (small image); see docker-compose.yml for the GPU variant.
+# The default image is the base install plus the `server` extra: the shipped ONNX model on ONNX
+# Runtime, no PyTorch (docs/runtime.md). `triton` stays out of the default image: its client goes
+# through Ultralytics, so it pulls the `train` extra (PyTorch); docker-compose.yml builds the GPU
+# and Triton variants with EXTRAS and TORCH_INDEX.
 FROM python:3.11-slim
 
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# extras installed beside the base package; a variant with `train` or `triton` needs TORCH_INDEX
+ARG EXTRAS=server
+# PyTorch wheels to install first (say https://download.pytorch.org/whl/cpu or .../cu124); empty: none
+ARG TORCH_INDEX=
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     NAPARI_LIVECELL_HOME=/var/lib/napari-livecell YOLO_OFFLINE=1
 
-RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 curl \
+RUN apt-get update && apt-get install -y --no-install-recommends curl \
     && rm -rf /var/lib/apt/lists/*
-RUN pip install torch torchvision --index-url ${TORCH_INDEX}
+RUN if [ -n "${TORCH_INDEX}" ]; then pip install torch torchvision --index-url "${TORCH_INDEX}"; fi
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-RUN pip install ".[server,triton]" && useradd --create-home livecell \
+RUN pip install ".[${EXTRAS}]" && useradd --create-home livecell \
     && mkdir -p /var/lib/napari-livecell && chown livecell /var/lib/napari-livecell
 USER livecell
 

@@ -1,8 +1,8 @@
 """Outlines traced at the label image's resolution equal OpenCV's on each cell's doubled mask.
 
 :func:`napari_livecell.core.segmentation.labels_to_polygons` (the compiled
-tracer of ``_trace_kernel``) against :func:`mask_to_polygons` (OpenCV's
-``findContours`` on the cell's mask, doubled) cell by cell: the same rings,
+tracer of ``_trace_kernel``) against OpenCV's ``findContours`` on the cell's
+mask, doubled (:func:`.opencv_reference.opencv_rings`), cell by cell: the same rings,
 points, start vertex and order of rings, on label images made to hold what
 trips a border follower: holes (several per cell, touching the outside at a
 corner), cells of several pieces, diagonal pinches, one-pixel cells and
@@ -12,12 +12,17 @@ lines, cells on the image's edges.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage as ndi
 
-from napari_livecell.core.segmentation import labels_to_polygons, mask_to_polygons, polygons_to_mask
+from napari_livecell.core.segmentation import labels_to_polygons, polygons_to_mask
+
+from .opencv_reference import opencv_rings
+
+pytest.importorskip("cv2")
 
 
 def _assert_rings_equal_opencv(labels: np.ndarray) -> int:
@@ -30,7 +35,7 @@ def _assert_rings_equal_opencv(labels: np.ndarray) -> int:
         if slices is None:
             assert outlines[index] == []
             continue
-        expected = mask_to_polygons(labels[slices] == cell, (slices[0].start, slices[1].start))
+        expected = opencv_rings(labels[slices] == cell, (slices[0].start, slices[1].start))[0]
         got = outlines[index]
         assert len(got) == len(expected), f"cell {cell}: {len(got)} rings, OpenCV {len(expected)}"
         for ring, reference in zip(got, expected, strict=True):

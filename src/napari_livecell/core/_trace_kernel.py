@@ -98,7 +98,7 @@ def trace_rings(labels, boxes, first, stop):
     quarter pixel inside the pixel edges), ``lengths`` (points per ring),
     ``cells`` (the id of each ring) and ``pieces``: ids of more than one
     piece, whose rings are left out (OpenCV orders the rings of several
-    pieces by its contour tree: the caller traces those few with OpenCV).
+    pieces by its contour tree: the caller traces each piece alone).
     Rings come in :func:`.segmentation.mask_rings`' order: per cell its outer
     ring, then its holes last found first.
     """
@@ -203,3 +203,27 @@ def _reverse_rings(points, lengths, first_ring, stop_ring, first_point, stop_poi
         points[write : write + lengths[ring]] = block[at : at + lengths[ring]]
         write += lengths[ring]
     lengths[first_ring:stop_ring] = lengths[first_ring:stop_ring][::-1].copy()
+
+
+@numba.njit(**_JIT)
+def outer_border(mask):
+    """The outer border of a mask's first part (raster order), through pixel centres.
+
+    OpenCV's ``findContours`` contour of that part (``CHAIN_APPROX_SIMPLE``
+    vertices, ``(n, 2)`` int64 ``x, y``): the same border following, on the
+    mask itself (not doubled), whose other parts it never visits.
+    """
+    height, width = mask.shape
+    stride = width + 4
+    image = np.zeros((height + 2) * stride, np.int8)
+    start = -1
+    for r in range(height):
+        for c in range(width):
+            if mask[r, c]:
+                image[(r + 1) * stride + c + 2] = 1
+                if start < 0:
+                    start = (r + 1) * stride + c + 2
+    if start < 0:
+        return np.empty((0, 2), np.int64)
+    points, n_points = _follow(image, stride, start, False, np.empty((64, 2), np.int64), 0)
+    return points[:n_points].copy()

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage.draw import polygon as draw_polygon
 
 Polygon = np.ndarray  # (K, 2) float array of (x, y) vertices
 
@@ -24,13 +22,14 @@ Polygon = np.ndarray  # (K, 2) float array of (x, y) vertices
 def mask_to_polygons(mask: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)) -> list[Polygon]:
     """Trace every ring (outer borders, holes, separate parts) of a binary mask.
 
-    The mask is doubled in size and traced by OpenCV (all contours, holes
-    included): the traced points are then a quarter pixel inside the true
-    pixel edges, so every pixel centre of the mask lies inside the rings and
-    every other centre outside. Filling the rings with
-    :func:`polygons_to_mask` therefore gives back exactly the same pixels
-    (measured on hundreds of touching cells, holes and diagonal pixels
-    included), ~9x faster than ``skimage.measure.find_contours``.
+    The rings are OpenCV's ``findContours`` (all contours, holes included)
+    on the mask doubled in size, traced by the compiled tracer
+    (:mod:`._trace_kernel`, the same points and order): the traced points
+    are then a quarter pixel inside the true pixel edges, so every pixel
+    centre of the mask lies inside the rings and every other centre outside.
+    Filling the rings with :func:`polygons_to_mask` therefore gives back
+    exactly the same pixels (measured on hundreds of touching cells, holes
+    and diagonal pixels included), ~9x faster than ``skimage.measure.find_contours``.
 
     Parameters
     ----------
@@ -51,25 +50,36 @@ def mask_to_polygons(mask: np.ndarray, offset: tuple[float, float] = (0.0, 0.0))
 def mask_rings(
     mask: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)
 ) -> tuple[list[Polygon], list[bool]]:
-    """:func:`mask_to_polygons`, plus which rings are holes."""
-    import cv2
+    """:func:`mask_to_polygons`, plus which rings are holes.
 
-    doubled = cv2.resize(np.asarray(mask, dtype=np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-    contours, hierarchy = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
+    OpenCV's ``RETR_CCOMP`` order: each part's outer ring followed by its
+    holes, the parts last found (in raster order of their first pixel) first.
+    """
+    from ._compiled import kernels
+
+    bounding_boxes = kernels("_box_kernel").bounding_boxes
+    trace_rings = kernels("_trace_kernel").trace_rings
+    labels = np.ascontiguousarray(mask, dtype=np.int32)
+    points, lengths, cells, pieces = trace_rings(labels, bounding_boxes(labels, 1), 1, 2)
+    if len(pieces):
+        from scipy import ndimage as ndi
+
+        # one label per 8-connected part (OpenCV's connectivity), numbered in raster order
+        labels, n_parts = ndi.label(labels, structure=np.ones((3, 3), bool))
+        labels = labels.astype(np.int32, copy=False)
+        points, lengths, cells, pieces = trace_rings(labels, bounding_boxes(labels, n_parts), 1, n_parts + 1)
+    if not len(lengths):
         return [], []
-    shift = (0.25 + offset[1], 0.25 + offset[0])
-    if len(contours) == 1 and len(contours[0]) >= 3:
-        # most cells: one ring, no hole (and no split/concatenate, which cost more than tracing)
-        return [contours[0].reshape(-1, 2) * 0.5 + shift], [False]
-    # one vectorised transform for all rings, then split (per-ring numpy calls dominate)
-    points = np.concatenate(contours).reshape(-1, 2) * 0.5 + shift
-    rings = np.split(points, np.cumsum([len(c) for c in contours[:-1]]))
+    points += (offset[1], offset[0])
+    rings = np.split(points, np.cumsum(lengths[:-1]))
+    holes = [False, *(cells[1:] == cells[:-1]).tolist()]
+    if cells[-1] != cells[0]:  # the parts last found first, each keeping its rings' order
+        order = sorted(range(len(rings)), key=lambda ring: (-int(cells[ring]), ring))
+        rings, holes = [rings[i] for i in order], [holes[i] for i in order]
     for index, ring in enumerate(rings):
         if len(ring) < 3:  # a 1 x 1 px part traces as fewer points; keep a valid ring
             rings[index] = np.vstack([ring, np.repeat(ring[-1:], 3 - len(ring), axis=0)])
-    # RETR_CCOMP: a ring with a parent is a hole
-    return rings, (hierarchy[0][:, 3] != -1).tolist()
+    return rings, holes
 
 
 def polygons_to_mask(polygons: list[Polygon], shape: tuple[int, int], combine: str = "xor") -> np.ndarray:
@@ -90,6 +100,8 @@ def polygons_to_mask(polygons: list[Polygon], shape: tuple[int, int], combine: s
     numpy.ndarray
         Boolean mask; a pixel is inside a ring when its centre is.
     """
+    from skimage.draw import polygon as draw_polygon
+
     mask = np.zeros(shape, dtype=bool)
     for ring in polygons:
         ring = np.asarray(ring, dtype=float)
@@ -102,8 +114,19 @@ def polygons_to_mask(polygons: list[Polygon], shape: tuple[int, int], combine: s
 
 
 def cell_boxes(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
-    """Bounding slices of each label 1..max (``None`` for absent ids)."""
-    return ndi.find_objects(labels)
+    """Bounding slices of each label 1..max (``None`` for absent ids), as ``scipy.ndimage.find_objects``.
+
+    One compiled pass (``_box_kernel``): scipy.ndimage's import (~0.3 s of
+    a fresh ``segment``) stays out of the command line's path.
+    """
+    from ._compiled import kernels
+
+    labels = np.asarray(labels)
+    if labels.dtype != np.int32:
+        labels = labels.astype(np.int32)
+    n_ids = int(labels.max()) if labels.size else 0
+    boxes = kernels("_box_kernel").bounding_boxes(labels, max(n_ids, 0)).tolist()
+    return [None if r0 < 0 else (slice(r0, r1), slice(c0, c1)) for r0, r1, c0, c1 in boxes[1:]]
 
 
 TRACE_CHUNK = 2000  # cells outlined between two progress reports (a few tenths of a second)
@@ -176,8 +199,8 @@ def _trace_cells(labels: np.ndarray, boxes: np.ndarray, first: int, stop: int) -
     :func:`._trace_kernel.trace_rings` runs OpenCV's border following on each
     cell's doubled mask, made in one small reused buffer: the same points,
     start and order of rings as OpenCV, ~2x faster than OpenCV on a canvas of
-    all cells doubled, and no Python or OpenCV call per cell. Cells of several pieces
-    (a user's painting, never a model's cells) are traced by OpenCV.
+    all cells doubled, and no Python call per cell. Cells of several pieces
+    (a user's painting, never a model's cells) are traced by :func:`mask_to_polygons`.
 
     Parameters
     ----------

@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_livecell.core.inference.network_input import gray_histogram, network_tensor
+from napari_livecell.core.inference.network_input import (
+    gray_histogram,
+    gray_to_bgr,
+    letterbox,
+    network_tensor,
+    pad_constant,
+    resize_linear,
+)
 from napari_livecell.core.inference.predict import _median_colour, _pad_with_background
 
 
@@ -48,3 +55,42 @@ def test_padding_takes_the_median_of_a_gray_frame_as_of_its_bgr_copy():
         np.testing.assert_array_equal(_median_colour(bgr), expected)
         padded = np.repeat(_pad_with_background(gray, (64, 64))[:, :, None], 3, axis=2)
         np.testing.assert_array_equal(padded, _pad_with_background(bgr, (64, 64)))
+
+
+def _random_sizes(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        height, width = (int(v) for v in rng.integers(1, 200, 2))
+        size = tuple(int(v) for v in rng.integers(1, 400, 2))
+        channels = int(rng.choice([1, 3]))
+        frame = rng.integers(0, 256, (height, width, channels)[: 2 if channels == 1 else 3], dtype=np.uint8)
+        yield frame, size
+
+
+def test_bilinear_resize_equals_opencv_bit_for_bit_on_random_sizes():
+    cv2 = pytest.importorskip("cv2")
+    for frame, size in _random_sizes(150, 11):
+        expected = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(resize_linear(frame, size), expected, err_msg=f"{frame.shape}, {size}")
+
+
+def test_padding_and_gray_to_bgr_equal_opencv():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(4)
+    gray = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    bgr = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(gray_to_bgr(gray), cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+    for image, colour in ((gray, (7, 0, 0)), (bgr, (1, 2, 3))):
+        for sides in ((0, 5, 0, 9), (3, 4, 1, 2), (0, 0, 0, 0)):
+            expected = cv2.copyMakeBorder(image, *sides, cv2.BORDER_CONSTANT, value=(*colour, 0))
+            np.testing.assert_array_equal(pad_constant(image, *sides, colour), expected)
+
+
+@pytest.mark.parametrize("auto", [False, True])
+def test_letterbox_equals_ultralytics_letterbox(auto):
+    letterbox_class = pytest.importorskip("ultralytics.data.augment").LetterBox
+    rng = np.random.default_rng(3)
+    for shape, target in [((520, 704), (544, 704)), ((520, 704), (640, 640)), ((97, 131), (320, 320))]:
+        bgr = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        expected = letterbox_class(target, auto=auto, stride=32)(image=bgr)
+        np.testing.assert_array_equal(letterbox(bgr, target, 32, auto), expected)

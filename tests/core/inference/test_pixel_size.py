@@ -178,3 +178,32 @@ def test_a_fine_tuned_model_keeps_the_pixel_size_of_its_base(tmp_path):
 
     assert load_model(tmp_path / "tuned.pt", device="cpu").pixel_size_um == 0.65
     assert load_model(None, device="cpu").pixel_size_um == MODEL_UM
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64, bool])
+def test_resampling_equals_opencvs_area_and_bilinear_resize(dtype):
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(1)
+    top = {np.uint8: 255, np.uint16: 4095, np.int16: 2000, np.int32: 70000, bool: 1}.get(dtype, 1.0)
+    for shape in [(53, 71), (40, 60, 3), (37, 29, 1)]:
+        frame = (rng.random(shape) * top).astype(dtype)
+        for zoom in (0.25, 0.37, 0.5, 0.81, 1.3, 2.0, 2.55):
+            size = (round(shape[1] * zoom), round(shape[0] * zoom))
+            if min(size) < 8:
+                continue
+            work = frame.astype(np.float64) if dtype in (np.int32, bool) else frame
+            method = cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR
+            expected = cv2.resize(work, size, interpolation=method).reshape(size[1], size[0], *shape[2:])
+            got = resample_frame(frame, zoom)
+            assert got.dtype == frame.dtype and got.shape == expected.shape
+            if dtype is bool:
+                assert (got != (expected >= 0.5)).mean() < 0.01, (shape, zoom)
+            elif dtype == np.uint8 and zoom > 1:
+                np.testing.assert_array_equal(got, expected)
+            elif np.issubdtype(np.dtype(dtype), np.integer):
+                if dtype == np.int32:
+                    expected = np.rint(expected)
+                assert np.abs(got.astype(np.int64) - expected.astype(np.int64)).max() <= 1, (shape, zoom)
+            else:
+                # OpenCV sums float32 weights in float32: a few units of its last place apart
+                np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=f"{shape} {zoom}")

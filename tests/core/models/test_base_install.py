@@ -1,4 +1,4 @@
-"""The base install's paths import no PyTorch, torchvision or Ultralytics, and a .pt there gets one line."""
+"""Base-install paths import no PyTorch, torchvision, Ultralytics or OpenCV; a .pt there gets one line."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-# a meta-path finder that fails every import of the training stack, as an install without it would
+# a meta-path finder that fails every import of the training stack (OpenCV comes with Ultralytics),
+# as an install without it would
 BLOCK = r"""
 import importlib.abc, sys
 
-BLOCKED = ("torch", "torchvision", "ultralytics")
+BLOCKED = ("torch", "torchvision", "ultralytics", "cv2")
 
 
 class Blocked(importlib.abc.MetaPathFinder):
@@ -43,9 +44,22 @@ for name in docks:
 out = sys.argv[1]
 assert main(["synth", "--out", f"{out}/sample", "--n", "1", "--seed", "0"]) == 0
 assert main(["segment", f"{out}/sample/images", "--out", f"{out}/results"]) == 0
+# resampled to the model's pixel size, and a frame letterboxed to another network size
+assert main(["segment", f"{out}/sample/images", "--pixel-size", "0.5", "--out", f"{out}/resampled"]) == 0
+import numpy as np
+from napari_livecell.core.inference.network_input import letterbox
+assert letterbox(np.zeros((37, 50, 3), np.uint8), (64, 64), 32, False).shape == (64, 64, 3)
+# YOLO labels written and read, COCO outlines of a cell in two parts with a hole
+from napari_livecell.core.formats.yolo import labels_to_yolo_lines, parse_yolo_lines, yolo_to_labels
+from napari_livecell.core.segmentation import mask_rings
+labels = np.zeros((40, 40), np.int32)
+labels[2:20, 2:20], labels[8:12, 8:12], labels[25:30, 25:35] = 1, 0, 1
+lines = labels_to_yolo_lines(labels)
+assert yolo_to_labels(parse_yolo_lines("\\n".join(lines)), 40, 40)[0].max() == 1
+assert mask_rings(labels == 1)[1] == [False, False, True]
 from napari_livecell.core.models.runtime import available_runtimes
 print(json.dumps({"docks": docks, "runtimes": available_runtimes(),
-                  "loaded": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ultralytics"))}))
+                  "loaded": sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)}))
 """
 )
 

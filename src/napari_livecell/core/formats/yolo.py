@@ -2,7 +2,7 @@
 
 One line per cell: ``class x1 y1 x2 y2 ...`` normalised to 0..1 by the image
 width and height. Ultralytics' loader truncates the scaled coordinates to int
-and fills with OpenCV (pixel centres), so points are written as
+and fills with OpenCV's ``fillPoly`` (pixel centres), so points are written as
 ``(centre + 0.5) / size``; a 2-point row makes it drop the whole image, so
 tiny cells are padded to 3 points (docs/ultralytics.md).
 """
@@ -21,13 +21,32 @@ from napari_livecell.core.segmentation import cell_boxes
 
 
 def _cell_contour(mask: np.ndarray) -> np.ndarray | None:
-    """Outer contour (pixel centres, ``(K, 2)`` x/y) of a cell's largest part."""
-    import cv2
+    """Outer contour (pixel centres, ``(K, 2)`` x/y) of a cell's largest part.
 
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
+    OpenCV's ``findContours`` (``RETR_EXTERNAL``) contour of largest area,
+    the first of equals in OpenCV's order (the parts last found first),
+    traced by the compiled tracer part by part.
+    """
+    from scipy import ndimage as ndi
+
+    from napari_livecell.core._compiled import kernels
+
+    outer_border = kernels("_trace_kernel").outer_border
+    parts, n_parts = ndi.label(mask, structure=np.ones((3, 3), bool))
+    boxes = ndi.find_objects(parts) if n_parts > 1 else []
+    contour, largest = None, -1.0
+    for part in range(n_parts, 0, -1):
+        if n_parts == 1:
+            points = outer_border(np.ascontiguousarray(mask, dtype=bool))
+        else:
+            rows, cols = boxes[part - 1]
+            points = outer_border(parts[rows, cols] == part) + np.array([cols.start, rows.start])
+        x, y = points[:, 0].astype(float), points[:, 1].astype(float)
+        area = abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
+        if area > largest:
+            contour, largest = points.astype(float), area
+    if contour is None:
         return None
-    contour = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(float)
     while len(contour) < 3:
         contour = np.vstack([contour, contour[-1:]])
     return contour
@@ -160,8 +179,9 @@ def yolo_to_labels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise parsed YOLO polygons the way Ultralytics' loader does.
 
-    Points are scaled by the image size, truncated to int and filled with
-    OpenCV (pixel centres), so what napari shows is what training will see.
+    Points are scaled by the image size, truncated to int and filled by
+    OpenCV's ``fillPoly`` rules (:mod:`._fill_kernel`, pixel for pixel), so
+    what napari shows is what training will see.
 
     Returns
     -------
@@ -170,15 +190,16 @@ def yolo_to_labels(
     classes : numpy.ndarray
         Class id of each label.
     """
-    import cv2
+    from napari_livecell.core._compiled import kernels
 
+    fill_polygon = kernels("formats._fill_kernel").fill_polygon
     labels = np.zeros((height, width), dtype=np.int32)
     classes = []
     mask = np.zeros((height, width), dtype=np.uint8)
     for class_id, points in cells:
         mask[:] = 0
-        pixels = (points * [width, height]).astype(np.int32)
-        cv2.fillPoly(mask, [pixels], 1)
+        pixels = (points * [width, height]).astype(np.int32).astype(np.int64)
+        fill_polygon(mask, np.ascontiguousarray(pixels[:, 0]), np.ascontiguousarray(pixels[:, 1]))
         free = (mask > 0) & (labels == 0)
         if not free.any():
             continue

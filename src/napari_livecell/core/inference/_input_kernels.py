@@ -59,3 +59,38 @@ def gray_to_tensor(gray, table, out, row_lo, row_hi):
     for y in range(row_lo, row_hi):
         for x in range(gray.shape[1]):
             out[0, 0, y, x] = out[0, 1, y, x] = out[0, 2, y, x] = table[gray[y, x]]
+
+
+@jit
+def resize_linear(image, x0, x1, ax, y0, y1, by, out):
+    """OpenCV's ``INTER_LINEAR`` resize of a ``(H, W, C)`` uint8 frame into ``out``, bit for bit.
+
+    ``x0, x1, ax``: each output column's two source columns and their 11-bit
+    weights (``(w, 2)``); ``y0, y1, by`` the same per output row. Rows go
+    through OpenCV's fixed-point passes: a horizontal sum scaled by 2048,
+    then its vector path's vertical sum (values shifted right by 4, products'
+    high 16 bits, rounded by 2 bits).
+    """
+    width, channels = out.shape[1], out.shape[2]
+    rows = np.empty((2, width, channels), np.int32)
+    done = np.array([-1, -1])
+    for dy in range(out.shape[0]):
+        for k in range(2):
+            sy = y0[dy] if k == 0 else y1[dy]
+            if done[k] == sy:
+                continue
+            if done[1 - k] == sy:  # the other buffer holds this source row already
+                rows[k] = rows[1 - k]
+            else:
+                source = image[sy]
+                for dx in range(width):
+                    for c in range(channels):
+                        rows[k, dx, c] = np.int32(source[x0[dx], c]) * ax[dx, 0] + np.int32(
+                            source[x1[dx], c]
+                        ) * ax[dx, 1]
+            done[k] = sy
+        b0, b1 = np.int32(by[dy, 0]), np.int32(by[dy, 1])
+        for dx in range(width):
+            for c in range(channels):
+                value = ((((rows[0, dx, c] >> 4) * b0) >> 16) + (((rows[1, dx, c] >> 4) * b1) >> 16) + 2) >> 2
+                out[dy, dx, c] = min(max(value, 0), 255)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .network_input import gray_histogram
+from .network_input import gray_histogram, gray_to_bgr
 
 NORMALIZE_PERCENTILES = (0.1, 99.9)
 # frames above this many pixels take their percentiles from a strided sample (uint8_scale)
@@ -81,12 +81,9 @@ class Uint8Scale:
 
     def bgr(self, window: np.ndarray) -> np.ndarray:
         """The window as the 3-channel uint8 BGR Ultralytics expects (gray repeated, alpha dropped)."""
-        import cv2
-
         window = np.asarray(window)
         if window.ndim == 2:
-            # OpenCV's copy into three channels: the values of np.repeat, ~15x faster
-            return cv2.cvtColor(np.ascontiguousarray(self.apply(window)), cv2.COLOR_GRAY2BGR)
+            return gray_to_bgr(self.apply(window))
         return np.ascontiguousarray(self.apply(window[:, :, 2::-1]))
 
 

@@ -177,7 +177,9 @@ def resample_frame(frame: np.ndarray, zoom: float) -> np.ndarray:
     Shrinking averages the pixels each new pixel covers (OpenCV's
     ``INTER_AREA``, an anti-aliasing box filter, as a coarser camera pixel
     would integrate); enlarging interpolates bilinearly (no overshoot, so
-    integer images stay in range).
+    integer images stay in range). Both as separable sparse weights (scipy),
+    equal to OpenCV's ``resize`` up to float rounding (one grey level at
+    most; 8-bit enlarging bit for bit), without OpenCV in the base install.
 
     Parameters
     ----------
@@ -196,8 +198,6 @@ def resample_frame(frame: np.ndarray, zoom: float) -> np.ndarray:
     InputError
         A result too small to segment or too large to hold.
     """
-    import cv2
-
     frame = np.asarray(frame)
     height, width = resampled_shape(frame.shape[:2], zoom)
     if min(height, width) < 8:
@@ -210,21 +210,71 @@ def resample_frame(frame: np.ndarray, zoom: float) -> np.ndarray:
             f"a frame of {frame.shape[1]} x {frame.shape[0]} px would be {width} x {height} px at the "
             f"model's pixel size (over {MAX_RESAMPLED_PIXELS:,} px): check the pixel size"
         )
-    # OpenCV resizes these dtypes directly; others go through float64 (exact for 32-bit integers)
-    native = frame.dtype in (np.uint8, np.uint16, np.int16, np.float32, np.float64)
-    work = frame if native else frame.astype(np.float64)
-    interpolation = cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(work, (width, height), interpolation=interpolation)
-    if resized.ndim < frame.ndim:  # OpenCV drops a channel axis of length 1
-        resized = resized[..., None]
-    if native:
-        return resized
+    if zoom >= 1 and frame.dtype == np.uint8:
+        from .network_input import resize_linear
+
+        return resize_linear(frame, (width, height))
+    weights = _area_weights if zoom < 1 else _linear_weights
+    columns, rows = weights(frame.shape[1], width), weights(frame.shape[0], height)
+    channels = frame.shape[2] if frame.ndim == 3 else 1
+    # the columns first, band by band: float copies of a few rows, never of the whole frame
+    narrow = np.empty((frame.shape[0], width * channels))
+    for top in range(0, frame.shape[0], RESAMPLE_BAND_ROWS):
+        band = frame[top : top + RESAMPLE_BAND_ROWS].astype(np.float64).reshape(-1, frame.shape[1], channels)
+        done = columns @ band.transpose(1, 0, 2).reshape(frame.shape[1], -1)
+        narrow[top : top + len(band)] = done.reshape(width, len(band), channels).transpose(1, 0, 2).reshape(
+            len(band), -1
+        )
+    resized = (rows @ narrow).reshape(height, width, *frame.shape[2:])
     if frame.dtype == np.bool_:
         return resized >= 0.5
     if np.issubdtype(frame.dtype, np.integer):
         limits = np.iinfo(frame.dtype)
         return np.clip(np.rint(resized), limits.min, limits.max).astype(frame.dtype)
     return resized.astype(frame.dtype)
+
+
+RESAMPLE_BAND_ROWS = 512
+
+
+def _area_weights(source: int, size: int) -> Any:
+    """``(size, source)`` sparse weights of OpenCV's ``INTER_AREA`` shrinking: each new pixel's mean.
+
+    New pixel ``d`` covers ``[d, d + 1) * source / size`` of the old pixels;
+    each old pixel weighs the part of it covered (the part inside the frame).
+    """
+    from scipy import sparse
+
+    scale = source / size
+    starts = np.arange(size) * scale
+    ends = np.minimum(starts + scale, source)
+    first = np.floor(starts).astype(np.int64)
+    last = np.minimum(np.ceil(ends).astype(np.int64), source)
+    counts = last - first
+    new = np.repeat(np.arange(size), counts)
+    old = np.repeat(first, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    covered = np.minimum(old + 1, ends[new]) - np.maximum(old, starts[new])
+    keep = covered > 1e-9
+    covered, new, old = covered[keep], new[keep], old[keep]
+    return sparse.csr_matrix((covered / (ends - starts)[new], (new, old)), shape=(size, source))
+
+
+def _linear_weights(source: int, size: int) -> Any:
+    """``(size, source)`` sparse weights of OpenCV's ``INTER_LINEAR`` enlarging (float images).
+
+    OpenCV's float32 positions; before the first and after the last pixel
+    centre the border pixel is repeated.
+    """
+    from scipy import sparse
+
+    position = ((np.arange(size) + 0.5) * (1.0 / (size / source)) - 0.5).astype(np.float32)
+    first = np.floor(position).astype(np.int64)
+    fraction = (position - first.astype(np.float32)).astype(np.float64)
+    new = np.repeat(np.arange(size), 2)
+    old = np.clip(np.stack([first, first + 1], axis=1), 0, source - 1).ravel()
+    values = np.stack([1 - fraction, fraction], axis=1).ravel()
+    # repeated entries (a border pixel twice) are summed by the conversion
+    return sparse.csr_matrix(sparse.coo_matrix((values, (new, old)), shape=(size, source)))
 
 
 def labels_to_grid(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

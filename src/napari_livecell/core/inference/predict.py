@@ -30,7 +30,7 @@ from .frame_input import (
     uint8_scale,
 )
 from .masks import MaskPainter, RawInstances
-from .network_input import image_histograms, network_tensor
+from .network_input import gray_to_bgr, image_histograms, network_tensor, pad_constant
 
 DEFAULT_CONF = 0.4
 DEFAULT_IOU = 0.6
@@ -204,9 +204,7 @@ def predict_with_ultralytics(bgr: np.ndarray, model: LoadedModel, settings: Pred
     if model.yolo is None:
         raise ValueError(f"{model.name} runs with {model.runtime}, not through Ultralytics")
     if bgr.ndim == 2:
-        import cv2
-
-        bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)  # the predictor takes three channels
+        bgr = gray_to_bgr(bgr)  # the predictor takes three channels
     if _PREDICTOR_CLASS is None:
         _PREDICTOR_CLASS = _make_predictor_class()
     with model.lock:  # an Ultralytics predictor is not thread-safe
@@ -415,17 +413,11 @@ def _pad_with_background(image: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     The median is the background in all but the most confluent frames, so the
     padding reads as more empty dish, with no edge at the frame's border.
     """
-    import cv2
-
     height, width = image.shape[:2]
     if height >= shape[0] and width >= shape[1]:
         return image
-    colour = [int(value) for value in _median_colour(image)]
-    colour += [0] * (4 - len(colour))  # OpenCV's scalar: four values, the image's channels first
-    # one OpenCV call; numpy's broadcast of a 3-value colour over the frame took ~3 ms of a 704 x 544
-    bottom, right = max(0, shape[0] - height), max(0, shape[1] - width)
-    image = np.ascontiguousarray(image)
-    return cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_CONSTANT, value=colour)
+    colour = tuple(int(value) for value in _median_colour(image))
+    return pad_constant(image, 0, max(0, shape[0] - height), 0, max(0, shape[1] - width), colour)
 
 
 def _median_colour(image: np.ndarray) -> np.ndarray:
