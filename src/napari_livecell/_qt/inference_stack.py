@@ -31,19 +31,24 @@ def starting_message(message: str) -> str:
     return message if stack_loaded() else LOADING
 
 
-def loading_first(generator_function: Callable[..., Generator]) -> Callable[..., Generator]:
+def loading_first(
+    generator_function: Callable[..., Generator], needs_ultralytics: Callable[[], bool] | None = None
+) -> Callable[..., Generator]:
     """``generator_function`` that first imports the inference stack, in the thread that runs it.
 
     torch's first prediction imports ``torch._dynamo``; importing it here, at
     the start of the worker, keeps that out of the GUI thread (measured with
     torch 2.14 in a napari thread worker: imports and predicts).
+    ``needs_ultralytics`` (asked in the worker: it may import torch to find a
+    GPU) says whether the run's model needs PyTorch and Ultralytics at all; an
+    ONNX model run by ONNX Runtime does not, and its first run skips them.
     """
 
     @functools.wraps(generator_function)
     def run(*args: Any, **kwargs: Any) -> Generator:
         from napari_livecell.core.inference.predict import import_inference_modules
 
-        import_inference_modules()
+        import_inference_modules(needs_ultralytics() if needs_ultralytics is not None else True)
         _loaded.set()
         if not _warmed_up.is_set():
             from napari_livecell._qt.layer_updates import warm_up_layer_code

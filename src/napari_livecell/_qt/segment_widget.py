@@ -73,6 +73,8 @@ from napari_livecell.layers import RESULT_KEY, cells_layer_name
 if TYPE_CHECKING:
     import napari
 
+    from napari_livecell.core.inference.run import Backend
+
 STEP_PAUSE_MS = 5  # between the steps that put result layers in place
 
 
@@ -294,7 +296,14 @@ class SegmentCellsWidget(BackgroundRun, Container):
         # the stack the worker writes finished frames into, and the filling-in layer shows
         labels_out = new_label_stack((*leading, *frame_shape)) if leading else None
         worker = create_worker(
-            loading_first(segment_generator), data, rgb, backend, settings, finish, pixel_size, labels_out
+            loading_first(segment_generator, partial(_needs_ultralytics, backend)),
+            data,
+            rgb,
+            backend,
+            settings,
+            finish,
+            pixel_size,
+            labels_out,
         )
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
@@ -514,3 +523,12 @@ def _source_path(layer) -> str | None:
     """The file an image layer was opened from (exports name it, with its extension)."""
     path = getattr(getattr(layer, "source", None), "path", None)
     return str(path) if path else None
+
+
+def _needs_ultralytics(backend: Backend) -> bool:
+    """Whether a run on ``backend`` needs PyTorch and Ultralytics here (not for a cluster or service)."""
+    from napari_livecell.core.models.model import runs_through_ultralytics
+
+    return backend.scheduler is None and runs_through_ultralytics(
+        backend.weights, backend.runtime, backend.device
+    )

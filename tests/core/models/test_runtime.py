@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from napari_livecell.core.analysis.matching import match_cells
 from napari_livecell.core.inference.predict import PredictSettings, segment_frame
 from napari_livecell.core.inference.run import Backend, FrameResult, TileProgress, iter_segment
-from napari_livecell.core.models.model import DEFAULT_MODEL, ModelError, load_model
+from napari_livecell.core.models.model import DEFAULT_MODEL, ModelError, load_model, runs_through_ultralytics
 from napari_livecell.core.models.runtime import available_runtimes, choose_runtime
 from napari_livecell.core.training.synthetic import synthesize_image
 
@@ -95,6 +96,23 @@ def test_auto_picks_the_fastest_installed_and_falls_back(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)
     assert choose_runtime("auto", DEFAULT_MODEL, "cpu") == "torch"
     assert load_model(device="cpu", runtime="auto").runtime == "torch"
+
+
+def test_only_models_run_through_ultralytics_import_it():
+    """The first run of the shipped ONNX model skips importing PyTorch and Ultralytics (~10 s in napari)."""
+    assert not runs_through_ultralytics(None, "auto", "auto")
+    assert not runs_through_ultralytics("http://127.0.0.1:8000", "auto", "auto")
+    assert runs_through_ultralytics(str(DEFAULT_MODEL), "auto", "auto")  # a .pt: its export may be made now
+    assert runs_through_ultralytics(None, "torch", "cpu")
+    assert runs_through_ultralytics("missing.onnx", "auto", "auto")  # the load reports it, as before
+    probe = (
+        "import sys\n"
+        "from napari_livecell.core.inference.predict import import_inference_modules\n"
+        "import_inference_modules(ultralytics=False)\n"
+        "print('ultralytics' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
 
 
 def test_bad_runtime_choices_are_refused_in_one_line():

@@ -141,21 +141,23 @@ def _make_predictor_class():
 _PREDICTOR_CLASS = None
 
 
-def import_inference_modules() -> None:
+def import_inference_modules(ultralytics: bool = True) -> None:
     """Import torch, Ultralytics and what their first prediction pulls in (and zarr, for long stacks).
 
     Call this on the main thread before running inference in worker threads:
     the first prediction imports ``torch._dynamo`` (and triton with it), and
     that import crashes the process when it happens in a non-main thread
     (segmentation fault measured with torch 2.14 under napari). Where
-    PyTorch or Ultralytics is not installed, only zarr is imported.
+    PyTorch or Ultralytics is not installed, or ``ultralytics`` is false (a
+    run whose model needs neither: :func:`.models.model.runs_through_ultralytics`),
+    only zarr is imported.
     """
     global _PREDICTOR_CLASS
     import zarr  # noqa: F401  (a long stack's labels: imported now, not in the Run click)
 
     from napari_livecell.core.models.runtime import package_installed
 
-    if not (package_installed("torch") and package_installed("ultralytics")):
+    if not (ultralytics and package_installed("torch") and package_installed("ultralytics")):
         return
     from napari_livecell.core.models.offline import import_ultralytics
 

@@ -380,6 +380,45 @@ def _load_runtime(path: Path, mtime_ns: int, runtime: str) -> LoadedModel:
     )
 
 
+def _plan_load(source: Any, device: str | None, runtime: str | None) -> tuple[str, Path, str, str]:
+    """The runtime asked, the weights file, the device and the runtime that will run it (a file source)."""
+    from .runtime import check_runtime_name, choose_runtime, runtime_installed
+
+    if runtime is None:
+        runtime = "torch" if runtime_installed("torch") else "auto"
+    asked = check_runtime_name(runtime)
+    path = check_weights_path(source.path, asked)
+    cpu_only = asked not in ("auto", "torch") or (asked == "auto" and path.suffix.lower() == ".onnx")
+    if cpu_only and device in (None, "", "auto"):
+        device = "cpu"  # the runtime decides: ONNX Runtime and OpenVINO run on the CPU
+    device = resolve_device(device)
+    return asked, path, device, choose_runtime(asked, path, device)
+
+
+def runs_through_ultralytics(
+    weights: str | os.PathLike | None = None, runtime: str | None = None, device: str | None = None
+) -> bool:
+    """Whether running ``weights`` needs PyTorch and Ultralytics imported first.
+
+    An ONNX model that ONNX Runtime or OpenVINO runs needs neither (importing
+    them cost ~10 s of a first run in napari on an install that has them), a
+    service segments elsewhere; a ``.pt`` (its export may be made now), the
+    torch runtime and Triton do. Where the choice fails (a missing file, a bad
+    name), the answer is ``True``: the load then reports the problem as before.
+    """
+    from .runtime import RUNTIME_TABLE
+    from .source import ModelSource
+
+    source = ModelSource.parse(weights)
+    if source.kind != "file":
+        return source.kind == "triton"
+    try:
+        _asked, path, _device, chosen = _plan_load(source, device, runtime)
+    except (ModelError, ValueError, OSError):
+        return True
+    return RUNTIME_TABLE[chosen].engine is None or path.suffix.lower() != ".onnx"
+
+
 def load_model(
     weights: str | os.PathLike | LoadedModel | None = None,
     device: str | None = None,
@@ -417,7 +456,6 @@ def load_model(
     """
     if isinstance(weights, LoadedModel):
         return weights
-    from .runtime import check_runtime_name, choose_runtime
     from .source import ModelSource
 
     source = ModelSource.parse(weights)
@@ -428,17 +466,7 @@ def load_model(
         return _load_triton(str(source.location))
     if source.kind == "service":
         raise ModelError(f"{source} is a napari-livecell service, not a model file: segment through it")
-    if runtime is None:
-        from .runtime import runtime_installed
-
-        runtime = "torch" if runtime_installed("torch") else "auto"
-    asked = check_runtime_name(runtime)
-    path = check_weights_path(source.path, asked)
-    cpu_only = asked not in ("auto", "torch") or (asked == "auto" and path.suffix.lower() == ".onnx")
-    if cpu_only and device in (None, "", "auto"):
-        device = "cpu"  # the runtime decides: ONNX Runtime and OpenVINO run on the CPU
-    device = resolve_device(device)
-    chosen = choose_runtime(asked, path, device)
+    asked, path, device, chosen = _plan_load(source, device, runtime)
     mtime_ns = path.stat().st_mtime_ns
     if chosen == "torch":
         return _load_cached(path, mtime_ns, device)
