@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_livecell.core.ngff import ImageReadError, is_ome_zarr, open_ome_zarr
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-
-
-class ImageReadError(ValueError):
-    """A path that does not hold a readable image."""
 
 
 def computed_blocks(stack) -> Iterator[np.ndarray]:
@@ -63,18 +61,24 @@ def is_lazy(image) -> bool:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a TIFF (any dtype, stacks included), PNG or JPEG.
+    """Read a TIFF (any dtype, stacks included), PNG or JPEG; an OME-Zarr folder lazily.
+
+    An OME-Zarr image comes as a dask array of its highest resolution in the
+    TIFF path's layout (:func:`open_ome_zarr`): nothing is read until a block is.
 
     Raises
     ------
     ImageReadError
-        Missing file, unsupported extension, or a file that does not decode.
+        Missing file, unsupported extension, a file that does not decode, or
+        an OME-Zarr folder whose metadata or arrays do not make an image.
     """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"image not found: {path}")
     if path.is_dir():
-        raise ImageReadError(f"{path} is a folder, not an image")
+        if is_ome_zarr(path):
+            return open_ome_zarr(path).data
+        raise ImageReadError(f"{path} is a folder, not an image (nor an OME-Zarr image)")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise ImageReadError(f"{path.name} is not a supported image ({', '.join(IMAGE_SUFFIXES)})")
@@ -413,3 +417,4 @@ def check_pixel_size(pixel_size_um: float | None) -> float | None:
     if not np.isfinite(size) or size <= 0:
         raise ValueError(f"pixel size must be a positive number of micrometres, not {pixel_size_um}")
     return size
+

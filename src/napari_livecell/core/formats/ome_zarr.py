@@ -1,0 +1,407 @@
+"""OME-Zarr labels: ``labels/cells`` written frame by frame (or tile by tile), and read back lazily.
+
+The labels group follows NGFF (0.4 on Zarr v2, 0.5 on Zarr v3): a multiscale
+pyramid whose levels halve ``y`` and ``x`` by nearest neighbour (each level
+keeps every other pixel of the one above, so ids are never blended), the
+image's axes and scale, and ``image-label`` metadata with its colours. The
+arrays are written as labels arrive, one frame or one tile at a time, so
+memory never scales with the stack or the frame; ome-zarr's own functions
+write the metadata once the last frame is in (``write_multiscales_metadata``,
+``write_label_metadata``).
+
+A store of its own (``--out/<stem>.ome.zarr``, napari's Save Layers) is
+built in a hidden folder beside its target and renamed into place when
+closed; labels inside an existing image's store are built in a hidden group
+beside ``labels/cells`` and renamed the same way. A failed run leaves what
+was there before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_livecell.core.ngff import ImageReadError, OmeZarrImage, is_ome_zarr, open_ome_zarr
+
+LABELS_NAME = "cells"
+LABEL_DTYPE = np.uint32  # ids decided up front: a frame's ids are never known before it is done
+PYRAMID_TOP = 256  # levels are added until the smallest one's longer side is at most this
+CHUNK_SIDE = 1024  # chunks of (1, ..., 1024, 1024): one frame's row of chunks is 4 MiB per 1024 rows
+# background transparent; cells take the viewer's own colours (one entry per id would make the
+# metadata grow with the cell count: 330,000 entries at 20000 x 20000)
+LABEL_COLORS = [{"label-value": 0, "rgba": [0, 0, 0, 0]}]
+SPATIAL_UNIT = "micrometer"
+
+
+class OmeZarrError(ValueError):
+    """An OME-Zarr store that cannot be written or read as labels, with the reason."""
+
+
+def pyramid_shapes(height: int, width: int, top: int = PYRAMID_TOP) -> list[tuple[int, int]]:
+    """``(H, W)`` of each level: halved until the longer side is at most ``top``; 2 levels at least."""
+    shapes = [(height, width)]
+    while (max(shapes[-1]) > top or len(shapes) < 2) and min(shapes[-1]) > 1:
+        h, w = shapes[-1]
+        shapes.append(((h + 1) // 2, (w + 1) // 2))
+    return shapes
+
+
+def _axis_dicts(axes: str, units: dict[str, str]) -> list[dict[str, str]]:
+    kinds = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+    return [
+        {"name": axis, "type": kinds[axis], **({"unit": units[axis]} if axis in units else {})}
+        for axis in axes
+    ]
+
+
+def _store_format(version: str):
+    from ome_zarr.format import FormatV04, FormatV05
+
+    return FormatV04() if version == "0.4" else FormatV05()
+
+
+def _replace_folder(built: Path, target: Path) -> None:
+    """Move the folder ``built`` to ``target``; an existing ``target`` is removed only once it is replaced."""
+    if not target.exists():
+        os.replace(built, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, old)
+    try:
+        os.replace(built, target)
+    except OSError:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class OmeZarrLabelSink:
+    """Labels written into an NGFF ``labels/cells`` group as they come; see :func:`open_label_sink`.
+
+    Use :meth:`write_frame` for whole frames or :meth:`write_tile` for parts
+    of one, then :meth:`close`; as a context manager it closes on success and
+    removes what it built on an error.
+    """
+
+    def __init__(
+        self,
+        target: Path,
+        axes: str,
+        shape: tuple[int, ...],
+        scale: dict[str, float],
+        units: dict[str, str],
+        version: str,
+        inside: bool,
+        top: int = PYRAMID_TOP,
+    ) -> None:
+        import zarr
+
+        self.target = target
+        self.axes = axes
+        self.shape = shape
+        self.inside = inside
+        self.version = version
+        self._fmt = _store_format(version)
+        self._scale = scale
+        self._units = units
+        self._closed = False
+        leading = shape[:-2]
+        self.leading = leading
+        self.level_shapes = [leading + level for level in pyramid_shapes(*shape[-2:], top=top)]
+        if inside:  # a hidden group beside labels/cells, renamed when done
+            labels = zarr.open_group(str(target / "labels"), mode="a", zarr_format=self._fmt.zarr_format)
+            self._build_path = target / "labels" / f".{LABELS_NAME}.partial-{os.getpid()}"
+            shutil.rmtree(self._build_path, ignore_errors=True)
+            cells = labels.create_group(self._build_path.name)
+            self._root = None
+        else:
+            self._build_path = target.with_name(f".{target.name}.partial-{os.getpid()}")
+            shutil.rmtree(self._build_path, ignore_errors=True)
+            self._root = zarr.open_group(str(self._build_path), mode="w", zarr_format=self._fmt.zarr_format)
+            cells = self._root.require_group("labels").create_group(LABELS_NAME)
+        self._cells_group = cells
+        extra = {"dimension_names": list(axes)} if self._fmt.zarr_format == 3 else {}
+        self._arrays = [
+            cells.create_array(
+                str(level),
+                shape=level_shape,
+                chunks=(1,) * len(leading) + tuple(min(n, CHUNK_SIDE) for n in level_shape[-2:]),
+                dtype=LABEL_DTYPE,
+                fill_value=0,
+                **extra,
+            )
+            for level, level_shape in enumerate(self.level_shapes)
+        ]
+
+    @property
+    def n_levels(self) -> int:
+        """How many resolutions the pyramid holds."""
+        return len(self._arrays)
+
+    def _check_index(self, index: Sequence[int]) -> tuple[int, ...]:
+        index = tuple(int(i) for i in index)
+        if len(index) != len(self.leading) or any(not 0 <= i < n for i, n in zip(index, self.leading)):
+            raise OmeZarrError(f"frame index {index} is outside the labels' frames {self.leading}")
+        return index
+
+    def write_frame(self, index: Sequence[int], labels: np.ndarray) -> None:
+        """Write one whole frame's ``(H, W)`` labels at ``index`` (``()`` for a single image)."""
+        self.write_tile(index, 0, 0, labels)
+
+    def write_tile(self, index: Sequence[int], row0: int, col0: int, labels: np.ndarray) -> None:
+        """Write a part of a frame: ``labels`` with its top-left pixel at ``(row0, col0)``.
+
+        Each level gets the tile's pixels that fall on its grid (every
+        ``2**level``-th row and column of the frame), so tiles written in
+        any order give the same pyramid as whole frames. Tiles that do not
+        cover whole chunks are merged into them (read, then written): two
+        processes must not write tiles of the same chunk at the same time.
+        """
+        index = self._check_index(index)
+        labels = np.asarray(labels)
+        height, width = self.shape[-2:]
+        if labels.ndim != 2 or row0 < 0 or col0 < 0 or row0 + labels.shape[0] > height or (
+            col0 + labels.shape[1] > width
+        ):
+            raise OmeZarrError(
+                f"labels of shape {labels.shape} at ({row0}, {col0}) do not fit frames of {height} x {width}"
+            )
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) > np.iinfo(LABEL_DTYPE).max):
+            raise OmeZarrError("label ids must lie between 0 and 4294967295")
+        for level, array in enumerate(self._arrays):
+            step = 2**level
+            first_row, first_col = (-row0) % step, (-col0) % step
+            part = labels[first_row::step, first_col::step]
+            if part.size == 0:
+                continue
+            top, left = (row0 + first_row) // step, (col0 + first_col) // step
+            array[(*index, slice(top, top + part.shape[0]), slice(left, left + part.shape[1]))] = part.astype(
+                LABEL_DTYPE, copy=False
+            )
+
+    def close(self) -> Path:
+        """Write the NGFF metadata (ome-zarr's writers) and move the labels into place.
+
+        Returns
+        -------
+        Path
+            The store's folder.
+        """
+        if self._closed:
+            return self.target
+        import zarr
+        from ome_zarr.writer import (
+            add_metadata,
+            get_metadata,
+            write_label_metadata,
+            write_multiscales_metadata,
+        )
+
+        scale = [self._scale.get(axis, 1.0) for axis in self.axes]
+        datasets = []
+        for level in range(self.n_levels):
+            factor = [2.0**level if axis in "yx" else 1.0 for axis in self.axes]
+            level_scale = [s * f for s, f in zip(scale, factor)]
+            transforms = [{"type": "scale", "scale": level_scale}]
+            datasets.append({"path": str(level), "coordinateTransformations": transforms})
+        write_multiscales_metadata(
+            self._cells_group,
+            datasets,
+            fmt=self._fmt,
+            axes=list(self.axes),
+            axes_units={axis: unit for axis, unit in self._units.items() if axis in self.axes},
+            name=LABELS_NAME,
+        )
+        if self.inside:
+            cells = self.target / "labels" / LABELS_NAME
+            _replace_folder(self._build_path, cells)
+            labels = zarr.open_group(str(self.target / "labels"), mode="a", zarr_format=self._fmt.zarr_format)
+            names = [name for name in get_metadata(labels).get("labels", []) if name != LABELS_NAME]
+            add_metadata(labels, {"labels": names}, fmt=self._fmt)
+            write_label_metadata(
+                labels, LABELS_NAME, colors=LABEL_COLORS, fmt=self._fmt, source={"image": "../../"}
+            )
+        else:
+            assert self._root is not None
+            write_label_metadata(self._root["labels"], LABELS_NAME, colors=LABEL_COLORS, fmt=self._fmt)
+            _replace_folder(self._build_path, self.target)
+        self._closed = True
+        return self.target
+
+    def abort(self) -> None:
+        """Remove what was built; the target is left as it was."""
+        self._closed = True
+        shutil.rmtree(self._build_path, ignore_errors=True)
+
+    def __enter__(self) -> OmeZarrLabelSink:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def labels_axes(n_dims: int) -> str:
+    """NGFF axes for labels of ``n_dims`` dimensions without metadata: frames are ``t``, then ``z``."""
+    axes = {2: "yx", 3: "tyx", 4: "tzyx"}.get(n_dims)
+    if axes is None:
+        raise OmeZarrError(f"labels of {n_dims} dimensions have no OME-Zarr axes (2 to 4: [t, z,] y, x)")
+    return axes
+
+
+def open_label_sink(
+    target: str | os.PathLike,
+    shape: Sequence[int],
+    axes: str | None = None,
+    pixel_size_um: float | None = None,
+    *,
+    image: OmeZarrImage | None = None,
+    version: str | None = None,
+    top: int = PYRAMID_TOP,
+) -> OmeZarrLabelSink:
+    """A sink for labels of ``shape`` into ``target``'s ``labels/cells``.
+
+    Parameters
+    ----------
+    target : path
+        An existing OME-Zarr image store (the labels go inside it, next to
+        any other labels), or the folder of a new store of its own
+        (``<stem>.ome.zarr``; one that exists is replaced when the sink closes,
+        a folder that is not a Zarr store is refused).
+    shape : sequence of int
+        ``(*frames, H, W)``: the image's layout without its channels.
+    axes : str, optional
+        The axes of ``shape`` (``"tyx"``...); from ``image`` or the number
+        of dimensions (``t``, then ``z``) when omitted.
+    pixel_size_um : float, optional
+        Micrometres per pixel, for ``y`` and ``x`` when there is no ``image``.
+    image : OmeZarrImage, optional
+        The image the labels belong to: its axes, scale and units, and the
+        store's NGFF version.
+    version : str, optional
+        ``"0.4"`` (Zarr v2) or ``"0.5"`` (Zarr v3, the default).
+    top : int
+        Levels are added until the smallest one's longer side is at most this.
+
+    Raises
+    ------
+    OmeZarrError
+        Axes that do not match the shape, or a target that is not a store.
+    """
+    target = Path(target)
+    shape = tuple(int(n) for n in shape)
+    if image is not None:
+        axes = axes or image.axes.replace("c", "")
+        scale = {axis: image.scale.get(axis, 1.0) for axis in axes}
+        units = {axis: unit for axis, unit in image.units.items() if axis in axes}
+        version = version or image.version
+    else:
+        axes = axes or labels_axes(len(shape))
+        scale = {axis: 1.0 for axis in axes}
+        units = {}
+        if pixel_size_um is not None:
+            scale.update(y=float(pixel_size_um), x=float(pixel_size_um))
+            units = {"y": SPATIAL_UNIT, "x": SPATIAL_UNIT}
+    if len(axes) != len(shape) or axes[-2:] != "yx" or len(set(axes)) != len(axes):
+        raise OmeZarrError(f"axes {axes!r} do not describe labels of shape {shape} (frames, then y, x)")
+    if version not in (None, "0.4", "0.5"):
+        raise OmeZarrError(f"OME-Zarr {version} cannot be written (0.4 or 0.5)")
+    inside = False
+    if target.exists():
+        if not target.is_dir() or not is_ome_zarr(target):
+            raise OmeZarrError(f"{target} exists and is not an OME-Zarr store: it is left as it is")
+        try:
+            stored = open_ome_zarr(target)
+        except ImageReadError:
+            stored = None  # an earlier labels store of our own: replaced
+        if stored is not None:
+            inside = True
+            image_shape = tuple(n for axis, n in zip(stored.axes, stored.data.shape) if axis != "c")
+            if image_shape != shape:
+                raise OmeZarrError(
+                    f"labels of shape {shape} do not fit the image in {target.name} (shape {image_shape})"
+                )
+            version = stored.version
+    return OmeZarrLabelSink(target, axes, shape, scale, units, version or "0.5", inside, top)
+
+
+def labels_store_path(out: str | os.PathLike, stem: str) -> Path:
+    """Where ``segment --out-format ome-zarr`` writes an input's labels: ``<out>/<stem>.ome.zarr``."""
+    return Path(out) / f"{stem}.ome.zarr"
+
+
+def cells_group(path: str | os.PathLike) -> Path:
+    """The ``labels/cells`` group of a store (or ``path`` itself when it is a labels group)."""
+    path = Path(path)
+    for candidate in (path / "labels" / LABELS_NAME, path):
+        if candidate.is_dir() and is_ome_zarr(candidate):
+            try:
+                from napari_livecell.core.ngff import ome_zarr_attributes
+
+                if "image-label" in ome_zarr_attributes(candidate)[0]:
+                    return candidate
+            except ImageReadError:
+                continue
+    raise OmeZarrError(f"{path.name} holds no OME-Zarr labels (labels/{LABELS_NAME})")
+
+
+def has_labels(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is, or holds, an OME-Zarr ``labels/cells`` group."""
+    try:
+        cells_group(path)
+    except OmeZarrError:
+        return False
+    return True
+
+
+def read_labels(path: str | os.PathLike) -> OmeZarrImage:
+    """The ``labels/cells`` of a store, read lazily as :func:`~napari_livecell.core.ngff.open_ome_zarr` reads.
+
+    Raises
+    ------
+    OmeZarrError
+        No labels group; :class:`ImageReadError` for broken metadata.
+    """
+    labels = open_ome_zarr(cells_group(path))
+    if labels.data.dtype.kind not in "iu":
+        raise OmeZarrError(f"{Path(path).name}: labels of {labels.data.dtype} are not integer ids")
+    return labels
+
+
+def write_label_stack(
+    target: str | os.PathLike,
+    labels: Any,
+    axes: str | None = None,
+    pixel_size_um: float | None = None,
+    *,
+    units: dict[str, str] | None = None,
+    scale: dict[str, float] | None = None,
+) -> Path:
+    """Write a label image or stack (numpy, or dask read frame by frame) as OME-Zarr labels.
+
+    ``scale`` and ``units`` (per axis) override ``pixel_size_um``.
+    """
+    from napari_livecell.core.images import is_lazy, iter_lazy_frames
+
+    shape = tuple(labels.shape)
+    sink = open_label_sink(target, shape, axes, pixel_size_um)
+    if scale is not None:
+        sink._scale.update({axis: float(value) for axis, value in scale.items() if axis in sink.axes})
+    if units is not None:
+        sink._units = {axis: unit for axis, unit in units.items() if axis in sink.axes}
+    leading = shape[:-2]
+    with sink:
+        if is_lazy(labels) and leading:
+            for index, frame in iter_lazy_frames(labels, leading):
+                sink.write_frame(index, frame)
+        else:
+            for index in np.ndindex(*leading) if leading else [()]:
+                sink.write_frame(index, np.asarray(labels[index] if index else labels))
+    return sink.target
