@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from napari_livecell.cli.common import (
     USER_ERRORS,
     CommandError,
@@ -23,6 +25,7 @@ from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, 
 from napari_livecell.core.models.runtime import RUNTIMES
 
 TILE_MODES = {"auto": None, "on": True, "off": False}
+OUT_FORMATS = ("tiff", "ome-zarr")
 PREDICTIONS = "predictions.json"
 
 
@@ -90,6 +93,14 @@ def add_parser(commands) -> None:
     )
     seg.add_argument("--out", required=True, help="output folder")
     seg.add_argument(
+        "--out-format",
+        choices=OUT_FORMATS,
+        default="tiff",
+        help="labels as <stem>_labels.tif with outlined PNGs (tiff), or as the OME-Zarr labels group "
+        "<stem>.ome.zarr/labels/cells written frame by frame, with <stem>_cells.csv (ome-zarr; "
+        "docs/huge_images.md)",
+    )
+    seg.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the results (predictions.json) of an earlier run in --out; without it such a "
@@ -118,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     output folder is created and proven writable.
     """
     from napari_livecell.core.formats.coco import CocoImage, build_coco
-    from napari_livecell.core.images import read_image, search_images
+    from napari_livecell.core.images import input_stem, read_image, search_images
     from napari_livecell.core.inference.frame_input import describe_polarities
     from napari_livecell.core.inference.pixel_size import describe_resamplings, image_pixel_size
     from napari_livecell.core.inference.predict import PredictSettings
@@ -136,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     search = search_images(args.paths, out)
     paths = search.paths
-    check_output_names(paths, out)
+    check_output_names(paths, out, args.out_format)
     if (out / PREDICTIONS).exists() and not args.overwrite:
         raise CommandError(
             f"{out / PREDICTIONS} holds the results of an earlier run: give --overwrite to replace them, "
@@ -177,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             image = _prepare_image(image, path, args.channel)
             pixel = image_pixel_size(path, args.pixel_size)
             # on a cluster, finished frames wait in a scratch folder: a rerun after a crash skips them
-            scratch = out / f".{path.stem}_frames" if args.scheduler else None
+            scratch = out / f".{input_stem(path)}_frames" if args.scheduler else None
             events = iter_segment(image, backend, settings, None, *pixel, scratch=scratch)
             started = next(events)
             assert isinstance(started, RunStarted)  # iter_segment's first event
@@ -188,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
         except USER_ERRORS as error:
             failures.append(f"{path.name}: {error}")
             continue
-        write_segment_outputs(out, path.stem, image, frames)
+        if args.out_format == "ome-zarr":
+            write_ome_zarr_outputs(out, path, image, frames, pixel[0])
+        else:
+            write_segment_outputs(out, input_stem(path), image, frames)
         for frame_index, frame in enumerate(frames):
             entries.append(
                 CocoImage(
@@ -279,12 +293,48 @@ def _prepare_image(image, path: Path, channel: int | None):
     return image
 
 
-def output_names(stem: str) -> tuple[str, ...]:
+def output_names(stem: str, out_format: str = "tiff") -> tuple[str, ...]:
     """The files ``segment`` may write for an input with this stem (a stack's outlines are a folder)."""
+    if out_format == "ome-zarr":
+        return (f"{stem}.ome.zarr", f"{stem}_cells.csv")
     return (f"{stem}_labels.tif", f"{stem}_outlines.png", f"{stem}_outlines")
 
 
-def check_output_names(paths: list[Path], out: Path) -> None:
+def write_ome_zarr_outputs(out: Path, path: Path, image, frames: list, pixel_size_um: float | None) -> Path:
+    """Write an input's labels as ``<stem>.ome.zarr/labels/cells``, frame by frame, and its cell table.
+
+    A stack's ids run on across frames, as in its labels TIFF; an OME-Zarr
+    input's axes and scale go with its labels. ``<stem>_cells.csv`` holds
+    each cell's measurements (``measure``'s columns), read back from the
+    store one frame at a time.
+    """
+    from napari_livecell.core.analysis.measure import measure_cells, write_measurements_csv
+    from napari_livecell.core.formats.ome_zarr import labels_store_path, open_label_sink, read_labels
+    from napari_livecell.core.images import input_stem, is_ome_zarr_image, open_ome_zarr
+    from napari_livecell.core.inference.predict import iter_frames
+    from napari_livecell.core.segmentation import offset_ids
+
+    stem = input_stem(path)
+    leading, _ = iter_frames(image)
+    shape = (*leading, *frames[0].labels.shape)
+    source = open_ome_zarr(path) if is_ome_zarr_image(path) else None
+    if source is not None and len(source.axes.replace("c", "")) != len(shape):
+        source = None  # frames laid out otherwise than stored: axes from the shape
+    sink = open_label_sink(labels_store_path(out, stem), shape, None, pixel_size_um, image=source)
+    first_id = 0
+    with sink:
+        for index, frame in zip(np.ndindex(*leading) if leading else [()], frames):
+            sink.write_frame(index, offset_ids(frame.labels, first_id))
+            first_id += frame.n_cells
+    stored = read_labels(sink.target).data
+    colour = tuple(image.shape[:-1]) == shape and image.shape[-1] in (3, 4)
+    intensities = image if tuple(image.shape) == shape or colour else None  # several channels: none
+    table = measure_cells(stored, intensities, pixel_size_um).cells
+    write_measurements_csv(out / f"{stem}_cells.csv", table)
+    return sink.target
+
+
+def check_output_names(paths: list[Path], out: Path, out_format: str = "tiff") -> None:
     """Refuse a run in which two inputs would write the same files, or one would overwrite an input.
 
     Names are compared without case: ``A.tif`` and ``a.png`` clash on macOS
@@ -296,17 +346,19 @@ def check_output_names(paths: list[Path], out: Path) -> None:
     CommandError
         Naming both inputs and the shared file, or the input at risk.
     """
+    from napari_livecell.core.images import input_stem
+
     owners: dict[str, Path] = {}
     inputs = {path.resolve() for path in paths}
     for path in paths:
-        key = path.stem.casefold()
+        key = input_stem(path).casefold()
         if key in owners:
             raise CommandError(
-                f"{owners[key]} and {path} would both write {owners[key].stem}_labels.tif in {out}: "
-                "rename one, or segment them into separate --out folders"
+                f"{owners[key]} and {path} would both write {output_names(input_stem(path), out_format)[0]} "
+                f"in {out}: rename one, or segment them into separate --out folders"
             )
         owners[key] = path
-        for name in output_names(path.stem):
+        for name in output_names(input_stem(path), out_format):
             target = (out / name).resolve()
             if target in inputs:
                 raise CommandError(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_livecell.core.ngff import ImageReadError, is_ome_zarr, open_ome_zarr
+from napari_livecell.core.ngff import ImageReadError, is_ome_zarr, is_ome_zarr_image, open_ome_zarr
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
@@ -325,8 +325,8 @@ def search_images(patterns: list[str], out: str | os.PathLike | None = None) -> 
     Parameters
     ----------
     patterns : list of str
-        Files, folders (their images, not recursive) or glob patterns
-        (``**`` recurses).
+        Files, OME-Zarr image folders, folders (their images and OME-Zarr
+        images, not recursive) or glob patterns (``**`` recurses).
     out : path, optional
         The run's output folder.
 
@@ -370,14 +370,16 @@ def search_images(patterns: list[str], out: str | os.PathLike | None = None) -> 
 
     for pattern in patterns:
         path = Path(pattern)
-        if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if is_ome_zarr_image(path):
+            found.append(path)
+        elif path.is_dir():
+            matches = sorted(p for p in path.iterdir() if _is_image_path(p))
             found += keep(matches, f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
         elif path.exists():
             found.append(path)
         elif glob.has_magic(pattern):
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
-            matches = [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+            matches = [p for p in matches if _is_image_path(p)]
             found += keep(matches, f"no images match {pattern!r}")
         else:
             raise ImageReadError(f"image not found: {path}")
@@ -387,6 +389,22 @@ def search_images(patterns: list[str], out: str | os.PathLike | None = None) -> 
     search.outputs = [p for p in dict.fromkeys(search.outputs) if p not in taken]
     search.inside_out = [p for p in dict.fromkeys(search.inside_out) if p not in taken]
     return search
+
+
+def _is_image_path(path: Path) -> bool:
+    """An image file, or an OME-Zarr image folder (not a labels-only store ``segment`` wrote)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        return True
+    return path.name.lower().endswith(".zarr") and is_ome_zarr_image(path)
+
+
+def input_stem(path: str | os.PathLike) -> str:
+    """An input's name without its extension: ``a.tif`` -> ``a``, ``a.ome.zarr`` -> ``a``."""
+    name = Path(path).name
+    for suffix in (".ome.zarr", ".zarr"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
 
 
 def find_images(patterns: list[str], out: str | os.PathLike | None = None) -> list[Path]:

@@ -9,7 +9,7 @@ labels side (writing ``labels/cells`` frame by frame, reading it back) is
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,9 @@ class OmeZarrImage:
         The NGFF version (``"0.4"``, ``"0.5"``).
     path : Path
         The store's folder.
+    pyramid : list of dask.array.Array
+        Every resolution, highest first (``data`` is the first), laid out as
+        ``data``.
     """
 
     data: Any
@@ -65,12 +68,23 @@ class OmeZarrImage:
     pixel_size_um: float | None
     version: str
     path: Path
+    pyramid: list = field(default_factory=list)
 
 
 def is_ome_zarr(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder holding a Zarr group (v2 or v3): an OME-Zarr image or labels store."""
     path = Path(path)
     return path.is_dir() and any((path / name).is_file() for name in ("zarr.json", ".zgroup", ".zattrs"))
+
+
+def is_ome_zarr_image(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Zarr group whose metadata has ``multiscales``: an image to read (cheap)."""
+    if not is_ome_zarr(path):
+        return False
+    try:
+        return isinstance(ome_zarr_attributes(path)[0].get("multiscales"), list)
+    except ImageReadError:
+        return True  # its reader says what is wrong with it
 
 
 def ome_zarr_attributes(path: str | os.PathLike) -> tuple[dict, str]:
@@ -133,13 +147,16 @@ def open_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
         raise ImageReadError(f"{name}: the multiscales metadata lists no datasets")
     axes, units = _ngff_axes(entry.get("axes"), name)
     scale = _ngff_scale(datasets[0], entry, axes, name)
-    array_path = str(datasets[0].get("path", ""))
-    data = _ngff_array(path, array_path, len(axes), name)
+    levels = [
+        _project_layout(_ngff_array(path, str(dataset.get("path", "")), len(axes), name), axes)
+        for dataset in datasets
+        if isinstance(dataset, dict)
+    ]
     pixel_size = None
     if "y" in units and "x" in units:
         pixel_size = (scale["y"] * _micrometres(units["y"]) + scale["x"] * _micrometres(units["x"])) / 2
-    data, layout = _project_layout(data, axes)
-    return OmeZarrImage(data, layout, "".join(axes), scale, units, pixel_size, version, path)
+    (data, layout), pyramid = levels[0], [level for level, _ in levels]
+    return OmeZarrImage(data, layout, "".join(axes), scale, units, pixel_size, version, path, pyramid)
 
 
 def _ngff_axes(axes: Any, name: str) -> tuple[list[str], dict[str, str]]:

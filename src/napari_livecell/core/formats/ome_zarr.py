@@ -281,7 +281,7 @@ def open_label_sink(
         The axes of ``shape`` (``"tyx"``...); from ``image`` or the number
         of dimensions (``t``, then ``z``) when omitted.
     pixel_size_um : float, optional
-        Micrometres per pixel, for ``y`` and ``x`` when there is no ``image``.
+        Micrometres per pixel, for ``y`` and ``x`` (over ``image``'s own).
     image : OmeZarrImage, optional
         The image the labels belong to: its axes, scale and units, and the
         store's NGFF version.
@@ -306,9 +306,9 @@ def open_label_sink(
         axes = axes or labels_axes(len(shape))
         scale = {axis: 1.0 for axis in axes}
         units = {}
-        if pixel_size_um is not None:
-            scale.update(y=float(pixel_size_um), x=float(pixel_size_um))
-            units = {"y": SPATIAL_UNIT, "x": SPATIAL_UNIT}
+    if pixel_size_um is not None:  # given, or read from the image: in micrometres either way
+        scale.update(y=float(pixel_size_um), x=float(pixel_size_um))
+        units.update(y=SPATIAL_UNIT, x=SPATIAL_UNIT)
     if len(axes) != len(shape) or axes[-2:] != "yx" or len(set(axes)) != len(axes):
         raise OmeZarrError(f"axes {axes!r} do not describe labels of shape {shape} (frames, then y, x)")
     if version not in (None, "0.4", "0.5"):
