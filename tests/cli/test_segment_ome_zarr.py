@@ -1,0 +1,91 @@
+"""``segment --out-format ome-zarr``: an OME-Zarr (or TIFF) stack in, NGFF labels out, the same cells.
+
+A 3-frame stack is written as OME-Zarr by ome-zarr itself; the labels the
+CLI writes are read back by ome-zarr's Reader and compared with the TIFF
+path's labels of the same frames.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+from ome_zarr.writer import write_image
+
+from napari_livecell.cli import main
+
+SHAPE = (160, 192)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from napari_livecell.core.training.synthetic import synthesize_timelapse
+
+    folder = tmp_path_factory.mktemp("zarr_stack")
+    frames = synthesize_timelapse(seed=3, n_frames=3, n_cells=25, shape=SHAPE).image
+    tifffile.imwrite(folder / "movie.tif", frames, photometric="minisblack")
+    axes = [
+        {"name": "t", "type": "time"},
+        {"name": "c", "type": "channel"},
+        {"name": "y", "type": "space"},
+        {"name": "x", "type": "space"},
+    ]
+    write_image(
+        frames[:, None],
+        str(folder / "movie.ome.zarr"),
+        axes=axes,
+        scale={"t": 1.0, "c": 1.0, "y": 0.5, "x": 0.5},
+        axes_units={"y": "micrometer", "x": "micrometer"},
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(stack, tmp_path_factory):
+    tiff_out = tmp_path_factory.mktemp("tiff_out")
+    zarr_out = tmp_path_factory.mktemp("zarr_out")
+    tiff_run = ["segment", str(stack / "movie.tif"), "--out", str(tiff_out), "--pixel-size", "0.5"]
+    assert main([*tiff_run, "--device", "cpu"]) == 0
+    # the OME-Zarr's own metadata gives 0.5 um per pixel
+    zarr_run = ["segment", str(stack / "movie.ome.zarr"), "--out", str(zarr_out), "--out-format", "ome-zarr"]
+    assert main([*zarr_run, "--device", "cpu"]) == 0
+    return tiff_out, zarr_out
+
+
+def test_ome_zarr_labels_equal_the_tiff_labels(runs):
+    tiff_out, zarr_out = runs
+    expected = tifffile.imread(tiff_out / "movie_labels.tif")
+    nodes = list(Reader(parse_url(str(zarr_out / "movie.ome.zarr" / "labels")))())
+    cells = next(node for node in nodes if node.metadata.get("name") == "cells")
+    labels = np.asarray(cells.data[0])
+    assert labels.dtype == np.uint32 and expected.max() > 0
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(np.asarray(cells.data[1]), expected[:, ::2, ::2])
+    assert [axis["name"] for axis in cells.metadata["axes"]] == ["t", "y", "x"]
+    assert cells.metadata["coordinateTransformations"][0][0]["scale"] == [1.0, 0.5, 0.5]
+    from napari_livecell.core.formats.ome_zarr import read_labels
+
+    assert read_labels(zarr_out / "movie.ome.zarr").units == {"y": "micrometer", "x": "micrometer"}
+
+
+def test_ome_zarr_run_writes_the_cell_table_and_no_tiff(runs):
+    _, zarr_out = runs
+    names = sorted(p.name for p in zarr_out.iterdir())
+    assert names == ["movie.ome.zarr", "movie_cells.csv", "predictions.json"]
+    table = pd.read_csv(zarr_out / "movie_cells.csv")
+    assert sorted(table["frame"].unique()) == [0, 1, 2] and "area_um2" in table.columns
+
+
+def test_broken_ome_zarr_input_is_one_line(stack, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken.ome.zarr"
+    shutil.copytree(stack / "movie.ome.zarr", broken)
+    shutil.rmtree(broken / "s0")
+    assert main(["segment", str(broken), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "napari-livecell: error: broken.ome.zarr: broken.ome.zarr: dataset 's0' named by the multiscales "
+        "metadata is missing"
+    )
