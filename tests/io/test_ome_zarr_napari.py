@@ -1,0 +1,98 @@
+"""OME-Zarr through the plugin in napari: the image and its labels open lazily, Labels save as NGFF labels.
+
+Stores are written by ome-zarr itself and by ``segment --out-format ome-zarr``'s
+label sink; what the plugin's writer saves is read back by ome-zarr's Reader.
+"""
+
+import numpy as np
+import pytest
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+from ome_zarr.writer import write_image
+
+from napari_livecell.core.formats.ome_zarr import open_label_sink, write_label_stack
+from napari_livecell.core.images import open_ome_zarr
+
+SCALE = {"t": 1.0, "y": 0.65, "x": 0.65}
+UNITS = {"y": "micrometer", "x": "micrometer"}
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A (3, 64, 80) image with its labels/cells inside: what napari users open."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 4000, (3, 64, 80)).astype(np.uint16)
+    path = tmp_path / "movie.ome.zarr"
+    write_image(image, str(path), axes="tyx", scale=SCALE, axes_units=UNITS)
+    labels = rng.integers(0, 30, (3, 64, 80)).astype(np.int32)
+    with open_label_sink(path, labels.shape, image=open_ome_zarr(path)) as sink:
+        for t in range(3):
+            sink.write_frame((t,), labels[t])
+    return path, image, labels
+
+
+def test_viewer_opens_image_and_labels_lazily_with_scale(make_napari_viewer, store):
+    path, image, labels = store
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-livecell")
+    by_name = {layer.name: layer for layer in viewer.layers}
+    assert sorted(by_name) == ["movie", "movie cells"]
+    picture, cells = by_name["movie"], by_name["movie cells"]
+    assert picture._type_string == "image" and cells._type_string == "labels"
+    assert hasattr(picture.data, "dask") and hasattr(cells.data, "dask")  # nothing read whole
+    np.testing.assert_array_equal(np.asarray(picture.data), image)
+    np.testing.assert_array_equal(np.asarray(cells.data), labels)
+    assert tuple(picture.scale) == tuple(cells.scale) == (1.0, 0.65, 0.65)
+    assert cells.metadata["ome_zarr"]["units"] == UNITS
+
+
+def test_a_huge_frame_opens_as_its_pyramid(tmp_path, monkeypatch):
+    import napari_livecell.io.ome_zarr as plugin
+
+    monkeypatch.setattr(plugin, "MULTISCALE_SIDE", 64)
+    labels = np.random.default_rng(1).integers(0, 9, (100, 120)).astype(np.int32)
+    path = write_label_stack(tmp_path / "big.ome.zarr", labels, pixel_size_um=0.5)
+    ((data, kwargs, kind),) = plugin.read_ome_zarr_layers(str(path))
+    assert kind == "labels" and kwargs["multiscale"]
+    assert [level.shape for level in data] == [(100, 120), (50, 60)]
+
+
+def test_labels_layer_saves_as_ome_zarr_labels(make_napari_viewer, store, tmp_path):
+    path, _, labels = store
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-livecell")
+    cells = viewer.layers["movie cells"]
+    target = tmp_path / "saved.ome.zarr"
+    written = cells.save(str(target), plugin="napari-livecell")
+    assert written == [str(target)]
+    nodes = list(Reader(parse_url(str(target / "labels")))())
+    saved = next(node for node in nodes if node.metadata.get("name") == "cells")
+    np.testing.assert_array_equal(np.asarray(saved.data[0]), labels)
+    assert [axis["name"] for axis in saved.metadata["axes"]] == ["t", "y", "x"]
+    assert saved.metadata["coordinateTransformations"][0][0]["scale"] == [1.0, 0.65, 0.65]
+    assert [(axis.get("unit")) for axis in saved.metadata["axes"]] == [None, "micrometer", "micrometer"]
+    viewer.open(str(target), plugin="napari-livecell")  # and opens again
+    np.testing.assert_array_equal(np.asarray(viewer.layers["saved cells"].data), labels)
+
+
+def test_a_painted_layer_saves_into_its_image_store(make_napari_viewer, store):
+    path, image, labels = store
+    viewer = make_napari_viewer()
+    painted = labels.copy()
+    painted[0, :10, :10] = 99
+    layer = viewer.add_labels(painted, name="edited", scale=(1.0, 0.65, 0.65))
+    assert layer.save(str(path), plugin="napari-livecell") == [str(path)]
+    nodes = list(Reader(parse_url(str(path)))())
+    assert [node.metadata.get("name") for node in nodes][-1] == "cells"
+    np.testing.assert_array_equal(np.asarray(nodes[-1].data[0]), painted)
+    np.testing.assert_array_equal(np.asarray(nodes[0].data[0]), image)  # the image is kept
+    assert sorted(p.name for p in path.parent.iterdir()) == ["movie.ome.zarr"]  # nothing left behind
+
+
+def test_folders_that_are_not_ome_zarr_are_not_claimed(tmp_path):
+    from napari_livecell.io.ome_zarr import get_ome_zarr_reader
+
+    (tmp_path / "plain.zarr").mkdir()
+    assert get_ome_zarr_reader(str(tmp_path / "plain.zarr")) is None
+    assert get_ome_zarr_reader(str(tmp_path)) is None
+    assert get_ome_zarr_reader([str(tmp_path)]) is None
