@@ -89,3 +89,21 @@ def test_broken_ome_zarr_input_is_one_line(stack, tmp_path, capsys):
         "napari-livecell: error: broken.ome.zarr: broken.ome.zarr: dataset 's0' named by the multiscales "
         "metadata is missing"
     )
+
+
+def test_measure_and_track_read_the_ome_zarr_labels(stack, runs, tmp_path):
+    tiff_out, zarr_out = runs
+    store = zarr_out / "movie.ome.zarr"
+    images = ["--images", str(stack / "movie.ome.zarr"), "--pixel-size", "0.5"]
+    assert main(["measure", str(store), *images, "--out", str(tmp_path / "zarr.csv")]) == 0
+    tiff_labels = str(tiff_out / "movie_labels.tif")
+    assert main(["measure", tiff_labels, "--images", str(stack / "movie.tif"), "--pixel-size", "0.5",
+                 "--out", str(tmp_path / "tiff.csv")]) == 0  # fmt: skip
+    from_zarr, from_tiff = pd.read_csv(tmp_path / "zarr.csv"), pd.read_csv(tmp_path / "tiff.csv")
+    assert len(from_zarr) > 20 and from_zarr["mean_intensity"].notna().all()
+    pd.testing.assert_frame_equal(from_zarr.drop(columns="image"), from_tiff.drop(columns="image"))
+    assert main(["track", str(store), "--out", str(tmp_path / "tracks_zarr")]) == 0
+    assert main(["track", tiff_labels, "--out", str(tmp_path / "tracks_tiff")]) == 0
+    from_zarr = pd.read_csv(tmp_path / "tracks_zarr" / "movie_tracks.csv")
+    from_tiff = pd.read_csv(tmp_path / "tracks_tiff" / "movie_labels_tracks.csv")
+    pd.testing.assert_frame_equal(from_zarr, from_tiff)
