@@ -153,8 +153,9 @@ def open_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
         if isinstance(dataset, dict)
     ]
     pixel_size = None
-    if "y" in units and "x" in units:
-        pixel_size = (scale["y"] * _micrometres(units["y"]) + scale["x"] * _micrometres(units["x"])) / 2
+    if "y" in units and "x" in units:  # both lengths: checked with the axes
+        y_um, x_um = (scale[axis] * (_micrometres(units[axis]) or 0.0) for axis in "yx")
+        pixel_size = (y_um + x_um) / 2
     (data, layout), pyramid = levels[0], [level for level, _ in levels]
     return OmeZarrImage(data, layout, "".join(axes), scale, units, pixel_size, version, path, pyramid)
 

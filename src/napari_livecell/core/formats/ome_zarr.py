@@ -112,7 +112,7 @@ class OmeZarrLabelSink:
         self._closed = False
         leading = shape[:-2]
         self.leading = leading
-        self.level_shapes = [leading + level for level in pyramid_shapes(*shape[-2:], top=top)]
+        self.level_shapes = [leading + level for level in pyramid_shapes(shape[-2], shape[-1], top=top)]
         if inside:  # a hidden group beside labels/cells, renamed when done
             labels = zarr.open_group(str(target / "labels"), mode="a", zarr_format=self._fmt.zarr_format)
             self._build_path = target / "labels" / f".{LABELS_NAME}.partial-{os.getpid()}"
@@ -125,7 +125,7 @@ class OmeZarrLabelSink:
             self._root = zarr.open_group(str(self._build_path), mode="w", zarr_format=self._fmt.zarr_format)
             cells = self._root.require_group("labels").create_group(LABELS_NAME)
         self._cells_group = cells
-        extra = {"dimension_names": list(axes)} if self._fmt.zarr_format == 3 else {}
+        dimension_names = list(axes) if self._fmt.zarr_format == 3 else None  # Zarr v2 has none
         self._arrays = [
             cells.create_array(
                 str(level),
@@ -133,7 +133,7 @@ class OmeZarrLabelSink:
                 chunks=(1,) * len(leading) + tuple(min(n, CHUNK_SIDE) for n in level_shape[-2:]),
                 dtype=LABEL_DTYPE,
                 fill_value=0,
-                **extra,
+                dimension_names=dimension_names,
             )
             for level, level_shape in enumerate(self.level_shapes)
         ]
@@ -180,9 +180,8 @@ class OmeZarrLabelSink:
             if part.size == 0:
                 continue
             top, left = (row0 + first_row) // step, (col0 + first_col) // step
-            array[(*index, slice(top, top + part.shape[0]), slice(left, left + part.shape[1]))] = part.astype(
-                LABEL_DTYPE, copy=False
-            )
+            window = (slice(top, top + part.shape[0]), slice(left, left + part.shape[1]))
+            array[index + window] = part.astype(LABEL_DTYPE, copy=False)
 
     def close(self) -> Path:
         """Write the NGFF metadata (ome-zarr's writers) and move the labels into place.
