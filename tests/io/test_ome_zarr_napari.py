@@ -96,3 +96,25 @@ def test_folders_that_are_not_ome_zarr_are_not_claimed(tmp_path):
     assert get_ome_zarr_reader(str(tmp_path / "plain.zarr")) is None
     assert get_ome_zarr_reader(str(tmp_path)) is None
     assert get_ome_zarr_reader([str(tmp_path)]) is None
+
+
+def test_the_review_dock_reads_ome_zarr_images(tmp_path, small_frame):
+    import tifffile
+
+    from napari_livecell._qt.review_widget import segment_dataset
+    from napari_livecell.core.inference.predict import PredictSettings
+    from napari_livecell.io.review import ReviewDataset
+
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    write_image(small_frame.image, str(plate / "well_a.ome.zarr"), axes="yx", scale={"y": 0.5, "x": 0.5},
+                axes_units={"y": "micrometer", "x": "micrometer"})  # fmt: skip
+    tifffile.imwrite(plate / "well_b.tif", small_frame.image)
+    dataset = ReviewDataset.open(plate)
+    assert sorted(dataset.queue()) == ["well_a", "well_b"]
+    data, _, kind = dataset.image_layer("well_a")
+    assert kind == "image" and hasattr(data, "dask")
+    np.testing.assert_array_equal(np.asarray(data), small_frame.image)
+    steps = list(segment_dataset(dataset, ["well_a"], None, PredictSettings()))
+    assert steps[-1] == (1, 1, "well_a")
+    assert dataset.index.entry("well_a").n_cells > 10
