@@ -118,3 +118,18 @@ def test_the_review_dock_reads_ome_zarr_images(tmp_path, small_frame):
     steps = list(segment_dataset(dataset, ["well_a"], None, PredictSettings()))
     assert steps[-1] == (1, 1, "well_a")
     assert dataset.index.entry("well_a").n_cells > 10
+
+
+def test_layer_scale_is_in_micrometres_whatever_the_stored_unit(tmp_path):
+    from napari_livecell.io.ome_zarr import read_ome_zarr_layers, write_labels_ome_zarr
+
+    path = tmp_path / "nm.ome.zarr"
+    write_image(np.zeros((2, 32, 40), np.uint8), str(path), axes="tyx", scale={"t": 1, "y": 650, "x": 650},
+                axes_units={"t": "second", "y": "nanometer", "x": "nanometer"})  # fmt: skip
+    ((_, kwargs, kind),) = read_ome_zarr_layers(str(path))
+    assert kind == "image" and kwargs["scale"] == pytest.approx((1.0, 0.65, 0.65))
+    labels = np.ones((2, 32, 40), np.int32)
+    write_labels_ome_zarr(str(tmp_path / "out.ome.zarr"), labels, kwargs)
+    saved = open_ome_zarr(tmp_path / "out.ome.zarr" / "labels" / "cells")
+    assert saved.units == {"y": "micrometer", "x": "micrometer"}
+    assert saved.pixel_size_um == pytest.approx(0.65)

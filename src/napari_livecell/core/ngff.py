@@ -154,7 +154,7 @@ def open_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
     ]
     pixel_size = None
     if "y" in units and "x" in units:  # both lengths: checked with the axes
-        y_um, x_um = (scale[axis] * (_micrometres(units[axis]) or 0.0) for axis in "yx")
+        y_um, x_um = (scale[axis] * (micrometres(units[axis]) or 0.0) for axis in "yx")
         pixel_size = (y_um + x_um) / 2
     (data, layout), pyramid = levels[0], [level for level, _ in levels]
     return OmeZarrImage(data, layout, "".join(axes), scale, units, pixel_size, version, path, pyramid)
@@ -173,7 +173,7 @@ def _ngff_axes(axes: Any, name: str) -> tuple[list[str], dict[str, str]]:
             raise ImageReadError(f"{name}: axis {axis_name!r} is named twice")
         names.append(axis_name)
         unit = axis.get("unit") if isinstance(axis, dict) else None
-        if unit is not None and axis_name in "zyx" and _micrometres(unit) is None:
+        if unit is not None and axis_name in "zyx" and micrometres(unit) is None:
             raise ImageReadError(f"{name}: axis {axis_name!r} has unit {unit!r}, not a length")
         if unit is not None:
             units[axis_name] = str(unit)
@@ -218,7 +218,7 @@ def _ngff_array(path: Path, array_path: str, ndim: int, name: str):
     return da.from_zarr(array)
 
 
-def _micrometres(unit: str) -> float | None:
+def micrometres(unit: str) -> float | None:
     """Micrometres per ``unit`` (an NGFF length unit), ``None`` for anything else."""
     if unit in _OTHER_LENGTHS:
         return _OTHER_LENGTHS[unit] * 1e6

@@ -18,8 +18,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from napari_livecell.core.formats.ome_zarr import has_labels, read_labels, write_label_stack
-from napari_livecell.core.ngff import OmeZarrImage, is_ome_zarr, is_ome_zarr_image, open_ome_zarr
+from napari_livecell.core.formats.ome_zarr import (
+    SPATIAL_UNIT,
+    has_labels,
+    labels_axes,
+    read_labels,
+    write_label_stack,
+)
+from napari_livecell.core.ngff import OmeZarrImage, is_ome_zarr, is_ome_zarr_image, micrometres, open_ome_zarr
 
 MULTISCALE_SIDE = 4096  # a frame longer than this on a side opens as a pyramid
 OME_ZARR_KEY = "ome_zarr"  # layer metadata: the store's axes, units and path
@@ -42,8 +48,17 @@ def _stem(folder: Path) -> str:
 
 
 def _layer_scale(image: OmeZarrImage) -> tuple[float, ...]:
-    """A layer's scale per axis (channels left out): lengths as stored, frames 1 apart."""
-    return tuple(1.0 if axis == "t" else image.scale.get(axis, 1.0) for axis in image.axes if axis != "c")
+    """A layer's scale per axis (channels left out): lengths in micrometres, frames 1 apart.
+
+    The docks take a layer's ``y``, ``x`` scale as its pixel size in
+    micrometres; a length without a unit stays as stored.
+    """
+    scale = []
+    for axis in image.axes.replace("c", ""):
+        per_unit = micrometres(image.units[axis]) if axis in image.units else None
+        value = 1.0 if axis == "t" else image.scale.get(axis, 1.0)
+        scale.append(value * per_unit if per_unit and axis != "t" else value)
+    return tuple(scale)
 
 
 def _layer_data(image: OmeZarrImage) -> tuple[Any, bool]:
@@ -113,12 +128,12 @@ def write_labels_ome_zarr(path: str, data: Any, attributes: dict) -> list[str]:
     if axes is not None and len(axes) != labels.ndim:
         axes = None
     scale = attributes.get("scale")
-    from napari_livecell.core.formats.ome_zarr import labels_axes
-
     names = axes or labels_axes(labels.ndim)
     per_axis = None
     if scale is not None and len(scale) == labels.ndim:
         per_axis = {axis: float(value) for axis, value in zip(names, scale) if axis != "t"}
+    # the reader gave lengths in micrometres (:func:`_layer_scale`)
+    units = {axis: SPATIAL_UNIT for axis, unit in (stored.get("units") or {}).items() if micrometres(unit)}
     target = Path(os.fspath(path))
-    written = write_label_stack(target, labels, names, units=stored.get("units"), scale=per_axis)
+    written = write_label_stack(target, labels, names, units=units, scale=per_axis)
     return [str(written)]
