@@ -196,3 +196,53 @@ def test_labels_that_do_not_fit_are_refused(tmp_path):
             sink.write_tile((), 40, 0, np.zeros((30, 80), np.int32))
         with pytest.raises(OmeZarrError, match=r"frame index \(1,\) is outside"):
             sink.write_frame((1,), np.zeros((64, 80), np.int32))
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path):
+    labels = random_labels((4, 48, 64), seed=3)
+    target = tmp_path / "movie.ome.zarr"
+    sink = open_label_sink(target, labels.shape, dtype=np.uint16)
+    sink.write_frame((0,), labels[0])
+    sink.write_frame((1,), labels[1])
+    state = sink.checkpoint()
+    assert state["frames"] == 2
+    sink.write_tile((2,), 0, 0, np.full((10, 64), 7))  # a frame cut short by the interruption
+    del sink  # the process dies: nothing is in place yet
+    assert not target.exists()
+    again = open_label_sink(target, labels.shape, dtype=np.uint16, resume=state)
+    assert again.frames_done == 2
+    for t in (2, 3):
+        again.write_frame((t,), labels[t])
+    assert again.checkpoint()["frames"] == 4
+    again.close()
+    back = read_labels(target).data
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back.compute(), labels)
+
+
+def test_a_resume_into_labels_of_another_shape_starts_over_with_one_line(tmp_path):
+    target = tmp_path / "movie.ome.zarr"
+    sink = open_label_sink(target, (2, 48, 64))
+    sink.write_frame((0,), random_labels((48, 64)))
+    with pytest.raises(
+        OmeZarrError, match=r"holds labels of shape \(2, 48, 64\), not \(2, 48, 80\): start over"
+    ):
+        open_label_sink(target, (2, 48, 80), resume=sink.checkpoint())
+
+
+def test_the_streaming_loop_layout_makes_a_sink(tmp_path):
+    from dataclasses import dataclass
+
+    from napari_livecell.core.formats.ome_zarr import ome_zarr_label_sink
+
+    @dataclass
+    class Layout:  # the fields of the streaming loop's LabelLayout
+        leading: tuple
+        frame_shape: tuple
+        dtype: np.dtype
+
+    sink = ome_zarr_label_sink(tmp_path / "a.ome.zarr", Layout((2,), (32, 40), np.dtype(np.uint32)), None)
+    for t in range(2):
+        sink.write_frame((t,), np.full((32, 40), t + 1))
+    sink.close()
+    np.testing.assert_array_equal(read_labels(tmp_path / "a.ome.zarr").data[:, 0, 0].compute(), [1, 2])

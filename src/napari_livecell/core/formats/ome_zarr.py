@@ -83,9 +83,17 @@ def _replace_folder(built: Path, target: Path) -> None:
 class OmeZarrLabelSink:
     """Labels written into an NGFF ``labels/cells`` group as they come; see :func:`open_label_sink`.
 
-    Use :meth:`write_frame` for whole frames or :meth:`write_tile` for parts
-    of one, then :meth:`close`; as a context manager it closes on success and
-    removes what it built on an error.
+    Follows the label-sink protocol of ``segment``'s streaming loop:
+    :meth:`write_frame` for whole frames or :meth:`write_tile` for parts of
+    one, :meth:`checkpoint` after each finished frame, then :meth:`close`
+    (or :meth:`discard`). As a context manager it closes on success and
+    discards on an error.
+
+    The labels grow in a hidden folder with a fixed name (``.<store>.partial``
+    beside a store of its own, ``labels/.cells.partial`` inside an image's
+    store), so that a rerun given the last checkpoint (``resume``) goes on
+    where the run stopped: a chunk is written whole or not at all, and a
+    frame cut short is written again.
     """
 
     def __init__(
@@ -98,6 +106,8 @@ class OmeZarrLabelSink:
         version: str,
         inside: bool,
         top: int = PYRAMID_TOP,
+        dtype: Any = LABEL_DTYPE,
+        resume: dict | None = None,
     ) -> None:
         import zarr
 
@@ -106,37 +116,68 @@ class OmeZarrLabelSink:
         self.shape = shape
         self.inside = inside
         self.version = version
+        self.dtype = np.dtype(dtype)
         self._fmt = _store_format(version)
         self._scale = scale
         self._units = units
         self._closed = False
+        self._done = 0  # frames finished, in C order: what a checkpoint records
+        self._last: tuple[int, ...] | None = None
         leading = shape[:-2]
         self.leading = leading
         self.level_shapes = [leading + level for level in pyramid_shapes(shape[-2], shape[-1], top=top)]
+        zarr_format = self._fmt.zarr_format
         if inside:  # a hidden group beside labels/cells, renamed when done
-            labels = zarr.open_group(str(target / "labels"), mode="a", zarr_format=self._fmt.zarr_format)
-            self._build_path = target / "labels" / f".{LABELS_NAME}.partial-{os.getpid()}"
-            shutil.rmtree(self._build_path, ignore_errors=True)
-            cells = labels.create_group(self._build_path.name)
-            self._root = None
+            self._build_path = target / "labels" / f".{LABELS_NAME}.partial"
         else:
-            self._build_path = target.with_name(f".{target.name}.partial-{os.getpid()}")
-            shutil.rmtree(self._build_path, ignore_errors=True)
-            self._root = zarr.open_group(str(self._build_path), mode="w", zarr_format=self._fmt.zarr_format)
+            self._build_path = target.with_name(f".{target.name}.partial")
+        if resume and resume.get("frames", 0) > 0 and self._build_path.is_dir():
+            self._reopen(int(resume["frames"]))
+            return
+        shutil.rmtree(self._build_path, ignore_errors=True)
+        if inside:
+            labels = zarr.open_group(str(target / "labels"), mode="a", zarr_format=zarr_format)
+            self._root = None
+            cells = labels.create_group(self._build_path.name)
+        else:
+            self._root = zarr.open_group(str(self._build_path), mode="w", zarr_format=zarr_format)
             cells = self._root.require_group("labels").create_group(LABELS_NAME)
         self._cells_group = cells
-        dimension_names = list(axes) if self._fmt.zarr_format == 3 else None  # Zarr v2 has none
+        dimension_names = list(axes) if zarr_format == 3 else None  # Zarr v2 has none
         self._arrays = [
             cells.create_array(
                 str(level),
                 shape=level_shape,
                 chunks=(1,) * len(leading) + tuple(min(n, CHUNK_SIDE) for n in level_shape[-2:]),
-                dtype=LABEL_DTYPE,
+                dtype=self.dtype,
                 fill_value=0,
                 dimension_names=dimension_names,
             )
             for level, level_shape in enumerate(self.level_shapes)
         ]
+
+    def _reopen(self, frames: int) -> None:
+        """Go on with the partial labels of an interrupted run, after its ``frames`` finished frames."""
+        import zarr
+
+        if self.inside:
+            self._root = None
+            self._cells_group = zarr.open_group(str(self._build_path), mode="r+")
+        else:
+            self._root = zarr.open_group(str(self._build_path), mode="r+")
+            self._cells_group = self._root["labels"][LABELS_NAME]
+        self._arrays = [self._cells_group[str(level)] for level in range(len(self.level_shapes))]
+        shapes = [tuple(array.shape) for array in self._arrays]
+        if shapes != self.level_shapes or self._arrays[0].dtype != self.dtype:
+            raise OmeZarrError(
+                f"{self._build_path} holds labels of shape {shapes[0]}, not {self.shape}: start over"
+            )
+        self._done = frames
+
+    @property
+    def frames_done(self) -> int:
+        """Frames finished (whole, in C order), counting those of the run this one resumes."""
+        return self._done
 
     @property
     def n_levels(self) -> int:
@@ -163,16 +204,23 @@ class OmeZarrLabelSink:
         processes must not write tiles of the same chunk at the same time.
         """
         index = self._check_index(index)
+        if self._last is not None and index != self._last:
+            self._done += 1  # frames come in C order: the one before is finished
+        self._last = index
         labels = np.asarray(labels)
         height, width = self.shape[-2:]
-        if labels.ndim != 2 or row0 < 0 or col0 < 0 or row0 + labels.shape[0] > height or (
-            col0 + labels.shape[1] > width
+        if (
+            labels.ndim != 2
+            or row0 < 0
+            or col0 < 0
+            or row0 + labels.shape[0] > height
+            or (col0 + labels.shape[1] > width)
         ):
             raise OmeZarrError(
                 f"labels of shape {labels.shape} at ({row0}, {col0}) do not fit frames of {height} x {width}"
             )
-        if labels.size and (int(labels.min()) < 0 or int(labels.max()) > np.iinfo(LABEL_DTYPE).max):
-            raise OmeZarrError("label ids must lie between 0 and 4294967295")
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) > np.iinfo(self.dtype).max):
+            raise OmeZarrError(f"label ids must lie between 0 and {np.iinfo(self.dtype).max} ({self.dtype})")
         for level, array in enumerate(self._arrays):
             step = 2**level
             first_row, first_col = (-row0) % step, (-col0) % step
@@ -181,7 +229,7 @@ class OmeZarrLabelSink:
                 continue
             top, left = (row0 + first_row) // step, (col0 + first_col) // step
             window = (slice(top, top + part.shape[0]), slice(left, left + part.shape[1]))
-            array[index + window] = part.astype(LABEL_DTYPE, copy=False)
+            array[index + window] = part.astype(self.dtype, copy=False)
 
     def close(self) -> Path:
         """Write the NGFF metadata (ome-zarr's writers) and move the labels into place.
@@ -232,10 +280,20 @@ class OmeZarrLabelSink:
         self._closed = True
         return self.target
 
-    def abort(self) -> None:
+    def checkpoint(self) -> dict:
+        """The state to resume from: the frames finished so far (the frame last written counts).
+
+        Every chunk is in its own file once written, so nothing is left to
+        flush.
+        """
+        return {"frames": self._done + (self._last is not None), "format": "ome-zarr"}
+
+    def discard(self) -> None:
         """Remove what was built; the target is left as it was."""
         self._closed = True
         shutil.rmtree(self._build_path, ignore_errors=True)
+
+    abort = discard
 
     def __enter__(self) -> OmeZarrLabelSink:
         return self
@@ -244,7 +302,7 @@ class OmeZarrLabelSink:
         if kind is None:
             self.close()
         else:
-            self.abort()
+            self.discard()
 
 
 def labels_axes(n_dims: int) -> str:
@@ -264,6 +322,8 @@ def open_label_sink(
     image: OmeZarrImage | None = None,
     version: str | None = None,
     top: int = PYRAMID_TOP,
+    dtype: Any = LABEL_DTYPE,
+    resume: dict | None = None,
 ) -> OmeZarrLabelSink:
     """A sink for labels of ``shape`` into ``target``'s ``labels/cells``.
 
@@ -288,6 +348,11 @@ def open_label_sink(
         ``"0.4"`` (Zarr v2) or ``"0.5"`` (Zarr v3, the default).
     top : int
         Levels are added until the smallest one's longer side is at most this.
+    dtype : numpy.dtype
+        The ids' dtype, decided up front (uint32 unless told).
+    resume : dict, optional
+        An interrupted run's last :meth:`OmeZarrLabelSink.checkpoint`: its
+        partial labels are kept and the run goes on after them.
 
     Raises
     ------
@@ -328,7 +393,24 @@ def open_label_sink(
                     f"labels of shape {shape} do not fit the image in {target.name} (shape {image_shape})"
                 )
             version = stored.version
-    return OmeZarrLabelSink(target, axes, shape, scale, units, version or "0.5", inside, top)
+    return OmeZarrLabelSink(target, axes, shape, scale, units, version or "0.5", inside, top, dtype, resume)
+
+
+def ome_zarr_label_sink(
+    target: str | os.PathLike,
+    layout: Any,
+    resume: dict | None = None,
+    *,
+    image: OmeZarrImage | None = None,
+    pixel_size_um: float | None = None,
+) -> OmeZarrLabelSink:
+    """The OME-Zarr label sink for ``segment``'s streaming loop: ``layout`` gives shape and id dtype.
+
+    ``layout`` is the loop's ``LabelLayout`` (``leading``, ``frame_shape``,
+    ``dtype``); ``resume`` its last checkpoint. See :func:`open_label_sink`.
+    """
+    shape = (*tuple(layout.leading), *tuple(layout.frame_shape))
+    return open_label_sink(target, shape, None, pixel_size_um, image=image, dtype=layout.dtype, resume=resume)
 
 
 def labels_store_path(out: str | os.PathLike, stem: str) -> Path:
