@@ -7,8 +7,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from napari_livecell.cli.common import (
     USER_ERRORS,
     CommandError,
@@ -308,6 +306,8 @@ def write_ome_zarr_outputs(out: Path, path: Path, image, frames: list, pixel_siz
     each cell's measurements (``measure``'s columns), read back from the
     store one frame at a time.
     """
+    import numpy as np
+
     from napari_livecell.core.analysis.measure import measure_cells, write_measurements_csv
     from napari_livecell.core.formats.ome_zarr import labels_store_path, open_label_sink, read_labels
     from napari_livecell.core.images import input_stem, is_ome_zarr_image, open_ome_zarr

@@ -31,7 +31,7 @@ from napari_livecell.core.ngff import ImageReadError, OmeZarrImage, is_ome_zarr,
 LABELS_NAME = "cells"
 LABEL_DTYPE = np.uint32  # ids decided up front: a frame's ids are never known before it is done
 PYRAMID_TOP = 256  # levels are added until the smallest one's longer side is at most this
-CHUNK_SIDE = 1024  # chunks of (1, ..., 1024, 1024): one frame's row of chunks is 4 MiB per 1024 rows
+CHUNK_SIDE = 1024  # chunks of (1, ..., 1024, 1024): 4 MiB of uint32 each, before compression
 # background transparent; cells take the viewer's own colours (one entry per id would make the
 # metadata grow with the cell count: 330,000 entries at 20000 x 20000)
 LABEL_COLORS = [{"label-value": 0, "rgba": [0, 0, 0, 0]}]
@@ -49,14 +49,6 @@ def pyramid_shapes(height: int, width: int, top: int = PYRAMID_TOP) -> list[tupl
         h, w = shapes[-1]
         shapes.append(((h + 1) // 2, (w + 1) // 2))
     return shapes
-
-
-def _axis_dicts(axes: str, units: dict[str, str]) -> list[dict[str, str]]:
-    kinds = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
-    return [
-        {"name": axis, "type": kinds[axis], **({"unit": units[axis]} if axis in units else {})}
-        for axis in axes
-    ]
 
 
 def _store_format(version: str):
