@@ -107,3 +107,13 @@ def test_measure_and_track_read_the_ome_zarr_labels(stack, runs, tmp_path):
     from_zarr = pd.read_csv(tmp_path / "tracks_zarr" / "movie_tracks.csv")
     from_tiff = pd.read_csv(tmp_path / "tracks_tiff" / "movie_labels_tracks.csv")
     pd.testing.assert_frame_equal(from_zarr, from_tiff)
+
+
+def test_labels_never_overwrite_the_ome_zarr_input(stack, capsys):
+    store = stack / "movie.ome.zarr"
+    assert main(["segment", str(store), "--out", str(stack), "--out-format", "ome-zarr"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"napari-livecell: error: the results of movie.ome.zarr would overwrite the input {store.resolve()}: "
+        "choose another --out"
+    )
