@@ -133,3 +133,28 @@ def test_layer_scale_is_in_micrometres_whatever_the_stored_unit(tmp_path):
     saved = open_ome_zarr(tmp_path / "out.ome.zarr" / "labels" / "cells")
     assert saved.units == {"y": "micrometer", "x": "micrometer"}
     assert saved.pixel_size_um == pytest.approx(0.65)
+
+
+def test_the_segment_widget_segments_an_opened_ome_zarr(make_napari_viewer, qtbot, tmp_path, small_frame):
+    from napari_livecell._qt.segment_widget import SegmentCellsWidget
+
+    path = tmp_path / "plate.ome.zarr"
+    write_image(np.stack([small_frame.image] * 2), str(path), axes="tyx", scale={"t": 1, "y": 500, "x": 500},
+                axes_units={"y": "nanometer", "x": "nanometer"})  # fmt: skip
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-livecell")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Segment cells")
+    assert isinstance(widget, SegmentCellsWidget)
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    cells = viewer.layers["plate cells"]
+    assert cells.data.shape == (2, 256, 320) and tuple(cells.scale) == pytest.approx((1.0, 0.5, 0.5))
+    per_frame = [len(np.unique(np.asarray(frame))) - 1 for frame in cells.data]
+    assert per_frame[0] > 10 and per_frame[0] == per_frame[1]
+
+
+def test_the_labels_layer_is_named_as_the_docks_pair_it():
+    from napari_livecell.io.ome_zarr import CELLS_SUFFIX
+    from napari_livecell.layers import cells_layer_name
+
+    assert cells_layer_name("movie") == f"movie{CELLS_SUFFIX}"

@@ -29,6 +29,9 @@ from napari_livecell.core.ngff import OmeZarrImage, is_ome_zarr, is_ome_zarr_ima
 
 MULTISCALE_SIDE = 4096  # a frame longer than this on a side opens as a pyramid
 OME_ZARR_KEY = "ome_zarr"  # layer metadata: the store's axes, units and path
+# layers.cells_layer_name's suffix: the docks pair "<image> cells" with "<image>"; importing
+# layers (scipy.ndimage through the core) would add seconds to a store's first open
+CELLS_SUFFIX = " cells"
 
 
 def get_ome_zarr_reader(path: str | list[str]):
@@ -83,8 +86,6 @@ def _metadata(image: OmeZarrImage) -> dict:
 
 def read_ome_zarr_layers(path: str) -> list[tuple]:
     """An OME-Zarr store as napari layers: its image (with scale), then its ``labels/cells`` as Labels."""
-    from napari_livecell.layers import cells_layer_name
-
     folder = Path(str(path).rstrip("/\\"))
     stem = _stem(folder)
     layers: list[tuple] = []
@@ -104,7 +105,7 @@ def read_ome_zarr_layers(path: str) -> list[tuple]:
         labels = read_labels(folder)
         data, multiscale = _layer_data(labels)
         kwargs = {
-            "name": cells_layer_name(stem),
+            "name": f"{stem}{CELLS_SUFFIX}",
             "scale": _layer_scale(labels),
             "multiscale": multiscale,
             "metadata": _metadata(labels),
