@@ -246,3 +246,24 @@ def test_the_streaming_loop_layout_makes_a_sink(tmp_path):
         sink.write_frame((t,), np.full((32, 40), t + 1))
     sink.close()
     np.testing.assert_array_equal(read_labels(tmp_path / "a.ome.zarr").data[:, 0, 0].compute(), [1, 2])
+
+
+@pytest.mark.parametrize("order", ["row-major", "shuffled", "column-major"])
+def test_tiles_in_any_order_give_the_pyramid_of_the_whole_frame(tmp_path, monkeypatch, order):
+    import napari_livecell.core.formats.ome_zarr as ome_zarr
+
+    monkeypatch.setattr(ome_zarr, "CHUNK_SIDE", 32)  # many chunk rows in a small frame
+    labels = random_labels((2, 200, 150), seed=4)
+    whole = write_label_stack(tmp_path / "whole.ome.zarr", labels)
+    origins = [(t, row, col) for t in range(2) for row in range(0, 200, 45) for col in range(0, 150, 37)]
+    if order == "shuffled":
+        np.random.default_rng(0).shuffle(origins)
+    elif order == "column-major":
+        origins.sort(key=lambda origin: (origin[0], origin[2], origin[1]))
+    with open_label_sink(tmp_path / "tiles.ome.zarr", labels.shape) as sink:
+        for t, row, col in origins:
+            sink.write_tile((t,), row, col, labels[t, row : row + 45, col : col + 37])
+    expected, got = read_labels(whole), read_labels(tmp_path / "tiles.ome.zarr")
+    assert len(got.pyramid) == len(expected.pyramid) == 2
+    for mine, theirs in zip(got.pyramid, expected.pyramid):
+        np.testing.assert_array_equal(mine.compute(), theirs.compute())

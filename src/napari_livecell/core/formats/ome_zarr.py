@@ -72,6 +72,29 @@ def _replace_folder(built: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _merge(
+    array: Any, index: tuple[int, ...], top: int, left: int, block: np.ndarray, covered: np.ndarray
+) -> None:
+    """Write ``block``'s ``covered`` pixels at ``(top, left)``, chunk by chunk: whole chunks as they are."""
+    chunk_rows, chunk_cols = (int(n) for n in array.chunks[-2:])
+    height, width = array.shape[-2:]
+    for row in range(top // chunk_rows * chunk_rows, top + block.shape[0], chunk_rows):
+        for col in range(left // chunk_cols * chunk_cols, left + block.shape[1], chunk_cols):
+            r0, r1 = max(row, top), min(row + chunk_rows, top + block.shape[0], height)
+            c0, c1 = max(col, left), min(col + chunk_cols, left + block.shape[1], width)
+            inside = (slice(r0 - top, r1 - top), slice(c0 - left, c1 - left))
+            mask = covered[inside]
+            if not mask.any():
+                continue
+            window = (*index, slice(r0, r1), slice(c0, c1))
+            if mask.all():
+                array[window] = block[inside]
+            else:  # a chunk part-covered: merged with what it holds
+                merged = np.asarray(array[window])
+                np.copyto(merged, block[inside], where=mask)
+                array[window] = merged
+
+
 class OmeZarrLabelSink:
     """Labels written into an NGFF ``labels/cells`` group as they come; see :func:`open_label_sink`.
 
@@ -115,6 +138,11 @@ class OmeZarrLabelSink:
         self._closed = False
         self._done = 0  # frames finished, in C order: what a checkpoint records
         self._last: tuple[int, ...] | None = None
+        # tiles gathered into whole chunk rows before they are written (see write_tile)
+        self._band: np.ndarray | None = None
+        self._covered: np.ndarray | None = None
+        self._band_index: tuple[int, ...] = ()
+        self._band_top = 0
         leading = shape[:-2]
         self.leading = leading
         self.level_shapes = [leading + level for level in pyramid_shapes(shape[-2], shape[-1], top=top)]
@@ -134,9 +162,9 @@ class OmeZarrLabelSink:
         else:
             self._root = zarr.open_group(str(self._build_path), mode="w", zarr_format=zarr_format)
             cells = self._root.require_group("labels").create_group(LABELS_NAME)
-        self._cells_group = cells
+        self._cells_group: Any = cells
         dimension_names = list(axes) if zarr_format == 3 else None  # Zarr v2 has none
-        self._arrays = [
+        self._arrays: list[Any] = [
             cells.create_array(
                 str(level),
                 shape=level_shape,
@@ -157,7 +185,7 @@ class OmeZarrLabelSink:
             self._cells_group = zarr.open_group(str(self._build_path), mode="r+")
         else:
             self._root = zarr.open_group(str(self._build_path), mode="r+")
-            self._cells_group = self._root["labels"][LABELS_NAME]
+            self._cells_group = zarr.open_group(str(self._build_path / "labels" / LABELS_NAME), mode="r+")
         self._arrays = [self._cells_group[str(level)] for level in range(len(self.level_shapes))]
         shapes = [tuple(array.shape) for array in self._arrays]
         if shapes != self.level_shapes or self._arrays[0].dtype != self.dtype:
@@ -190,10 +218,14 @@ class OmeZarrLabelSink:
         """Write a part of a frame: ``labels`` with its top-left pixel at ``(row0, col0)``.
 
         Each level gets the tile's pixels that fall on its grid (every
-        ``2**level``-th row and column of the frame), so tiles written in
-        any order give the same pyramid as whole frames. Tiles that do not
-        cover whole chunks are merged into them (read, then written): two
-        processes must not write tiles of the same chunk at the same time.
+        ``2**level``-th row and column of the frame), so tiles give the same
+        pyramid as whole frames. Tiles are gathered in a band of whole chunk
+        rows (two at most for tiles up to a chunk high: 160 MiB at 20000 px
+        wide) and written when a tile starts below it, so that each chunk is
+        written once, whole, where tiles come in row-major order. Tiles in
+        another order are right too, only slower: a chunk part-covered by a
+        band is read and merged. Two processes must not write tiles of the
+        same chunk at the same time.
         """
         index = self._check_index(index)
         if self._last is not None and index != self._last:
@@ -213,6 +245,54 @@ class OmeZarrLabelSink:
             )
         if labels.size and (int(labels.min()) < 0 or int(labels.max()) > np.iinfo(self.dtype).max):
             raise OmeZarrError(f"label ids must lie between 0 and {np.iinfo(self.dtype).max} ({self.dtype})")
+        if labels.shape == (height, width):  # a whole frame: every chunk of every level written whole
+            self._flush()
+            self._write_levels(index, 0, 0, labels, None)
+        else:
+            self._gather(index, row0, col0, labels)
+
+    def _gather(self, index: tuple[int, ...], row0: int, col0: int, labels: np.ndarray) -> None:
+        """Put a tile into the band of chunk rows; write the rows above it first (they are complete)."""
+        height, width = self.shape[-2:]
+        rows = int(self._arrays[0].chunks[-2])
+        if self._band is not None and (index != self._band_index or row0 < self._band_top):
+            self._flush()  # another frame, or tiles out of order
+        if self._band is None or self._covered is None:
+            self._band_index, self._band_top = index, row0 // rows * rows
+            self._band, self._covered = np.zeros((0, width), self.dtype), np.zeros((0, width), bool)
+        if row0 // rows * rows > self._band_top:
+            self._flush(row0 // rows * rows)
+        band, covered = self._band, self._covered
+        assert band is not None and covered is not None
+        needed = row0 + labels.shape[0] - self._band_top
+        if needed > band.shape[0]:
+            grown = min(-(-needed // rows) * rows, height - self._band_top)
+            larger, larger_covered = np.zeros((grown, width), self.dtype), np.zeros((grown, width), bool)
+            larger[: band.shape[0]], larger_covered[: band.shape[0]] = band, covered
+            band, covered = self._band, self._covered = larger, larger_covered
+        top = row0 - self._band_top
+        window = (slice(top, top + labels.shape[0]), slice(col0, col0 + labels.shape[1]))
+        band[window] = labels
+        covered[window] = True
+
+    def _flush(self, until: int | None = None) -> None:
+        """Write the band's rows above frame row ``until`` (all of it when ``None``)."""
+        band, covered = self._band, self._covered
+        if band is None or covered is None:
+            return
+        stop = band.shape[0] if until is None else until - self._band_top
+        if stop > 0:
+            self._write_levels(self._band_index, self._band_top, 0, band[:stop], covered[:stop])
+        if until is None:
+            self._band = self._covered = None
+        else:
+            self._band, self._covered = band[stop:].copy(), covered[stop:].copy()
+            self._band_top = until
+
+    def _write_levels(
+        self, index: tuple[int, ...], row0: int, col0: int, labels: np.ndarray, covered: np.ndarray | None
+    ) -> None:
+        """Write ``labels`` at ``(row0, col0)`` of frame ``index`` into every level (``covered`` pixels)."""
         for level, array in enumerate(self._arrays):
             step = 2**level
             first_row, first_col = (-row0) % step, (-col0) % step
@@ -220,8 +300,11 @@ class OmeZarrLabelSink:
             if part.size == 0:
                 continue
             top, left = (row0 + first_row) // step, (col0 + first_col) // step
-            window = (slice(top, top + part.shape[0]), slice(left, left + part.shape[1]))
-            array[index + window] = part.astype(self.dtype, copy=False)
+            if covered is None:
+                window = (slice(top, top + part.shape[0]), slice(left, left + part.shape[1]))
+                array[index + window] = part.astype(self.dtype, copy=False)
+            else:
+                _merge(array, index, top, left, part, covered[first_row::step, first_col::step])
 
     def close(self) -> Path:
         """Write the NGFF metadata (ome-zarr's writers) and move the labels into place.
@@ -233,6 +316,7 @@ class OmeZarrLabelSink:
         """
         if self._closed:
             return self.target
+        self._flush()
         import zarr
         from ome_zarr.writer import (
             add_metadata,
@@ -275,14 +359,16 @@ class OmeZarrLabelSink:
     def checkpoint(self) -> dict:
         """The state to resume from: the frames finished so far (the frame last written counts).
 
-        Every chunk is in its own file once written, so nothing is left to
-        flush.
+        The band of gathered tiles is written first; every chunk is then in
+        its own file.
         """
+        self._flush()
         return {"frames": self._done + (self._last is not None), "format": "ome-zarr"}
 
     def discard(self) -> None:
         """Remove what was built; the target is left as it was."""
         self._closed = True
+        self._band = self._covered = None
         shutil.rmtree(self._build_path, ignore_errors=True)
 
     abort = discard
