@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -111,19 +110,19 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Segment every image; write per-image outputs and one ``predictions.json``.
+    """Segment every image; write per-image outputs as frames finish, then one ``predictions.json``.
 
     Before any work: the inputs are found (leaving earlier results and the
     output folder out), every input gets output names of its own, and the
-    output folder is created and proven writable.
+    output folder is created and proven writable. Each frame's labels,
+    outlines and cells are written as it finishes, and the progress record
+    in ``--out`` is updated: the same command run again after an
+    interruption goes on after the last finished frame.
     """
-    from napari_livecell.core.formats.coco import CocoImage, build_coco
-    from napari_livecell.core.images import read_image, search_images
-    from napari_livecell.core.inference.frame_input import describe_polarities
-    from napari_livecell.core.inference.pixel_size import describe_resamplings, image_pixel_size
+    from napari_livecell.core.images import search_images
     from napari_livecell.core.inference.predict import PredictSettings
-    from napari_livecell.core.inference.render import write_segment_outputs
-    from napari_livecell.core.inference.run import Backend, RunStarted, iter_segment
+    from napari_livecell.core.inference.run import Backend
+    from napari_livecell.core.inference.stream import RunProgress
     from napari_livecell.core.models.model import load_model
 
     try:
@@ -137,13 +136,16 @@ def run(args: argparse.Namespace) -> int:
     search = search_images(args.paths, out)
     paths = search.paths
     check_output_names(paths, out)
-    if (out / PREDICTIONS).exists() and not args.overwrite:
+    progress = RunProgress(out, run_fingerprint(args, paths))
+    if (out / PREDICTIONS).exists() and not args.overwrite and not progress.resumed:
         raise CommandError(
             f"{out / PREDICTIONS} holds the results of an earlier run: give --overwrite to replace them, "
             "or another --out"
         )
     ensure_output_folder(out)
     _report_skipped(search, out)
+    if progress.resumed:
+        print(f"napari-livecell: resuming the interrupted run in {out}", file=sys.stderr)
     if args.triton:
         from napari_livecell.core.models.triton import triton_spec
 
@@ -155,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
         weights = None if args.model is None else str(check_weights_path(args.model))
         backend = Backend(weights=weights, scheduler=args.scheduler, threads=args.threads)
-        class_names = None
+        class_names, runtime = None, "torch"
     else:
         model = load_model(args.model, device=args.device, runtime=args.runtime)
         runtime = "triton" if args.triton else model.runtime
@@ -168,65 +170,173 @@ def run(args: argparse.Namespace) -> int:
             weights=args.model, device=args.device, tile=TILE_MODES[args.tile], runtime=args.runtime
         )
         class_names = model.class_names
-    entries: list[CocoImage] = []
     resampled: dict[str, dict] = {}
-    failures = []
+    failures, finished = [], []
     for path in paths:
         try:
-            image = read_image(path)
-            image = _prepare_image(image, path, args.channel)
-            pixel = image_pixel_size(path, args.pixel_size)
-            # on a cluster, finished frames wait in a scratch folder: a rerun after a crash skips them
-            scratch = out / f".{path.stem}_frames" if args.scheduler else None
-            events = iter_segment(image, backend, settings, None, *pixel, scratch=scratch)
-            started = next(events)
-            assert isinstance(started, RunStarted)  # iter_segment's first event
-            leading = started.leading
-            frames, polarities, resamplings = _frames_with_progress(events, started.n_frames, path.name)
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+            summary = segment_input(path, args, backend, settings, out, progress)
         except USER_ERRORS as error:
             failures.append(f"{path.name}: {error}")
             continue
-        write_segment_outputs(out, path.stem, image, frames)
-        for frame_index, frame in enumerate(frames):
-            entries.append(
-                CocoImage(
-                    image_id=len(entries) + 1,
-                    file_name=path.name,
-                    segmentation=frame,
-                    frame=frame_index if leading else None,
-                )
-            )
-        n_cells = sum(f.n_cells for f in frames)
-        if resamplings and resamplings[0] is not None:
-            resampled[path.name] = resamplings[0].as_dict()
+        finished.append(path)
+        if summary.first_resampling is not None:
+            resampled[path.name] = summary.first_resampling
         print(
-            f"{path.name}: {n_cells} cells; {describe_polarities(polarities)}; "
-            f"{describe_resamplings(resamplings)}",
+            f"{path.name}: {summary.n_cells} cells; {summary.polarities}; {summary.resamplings}",
             file=sys.stderr,
         )
-    if entries:
-        coco = build_coco(entries, class_names=class_names, with_scores=True)
-        coco["info"]["settings"] = {
+    if finished:
+        from napari_livecell.core.formats.coco_stream import write_coco_stream
+
+        info = {"description": "napari-livecell", "version": "1.0"}
+        info["settings"] = {
             "model": Path(args.model).name if args.model else (model.name if class_names else "default"),
             "conf": settings.conf,
             "iou": settings.iou,
             "imgsz": settings.imgsz,
             "modality": settings.modality,
-            "runtime": "torch" if args.scheduler else runtime,
+            "runtime": runtime,
             "pixel_size_um": args.pixel_size,
             "resampling": resampled,
         }
-        written = write_predictions(out, coco, args.overwrite)
-        print(f"wrote {len(entries)} frame(s) of results to {out} ({written.name})")
+        files = [progress.cells(path.stem) for path in finished]
+        names = class_names or _cluster_class_names(backend)
+        written = write_predictions(
+            out,
+            lambda target: write_coco_stream(target, files, names, info),
+            args.overwrite or progress.resumed,
+        )
+        n_frames = sum(progress.state(path.stem)["frames"] for path in finished)
+        print(f"wrote {n_frames} frame(s) of results to {out} ({written.name})")
+    if not failures:
+        progress.finish()  # a failed input keeps its progress: a rerun goes on where it stopped
     for failure in failures:
         print(f"napari-livecell: error: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def write_predictions(out: Path, coco: dict, overwrite: bool) -> Path:
-    """Write ``predictions.json``; without ``overwrite`` never over one that appeared meanwhile.
+def segment_input(path: Path, args, backend, settings, out: Path, progress):
+    """Segment one input, writing each frame's results as it finishes; resume where it stopped.
+
+    Returns
+    -------
+    InputSummary
+        Its frames, cells and what was decided for them.
+    """
+    from napari_livecell.core.formats.label_sink import LabelLayout
+    from napari_livecell.core.formats.lazy_image import opened_image
+    from napari_livecell.core.inference.bands import band_segmenter
+    from napari_livecell.core.inference.pixel_size import image_pixel_size
+    from napari_livecell.core.inference.predict import iter_frames
+    from napari_livecell.core.inference.run import RunStarted, iter_segment
+    from napari_livecell.core.inference.stream import (
+        OutlineWriter,
+        stream_input,
+        stream_tiled_input,
+        summary_of,
+    )
+
+    state = progress.state(path.stem)
+    target = out / f"{path.stem}_labels.tif"
+    if state["done"] and target.exists():
+        return summary_of(state)  # finished by the interrupted run
+    if state["done"]:
+        state = progress.restart(path.stem)
+    with opened_image(path) as image:
+        image = _prepare_image(image, path, args.channel)
+        pixel = image_pixel_size(path, args.pixel_size)
+        leading, image_frames = iter_frames(image, None, state["frames"])
+        layout = LabelLayout(
+            leading, tuple(image.shape[len(leading) : len(leading) + 2]), ids_dtype(image, args)
+        )
+        try:
+            sink = label_sink(out, path.stem, layout, progress, state["sink"] if state["frames"] else None)
+        except (OSError, ValueError):  # the partial output is gone or cut: start this input over
+            state = progress.restart(path.stem)
+            leading, image_frames = iter_frames(image, None, 0)
+            sink = label_sink(out, path.stem, layout, progress, None)
+        if state["frames"] == 0:
+            progress.cells(path.stem).unlink(missing_ok=True)
+        outlines = OutlineWriter(out, path.stem, leading)
+        cells = progress.cells(path.stem)
+        with (
+            band_segmenter(backend, settings, *pixel, layout.frame_shape) as segment_bands,
+            _Bars(layout.n_frames, state["frames"], path.name) as bars,
+        ):
+            if segment_bands is not None:  # frames larger than the network input: band by band
+                args_ = (segment_bands, sink, outlines, path.name, layout.dtype, state, progress, cells)
+                stream_tiled_input(bars.frames(image_frames), *args_, on_tiles=bars.tiles)
+            else:
+                events = iter_segment(image, backend, settings, None, *pixel, start=state["frames"])
+                started = next(events)
+                assert isinstance(started, RunStarted)  # iter_segment's first event
+                frames = bars.frames(bars.events(events))
+                stream_input(
+                    frames, image_frames, sink, outlines, path.name, layout.dtype, state, progress, cells
+                )
+        sink.close()
+        outlines.finish(layout.n_frames)
+    state["done"] = True
+    progress.save()
+    return summary_of(state)
+
+
+def label_sink(out: Path, stem: str, layout, progress, resume: dict | None):
+    """The sink that writes an input's labels (``<stem>_labels.tif``, page by page).
+
+    Its partial output is ``progress.partial(stem, suffix)``; ``resume``: the
+    sink's last checkpoint in an interrupted run (``None``: start afresh).
+    """
+    from napari_livecell.core.formats.tiff_sink import TiffLabelSink
+
+    partial = progress.partial(stem, "_labels.tif.partial")
+    return TiffLabelSink(out / f"{stem}_labels.tif", layout, resume, partial=partial)
+
+
+def ids_dtype(image, args) -> object:
+    """The labels' id dtype, decided before the first frame: uint16 where these frames cannot overflow it.
+
+    A frame holds at most the model's maximum detections per network pass;
+    a frame larger than ``--imgsz`` (tiled) or resampled to another pixel
+    size may take several passes, so it gets uint32.
+    """
+    import numpy as np
+
+    from napari_livecell.core.formats.label_sink import id_dtype
+    from napari_livecell.core.inference.predict import MAX_DETECTIONS, iter_frames
+
+    leading, _ = iter_frames(image)
+    frame = image.shape[len(leading) : len(leading) + 2]
+    n_frames = int(np.prod(leading)) if leading else 1
+    one_pass = max(frame) <= args.imgsz and args.pixel_size is None and TILE_MODES[args.tile] is not True
+    return id_dtype(n_frames, MAX_DETECTIONS) if one_pass else np.dtype(np.uint32)
+
+
+def run_fingerprint(args: argparse.Namespace, paths: list[Path]) -> dict:
+    """What makes a rerun the same run (it resumes): the inputs and every setting that changes the cells."""
+    from napari_livecell.core.inference.stream import input_fingerprint
+
+    keys = ("model", "conf", "iou", "imgsz", "modality", "tile", "channel", "pixel_size", "runtime", "device")
+    settings = {key: getattr(args, key, None) for key in keys}
+    settings.update(triton=args.triton, triton_model=args.triton_model, cluster=bool(args.scheduler))
+    settings["out_format"] = getattr(args, "out_format", "tiff")
+    return {"settings": settings, "inputs": [input_fingerprint(path) for path in paths]}
+
+
+def _cluster_class_names(backend) -> dict[int, str]:
+    """The model's classes when the cluster ran it (the workers load it, not this process)."""
+    from napari_livecell.core.models.model import load_model
+
+    try:
+        return dict(load_model(backend.weights, device="cpu").class_names)
+    except (ValueError, OSError):
+        return {0: "cell"}
+
+
+def write_predictions(out: Path, coco, overwrite: bool) -> Path:
+    """Write ``predictions.json``; without ``overwrite`` never over one made meanwhile.
+
+    ``coco``: a COCO dict, or ``write(path) -> path`` that writes one (atomically).
 
     A run into the same ``--out`` at the same time may have written it since
     this run started: this run's results then go to ``predictions-2.json``
@@ -237,10 +347,11 @@ def write_predictions(out: Path, coco: dict, overwrite: bool) -> Path:
 
     from napari_livecell.core.formats.coco import write_coco
 
+    write = coco if callable(coco) else lambda path: write_coco(path, coco)
     target = out / PREDICTIONS
     if overwrite:
-        return write_coco(target, coco)
-    temporary = write_coco(out / f".{target.stem}.{os.getpid()}.json", coco)
+        return write(target)
+    temporary = write(out / f".{target.stem}.{os.getpid()}.json")
     try:
         for number in range(1, 10_000):
             candidate = target if number == 1 else out / f"{target.stem}-{number}.json"
@@ -331,33 +442,51 @@ def _report_skipped(search, out: Path) -> None:
         )
 
 
-def _frames_with_progress(events, n_frames: int, name: str) -> tuple[list, list, list]:
-    """A run's frames, polarities and resamplings, with a bar over a stack's frames and one over tiles."""
-    from napari_livecell.core.inference.run import FrameResult, TileProgress
+class _Bars:
+    """A bar over a stack's frames and one over a large frame's tiles, fed by a run's events."""
 
-    frames, polarities, resamplings = [], [], []
-    frame_bar = progress_bar(n_frames, name, unit="frame") if n_frames > 1 else None
-    tile_bar = None
-    try:
-        for event in events:
-            if isinstance(event, TileProgress) and event.total > 1:
-                if tile_bar is None:
-                    tile_bar = progress_bar(event.total, "", unit="tile")
-                if event.done == 1 or tile_bar.total != event.total:
-                    tile_bar.reset(total=event.total)
-                    where = f" frame {event.frame + 1}/{n_frames}" if n_frames > 1 else ""
-                    tile_bar.set_description(f"{name}{where}", refresh=False)
-                tile_bar.update(event.done - tile_bar.n)
-                if event.done == event.total:
-                    tile_bar.refresh()  # show the last tile, however soon it came
-            elif isinstance(event, FrameResult):
-                frames.append(event.segmentation)
-                polarities.append(event.polarity)
-                resamplings.append(event.resampling)
-                if frame_bar is not None:
-                    frame_bar.update(1)
-    finally:
-        for bar in (tile_bar, frame_bar):
+    def __init__(self, n_frames: int, done: int, name: str) -> None:
+        self.n_frames, self.done, self.name = n_frames, done, name
+        self.frame_bar = progress_bar(n_frames, name, unit="frame") if n_frames > 1 else None
+        if self.frame_bar is not None and done:
+            self.frame_bar.update(done)  # finished by the interrupted run
+        self.tile_bar = None
+
+    def __enter__(self) -> _Bars:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for bar in (self.tile_bar, self.frame_bar):
             if bar is not None:
                 bar.close()
-    return frames, polarities, resamplings
+
+    def tiles(self, frame: int, done: int, total: int) -> None:
+        """Tiles ``done`` of ``total`` in frame number ``frame`` (counted from the stack's first)."""
+        if total <= 1:
+            return
+        if self.tile_bar is None:
+            self.tile_bar = progress_bar(total, "", unit="tile")
+        if done == 1 or self.tile_bar.total != total:
+            self.tile_bar.reset(total=total)
+            where = f" frame {frame + 1}/{self.n_frames}" if self.n_frames > 1 else ""
+            self.tile_bar.set_description(f"{self.name}{where}", refresh=False)
+        self.tile_bar.update(done - self.tile_bar.n)
+        if done == total:
+            self.tile_bar.refresh()  # show the last tile, however soon it came
+
+    def events(self, events):
+        """The run's frame results, its tile progress shown on the way."""
+        from napari_livecell.core.inference.run import FrameResult, TileProgress
+
+        for event in events:
+            if isinstance(event, TileProgress):
+                self.tiles(self.done + event.frame, event.done, event.total)
+            elif isinstance(event, FrameResult):
+                yield event
+
+    def frames(self, items):
+        """``items`` passed on, each counted on the frame bar once the caller is done with it."""
+        for item in items:
+            yield item
+            if self.frame_bar is not None:
+                self.frame_bar.update(1)

@@ -42,13 +42,21 @@ class TiffLabelSink:
         Shape and id dtype of the whole result.
     resume : dict, optional
         The state of an earlier run's last :meth:`checkpoint`: go on after it.
+    partial : path, optional
+        Where the file grows until :meth:`close` (:func:`partial_path` by default).
     """
 
-    def __init__(self, target: str | os.PathLike, layout: LabelLayout, resume: dict | None = None) -> None:
+    def __init__(
+        self,
+        target: str | os.PathLike,
+        layout: LabelLayout,
+        resume: dict | None = None,
+        partial: str | os.PathLike | None = None,
+    ) -> None:
         import tifffile
 
         self.target = Path(target)
-        self.path = partial_path(self.target)
+        self.path = partial_path(self.target) if partial is None else Path(partial)
         self.layout = layout
         self.frames = 0
         self._page: tuple[tuple[int, ...], int] | None = None  # (frame index, data offset) being filled

@@ -199,3 +199,56 @@ def _read_frame(folder: Path, index: int) -> tuple:
     if "model_modality" in record:
         polarity = Polarity(record["modality"], record["model_modality"], record["modality_decided"])
     return segmentation, polarity, Resampling.from_dict(record)
+
+
+# a huge frame's tiles as tasks ------------------------------------------------------------------
+
+
+def tile_task(piece: np.ndarray, part, weights: str | None, settings, torch_threads: int | None = None):
+    """Runs on a worker: one tile's network pass, its cached model (:func:`.bands.tile_instances`)."""
+    from napari_livecell.core.inference.bands import tile_instances
+    from napari_livecell.core.models.model import load_model
+
+    model = load_model(weights, device="cpu")
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    return tile_instances(piece, part, model, settings)
+
+
+def iter_tile_instances(
+    jobs: Iterable,
+    client,
+    weights: str | None,
+    settings,
+    torch_threads: int | None = None,
+    in_flight: int | None = None,
+) -> Iterator:
+    """A tiled frame's tiles run as Dask tasks; their instances yielded in the grid's order.
+
+    ``jobs``: ``(network input, tile)`` pairs (:func:`.bands.segment_frame_bands`),
+    submitted as they are read, at most ``in_flight`` (two per worker by
+    default) not yet yielded: the client paints each tile's owned cells into
+    the frame's bands as they come back (the same ownership rule and the same
+    cells as a local run), and never holds more than those tiles' outputs.
+    """
+    from collections import deque
+
+    in_flight = in_flight or max(2, 2 * len(client.scheduler_info().get("workers", {})))
+    pending: deque = deque()
+    try:
+        for piece, part in jobs:
+            pending.append(
+                client.submit(tile_task, piece, part, weights, settings, torch_threads, pure=False, retries=3)
+            )
+            if len(pending) >= in_flight:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        if pending:  # stopped early: do not leave the cluster working for nobody
+            try:
+                client.cancel(list(pending))
+            except RuntimeError:
+                pass
