@@ -16,7 +16,6 @@ from napari_livecell.cli.common import (
     imgsz_int,
     int_in,
     pixel_size_um,
-    progress_bar,
 )
 from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
 from napari_livecell.core.models.runtime import RUNTIMES
@@ -27,7 +26,15 @@ PREDICTIONS = "predictions.json"
 
 def add_parser(commands) -> None:
     """Register the subcommand."""
-    seg = commands.add_parser("segment", help="segment images; write labels, outlines and COCO json")
+    seg = commands.add_parser(
+        "segment",
+        help="segment images; write labels, outlines and COCO json",
+        description="Segment images frame by frame, writing each frame's labels, outlines and cells as it "
+        "finishes (memory stays flat in frames; a frame larger than --imgsz is written band by band). "
+        "Resume: an interrupted run (Ctrl-C, a crash, a killed job) keeps its progress in hidden files "
+        "in --out; the same command with the same inputs and settings goes on after the last finished "
+        "frame. Other settings start over.",
+    )
     seg.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
     seg.add_argument(
         "--model", default=None, help="weights (.onnx; .pt with extra train); the shipped model if omitted"
@@ -97,7 +104,8 @@ def add_parser(commands) -> None:
     seg.add_argument(
         "--scheduler",
         default=None,
-        help="Dask scheduler address: frames of each stack run on the cluster, resumably",
+        help="Dask scheduler address: frames of each stack, or the tiles of a frame larger than "
+        "--imgsz, run as tasks on the cluster",
     )
     seg.add_argument(
         "--threads",
@@ -119,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     in ``--out`` is updated: the same command run again after an
     interruption goes on after the last finished frame.
     """
+    from napari_livecell.cli._segment_stream import run_fingerprint, segment_input
     from napari_livecell.core.images import search_images
     from napari_livecell.core.inference.predict import PredictSettings
     from napari_livecell.core.inference.run import Backend
@@ -174,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     failures, finished = [], []
     for path in paths:
         try:
-            summary = segment_input(path, args, backend, settings, out, progress)
+            summary = segment_input(path, args, backend, settings, out, progress, label_sink)
         except USER_ERRORS as error:
             failures.append(f"{path.name}: {error}")
             continue
@@ -215,72 +224,6 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def segment_input(path: Path, args, backend, settings, out: Path, progress):
-    """Segment one input, writing each frame's results as it finishes; resume where it stopped.
-
-    Returns
-    -------
-    InputSummary
-        Its frames, cells and what was decided for them.
-    """
-    from napari_livecell.core.formats.label_sink import LabelLayout
-    from napari_livecell.core.formats.lazy_image import opened_image
-    from napari_livecell.core.inference.bands import band_segmenter
-    from napari_livecell.core.inference.pixel_size import image_pixel_size
-    from napari_livecell.core.inference.predict import iter_frames
-    from napari_livecell.core.inference.run import RunStarted, iter_segment
-    from napari_livecell.core.inference.stream import (
-        OutlineWriter,
-        stream_input,
-        stream_tiled_input,
-        summary_of,
-    )
-
-    state = progress.state(path.stem)
-    target = out / f"{path.stem}_labels.tif"
-    if state["done"] and target.exists():
-        return summary_of(state)  # finished by the interrupted run
-    if state["done"]:
-        state = progress.restart(path.stem)
-    with opened_image(path) as image:
-        image = _prepare_image(image, path, args.channel)
-        pixel = image_pixel_size(path, args.pixel_size)
-        leading, image_frames = iter_frames(image, None, state["frames"])
-        layout = LabelLayout(
-            leading, tuple(image.shape[len(leading) : len(leading) + 2]), ids_dtype(image, args)
-        )
-        try:
-            sink = label_sink(out, path.stem, layout, progress, state["sink"] if state["frames"] else None)
-        except (OSError, ValueError):  # the partial output is gone or cut: start this input over
-            state = progress.restart(path.stem)
-            leading, image_frames = iter_frames(image, None, 0)
-            sink = label_sink(out, path.stem, layout, progress, None)
-        if state["frames"] == 0:
-            progress.cells(path.stem).unlink(missing_ok=True)
-        outlines = OutlineWriter(out, path.stem, leading)
-        cells = progress.cells(path.stem)
-        with (
-            band_segmenter(backend, settings, *pixel, layout.frame_shape) as segment_bands,
-            _Bars(layout.n_frames, state["frames"], path.name) as bars,
-        ):
-            if segment_bands is not None:  # frames larger than the network input: band by band
-                args_ = (segment_bands, sink, outlines, path.name, layout.dtype, state, progress, cells)
-                stream_tiled_input(bars.frames(image_frames), *args_, on_tiles=bars.tiles)
-            else:
-                events = iter_segment(image, backend, settings, None, *pixel, start=state["frames"])
-                started = next(events)
-                assert isinstance(started, RunStarted)  # iter_segment's first event
-                frames = bars.frames(bars.events(events))
-                stream_input(
-                    frames, image_frames, sink, outlines, path.name, layout.dtype, state, progress, cells
-                )
-        sink.close()
-        outlines.finish(layout.n_frames)
-    state["done"] = True
-    progress.save()
-    return summary_of(state)
-
-
 def label_sink(out: Path, stem: str, layout, progress, resume: dict | None):
     """The sink that writes an input's labels (``<stem>_labels.tif``, page by page).
 
@@ -291,36 +234,6 @@ def label_sink(out: Path, stem: str, layout, progress, resume: dict | None):
 
     partial = progress.partial(stem, "_labels.tif.partial")
     return TiffLabelSink(out / f"{stem}_labels.tif", layout, resume, partial=partial)
-
-
-def ids_dtype(image, args) -> object:
-    """The labels' id dtype, decided before the first frame: uint16 where these frames cannot overflow it.
-
-    A frame holds at most the model's maximum detections per network pass;
-    a frame larger than ``--imgsz`` (tiled) or resampled to another pixel
-    size may take several passes, so it gets uint32.
-    """
-    import numpy as np
-
-    from napari_livecell.core.formats.label_sink import id_dtype
-    from napari_livecell.core.inference.predict import MAX_DETECTIONS, iter_frames
-
-    leading, _ = iter_frames(image)
-    frame = image.shape[len(leading) : len(leading) + 2]
-    n_frames = int(np.prod(leading)) if leading else 1
-    one_pass = max(frame) <= args.imgsz and args.pixel_size is None and TILE_MODES[args.tile] is not True
-    return id_dtype(n_frames, MAX_DETECTIONS) if one_pass else np.dtype(np.uint32)
-
-
-def run_fingerprint(args: argparse.Namespace, paths: list[Path]) -> dict:
-    """What makes a rerun the same run (it resumes): the inputs and every setting that changes the cells."""
-    from napari_livecell.core.inference.stream import input_fingerprint
-
-    keys = ("model", "conf", "iou", "imgsz", "modality", "tile", "channel", "pixel_size", "runtime", "device")
-    settings = {key: getattr(args, key, None) for key in keys}
-    settings.update(triton=args.triton, triton_model=args.triton_model, cluster=bool(args.scheduler))
-    settings["out_format"] = getattr(args, "out_format", "tiff")
-    return {"settings": settings, "inputs": [input_fingerprint(path) for path in paths]}
 
 
 def _cluster_class_names(backend) -> dict[int, str]:
@@ -440,53 +353,3 @@ def _report_skipped(search, out: Path) -> None:
             f"napari-livecell: skipped {' and '.join(reasons)}: results are never read as inputs",
             file=sys.stderr,
         )
-
-
-class _Bars:
-    """A bar over a stack's frames and one over a large frame's tiles, fed by a run's events."""
-
-    def __init__(self, n_frames: int, done: int, name: str) -> None:
-        self.n_frames, self.done, self.name = n_frames, done, name
-        self.frame_bar = progress_bar(n_frames, name, unit="frame") if n_frames > 1 else None
-        if self.frame_bar is not None and done:
-            self.frame_bar.update(done)  # finished by the interrupted run
-        self.tile_bar = None
-
-    def __enter__(self) -> _Bars:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for bar in (self.tile_bar, self.frame_bar):
-            if bar is not None:
-                bar.close()
-
-    def tiles(self, frame: int, done: int, total: int) -> None:
-        """Tiles ``done`` of ``total`` in frame number ``frame`` (counted from the stack's first)."""
-        if total <= 1:
-            return
-        if self.tile_bar is None:
-            self.tile_bar = progress_bar(total, "", unit="tile")
-        if done == 1 or self.tile_bar.total != total:
-            self.tile_bar.reset(total=total)
-            where = f" frame {frame + 1}/{self.n_frames}" if self.n_frames > 1 else ""
-            self.tile_bar.set_description(f"{self.name}{where}", refresh=False)
-        self.tile_bar.update(done - self.tile_bar.n)
-        if done == total:
-            self.tile_bar.refresh()  # show the last tile, however soon it came
-
-    def events(self, events):
-        """The run's frame results, its tile progress shown on the way."""
-        from napari_livecell.core.inference.run import FrameResult, TileProgress
-
-        for event in events:
-            if isinstance(event, TileProgress):
-                self.tiles(self.done + event.frame, event.done, event.total)
-            elif isinstance(event, FrameResult):
-                yield event
-
-    def frames(self, items):
-        """``items`` passed on, each counted on the frame bar once the caller is done with it."""
-        for item in items:
-            yield item
-            if self.frame_bar is not None:
-                self.frame_bar.update(1)
