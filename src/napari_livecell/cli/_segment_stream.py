@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from napari_livecell.cli.common import progress_bar
@@ -38,8 +39,6 @@ def segment_input(path: Path, args, backend, settings, out: Path, progress, labe
     if state["done"]:
         state = progress.restart(path.stem)
     with opened_image(path) as image:
-        from napari_livecell.cli.segment import _prepare_image
-
         image = _prepare_image(image, path, args.channel)
         pixel = image_pixel_size(path, args.pixel_size)
         leading, image_frames = iter_frames(image, None, state["frames"])
@@ -156,3 +155,18 @@ class _Bars:
             yield item
             if self.frame_bar is not None:
                 self.frame_bar.update(1)
+
+
+def _prepare_image(image, path: Path, channel: int | None):
+    """The channel asked for, and a warning when the input looks like a label image."""
+    from napari_livecell.core.images import looks_like_labels, select_channel
+
+    if channel is not None:
+        image = select_channel(image, channel)
+    if looks_like_labels(image):
+        print(
+            f"napari-livecell: warning: {path.name} looks like a label image (flat integer regions on 0), "
+            "not a microscope image: segmenting it anyway",
+            file=sys.stderr,
+        )
+    return image

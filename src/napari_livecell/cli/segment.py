@@ -288,21 +288,6 @@ def write_predictions(out: Path, coco, overwrite: bool) -> Path:
         temporary.unlink(missing_ok=True)
 
 
-def _prepare_image(image, path: Path, channel: int | None):
-    """The channel asked for, and a warning when the input looks like a label image."""
-    from napari_livecell.core.images import looks_like_labels, select_channel
-
-    if channel is not None:
-        image = select_channel(image, channel)
-    if looks_like_labels(image):
-        print(
-            f"napari-livecell: warning: {path.name} looks like a label image (flat integer regions on 0), "
-            "not a microscope image: segmenting it anyway",
-            file=sys.stderr,
-        )
-    return image
-
-
 def output_names(stem: str) -> tuple[str, ...]:
     """The files ``segment`` may write for an input with this stem (a stack's outlines are a folder)."""
     return (f"{stem}_labels.tif", f"{stem}_outlines.png", f"{stem}_outlines")

@@ -12,7 +12,7 @@ cells, their ids and their annotations are those of the whole-image path;
 memory is the frame, two tile rows of labels and one tile's masks.
 
 The tiles' network passes come from anywhere (:func:`tile_instances`): this
-process, or Dask workers (:mod:`.distributed`), as long as they are painted
+process, or Dask workers (:func:`iter_tile_instances`), as long as they are painted
 in the grid's order.
 """
 
@@ -259,6 +259,58 @@ def segment_frame_bands(
     return painter.n_cells
 
 
+# a huge frame's tiles as tasks ------------------------------------------------------------------
+
+
+def tile_task(piece: np.ndarray, part, weights: str | None, settings, torch_threads: int | None = None):
+    """Runs on a worker: one tile's network pass, its cached model (:func:`tile_instances`)."""
+    from napari_livecell.core.models.model import load_model
+
+    model = load_model(weights, device="cpu")
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    return tile_instances(piece, part, model, settings)
+
+
+def iter_tile_instances(
+    jobs: Iterable,
+    client,
+    weights: str | None,
+    settings,
+    torch_threads: int | None = None,
+    in_flight: int | None = None,
+) -> Iterator:
+    """A tiled frame's tiles run as Dask tasks; their instances yielded in the grid's order.
+
+    ``jobs``: ``(network input, tile)`` pairs (:func:`segment_frame_bands`),
+    submitted as they are read, at most ``in_flight`` (two per worker by
+    default) not yet yielded: the client paints each tile's owned cells into
+    the frame's bands as they come back (the same ownership rule and the same
+    cells as a local run), and never holds more than those tiles' outputs.
+    """
+    from collections import deque
+
+    in_flight = in_flight or max(2, 2 * len(client.scheduler_info().get("workers", {})))
+    pending: deque = deque()
+    try:
+        for piece, part in jobs:
+            pending.append(
+                client.submit(tile_task, piece, part, weights, settings, torch_threads, pure=False, retries=3)
+            )
+            if len(pending) >= in_flight:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        if pending:  # stopped early: do not leave the cluster working for nobody
+            try:
+                client.cancel(list(pending))
+            except RuntimeError:
+                pass
+
+
 @contextlib.contextmanager
 def band_segmenter(backend, settings, pixel_size: float | None, pixel_size_source: str, frame_shape: tuple):
     """Yield ``segment_bands(frame, on_band, on_cells)`` for a run's frames, or ``None`` where they need none.
@@ -290,8 +342,6 @@ def band_segmenter(backend, settings, pixel_size: float | None, pixel_size_sourc
     instances = None
     if backend.scheduler:
         from distributed import Client
-
-        from .distributed import iter_tile_instances
 
         try:
             # not the default: the frames are read here, not by the cluster
