@@ -12,7 +12,8 @@ from napari_livecell.cli.common import progress_bar
 def segment_input(path: Path, args, backend, settings, out: Path, progress, label_sink):
     """Segment one input, writing each frame's results as it finishes; resume where it stopped.
 
-    ``label_sink(out, stem, layout, progress, resume)`` opens the sink its labels go to.
+    ``label_sink(out, path, layout, progress, resume, args)`` opens the sink its labels go to
+    (:func:`napari_livecell.cli.segment.label_sink`).
 
     Returns
     -------
@@ -33,8 +34,8 @@ def segment_input(path: Path, args, backend, settings, out: Path, progress, labe
     )
 
     state = progress.state(path.stem)
-    target = out / f"{path.stem}_labels.tif"
-    if state["done"] and target.exists():
+    output = state.get("output")
+    if state["done"] and output and Path(output).exists():
         return summary_of(state)  # finished by the interrupted run
     if state["done"]:
         state = progress.restart(path.stem)
@@ -46,11 +47,11 @@ def segment_input(path: Path, args, backend, settings, out: Path, progress, labe
             leading, tuple(image.shape[len(leading) : len(leading) + 2]), ids_dtype(image, args)
         )
         try:
-            sink = label_sink(out, path.stem, layout, progress, state["sink"] if state["frames"] else None)
+            sink = label_sink(out, path, layout, progress, state["sink"] if state["frames"] else None, args)
         except (OSError, ValueError):  # the partial output is gone or cut: start this input over
             state = progress.restart(path.stem)
             leading, image_frames = iter_frames(image, None, 0)
-            sink = label_sink(out, path.stem, layout, progress, None)
+            sink = label_sink(out, path, layout, progress, None, args)
         if state["frames"] == 0:
             progress.cells(path.stem).unlink(missing_ok=True)
         outlines = OutlineWriter(out, path.stem, leading)
@@ -72,7 +73,7 @@ def segment_input(path: Path, args, backend, settings, out: Path, progress, labe
                 )
         sink.close()
         outlines.finish(layout.n_frames)
-    state["done"] = True
+    state["done"], state["output"] = True, str(sink.target)
     progress.save()
     return summary_of(state)
 

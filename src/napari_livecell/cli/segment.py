@@ -224,16 +224,18 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def label_sink(out: Path, stem: str, layout, progress, resume: dict | None):
-    """The sink that writes an input's labels (``<stem>_labels.tif``, page by page).
+def label_sink(out: Path, path: Path, layout, progress, resume: dict | None, args: argparse.Namespace):
+    """The sink that writes input ``path``'s labels: ``<stem>_labels.tif``, page by page.
 
-    Its partial output is ``progress.partial(stem, suffix)``; ``resume``: the
-    sink's last checkpoint in an interrupted run (``None``: start afresh).
+    ``layout``: the labels' shape and id dtype; ``resume``: the sink's last
+    checkpoint in an interrupted run (``None``: start afresh). A partial
+    output goes to ``progress.partial(stem, suffix)``, a hidden name of this
+    run's own. The sink's ``target`` is the finished output.
     """
     from napari_livecell.core.formats.tiff_sink import TiffLabelSink
 
-    partial = progress.partial(stem, "_labels.tif.partial")
-    return TiffLabelSink(out / f"{stem}_labels.tif", layout, resume, partial=partial)
+    partial = progress.partial(path.stem, "_labels.tif.partial")
+    return TiffLabelSink(out / f"{path.stem}_labels.tif", layout, resume, partial=partial)
 
 
 def _cluster_class_names(backend) -> dict[int, str]:

@@ -18,6 +18,7 @@ Implementations: :class:`napari_livecell.core.formats.tiff_sink.TiffLabelSink`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -74,6 +75,8 @@ class LabelSink(Protocol):
     once, without overlap, in row-major order. Ids are final (they run on
     across frames) and fit the layout's dtype.
     """
+
+    target: Path  # the finished output (a file or a folder), there once :meth:`close` returns
 
     def write_frame(self, index: tuple[int, ...], labels: np.ndarray) -> None:
         """Write frame ``index`` (its leading index, ``()`` for one frame): ``labels`` is ``(H, W)``."""
