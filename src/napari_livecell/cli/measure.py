@@ -26,20 +26,23 @@ def add_parser(commands) -> None:
         "measure",
         help="measure every cell (area, perimeter, shape, intensity) into CSV",
         description=(
-            "Measure the cells of label images (TIFFs: one frame or a stack; or a COCO json, whose "
-            "scores, classes and statuses are kept) with skimage.measure.regionprops_table, and "
-            "write a per-cell CSV and a per-image summary CSV (<out>_summary.csv: cell count, "
-            "confluence, mean area). Columns and units: docs/measurements.md."
+            "Measure the cells of label images (TIFFs: one frame or a stack; a COCO json, whose "
+            "scores, classes and statuses are kept; or an OME-Zarr store's labels/cells) with "
+            "skimage.measure.regionprops_table, and write a per-cell CSV and a per-image summary CSV "
+            "(<out>_summary.csv: cell count, confluence, mean area). Columns and units: docs/measurements.md."
         ),
     )
     measure.add_argument(
-        "labels", nargs="+", metavar="LABELS", help="label TIFFs, folders of them, globs, or COCO json"
+        "labels",
+        nargs="+",
+        metavar="LABELS",
+        help="label TIFFs, folders of them, globs, COCO json, or OME-Zarr stores (their labels/cells)",
     )
     measure.add_argument(
         "--images",
         default=None,
-        help="intensity image (one LABELS) or folder of images named like the labels "
-        "(<stem>_labels.tif -> <stem>.tif/.png/...); without it the intensity columns are empty",
+        help="intensity image (one LABELS; a TIFF, PNG or OME-Zarr) or folder of images named like the "
+        "labels (<stem>_labels.tif -> <stem>.tif/.png/...); without it the intensity columns are empty",
     )
     measure.add_argument(
         "--pixel-size", type=pixel_size_um, default=None, help="micrometres per pixel (default: px)"
@@ -69,9 +72,13 @@ def find_label_files(patterns: list[str]) -> list[Path]:
         A pattern that matches nothing.
     """
     found: list[Path] = []
+    from napari_livecell.core.formats.ome_zarr import has_labels
+
     for pattern in patterns:
         path = Path(pattern)
-        if path.is_dir():
+        if path.is_dir() and has_labels(path):  # an OME-Zarr store's labels/cells
+            found.append(path)
+        elif path.is_dir():
             matches = sorted(p for p in path.iterdir() if _is_label_file(p))
             if not matches:
                 raise FileNotFoundError(f"no label TIFFs in folder {path}")
@@ -146,8 +153,20 @@ def images_of(folder: Path, source: LabelSource):
 
 
 def read_labels(path: Path) -> LabelSource:
-    """A label TIFF (squeezed; integer) or a COCO json (with its cell table and image, when found)."""
+    """A label TIFF (squeezed; integer), a COCO json (with its cell table and image, when found) or OME-Zarr.
+
+    An OME-Zarr store's ``labels/cells`` are read frame by frame; an image in
+    the same store is their intensity image.
+    """
     import numpy as np
+
+    if path.is_dir():
+        from napari_livecell.core.formats.ome_zarr import read_labels as read_ome_zarr_labels
+        from napari_livecell.core.images import input_stem, is_ome_zarr_image, read_image
+
+        labels = read_ome_zarr_labels(path).data
+        image = read_image(path) if is_ome_zarr_image(path) else None
+        return LabelSource(input_stem(path), labels, image=image)
 
     if path.suffix.lower() == ".json":
         from napari_livecell.core.formats.coco_stack import read_coco_stack, read_images
@@ -186,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         with_image_name,
         write_measurements_csv,
     )
-    from napari_livecell.core.images import read_image
+    from napari_livecell.core.images import is_ome_zarr_image, read_image
 
     pixel_size = check_pixel_size(args.pixel_size)
     if Path(args.out).suffix.lower() != ".csv":  # refused before its folder is made
@@ -196,14 +215,15 @@ def run(args: argparse.Namespace) -> int:
     images = Path(args.images) if args.images else None
     if images is not None and not images.exists():
         raise FileNotFoundError(f"--images {images} does not exist")
-    if images is not None and images.is_file() and len(paths) > 1:
+    if images is not None and (images.is_file() or is_ome_zarr_image(images)) and len(paths) > 1:
         raise CommandError(f"--images {images} is one image but {len(paths)} label files were given")
     cells, summaries = [], []
     with progress_bar(len(paths), "measure", unit="img") as bar:
         for path in paths:
             source = read_labels(path)
             if images is not None:
-                source.image = read_image(images) if images.is_file() else images_of(images, source)
+                one_image = images.is_file() or is_ome_zarr_image(images)
+                source.image = read_image(images) if one_image else images_of(images, source)
             steps = iter_measure(source.labels, source.image, pixel_size, source.features)
             while True:
                 try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,18 +16,26 @@ from napari_livecell.cli.common import (
     imgsz_int,
     int_in,
     pixel_size_um,
-    progress_bar,
 )
 from napari_livecell.core.inference.predict import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, MODALITIES
 from napari_livecell.core.models.runtime import RUNTIMES
 
 TILE_MODES = {"auto": None, "on": True, "off": False}
+OUT_FORMATS = ("tiff", "ome-zarr")
 PREDICTIONS = "predictions.json"
 
 
 def add_parser(commands) -> None:
     """Register the subcommand."""
-    seg = commands.add_parser("segment", help="segment images; write labels, outlines and COCO json")
+    seg = commands.add_parser(
+        "segment",
+        help="segment images; write labels, outlines and COCO json",
+        description="Segment images frame by frame, writing each frame's labels, outlines and cells as it "
+        "finishes (memory stays flat in frames; a frame larger than --imgsz is written band by band). "
+        "Resume: an interrupted run (Ctrl-C, a crash, a killed job) keeps its progress in hidden files "
+        "in --out; the same command with the same inputs and settings goes on after the last finished "
+        "frame. Other settings start over.",
+    )
     seg.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
     seg.add_argument(
         "--model", default=None, help="weights (.onnx; .pt with extra train); the shipped model if omitted"
@@ -90,6 +97,14 @@ def add_parser(commands) -> None:
     )
     seg.add_argument("--out", required=True, help="output folder")
     seg.add_argument(
+        "--out-format",
+        choices=OUT_FORMATS,
+        default="tiff",
+        help="labels as <stem>_labels.tif (tiff), or as the OME-Zarr labels group "
+        "<stem>.ome.zarr/labels/cells (ome-zarr: chunked, a pyramid napari opens lazily; `measure` "
+        "reads it; docs/huge_images.md)",
+    )
+    seg.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the results (predictions.json) of an earlier run in --out; without it such a "
@@ -98,7 +113,8 @@ def add_parser(commands) -> None:
     seg.add_argument(
         "--scheduler",
         default=None,
-        help="Dask scheduler address: frames of each stack run on the cluster, resumably",
+        help="Dask scheduler address: frames of each stack, or the tiles of a frame larger than "
+        "--imgsz, run as tasks on the cluster",
     )
     seg.add_argument(
         "--threads",
@@ -111,19 +127,20 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Segment every image; write per-image outputs and one ``predictions.json``.
+    """Segment every image; write per-image outputs as frames finish, then one ``predictions.json``.
 
     Before any work: the inputs are found (leaving earlier results and the
     output folder out), every input gets output names of its own, and the
-    output folder is created and proven writable.
+    output folder is created and proven writable. Each frame's labels,
+    outlines and cells are written as it finishes, and the progress record
+    in ``--out`` is updated: the same command run again after an
+    interruption goes on after the last finished frame.
     """
-    from napari_livecell.core.formats.coco import CocoImage, build_coco
-    from napari_livecell.core.images import read_image, search_images
-    from napari_livecell.core.inference.frame_input import describe_polarities
-    from napari_livecell.core.inference.pixel_size import describe_resamplings, image_pixel_size
+    from napari_livecell.cli._segment_stream import run_fingerprint, segment_input
+    from napari_livecell.core.images import input_stem, search_images
     from napari_livecell.core.inference.predict import PredictSettings
-    from napari_livecell.core.inference.render import write_segment_outputs
-    from napari_livecell.core.inference.run import Backend, RunStarted, iter_segment
+    from napari_livecell.core.inference.run import Backend
+    from napari_livecell.core.inference.stream import RunProgress
     from napari_livecell.core.models.model import load_model
 
     try:
@@ -131,19 +148,26 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(str(error)) from None
     checked_pixel_size(args.pixel_size)
+    if args.out_format == "ome-zarr":
+        from napari_livecell.core.formats.ome_zarr import require_ome_zarr
+
+        require_ome_zarr()  # the extra missing: one line now, not after the frames are segmented
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1")
     out = Path(args.out)
     search = search_images(args.paths, out)
     paths = search.paths
-    check_output_names(paths, out)
-    if (out / PREDICTIONS).exists() and not args.overwrite:
+    check_output_names(paths, out, args.out_format)
+    progress = RunProgress(out, run_fingerprint(args, paths))
+    if (out / PREDICTIONS).exists() and not args.overwrite and not progress.resumed:
         raise CommandError(
             f"{out / PREDICTIONS} holds the results of an earlier run: give --overwrite to replace them, "
             "or another --out"
         )
     ensure_output_folder(out)
     _report_skipped(search, out)
+    if progress.resumed:
+        print(f"napari-livecell: resuming the interrupted run in {out}", file=sys.stderr)
     if args.triton:
         from napari_livecell.core.models.triton import triton_spec
 
@@ -155,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
         weights = None if args.model is None else str(check_weights_path(args.model))
         backend = Backend(weights=weights, scheduler=args.scheduler, threads=args.threads)
-        class_names = None
+        class_names, runtime = None, "torch"
     else:
         model = load_model(args.model, device=args.device, runtime=args.runtime)
         runtime = "triton" if args.triton else model.runtime
@@ -168,65 +192,96 @@ def run(args: argparse.Namespace) -> int:
             weights=args.model, device=args.device, tile=TILE_MODES[args.tile], runtime=args.runtime
         )
         class_names = model.class_names
-    entries: list[CocoImage] = []
     resampled: dict[str, dict] = {}
-    failures = []
+    failures, finished = [], []
     for path in paths:
         try:
-            image = read_image(path)
-            image = _prepare_image(image, path, args.channel)
-            pixel = image_pixel_size(path, args.pixel_size)
-            # on a cluster, finished frames wait in a scratch folder: a rerun after a crash skips them
-            scratch = out / f".{path.stem}_frames" if args.scheduler else None
-            events = iter_segment(image, backend, settings, None, *pixel, scratch=scratch)
-            started = next(events)
-            assert isinstance(started, RunStarted)  # iter_segment's first event
-            leading = started.leading
-            frames, polarities, resamplings = _frames_with_progress(events, started.n_frames, path.name)
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+            summary = segment_input(path, args, backend, settings, out, progress, label_sink)
         except USER_ERRORS as error:
             failures.append(f"{path.name}: {error}")
             continue
-        write_segment_outputs(out, path.stem, image, frames)
-        for frame_index, frame in enumerate(frames):
-            entries.append(
-                CocoImage(
-                    image_id=len(entries) + 1,
-                    file_name=path.name,
-                    segmentation=frame,
-                    frame=frame_index if leading else None,
-                )
-            )
-        n_cells = sum(f.n_cells for f in frames)
-        if resamplings and resamplings[0] is not None:
-            resampled[path.name] = resamplings[0].as_dict()
+        finished.append(path)
+        if summary.first_resampling is not None:
+            resampled[path.name] = summary.first_resampling
         print(
-            f"{path.name}: {n_cells} cells; {describe_polarities(polarities)}; "
-            f"{describe_resamplings(resamplings)}",
+            f"{path.name}: {summary.n_cells} cells; {summary.polarities}; {summary.resamplings}",
             file=sys.stderr,
         )
-    if entries:
-        coco = build_coco(entries, class_names=class_names, with_scores=True)
-        coco["info"]["settings"] = {
+    if finished:
+        from napari_livecell.core.formats.coco_stream import write_coco_stream
+
+        info = {"description": "napari-livecell", "version": "1.0"}
+        info["settings"] = {
             "model": Path(args.model).name if args.model else (model.name if class_names else "default"),
             "conf": settings.conf,
             "iou": settings.iou,
             "imgsz": settings.imgsz,
             "modality": settings.modality,
-            "runtime": "torch" if args.scheduler else runtime,
+            "runtime": runtime,
             "pixel_size_um": args.pixel_size,
             "resampling": resampled,
         }
-        written = write_predictions(out, coco, args.overwrite)
-        print(f"wrote {len(entries)} frame(s) of results to {out} ({written.name})")
+        files = [progress.cells(input_stem(path)) for path in finished]
+        names = class_names or _cluster_class_names(backend)
+        written = write_predictions(
+            out,
+            lambda target: write_coco_stream(target, files, names, info),
+            args.overwrite or progress.resumed,
+        )
+        n_frames = sum(progress.state(input_stem(path))["frames"] for path in finished)
+        print(f"wrote {n_frames} frame(s) of results to {out} ({written.name})")
+    if not failures:
+        progress.finish()  # a failed input keeps its progress: a rerun goes on where it stopped
     for failure in failures:
         print(f"napari-livecell: error: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def write_predictions(out: Path, coco: dict, overwrite: bool) -> Path:
-    """Write ``predictions.json``; without ``overwrite`` never over one that appeared meanwhile.
+def label_sink(out: Path, path: Path, layout, progress, resume: dict | None, args: argparse.Namespace):
+    """The sink that writes input ``path``'s labels: ``<stem>_labels.tif`` page by page, or OME-Zarr.
+
+    ``layout``: the labels' shape and id dtype; ``resume``: the sink's last
+    checkpoint in an interrupted run (``None``: start afresh). A partial
+    output goes to ``progress.partial(stem, suffix)``, a hidden name of this
+    run's own (OME-Zarr: a hidden folder beside the store). The sink's
+    ``target`` is the finished output. ``--out-format ome-zarr`` writes
+    ``<stem>.ome.zarr/labels/cells``: an OME-Zarr input's axes and scale go
+    with it, any input's pixel size (``--pixel-size``, else its metadata).
+    """
+    from napari_livecell.core.images import input_stem
+
+    stem = input_stem(path)
+    if args.out_format == "ome-zarr":
+        from napari_livecell.core.formats.ome_zarr import labels_store_path, ome_zarr_label_sink
+        from napari_livecell.core.images import is_ome_zarr_image, open_ome_zarr
+        from napari_livecell.core.inference.pixel_size import image_pixel_size
+
+        image = open_ome_zarr(path) if is_ome_zarr_image(path) else None
+        if image is not None and len(image.axes.replace("c", "")) != len(layout.leading) + 2:
+            image = None  # frames laid out otherwise than stored: axes from the shape
+        pixel = image_pixel_size(path, args.pixel_size)[0]
+        target = labels_store_path(out, stem)
+        return ome_zarr_label_sink(target, layout, resume, image=image, pixel_size_um=pixel)
+    from napari_livecell.core.formats.tiff_sink import TiffLabelSink
+
+    partial = progress.partial(stem, "_labels.tif.partial")
+    return TiffLabelSink(out / f"{stem}_labels.tif", layout, resume, partial=partial)
+
+
+def _cluster_class_names(backend) -> dict[int, str]:
+    """The model's classes when the cluster ran it (the workers load it, not this process)."""
+    from napari_livecell.core.models.model import load_model
+
+    try:
+        return dict(load_model(backend.weights, device="cpu").class_names)
+    except (ValueError, OSError):
+        return {0: "cell"}
+
+
+def write_predictions(out: Path, coco, overwrite: bool) -> Path:
+    """Write ``predictions.json``; without ``overwrite`` never over one made meanwhile.
+
+    ``coco``: a COCO dict, or ``write(path) -> path`` that writes one (atomically).
 
     A run into the same ``--out`` at the same time may have written it since
     this run started: this run's results then go to ``predictions-2.json``
@@ -237,10 +292,11 @@ def write_predictions(out: Path, coco: dict, overwrite: bool) -> Path:
 
     from napari_livecell.core.formats.coco import write_coco
 
+    write = coco if callable(coco) else lambda path: write_coco(path, coco)
     target = out / PREDICTIONS
     if overwrite:
-        return write_coco(target, coco)
-    temporary = write_coco(out / f".{target.stem}.{os.getpid()}.json", coco)
+        return write(target)
+    temporary = write(out / f".{target.stem}.{os.getpid()}.json")
     try:
         for number in range(1, 10_000):
             candidate = target if number == 1 else out / f"{target.stem}-{number}.json"
@@ -264,27 +320,13 @@ def write_predictions(out: Path, coco: dict, overwrite: bool) -> Path:
         temporary.unlink(missing_ok=True)
 
 
-def _prepare_image(image, path: Path, channel: int | None):
-    """The channel asked for, and a warning when the input looks like a label image."""
-    from napari_livecell.core.images import looks_like_labels, select_channel
-
-    if channel is not None:
-        image = select_channel(image, channel)
-    if looks_like_labels(image):
-        print(
-            f"napari-livecell: warning: {path.name} looks like a label image (flat integer regions on 0), "
-            "not a microscope image: segmenting it anyway",
-            file=sys.stderr,
-        )
-    return image
-
-
-def output_names(stem: str) -> tuple[str, ...]:
+def output_names(stem: str, out_format: str = "tiff") -> tuple[str, ...]:
     """The files ``segment`` may write for an input with this stem (a stack's outlines are a folder)."""
-    return (f"{stem}_labels.tif", f"{stem}_outlines.png", f"{stem}_outlines")
+    labels = f"{stem}.ome.zarr" if out_format == "ome-zarr" else f"{stem}_labels.tif"
+    return (labels, f"{stem}_outlines.png", f"{stem}_outlines")
 
 
-def check_output_names(paths: list[Path], out: Path) -> None:
+def check_output_names(paths: list[Path], out: Path, out_format: str = "tiff") -> None:
     """Refuse a run in which two inputs would write the same files, or one would overwrite an input.
 
     Names are compared without case: ``A.tif`` and ``a.png`` clash on macOS
@@ -296,17 +338,19 @@ def check_output_names(paths: list[Path], out: Path) -> None:
     CommandError
         Naming both inputs and the shared file, or the input at risk.
     """
+    from napari_livecell.core.images import input_stem
+
     owners: dict[str, Path] = {}
     inputs = {path.resolve() for path in paths}
     for path in paths:
-        key = path.stem.casefold()
+        key = input_stem(path).casefold()
         if key in owners:
             raise CommandError(
-                f"{owners[key]} and {path} would both write {owners[key].stem}_labels.tif in {out}: "
-                "rename one, or segment them into separate --out folders"
+                f"{owners[key]} and {path} would both write {output_names(input_stem(path), out_format)[0]} "
+                f"in {out}: rename one, or segment them into separate --out folders"
             )
         owners[key] = path
-        for name in output_names(path.stem):
+        for name in output_names(input_stem(path), out_format):
             target = (out / name).resolve()
             if target in inputs:
                 raise CommandError(
@@ -329,35 +373,3 @@ def _report_skipped(search, out: Path) -> None:
             f"napari-livecell: skipped {' and '.join(reasons)}: results are never read as inputs",
             file=sys.stderr,
         )
-
-
-def _frames_with_progress(events, n_frames: int, name: str) -> tuple[list, list, list]:
-    """A run's frames, polarities and resamplings, with a bar over a stack's frames and one over tiles."""
-    from napari_livecell.core.inference.run import FrameResult, TileProgress
-
-    frames, polarities, resamplings = [], [], []
-    frame_bar = progress_bar(n_frames, name, unit="frame") if n_frames > 1 else None
-    tile_bar = None
-    try:
-        for event in events:
-            if isinstance(event, TileProgress) and event.total > 1:
-                if tile_bar is None:
-                    tile_bar = progress_bar(event.total, "", unit="tile")
-                if event.done == 1 or tile_bar.total != event.total:
-                    tile_bar.reset(total=event.total)
-                    where = f" frame {event.frame + 1}/{n_frames}" if n_frames > 1 else ""
-                    tile_bar.set_description(f"{name}{where}", refresh=False)
-                tile_bar.update(event.done - tile_bar.n)
-                if event.done == event.total:
-                    tile_bar.refresh()  # show the last tile, however soon it came
-            elif isinstance(event, FrameResult):
-                frames.append(event.segmentation)
-                polarities.append(event.polarity)
-                resamplings.append(event.resampling)
-                if frame_bar is not None:
-                    frame_bar.update(1)
-    finally:
-        for bar in (tile_bar, frame_bar):
-            if bar is not None:
-                bar.close()
-    return frames, polarities, resamplings

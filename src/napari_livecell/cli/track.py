@@ -22,7 +22,11 @@ def add_parser(commands) -> None:
             "tracks CSV, per-track features, review flags and growth curves (CSV + PNG)."
         ),
     )
-    track.add_argument("labels", metavar="LABELS_STACK", help="label stack TIFF, or a folder of label TIFFs")
+    track.add_argument(
+        "labels",
+        metavar="LABELS_STACK",
+        help="label stack TIFF, a folder of label TIFFs, or an OME-Zarr store (its labels/cells)",
+    )
     track.add_argument("--out", required=True, help="output folder")
     track.add_argument("--ctc", action="store_true", help="also write a Cell Tracking Challenge folder")
     track.add_argument("--roi", action="store_true", help="also write an ImageJ/Fiji ROI set (.zip)")
@@ -49,7 +53,7 @@ def add_parser(commands) -> None:
 
 
 def read_stack(path: Path):
-    """A ``(T, Y, X)`` label stack: a TIFF read whole, or a folder of frames read lazily."""
+    """A ``(T, Y, X)`` label stack: a TIFF read whole; a folder of frames or OME-Zarr labels read lazily."""
     import numpy as np
     import tifffile
 
@@ -57,6 +61,16 @@ def read_stack(path: Path):
 
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    from napari_livecell.core.formats.ome_zarr import has_labels, read_labels
+
+    if path.is_dir() and has_labels(path):  # an OME-Zarr store's labels/cells, read frame by frame
+        from napari_livecell.core.images import input_stem
+
+        stack = read_labels(path).data
+        if stack.ndim != 3:
+            raise CommandError(f"{path.name}: labels/cells is not a (T, Y, X) stack (shape {stack.shape})")
+        check_labels(stack, str(path), LABELS_HINT)
+        return stack, input_stem(path)
     if path.is_dir():
         import dask
         import dask.array as da

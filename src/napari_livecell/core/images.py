@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_livecell.core.ngff import ImageReadError, is_ome_zarr, is_ome_zarr_image, open_ome_zarr
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-
-
-class ImageReadError(ValueError):
-    """A path that does not hold a readable image."""
 
 
 def computed_blocks(stack) -> Iterator[np.ndarray]:
@@ -63,18 +61,24 @@ def is_lazy(image) -> bool:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a TIFF (any dtype, stacks included), PNG or JPEG.
+    """Read a TIFF (any dtype, stacks included), PNG or JPEG; an OME-Zarr folder lazily.
+
+    An OME-Zarr image comes as a dask array of its highest resolution in the
+    TIFF path's layout (:func:`open_ome_zarr`): nothing is read until a block is.
 
     Raises
     ------
     ImageReadError
-        Missing file, unsupported extension, or a file that does not decode.
+        Missing file, unsupported extension, a file that does not decode, or
+        an OME-Zarr folder whose metadata or arrays do not make an image.
     """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"image not found: {path}")
     if path.is_dir():
-        raise ImageReadError(f"{path} is a folder, not an image")
+        if is_ome_zarr(path):
+            return open_ome_zarr(path).data
+        raise ImageReadError(f"{path} is a folder, not an image (nor an OME-Zarr image)")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise ImageReadError(f"{path.name} is not a supported image ({', '.join(IMAGE_SUFFIXES)})")
@@ -321,8 +325,8 @@ def search_images(patterns: list[str], out: str | os.PathLike | None = None) -> 
     Parameters
     ----------
     patterns : list of str
-        Files, folders (their images, not recursive) or glob patterns
-        (``**`` recurses).
+        Files, OME-Zarr image folders, folders (their images and OME-Zarr
+        images, not recursive) or glob patterns (``**`` recurses).
     out : path, optional
         The run's output folder.
 
@@ -366,14 +370,16 @@ def search_images(patterns: list[str], out: str | os.PathLike | None = None) -> 
 
     for pattern in patterns:
         path = Path(pattern)
-        if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if is_ome_zarr_image(path):
+            found.append(path)
+        elif path.is_dir():
+            matches = sorted(p for p in path.iterdir() if _is_image_path(p))
             found += keep(matches, f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
         elif path.exists():
             found.append(path)
         elif glob.has_magic(pattern):
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
-            matches = [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+            matches = [p for p in matches if _is_image_path(p)]
             found += keep(matches, f"no images match {pattern!r}")
         else:
             raise ImageReadError(f"image not found: {path}")
@@ -383,6 +389,22 @@ def search_images(patterns: list[str], out: str | os.PathLike | None = None) -> 
     search.outputs = [p for p in dict.fromkeys(search.outputs) if p not in taken]
     search.inside_out = [p for p in dict.fromkeys(search.inside_out) if p not in taken]
     return search
+
+
+def _is_image_path(path: Path) -> bool:
+    """An image file, or an OME-Zarr image folder (not a labels-only store ``segment`` wrote)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        return True
+    return path.name.lower().endswith(".zarr") and is_ome_zarr_image(path)
+
+
+def input_stem(path: str | os.PathLike) -> str:
+    """An input's name without its extension: ``a.tif`` -> ``a``, ``a.ome.zarr`` -> ``a``."""
+    name = Path(path).name
+    for suffix in (".ome.zarr", ".zarr"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
 
 
 def find_images(patterns: list[str], out: str | os.PathLike | None = None) -> list[Path]:
@@ -413,3 +435,4 @@ def check_pixel_size(pixel_size_um: float | None) -> float | None:
     if not np.isfinite(size) or size <= 0:
         raise ValueError(f"pixel size must be a positive number of micrometres, not {pixel_size_um}")
     return size
+

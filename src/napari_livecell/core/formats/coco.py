@@ -103,6 +103,47 @@ def encode_rle_in_box(local: np.ndarray, top: int, left: int, shape: tuple[int, 
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
+def cell_annotation(
+    local: np.ndarray,
+    corner: tuple[int, int],
+    shape: tuple[int, int],
+    annotation_id: int,
+    image_id: int,
+    category_id: int,
+    area: int,
+    score: float | None = None,
+    rle: bool = False,
+) -> dict:
+    """One cell's COCO annotation from its mask in its box (``corner``: the box's top-left pixel).
+
+    Polygons, one per part, unless ``rle`` or the cell has a hole (RLE over
+    the image of ``shape`` then). ``score``: written when given (NaN as null).
+    """
+    from napari_livecell.core.segmentation import mask_rings
+
+    top, left = corner
+    rings, holes = mask_rings(local, (top, left))
+    encoded: dict | list
+    if rle or any(holes):
+        encoded = encode_rle_in_box(local, top, left, shape)
+    else:
+        # traced vertices are exact quarter pixels: nothing to round
+        encoded = [ring.ravel().tolist() for ring in rings]
+    height, width = local.shape
+    annotation = {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": encoded,
+        "area": area,
+        "bbox": [float(left), float(top), float(width), float(height)],
+        "iscrowd": 0,
+    }
+    if score is not None:
+        annotation["score"] = None if score != score else score  # NaN: no model score
+    return annotation
+
+
 def segmentation_annotations(
     segmentation: Segmentation,
     image_id: int,
@@ -124,7 +165,7 @@ def segmentation_annotations(
     when given, are written as each cell's ``label`` (its id in a napari
     layer); a score that is NaN (a cell a person added) is written as null.
     """
-    from napari_livecell.core.segmentation import cell_boxes, mask_rings
+    from napari_livecell.core.segmentation import cell_boxes
 
     annotations: list[dict] = []
     # plain Python values once per frame: numpy scalars are slow per cell
@@ -142,30 +183,17 @@ def segmentation_annotations(
             continue
         rows, cols = box
         local = segmentation.labels[box] == index + 1
-        rings, holes = mask_rings(local, (box[0].start, box[1].start))
-        encoded: dict | list
-        if rle or any(holes):
-            encoded = encode_rle_in_box(local, rows.start, cols.start, segmentation.labels.shape)
-        else:
-            # traced vertices are exact quarter pixels: nothing to round
-            encoded = [ring.ravel().tolist() for ring in rings]
-        annotation = {
-            "id": first_annotation_id + len(annotations),
-            "image_id": image_id,
-            "category_id": categories[index],
-            "segmentation": encoded,
-            "area": areas[index],
-            "bbox": [
-                float(cols.start),
-                float(rows.start),
-                float(cols.stop - cols.start),
-                float(rows.stop - rows.start),
-            ],
-            "iscrowd": 0,
-        }
-        if with_scores:
-            score = scores[index]
-            annotation["score"] = None if score != score else score  # NaN: no model score
+        annotation = cell_annotation(
+            local,
+            (rows.start, cols.start),
+            segmentation.labels.shape,
+            first_annotation_id + len(annotations),
+            image_id,
+            categories[index],
+            areas[index],
+            scores[index] if with_scores else None,
+            rle,
+        )
         if statuses is not None:
             annotation["status"] = str(statuses[index])
         if labels is not None:

@@ -330,13 +330,20 @@ def segment_frame_resampled_steps(
 
 
 def file_pixel_size(path: str | os.PathLike | None) -> float | None:
-    """The pixel size a TIFF's metadata gives, in micrometres (``None`` for other files or none given).
+    """The pixel size a TIFF's or an OME-Zarr's metadata gives, in micrometres (``None`` when none is given).
 
     Reads only the header: OME-XML ``PhysicalSizeX``, then ImageJ's unit
     with the resolution tags, then ``XResolution`` in centimetres or inches
     (see :func:`tiff_pixel_size`). Unreadable files give ``None``: the
     reader that opens the pixels reports those.
     """
+    if path is not None and Path(path).is_dir():
+        from napari_livecell.core.ngff import ImageReadError, is_ome_zarr, open_ome_zarr
+
+        try:  # an OME-Zarr image's scale, in its axes' length unit
+            return open_ome_zarr(path).pixel_size_um if is_ome_zarr(path) else None
+        except ImageReadError:
+            return None
     if path is None or Path(path).suffix.lower() not in (".tif", ".tiff") or not Path(path).is_file():
         return None
     import tifffile

@@ -435,7 +435,9 @@ def _median_colour(image: np.ndarray) -> np.ndarray:
     return np.array([(a + b) // 2 for a, b in zip(lower, upper)], np.uint8)
 
 
-def iter_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[tuple[int, ...], Iterator]:
+def iter_frames(
+    image: np.ndarray, rgb: bool | None = None, start: int = 0
+) -> tuple[tuple[int, ...], Iterator]:
     """Split an image of any leading axes into 2-D frames, lazily.
 
     Parameters
@@ -445,6 +447,9 @@ def iter_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[tuple[int, 
     rgb : bool, optional
         Whether the last axis holds colour channels; guessed (last axis of
         length 3 or 4) when omitted.
+    start : int
+        Skip the frames before this one (C order of the leading axes), unread:
+        a run that resumes after its last finished frame.
 
     Returns
     -------
@@ -466,12 +471,22 @@ def iter_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[tuple[int, 
     leading = shape[:-spatial]
 
     def frames():
+        from itertools import islice
+
         from napari_livecell.core.images import is_lazy, iter_lazy_frames
 
+        indices = islice(np.ndindex(*leading), start, None)
         if leading and is_lazy(image):
-            yield from iter_lazy_frames(image, leading)
+            source = image
+            if start:  # one flat axis of frames, sliced: the frames before ``start`` are never read
+                source = image.reshape(-1, *shape[len(leading) :])[start:]
+            for index, (_, frame) in zip(indices, iter_lazy_frames(source, source.shape[:1])):
+                yield index, frame
             return
-        for index in np.ndindex(*leading):
+        if not leading and is_lazy(image):  # here, not on a Dask client that may be the default
+            yield (), np.asarray(image.compute(scheduler="threads"))
+            return
+        for index in indices:
             yield index, np.asarray(image[index] if index else image)
 
     return leading, frames()

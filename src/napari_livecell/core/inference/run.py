@@ -161,6 +161,7 @@ def iter_segment(
     pixel_size: float | None = None,
     pixel_size_source: str = "",
     scratch: str | os.PathLike | None = None,
+    start: int = 0,
 ) -> Iterator[RunEvent]:
     """Segment an image or stack frame by frame, wherever the backend says.
 
@@ -185,6 +186,11 @@ def iter_segment(
         On a Dask cluster: a folder that keeps each finished frame, so that a
         rerun after a crash computes only the frames missing there
         (:func:`.distributed.iter_segment_distributed`).
+    start : int
+        Begin with this frame (C order), the ones before it unread: a run
+        resuming after its last finished frame. Frame numbers count from it
+        (:attr:`FrameResult.number` 0 is frame ``start``); indices are the
+        frames' own.
 
     Yields
     ------
@@ -202,7 +208,7 @@ def iter_segment(
     from napari_livecell.core.inference.remote import is_service_url
 
     settings = settings or PredictSettings()
-    leading, frames = iter_frames(image, rgb)
+    leading, frames = iter_frames(image, rgb, start)
     if backend.scheduler and is_service_url(backend.weights):
         raise ValueError("a service URL and a Dask scheduler cannot be used together")
     pixel = (check_pixel_size(pixel_size), pixel_size_source if pixel_size is not None else "")

@@ -527,7 +527,7 @@ def source_entries(source: str | os.PathLike) -> list[ReviewEntry]:
     ReviewError
         No images found, two sharing a stem, or images of the json missing.
     """
-    from napari_livecell.core.images import find_images
+    from napari_livecell.core.images import find_images, input_stem
 
     source = Path(source)
     folder = review_folder_for(source)
@@ -549,10 +549,10 @@ def source_entries(source: str | os.PathLike) -> list[ReviewEntry]:
         raise ReviewError(f"{source} is neither a folder of images nor a COCO json")
     if not paths:
         raise ReviewError(f"no images in {source}")
-    names = [p.stem for p in paths]
+    names = [input_stem(p) for p in paths]  # a.ome.zarr is a
     if len(set(names)) != len(names):
         raise ReviewError("two images share a file name stem; review them in separate folders")
-    return [check_entry(ReviewEntry(name=p.stem, image=str(p)), str(source)) for p in paths]
+    return [check_entry(ReviewEntry(name=name, image=str(p)), str(source)) for name, p in zip(names, paths)]
 
 
 def new_index(source: str | os.PathLike) -> ReviewIndex:
