@@ -10,7 +10,10 @@ segmented by the CLI in a fresh process with its defaults (runtime auto).
   1,000 frames.
 * Per frame: (wall time - wall time of a 1-frame stack) / (frames - 1), so
   that start-up and the model's load are left out; the goal is the
-  1,000-frame figure within 1.1x of the 100-frame one.
+  1,000-frame figure within 1.1x of the 100-frame one. Within one run of
+  200 frames or more, also the last 100 frames' time against the first
+  100's (from the outline PNGs' times): a cost that grew with the frames
+  written would show there, whatever the shared machine's load between runs.
 
 ``--source``: another checkout's ``src`` to run instead (e.g. the code before
 streaming), for a before/after row.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,14 +47,26 @@ def run_segment(stack: Path, out: Path, source: str) -> tuple[float, int]:
     """Wall seconds and peak RSS bytes of one ``segment`` run in a fresh process."""
     env = {**os.environ, "PYTHONPATH": source}
     argv = [sys.executable, "-m", "napari_livecell.cli", "segment", str(stack), "--out", str(out)]
+    log = out.with_suffix(".log")
     start = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    with open(log, "wb") as err:  # a file, not a pipe: the progress bars would fill a pipe nobody reads
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise SystemExit(f"segment failed: {process.stderr.read().decode()[-2000:]}")
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"segment failed: {log.read_text()[-2000:]}")
     return wall, usage.ru_maxrss * 1024
+
+
+def within_run(out: Path, n_frames: int) -> str:
+    """Seconds per frame over the run's first and last 100 frames, from its outline PNGs' times."""
+    folder = next(out.glob("*_outlines"), None)
+    if folder is None or n_frames < 200:
+        return ""
+    times = sorted(path.stat().st_mtime for path in folder.iterdir())
+    first = (times[100] - times[0]) / 100
+    last = (times[-1] - times[-101]) / 100
+    return f"; frames 1-100: {first * 1000:.0f} ms, last 100: {last * 1000:.0f} ms ({last / first:.2f}x)"
 
 
 def main() -> None:
@@ -75,9 +91,10 @@ def main() -> None:
             per_frame = (wall - results[1][0]) / (n_frames - 1) if n_frames > 1 else float("nan")
             print(
                 f"{n_frames:5d} frames: wall {wall:7.1f} s, per frame {per_frame * 1000:6.0f} ms, "
-                f"peak RSS {peak / 2**20:6.0f} MiB",
+                f"peak RSS {peak / 2**20:6.0f} MiB{within_run(root / f'out{n_frames}', n_frames)}",
                 flush=True,
             )
+            shutil.rmtree(root / f"out{n_frames}")
         first, last = args.frames[0], args.frames[-1]
         if last != first:
             ratio = ((results[last][0] - results[1][0]) / (last - 1)) / (
