@@ -77,8 +77,10 @@ def main() -> None:
                 if assistant_class is not None:
                     assistant = assistant_class(frame.image, recipe, segmentation.areas)
                     row["recovered"], row["pointable"], _ = pointing_recovery(prediction, truth, assistant)
-                    row["assisted"] = annotate(prediction, truth, assistant_class(frame.image, recipe))
+                    # the same assistant: add_cell_at keeps no state but the window candidates it caches
+                    row["assisted"] = annotate(prediction, truth, assistant)
                     total["recovered"] += row["recovered"]
+                    total["pointable"] += row["pointable"]
                     total["assisted_hand"] += row["assisted"].hand_drawn
                     total["assisted_actions"] += row["assisted"].actions
                 total["missed"] += row["missed"]
@@ -92,12 +94,16 @@ def main() -> None:
     print(_header(assistant_class is not None))
     for row in rows:
         print(_row(row))
-    print("\n| look | conf | missed | recovered by one add_cell_at | hand-drawn / frame: brush, assisted |")
+    print(
+        "\n| look | conf | missed (empty place) | recovered by one add_cell_at: of missed, of empty "
+        "| hand-drawn / frame: brush, assisted |"
+    )
     print("|---|---|---|---|---|")
     for (look, conf), total in totals.items():
         frames = total["frames"]
         recovered = (
-            f"{total['recovered']:.0f} ({total['recovered'] / max(total['missed'], 1):.0%})"
+            f"{total['recovered']:.0f}: {total['recovered'] / max(total['missed'], 1):.0%}, "
+            f"{total['recovered'] / max(total['pointable'], 1):.0%}"
             if assistant_class is not None
             else "-"
         )
@@ -106,7 +112,8 @@ def main() -> None:
             hand += f", {total['assisted_hand'] / frames:.1f}"
             ratio = total["brush_hand"] / total["assisted_hand"] if total["assisted_hand"] else np.inf
             hand += f" ({ratio:.1f}x fewer)"
-        print(f"| {look} | {conf} | {total['missed']:.0f} | {recovered} | {hand} |")
+        missed = f"{total['missed']:.0f} ({total['pointable']:.0f})"
+        print(f"| {look} | {conf} | {missed} | {recovered} | {hand} |")
 
 
 def _header(assisted: bool) -> str:
@@ -126,8 +133,8 @@ def _row(row: dict) -> str:
         cost = row["assisted"]
         kinds = cost.by_kind
         text += (
-            f" {row['recovered']}/{row['missed']} | {cost.actions} ({kinds['add']}/{kinds['cycle']}/"
-            f"{kinds['box']}), {cost.hand_drawn}, {cost.ap50:.3f} |"
+            f" {row['recovered']} ({row['pointable']} empty) | {cost.actions} "
+            f"({kinds['add']}/{kinds['cycle']}/{kinds['box']}), {cost.hand_drawn}, {cost.ap50:.3f} |"
         )
     return text
 
