@@ -121,3 +121,25 @@ def test_the_model_brings_back_missed_cells(missed_at_high_confidence):
     assert assisted.hand_drawn * 5 <= brush.hand_drawn
     assert assisted.ap50 == brush.ap50 == pytest.approx(1.0)
     assert len(np.unique(assisted.final[assisted.final > 0])) == truth.max()  # one cell per true cell
+
+
+def test_a_model_that_never_helps_is_not_asked_for_every_cell(default_model):
+    from napari_livecell.core.analysis.annotator import GIVE_UP_AFTER
+    from napari_livecell.core.analysis.assist import CellAssistant
+    from napari_livecell.core.inference.recipe import FrameRecipe
+
+    class Counting(CellAssistant):
+        asked = 0
+
+        def add_cell_at(self, labels, point, new_id):
+            self.asked += 1
+            return super().add_cell_at(labels, point, new_id)
+
+    truth = np.zeros((64, 160), np.int32)
+    for index in range(GIVE_UP_AFTER + 2):
+        truth[disc(truth.shape, (32, 11 + 22 * index), 9)] = index + 1
+    flat = np.full(truth.shape, 128, np.uint8)  # nothing for the model to see
+    assistant = Counting(flat, FrameRecipe.plan(default_model))
+    cost = annotate(np.zeros_like(truth), truth, assistant)
+    assert assistant.asked == GIVE_UP_AFTER
+    assert cost.hand_drawn == GIVE_UP_AFTER + 2

@@ -14,6 +14,7 @@ and no cell matched before loses its match:
    wrong cell lies there, **cycle** its alternatives (1 each, at most
    :data:`MAX_CYCLES`), then a **box** around the true cell (1). A failed try is
    taken back (an **undo**, 1 action, and a **delete** of a wrong cell it left);
+   after :data:`GIVE_UP_AFTER` failed cells in a row the model is not asked again;
 4. **draw by hand** what is still missing (``hand_drawn``, with the true cell's
    perimeter; the brush paints over whatever was there);
 5. **delete** (1 action each) every cell that matches no true cell.
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 MAX_CYCLES = 3  # alternatives a person looks at before reaching for the box
 BOX_MARGIN = 0.25  # of the true cell's size, on each side of the box drawn around it
+GIVE_UP_AFTER = 5  # cells in a row the model could not bring back: the rest are drawn without asking it
 ACTION_KINDS = ("delete", "merge", "split", "add", "cycle", "box", "undo")
 
 
@@ -91,12 +93,10 @@ class _Session:
     def next_id(self) -> int:
         return int(self.labels.max()) + 1
 
-    def attempt(self, candidate: np.ndarray, true_id: int | None = None) -> bool:
-        """Keep ``candidate`` if it matches ``true_id`` (or more cells) and loses no match."""
+    def attempt(self, candidate: np.ndarray, true_id: int) -> bool:
+        """Keep ``candidate`` if it matches ``true_id`` and no true cell loses its match."""
         matched = self._matching(candidate)
-        kept = all(matched.get(t) is not None for t in self.matched)
-        better = true_id in matched if true_id is not None else len(matched) > len(self.matched)
-        if kept and better:
+        if true_id in matched and all(t in matched for t in self.matched):
             self.labels, self.matched = candidate, matched
             return True
         return False
@@ -115,9 +115,10 @@ def applied(labels: np.ndarray, edit: PixelEdit) -> np.ndarray:
 
 def interior_point(mask: np.ndarray) -> tuple[int, int]:
     """The pixel of ``mask`` farthest from its outline (the image border counts as outline)."""
-    distance = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    row, col = np.unravel_index(int(np.argmax(distance)), mask.shape)
-    return int(row), int(col)
+    rows, cols = ndi.find_objects(mask.astype(np.int8))[0]
+    distance = ndi.distance_transform_edt(np.pad(mask[rows, cols], 1))
+    row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return int(row) - 1 + rows.start, int(col) - 1 + cols.start
 
 
 def pointing_place(mask: np.ndarray, labels: np.ndarray) -> tuple[tuple[int, int], bool]:
@@ -174,8 +175,10 @@ def _cut_lines(piece: np.ndarray, rest: np.ndarray, cell: np.ndarray) -> list[np
     along its main direction; then the perpendicular bisector of the two sides'
     centres. Both run a little past the cell's bounding box.
     """
-    rows, cols = np.nonzero(cell)
-    span = float(np.hypot(np.ptp(rows), np.ptp(cols))) / 2 + 3
+    box = ndi.find_objects(cell.astype(np.int8))[0]
+    offset = np.array([box[0].start, box[1].start], float)
+    cell, piece, rest = cell[box], piece[box], rest[box]
+    span = float(np.hypot(*cell.shape)) / 2 + 3
     lines = []
     seam = cell & (np.abs(ndi.distance_transform_edt(~piece) - ndi.distance_transform_edt(~rest)) <= 1.0)
     if seam.sum() >= 2:
@@ -189,7 +192,7 @@ def _cut_lines(piece: np.ndarray, rest: np.ndarray, cell: np.ndarray) -> list[np
         direction /= np.hypot(*direction)
         centre = (first + second) / 2
         lines.append(np.array([centre - span * direction, centre + span * direction]))
-    return lines
+    return [line + offset for line in lines]
 
 
 def _split_covers(session: _Session) -> None:
@@ -382,10 +385,10 @@ def annotate(
     _merge_pieces(session)
     _split_covers(session)
     true_cells = sorted(set(np.unique(truth[truth > 0]).tolist()))
-    if assistant is not None:
-        for true_id in true_cells:
-            if true_id not in session.matched:
-                _assist(session, assistant, true_id)
+    failures = 0
+    for true_id in true_cells if assistant is not None else ():
+        if true_id not in session.matched and failures < GIVE_UP_AFTER:
+            failures = 0 if _assist(session, assistant, true_id) else failures + 1
     hand_drawn, perimeter = 0, 0.0
     for true_id in true_cells:
         if true_id not in session.matched:
