@@ -92,14 +92,22 @@ def test_bad_input_is_refused(truth):
 
 
 @pytest.fixture(scope="module")
-def missed_at_high_confidence(default_model):
+def onnx_model():
+    """The shipped model as the Segment dock runs it on a CPU (ONNX Runtime)."""
+    from napari_livecell.core.models.model import load_model
+
+    return load_model(device="cpu", runtime="auto")
+
+
+@pytest.fixture(scope="module")
+def missed_at_high_confidence(onnx_model):
     """A tiny fresh frame, segmented by the shipped model at confidence 0.7: cells missed."""
     from napari_livecell.core.inference.predict import PredictSettings
     from napari_livecell.core.inference.recipe import FrameRecipe
     from napari_livecell.core.training.synthetic import synthesize_image
 
     frame = synthesize_image(seed=3201, n_cells=24, shape=(160, 224))
-    recipe = FrameRecipe.plan(default_model, PredictSettings(conf=0.7))
+    recipe = FrameRecipe.plan(onnx_model, PredictSettings(conf=0.7))
     return frame, recipe, recipe.segment(frame.image).segmentation
 
 
@@ -123,7 +131,7 @@ def test_the_model_brings_back_missed_cells(missed_at_high_confidence):
     assert len(np.unique(assisted.final[assisted.final > 0])) == truth.max()  # one cell per true cell
 
 
-def test_a_model_that_never_helps_is_not_asked_for_every_cell(default_model):
+def test_a_model_that_never_helps_is_not_asked_for_every_cell(onnx_model):
     from napari_livecell.core.analysis.annotator import GIVE_UP_AFTER
     from napari_livecell.core.analysis.assist import CellAssistant
     from napari_livecell.core.inference.recipe import FrameRecipe
@@ -139,7 +147,7 @@ def test_a_model_that_never_helps_is_not_asked_for_every_cell(default_model):
     for index in range(GIVE_UP_AFTER + 2):
         truth[disc(truth.shape, (32, 11 + 22 * index), 9)] = index + 1
     flat = np.full(truth.shape, 128, np.uint8)  # nothing for the model to see
-    assistant = Counting(flat, FrameRecipe.plan(default_model))
+    assistant = Counting(flat, FrameRecipe.plan(onnx_model))
     cost = annotate(np.zeros_like(truth), truth, assistant)
     assert assistant.asked == GIVE_UP_AFTER
     assert cost.hand_drawn == GIVE_UP_AFTER + 2
