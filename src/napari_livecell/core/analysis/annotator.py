@@ -321,7 +321,7 @@ def mask_ap50(labels: np.ndarray, truth: np.ndarray) -> float:
     from .evaluate import evaluate
 
     def annotations(image: np.ndarray, scored: bool) -> list[dict]:
-        out = []
+        out: list[dict] = []
         for index, box in enumerate(ndi.find_objects(image)):
             if box is None:
                 continue
@@ -386,8 +386,8 @@ def annotate(
     _split_covers(session)
     true_cells = sorted(set(np.unique(truth[truth > 0]).tolist()))
     failures = 0
-    for true_id in true_cells if assistant is not None else ():
-        if true_id not in session.matched and failures < GIVE_UP_AFTER:
+    for true_id in true_cells:
+        if assistant is not None and true_id not in session.matched and failures < GIVE_UP_AFTER:
             failures = 0 if _assist(session, assistant, true_id) else failures + 1
     hand_drawn, perimeter = 0, 0.0
     for true_id in true_cells:
