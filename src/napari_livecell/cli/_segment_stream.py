@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from napari_livecell.cli.common import progress_bar
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def segment_input(path: Path, args, backend, settings, out: Path, progress, label_sink):
@@ -80,7 +84,7 @@ def segment_input(path: Path, args, backend, settings, out: Path, progress, labe
     return summary_of(state)
 
 
-def ids_dtype(image, args) -> object:
+def ids_dtype(image, args) -> np.dtype:
     """The labels' id dtype, decided before the first frame: uint16 where these frames cannot overflow it.
 
     A frame holds at most the model's maximum detections per network pass;
@@ -118,7 +122,7 @@ class _Bars:
         self.frame_bar = progress_bar(n_frames, name, unit="frame") if n_frames > 1 else None
         if self.frame_bar is not None and done:
             self.frame_bar.update(done)  # finished by the interrupted run
-        self.tile_bar = None
+        self.tile_bar: Any = None
 
     def __enter__(self) -> _Bars:
         return self

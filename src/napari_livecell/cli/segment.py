@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from napari_livecell.cli.common import (
     USER_ERRORS,
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     if finished:
         from napari_livecell.core.formats.coco_stream import write_coco_stream
 
-        info = {"description": "napari-livecell", "version": "1.0"}
+        info: dict[str, Any] = {"description": "napari-livecell", "version": "1.0"}
         info["settings"] = {
             "model": Path(args.model).name if args.model else (model.name if class_names else "default"),
             "conf": settings.conf,

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,7 @@ def cell_annotation(
         # traced vertices are exact quarter pixels: nothing to round
         encoded = [ring.ravel().tolist() for ring in rings]
     height, width = local.shape
-    annotation = {
+    annotation: dict[str, Any] = {
         "id": annotation_id,
         "image_id": image_id,
         "category_id": category_id,

@@ -12,7 +12,7 @@ images and annotations as :func:`.coco.build_coco` does. The result equals
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .coco import segmentation_annotations
@@ -56,7 +56,7 @@ def _lines(cells_files: Iterable[str | os.PathLike]) -> Iterator[dict]:
 
 def write_coco_stream(
     path: str | os.PathLike,
-    cells_files: list[str | os.PathLike],
+    cells_files: Sequence[str | os.PathLike],
     class_names: dict[int, str],
     info: dict,
 ) -> Path:

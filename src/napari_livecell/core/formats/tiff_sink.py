@@ -89,7 +89,7 @@ class TiffLabelSink:
         if row0 < 0 or col0 < 0 or row0 + labels.shape[0] > height or col0 + labels.shape[1] > width:
             raise ValueError(f"a tile at ({row0}, {col0}) of {labels.shape} leaves the frame {height, width}")
         if self._page is None or self._page[0] != tuple(index):
-            offset, _ = self._writer.write(
+            offset, _ = self._writer.write(  # type: ignore[misc]
                 shape=self.layout.frame_shape,
                 dtype=self.layout.dtype,
                 returnoffset=True,

@@ -352,7 +352,7 @@ def band_segmenter(backend, settings, pixel_size: float | None, pixel_size_sourc
         def instances(jobs: Iterable) -> Iterator[TileInstances]:
             return iter_tile_instances(jobs, client, backend.weights, settings, backend.threads)
 
-    def segment_bands(frame: Any, on_band: Callable, on_cells: Callable) -> Generator:
+    def segment_bands(frame: Any, on_band: Callable, on_cells: Callable) -> Generator[Any, Any, tuple]:
         frame = np.asarray(frame)
         polarity = recipe.polarity(frame)
         cells = yield from segment_frame_bands(frame, model, settings, polarity, on_band, on_cells, instances)
