@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -96,66 +94,3 @@ def outlines_folder(out: str | os.PathLike, stem: str) -> Path:
 def frame_png_name(number: int) -> str:
     """A stack frame's outline PNG, numbered in C order of the leading axes."""
     return f"frame_{number:04d}.png"
-
-
-def write_segment_outputs(
-    out: str | os.PathLike, stem: str, image: Any, frames: list, rgb: bool | None = None
-) -> list[Path]:
-    """Write ``<stem>_labels.tif`` and the outlined image(s) of one input.
-
-    Parameters
-    ----------
-    out : path
-        Output folder.
-    stem : str
-        The input's file stem.
-    image : array-like
-        The input image or stack (as read, after any channel choice).
-    frames : list of Segmentation
-        One result per frame, in C order of the stack's leading axes.
-    rgb : bool, optional
-        Whether the image's last axis is colour (guessed when omitted).
-
-    Returns
-    -------
-    list of Path
-        The labels TIFF (a stack's ids run on across frames, as in the napari
-        result layer; 16-bit when they fit), then ``<stem>_outlines.png`` for
-        a single frame or the folder ``<stem>_outlines/`` holding
-        ``frame_0000.png``... for a stack (8-bit PNGs a viewer opens at once,
-        where one RGB TIFF of a whole stack was tens of MB).
-    """
-    import tifffile
-
-    from napari_livecell.core.atomic import write_with
-    from napari_livecell.core.inference.predict import iter_frames
-    from napari_livecell.core.segmentation import stack_labels
-
-    out = Path(out)
-    leading, image_frames = iter_frames(image, rgb)
-    # one frame's ids need no offset: its own label image, not a stacked copy (1.6 GB at 400 Mpx)
-    labels = stack_labels(frames, leading) if leading else frames[0].labels
-    if labels.max() < 65536:
-        labels = labels.astype(np.uint16)
-    elif labels.dtype == np.int32:
-        labels = labels.view(np.uint32)  # ids are positive: the same bits, no copy
-    else:
-        labels = labels.astype(np.uint32)
-    labels_path = write_with(
-        out / f"{stem}_labels.tif",
-        lambda p: tifffile.imwrite(p, labels, compression="zlib", photometric="minisblack"),
-    )
-    if not leading:
-        ((_, data),) = image_frames
-        outlined = draw_outlines(data, frames[0].labels)
-        outlines_path = write_with(out / f"{stem}_outlines.png", lambda p: p.write_bytes(png_bytes(outlined)))
-        return [Path(labels_path), Path(outlines_path)]
-    folder = outlines_folder(out, stem)
-    folder.mkdir(exist_ok=True)
-    for number, ((_, data), frame) in enumerate(zip(image_frames, frames)):
-        outlined = draw_outlines(data, frame.labels)
-        write_with(folder / frame_png_name(number), partial(Path.write_bytes, data=png_bytes(outlined)))
-    for stale in folder.glob("frame_*.png"):  # frames of an earlier, longer stack of this name
-        if stale.stem[6:].isdigit() and int(stale.stem[6:]) >= len(frames):
-            stale.unlink()
-    return [Path(labels_path), folder]
