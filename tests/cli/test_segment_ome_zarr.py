@@ -139,13 +139,8 @@ def test_a_tiled_frame_goes_into_ome_zarr_band_by_band_with_the_same_cells(tmp_p
 
 
 def test_a_killed_ome_zarr_run_resumes_with_the_same_labels(tmp_path, capsys):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
-    from tests.cli.test_segment_streaming import _frames_done, _records
+    from tests.cli.test_segment_streaming import _records, kill_after_frames
 
     longer = tmp_path / "movie.tif"
     from napari_livecell.core.training.synthetic import synthesize_timelapse
@@ -156,20 +151,7 @@ def test_a_killed_ome_zarr_run_resumes_with_the_same_labels(tmp_path, capsys):
     argv = ["segment", str(longer), "--out-format", "ome-zarr", "--device", "cpu"]
     assert main([*argv, "--out", str(whole)]) == 0
     out = tmp_path / "out"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "napari_livecell.cli", *argv, "--out", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    try:
-        deadline = time.monotonic() + 600
-        while _frames_done(out) < 3 and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        run.send_signal(signal.SIGKILL)
-    finally:
-        run.wait()
-    done = _frames_done(out)
+    done = kill_after_frames([*argv, "--out", str(out)], out, 3)
     assert 3 <= done < 8, f"killed after {done} frames"
     assert not (out / "movie.ome.zarr").exists() and (out / ".movie.ome.zarr.partial").is_dir()
     assert main([*argv, "--out", str(out)]) == 0

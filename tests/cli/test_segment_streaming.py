@@ -92,9 +92,8 @@ def _frames_done(out) -> int:
     return 0
 
 
-def test_a_killed_run_resumes_after_its_last_frame_with_the_same_results(movie, whole_run, tmp_path, capsys):
-    out = tmp_path / "out"
-    argv = ["segment", str(movie), "--out", str(out), *TORCH]
+def kill_after_frames(argv: list[str], out, frames: int) -> int:
+    """Run ``napari-livecell ARGV``, SIGKILL it once ``frames`` frames are recorded; return frames done."""
     run = subprocess.Popen(
         [sys.executable, "-m", "napari_livecell.cli", *argv],
         stdout=subprocess.DEVNULL,
@@ -103,12 +102,18 @@ def test_a_killed_run_resumes_after_its_last_frame_with_the_same_results(movie, 
     )
     try:
         deadline = time.monotonic() + 600
-        while _frames_done(out) < 3 and run.poll() is None and time.monotonic() < deadline:
+        while _frames_done(out) < frames and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         run.send_signal(signal.SIGKILL)
     finally:
         run.wait()
-    done = _frames_done(out)
+    return _frames_done(out)
+
+
+def test_a_killed_run_resumes_after_its_last_frame_with_the_same_results(movie, whole_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["segment", str(movie), "--out", str(out), *TORCH]
+    done = kill_after_frames(argv, out, 3)
     assert 3 <= done < 8, f"killed after {done} frames"
     assert not (out / "movie_labels.tif").exists() and not (out / "predictions.json").exists()
     kept = {p.name: p.stat().st_mtime_ns for p in sorted((out / "movie_outlines").iterdir())[:done]}
