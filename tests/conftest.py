@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -35,14 +36,36 @@ def pytest_configure(config) -> None:
 
     gc.collect()
     gc.freeze()
+    gc.callbacks.append(_watch_full_collections)
+
+
+SLOW_FULL_COLLECTION_S = 0.05  # ~50,000 unfrozen objects; frozen, a full collection walks ~15,000
+_full_collection = {"started": 0.0, "slow": False}
+
+
+def _watch_full_collections(phase: str, info: dict) -> None:
+    """Note a slow full collection: objects that live on (later imports, compiled kernels) piled up."""
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _full_collection["started"] = time.perf_counter()
+    elif time.perf_counter() - _full_collection["started"] > SLOW_FULL_COLLECTION_S:
+        _full_collection["slow"] = True
 
 
 @pytest.fixture(autouse=True)
 def _startup_objects_frozen():
-    """Freeze again after a test that ran unfrozen (:func:`collector_unfrozen`)."""
-    if gc.get_freeze_count() == 0:
+    """Freeze again after a test that ran unfrozen (:func:`collector_unfrozen`) or made collections slow.
+
+    Between tests the previous test's viewers are closed and collected (napari's fixture), so what a
+    collection keeps here lives as long as the session or a module's fixtures: modules imported since
+    (``torch._dynamo``, ``distributed``...), numba's compiled kernels, loaded models. Freezing them
+    keeps napari's collections at every layer removal short for the tests that follow.
+    """
+    if gc.get_freeze_count() == 0 or _full_collection["slow"]:
         gc.collect()  # so that no garbage is frozen with the rest
         gc.freeze()
+        _full_collection["slow"] = False
 
 
 @pytest.fixture
