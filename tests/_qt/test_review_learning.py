@@ -15,7 +15,7 @@ def test_a_round_in_the_dock_segments_again_only_unopened_images_and_goes_back(
 ):
     from napari_livecell.core.training.learning import SHIPPED, LearningLog
 
-    dataset, truth = tiny_review(tmp_path, done=3)
+    _, truth = tiny_review(tmp_path, done=3)
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-livecell", "Review dataset")
     widget.open(str(tmp_path / "images"))
