@@ -41,3 +41,25 @@ def tiny_review(root: Path, done: int = 4) -> tuple:
         dataset.save_cells(name, truth[name], {})
         dataset.set_state(name, "done")
     return dataset, truth
+
+
+def tiny_gt(root: Path, n: int = N_IMAGES, seed: int = 200) -> tuple[Path, Path]:
+    """A COCO json of the true cells of ``n`` tiny fluorescence frames, and their folder."""
+    import tifffile
+
+    from napari_livecell.core.formats.coco import CocoImage, build_coco, write_coco
+    from napari_livecell.core.segmentation import Segmentation
+    from napari_livecell.core.training.synthetic import synthesize_image
+
+    (root / "images").mkdir(parents=True)
+    entries = []
+    for number in range(n):
+        sample = synthesize_image(seed=seed + number, n_cells=12, shape=(SIZE, SIZE), look="fluorescence")
+        name = f"frame{number}.tif"
+        tifffile.imwrite(root / "images" / name, sample.image)
+        entries.append(
+            CocoImage(
+                image_id=number + 1, file_name=name, segmentation=Segmentation.from_labels(sample.labels)
+            )
+        )
+    return write_coco(root / "gt.json", build_coco(entries, class_names={0: "cell"})), root / "images"
