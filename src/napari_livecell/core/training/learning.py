@@ -310,8 +310,12 @@ def run_round(
     work.mkdir(parents=True)
     coco, images_dir = _done_coco(index, names)
     coco_path = write_coco(work / "done.json", coco)
+    # native-resolution crops, as the shipped model was trained: a whole frame squeezed into
+    # imgsz would show the cells smaller than inference does
+    largest = max(max(int(i["height"]), int(i["width"])) for i in coco["images"])
+    crop = imgsz if largest > imgsz else None
     data_yaml = coco_to_yolo_dataset(
-        coco_path, images_dir, work / "dataset", None, HELD_OUT_FRACTION, seed, base_modality(base_weights)
+        coco_path, images_dir, work / "dataset", crop, HELD_OUT_FRACTION, seed, base_modality(base_weights)
     )
     options = TrainingOptions(steps=steps, imgsz=imgsz, device=device, workers=0, seed=seed)
     metadata = {"learning": {"round": number, "images": names}}
