@@ -62,3 +62,42 @@ def test_a_round_in_the_dock_segments_again_only_unopened_images_and_goes_back(
     qtbot.waitUntil(lambda: not panel.busy, timeout=300_000)
     assert log.segmented_with() == dict.fromkeys(again, SHIPPED)
     assert index.cells_path(opened).read_bytes() == after_edit
+
+
+BASE_INSTALL = """
+import sys
+
+sys.modules["torch"] = None  # as on a base install: neither can be imported
+sys.modules["ultralytics"] = None
+from qtpy.QtWidgets import QApplication
+
+app = QApplication([])
+from napari_livecell._qt.learning_widget import LearningPanel
+
+
+class Review:
+    dataset = None
+    current = None
+
+
+panel = LearningPanel(Review())
+print(panel.learn.enabled)
+print(panel.state.value)
+"""
+
+
+def test_without_the_train_extra_the_option_says_what_to_install(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "base.py"
+    script.write_text(BASE_INSTALL)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=environment, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    enabled, message = done.stdout.strip().splitlines()
+    assert enabled == "False"
+    assert "pip install 'napari-livecell[train]'" in message
