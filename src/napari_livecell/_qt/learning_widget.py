@@ -73,7 +73,14 @@ class LearningPanel(Container):
         self.model.changed.connect(self._model_chosen)
         self._stop_button.changed.connect(lambda _=None: self.stop())
         from qtpy.QtCore import QTimer
+        from qtpy.QtWidgets import QApplication
 
+        # napari closing (or the dock) stops a round at its next batch: the model in use stays
+        stop = self._stop
+        self.native.destroyed.connect(lambda *_: stop.set())
+        application = QApplication.instance()
+        if application is not None:
+            application.aboutToQuit.connect(stop.set)
         self._timer = QTimer()
         self._timer.setInterval(PROGRESS_POLL_MS)
         self._timer.timeout.connect(self._show_progress)

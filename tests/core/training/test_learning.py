@@ -145,3 +145,17 @@ def test_a_process_killed_mid_round_leaves_the_last_good_model_in_use(tmp_path):
     assert [e.state for e in reopened.index.entries][:4] == ["done"] * 4
     assert round_due(reopened.index, every=2)  # the cut-short round's images are still to learn from
     assert Path(log.weights(log.current())).is_file()
+
+
+def test_a_cancelled_round_stops_at_the_next_batch_and_records_nothing(tmp_path):
+    from napari_livecell.core.training.train import TrainingCancelled
+
+    dataset, _ = tiny_review(tmp_path)
+    batches = []
+    with pytest.raises(TrainingCancelled):
+        run_round(dataset.index, steps=400, imgsz=128, on_progress=batches.append, should_stop=lambda: True)
+    assert len(batches) == 1  # stopped after the first batch
+    log = LearningLog(dataset.index)
+    assert log.rounds() == [] and log.current() == SHIPPED
+    assert not (dataset.index.folder / "models").exists()
+    assert round_due(dataset.index, every=4)
