@@ -89,3 +89,35 @@ def test_interior_point_is_inside_and_away_from_the_edge(truth):
 def test_bad_input_is_refused(truth):
     with pytest.raises(ValueError, match="one shape"):
         annotate(truth[:10], truth)
+
+
+@pytest.fixture(scope="module")
+def missed_at_high_confidence(default_model):
+    """A tiny fresh frame, segmented by the shipped model at confidence 0.7: cells missed."""
+    from napari_livecell.core.inference.predict import PredictSettings
+    from napari_livecell.core.inference.recipe import FrameRecipe
+    from napari_livecell.core.training.synthetic import synthesize_image
+
+    frame = synthesize_image(seed=3201, n_cells=24, shape=(160, 224))
+    recipe = FrameRecipe.plan(default_model, PredictSettings(conf=0.7))
+    return frame, recipe, recipe.segment(frame.image).segmentation
+
+
+def test_the_model_brings_back_missed_cells(missed_at_high_confidence):
+    from napari_livecell.core.analysis.annotator import missed_cells, pointing_recovery
+    from napari_livecell.core.analysis.assist import CellAssistant
+
+    frame, recipe, segmentation = missed_at_high_confidence
+    truth, prediction = frame.labels, segmentation.labels
+    assert len(missed_cells(prediction, truth)) >= 3
+    assistant = CellAssistant(frame.image, recipe, segmentation.areas)
+    recovered, empty, missed = pointing_recovery(prediction, truth, assistant)
+    assert recovered >= 0.8 * empty >= 0.5 * missed
+
+    brush = annotate(prediction, truth)
+    assisted = annotate(prediction, truth, assistant)
+    assert brush.hand_drawn >= missed
+    assert assisted.by_kind["add"] >= recovered
+    assert assisted.hand_drawn * 5 <= brush.hand_drawn
+    assert assisted.ap50 == brush.ap50 == pytest.approx(1.0)
+    assert len(np.unique(assisted.final[assisted.final > 0])) == truth.max()  # one cell per true cell

@@ -120,6 +120,20 @@ def interior_point(mask: np.ndarray) -> tuple[int, int]:
     return int(row), int(col)
 
 
+def pointing_place(mask: np.ndarray, labels: np.ndarray) -> tuple[tuple[int, int], bool]:
+    """Where a person points to bring back a true cell, and whether that place is empty.
+
+    The most interior point of the cell's unlabelled part when at least half of
+    the cell is unlabelled (a person adds a cell by pointing at an empty place
+    of it); else the most interior point of the whole cell, on the wrong cell
+    that covers it.
+    """
+    empty = mask & (labels == 0)
+    if 2 * np.count_nonzero(empty) >= np.count_nonzero(mask):
+        return interior_point(empty), True
+    return interior_point(mask), False
+
+
 def _overlaps(session: _Session) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(true id, predicted id, shared pixels) of every overlapping pair, and the areas of both."""
     truth, labels = session.truth.ravel().astype(np.int64), session.labels.ravel().astype(np.int64)
@@ -229,7 +243,7 @@ def _box_around(mask: np.ndarray) -> tuple[int, int, int, int]:
 def _assist(session: _Session, assistant: CellAssistant, true_id: int) -> bool:
     """Bring back one unmatched true cell with the model's help; the failed tries are taken back."""
     mask = session.truth == true_id
-    point = interior_point(mask)
+    point, _ = pointing_place(mask, session.labels)
     under = int(session.labels[point])
     if under and under in session.matched.values():
         return False  # a right cell of another true cell: nothing to point at
@@ -397,30 +411,33 @@ def missed_cells(prediction: np.ndarray, truth: np.ndarray) -> list[int]:
 
 def pointing_recovery(
     prediction: np.ndarray, truth: np.ndarray, assistant: CellAssistant, iou: float = 0.7
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """How many missed true cells one ``add_cell_at`` at an interior point brings back.
 
     Each missed cell (:func:`missed_cells`) is tried on its own, on the
-    prediction as it is: the added cell must match the true cell at mask IoU
-    ``>= iou``. A point that lies on a predicted cell counts as not brought back
-    (there is nothing to add there).
+    prediction as it is, at :func:`pointing_place`: the added cell must match
+    the true cell at mask IoU ``>= iou``. A missed cell mostly covered by a
+    wrong predicted cell (a merge, a wrong outline) has no empty place to point
+    at and counts as not brought back.
 
     Returns
     -------
-    recovered, missed : int
+    recovered, empty, missed : int
+        Cells brought back, missed cells with an empty place to point at, missed cells.
     """
     missed = missed_cells(prediction, truth)
     labels = np.asarray(prediction)
     new_id = int(labels.max()) + 1
-    recovered = 0
+    recovered = empty = 0
     for true_id in missed:
         mask = truth == true_id
-        point = interior_point(mask)
-        if labels[point]:
+        point, is_empty = pointing_place(mask, labels)
+        if not is_empty:
             continue
+        empty += 1
         result = assistant.add_cell_at(labels, point, new_id)
         if result is None:
             continue
         added = applied(labels, result.edit) == result.cell
         recovered += (added & mask).sum() >= iou * (added | mask).sum()
-    return int(recovered), len(missed)
+    return int(recovered), empty, len(missed)
