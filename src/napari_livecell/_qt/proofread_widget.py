@@ -28,6 +28,7 @@ from napari_livecell._qt.layer_updates import (
     same_layer,
     shown_frame,
 )
+from napari_livecell._qt.proofread_assist import ASSIST_KEYS, AssistActions, assist_controls
 from napari_livecell.core.analysis.edit import (
     CorrectionSummary,
     PixelEdit,
@@ -315,6 +316,8 @@ class ProofreadWidget(Container):
         self._accept = PushButton(text=f"Accept cell ({KEYS['accept']})")
         self._next = PushButton(text=f"Next cell to review ({KEYS['next']})")
         self._relabel = PushButton(text="Relabel 1..N")
+        self._assist = AssistActions(self)
+        self._add_mode, self._cycle, self._box = assist_controls()
         self._summary = Label(label="corrections", value="")
         self._status = Label(label="status", value="")
         self.extend(
@@ -327,6 +330,9 @@ class ProofreadWidget(Container):
                 self._accept,
                 self._next,
                 self._relabel,
+                self._add_mode,
+                self._cycle,
+                self._box,
                 self._summary,
                 self._status,
                 Label(value="Keys act on the cell under the cursor; Ctrl+Z undoes."),
@@ -338,6 +344,8 @@ class ProofreadWidget(Container):
         self._accept.changed.connect(lambda: self.accept(self._cell.value))
         self._next.changed.connect(lambda: self.next_to_review())
         self._relabel.changed.connect(lambda: self.relabel())
+        self._cycle.changed.connect(lambda: self.next_candidate_at(self._assist.point_under_cursor()))
+        self._box.changed.connect(lambda: self.resegment_box())
         self._layer.changed.connect(self._attach)
         fit_dock(self, [self._status])
         self._keep_layer = follow_layers(viewer, self._layer, is_result_labels)
@@ -373,8 +381,11 @@ class ProofreadWidget(Container):
             "merge": lambda: self.start_merge(self._cell_under_cursor()),
             "split": lambda: self.split(),
             "next": lambda: self.next_to_review(),
+            "add": lambda: self.add_cell_at(self._assist.point_under_cursor()),
+            "cycle": lambda: self.next_candidate_at(self._assist.point_under_cursor()),
+            "box": lambda: self.resegment_box(),
         }
-        for action, key in KEYS.items():
+        for action, key in {**KEYS, **ASSIST_KEYS}.items():
             layer.bind_key(key, lambda _layer, run=actions[action]: run(), overwrite=True)
         layer.mouse_drag_callbacks.append(self._on_click)
         layer.events.selected_label.connect(self._on_selected_label)
@@ -394,6 +405,9 @@ class ProofreadWidget(Container):
         if event.type != "mouse_press" or layer.mode not in ("pan_zoom", "transform"):
             return
         cell = int(layer.get_value(event.position, world=True) or 0)
+        if self._add_mode.value and not cell and self._merge_from is None:
+            self.add_cell_at(layer.world_to_data(event.position))
+            return
         self._cell.value = cell
         if self._merge_from is not None and cell:
             self.merge(self._merge_from, cell)
@@ -560,6 +574,22 @@ class ProofreadWidget(Container):
                 self.follower.flush()
         self.update_summary()
         self._status.value = f"cells numbered 1..{int(relabelled.max())}"
+
+    # the model's help (proofread_assist.py) -----------------------------------------
+    @reports_errors
+    def add_cell_at(self, point) -> int | None:
+        """Add the model's cell at ``point`` (Labels data coordinates, frame first); the new id or None."""
+        return self._assist.add_cell_at(point)
+
+    @reports_errors
+    def next_candidate_at(self, point) -> int | None:
+        """Replace the cell at ``point`` with the model's next alternative there (repeat to cycle)."""
+        return self._assist.next_candidate_at(point)
+
+    @reports_errors
+    def resegment_box(self, box=None) -> int | None:
+        """Re-segment ``box`` (row0, col0, row1, col1) of the shown frame; default: the last rectangle."""
+        return self._assist.resegment_box(box)
 
     # summary -------------------------------------------------------------------
     def summary(self):

@@ -51,6 +51,7 @@ from napari_livecell._qt.model_picker import (
     register_segment_model_picker,
     remember_model,
 )
+from napari_livecell._qt.proofread_assist import MODEL_KEY, model_record
 from napari_livecell._qt.run_controls import BackgroundRun, RunControls
 from napari_livecell._qt.segment_worker import (
     TILE_STEPS,
@@ -285,6 +286,10 @@ class SegmentCellsWidget(BackgroundRun, Container):
         }
         finish = prepare_result_layers(layer.name, common)
         pixel_size = layer_pixel_size(layer, scale, float(self._pixel_size.value))
+        # the Proofread dock's model help runs this very model and settings on the result
+        common["metadata"][RESULT_KEY][MODEL_KEY] = model_record(
+            weights, backend.device, backend.runtime, settings, backend.tile, pixel_size[0]
+        )
         frame_shape = data.shape[len(leading) : len(leading) + 2]
         # the stack the worker writes finished frames into, and the filling-in layer shows
         labels_out = new_label_stack((*leading, *frame_shape)) if leading else None

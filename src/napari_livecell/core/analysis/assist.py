@@ -25,8 +25,9 @@ from napari_livecell.core.inference.recipe import FrameRecipe
 from .edit import PixelEdit
 
 WINDOW = 256  # network pixels around the point: ~25 cells, ~25 ms on a CPU
-UPSCALE = 2.0  # the second look at a place: small, dim cells show at twice the size
-MIN_SCORE = 0.03  # below it the network's candidates on empty dish are noise
+UPSCALE = 2.0  # a box of small cells is re-segmented at twice the size
+LOOKS = (1.0, 1.5, 2.0)  # a place is looked at as the run saw it and upscaled: small, dim cells show
+MIN_SCORE = 0.08  # below it the network's candidates on empty dish are noise
 MIN_SCORE_ALONE = 0.25  # the same in a frame with no cell to compare sizes with
 SIZE_RANGE = (0.1, 5.0)  # an added cell's area against the frame's median cell
 LARGE = 3.0  # of the median area: a candidate this large comes after the others
@@ -151,12 +152,14 @@ class CellAssistant:
         """The best candidate containing ``point``, clipped to unlabelled pixels, as cell ``new_id``.
 
         The candidates come from the window as the run saw it and upscaled
-        :data:`UPSCALE` times (small, dim cells, cells at the frame's edge
-        show better there). Among those that contain the point and pass the
-        size check, the one that overlaps existing cells least (in steps of a
-        third of its area), then one not over :data:`LARGE` times the median
-        cell (two cells as one), then the best scored (an upscaled look's
-        candidates larger than the median cell at half their score). ``None`` (and
+        (:data:`LOOKS`: small, dim cells and cells at the frame's edge show
+        better there). Among those that contain the point and pass the size
+        check, the one that overlaps existing cells least (in steps of a third
+        of its area), then one not over :data:`LARGE` times the median cell
+        (two cells as one), then the best of score x (area / median area) ^
+        0.25 (of a cell's candidates, pieces score about as well as the whole),
+        an upscaled look's candidates larger than the median cell at half
+        their score (of a large cell it proposes pieces). ``None`` (and
         :attr:`reason`) when nothing fits: no change then.
         """
         row, col = self._pixel(labels, point)
@@ -172,7 +175,7 @@ class CellAssistant:
         # with no cell in the frame to compare sizes with, only a fairly sure candidate is a cell
         least = MIN_SCORE if np.any(labels) or self.cell_areas is not None else MIN_SCORE_ALONE
         best = None
-        for upscale in (1.0, UPSCALE):
+        for upscale in LOOKS:
             for candidate in self.candidates_at((row, col), upscale):
                 if candidate.score < least or not candidate.contains(row, col):
                     continue
@@ -185,9 +188,9 @@ class CellAssistant:
                 at_edge = min(r0, c0) == 0 or r1 == self.shape[0] or c1 == self.shape[1]
                 if not (smallest / 2 if at_edge else smallest) <= area <= largest:
                     continue
-                # the upscaled look is for small cells: of a large one it proposes pieces
                 trust = 1.0 if upscale == 1.0 or area <= median else 0.5
-                key = (math.floor(overlap * 3), area > LARGE * median, -candidate.score * trust)
+                merit = candidate.score * (area / median) ** 0.25 * trust
+                key = (math.floor(overlap * 3), area > LARGE * median, -merit)
                 if best is None or key < best[0]:
                     best = (key, candidate, clipped, upscale)
         if best is None:
