@@ -69,7 +69,7 @@ import sys
 
 sys.modules["torch"] = None  # as on a base install: neither can be imported
 sys.modules["ultralytics"] = None
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QWidget
 
 app = QApplication([])
 from napari_livecell._qt.learning_widget import LearningPanel
@@ -78,6 +78,7 @@ from napari_livecell._qt.learning_widget import LearningPanel
 class Review:
     dataset = None
     current = None
+    native = QWidget()
 
 
 panel = LearningPanel(Review())

@@ -15,7 +15,7 @@ import importlib.util
 import threading
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Label, PushButton, SpinBox
 from qtpy.QtWidgets import QListWidget
 
 from napari_livecell.core.training.learning import LEARN_EVERY, SHIPPED, describe_model, describe_round
@@ -32,30 +32,33 @@ def training_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "ultralytics"))
 
 
-class LearningPanel(Container):
+class LearningPanel:
     """Learn as I go: the option, N, the round in progress, the history and the model in use.
 
     ``review`` is the Review dataset dock: the panel reads its dataset, the
     image shown (never segmented again under the person's eyes) and the model
-    the review was segmented with, and asks it to refresh its list.
+    the review was segmented with, and asks it to refresh its list. The dock
+    lays out :attr:`widgets` in its own form (one label column: a nested
+    form would widen the dock) and :attr:`history` below its image list.
     """
 
     def __init__(self, review: Any) -> None:
-        super().__init__(labels=True)
         self._review = review
         self.steps: int | None = None  # optimizer steps of a round: the plan's unless set (tests)
         self.learn = CheckBox(text="learn as I go", value=False)
         self.learn.tooltip = "fine-tune the model in the background on the images marked done"
-        self.every = SpinBox(label="every", min=1, max=1000, value=LEARN_EVERY)
+        self.every = SpinBox(label="every N done", min=1, max=1000, value=LEARN_EVERY)
         self.every.tooltip = "a learning round starts each time this many more images are marked done"
-        self.model = ComboBox(label="model in use", choices=[describe_model(SHIPPED)])
+        self.model = ComboBox(label="use model", choices=[describe_model(SHIPPED)])
         self.model.tooltip = "go back to an earlier model: the images nobody opened are segmented again"
-        self._stop_button = PushButton(text="Stop learning round", enabled=False)
-        self.state = Label(label="learning", value="")
+        self.stop_button = PushButton(text="Stop learning round", enabled=False)
+        self.state = Label(value="")
         self.history = QListWidget()
         self.history.setMinimumHeight(60)
-        self.extend([self.learn, self.every, self.model, self._stop_button, self.state])
-        self.native.layout().addWidget(self.history)
+        self.history.setToolTip(
+            "learning rounds, newest first: model, images used, held-out AP50 before -> after"
+        )
+        self.widgets = [self.learn, self.every, self.model, self.stop_button, self.state]
         self._labels: dict[str, str] = {describe_model(SHIPPED): SHIPPED}
         self._stop = threading.Event()
         self._progress: Any = None  # the last TrainProgress, written by the training thread
@@ -71,13 +74,13 @@ class LearningPanel(Container):
             self.state.value = TRAIN_EXTRA_MISSING
         self.learn.changed.connect(lambda _=None: self.after_done())
         self.model.changed.connect(self._model_chosen)
-        self._stop_button.changed.connect(lambda _=None: self.stop())
+        self.stop_button.changed.connect(lambda _=None: self.stop())
         from qtpy.QtCore import QTimer
         from qtpy.QtWidgets import QApplication
 
         # napari closing (or the dock) stops a round at its next batch: the model in use stays
         stop = self._stop
-        self.native.destroyed.connect(lambda *_: stop.set())
+        review.native.destroyed.connect(lambda *_: stop.set())
         application = QApplication.instance()
         if application is not None:
             application.aboutToQuit.connect(stop.set)
@@ -159,7 +162,7 @@ class LearningPanel(Container):
         worker.errored.connect(self._round_failed)
         worker.finished.connect(self._training_ended)
         self.training = worker
-        self._stop_button.enabled = True
+        self.stop_button.enabled = True
         self.state.value = "learning round: preparing the done images..."
         hold_collector()  # full collections of torch's objects would stall the GUI (see gc_hold)
         self._timer.start()
@@ -202,7 +205,7 @@ class LearningPanel(Container):
         release_collector()
         self._timer.stop()
         self.training = None
-        self._stop_button.enabled = False
+        self.stop_button.enabled = False
         learned, self._finished = self._finished, None
         if learned is not None and learned.accepted:
             self.resegment()
@@ -230,7 +233,7 @@ class LearningPanel(Container):
         worker.errored.connect(self._resegment_failed)
         worker.finished.connect(self._resegment_ended)
         self.resegmenting = worker
-        self._stop_button.enabled = True
+        self.stop_button.enabled = True
         model = describe_model(self._log.current())
         self.state.value = f"segmenting {len(names)} unopened image(s) with {model}"
         worker.start()
@@ -247,7 +250,7 @@ class LearningPanel(Container):
 
     def _resegment_ended(self) -> None:
         self.resegmenting = None
-        self._stop_button.enabled = False
+        self.stop_button.enabled = False
         self._review._refresh_list()
         self.after_done()
 

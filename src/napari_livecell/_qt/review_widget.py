@@ -137,11 +137,12 @@ class ReviewWidget(BackgroundRun, Container):
                 self._next,
                 self._done,
                 self._save_csv,
-                self.learning,
+                *self.learning.widgets,
                 self._status,
             ]
         )
         self.native.layout().addWidget(self._images_list)
+        self.native.layout().addWidget(self.learning.history)
         self._open.changed.connect(lambda: self.open(self._source.value))
         self._segment.changed.connect(self.segment_all)
         self._cancel.changed.connect(self.cancel)
@@ -162,7 +163,7 @@ class ReviewWidget(BackgroundRun, Container):
             self._source,
             [("Folder of images…", "d", ""), ("COCO json…", "r", "COCO json (*.json);;all files (*)")],
         )
-        fit_dock(self, [self._status])
+        fit_dock(self, [self._status, self.learning.state])
         from napari_livecell._qt.layer_updates import warm_up_text_glyphs
 
         QTimer.singleShot(0, lambda: warm_up_text_glyphs(self))  # once docked in napari's window
