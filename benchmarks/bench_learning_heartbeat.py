@@ -1,6 +1,6 @@
 """GUI heartbeat while the Review dataset dock runs a learning round and segments unopened images again.
 
-Run under a display: ``xvfb-run -a python benchmarks/bench_learning_heartbeat.py [--steps 60]``.
+Run under a display: ``xvfb-run -a python benchmarks/bench_learning_heartbeat.py [--steps 6]``.
 Eight 256 x 256 frames of the ``bright`` look; four corrected (their truth)
 and marked done, the fifth opened and marked done in the dock, which starts a
 round ("learn as I go", every 4). A 10 ms QTimer beats on the GUI thread
@@ -21,7 +21,7 @@ import tifffile
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60, help="optimizer steps of the round")
+    parser.add_argument("--steps", type=int, default=6, help="optimizer steps of the round")
     args = parser.parse_args()
 
     import napari
