@@ -42,8 +42,10 @@ def segment_dataset(dataset, names: list[str], weights: str | None, settings):
     from napari_livecell.core.images import read_image
     from napari_livecell.core.inference.pixel_size import file_pixel_size
     from napari_livecell.core.inference.run import Backend, FrameResult, iter_segment
+    from napari_livecell.core.training.learning import LearningLog, model_label
 
     backend = Backend(weights=weights, device="auto", runtime="auto")  # the fastest installed
+    log, label = LearningLog(dataset.index), model_label(dataset.index, weights)
     yield 0, len(names), ""
     for done, name in enumerate(names, start=1):
         path = dataset.index.entry(name).image
@@ -52,7 +54,8 @@ def segment_dataset(dataset, names: list[str], weights: str | None, settings):
         source = "file metadata" if pixel_size else ""
         events = iter_segment(image, backend, settings, None, pixel_size, source)
         results = [e.segmentation for e in events if isinstance(e, FrameResult)]
-        dataset.save_prediction(name, results[0])
+        if dataset.save_prediction(name, results[0]) is not None:
+            log.record_segmented(name, label)
         yield done, len(names), name
 
 
@@ -119,6 +122,9 @@ class ReviewWidget(BackgroundRun, Container):
         self._images_list = QListWidget()
         self._images_list.setMinimumHeight(120)
         self._controls = RunControls(self._segment, self._cancel, self._status, "segmenting the dataset")
+        from napari_livecell._qt.learning_widget import LearningPanel
+
+        self.learning = LearningPanel(self)
         self.extend(
             [
                 self._source,
@@ -131,10 +137,12 @@ class ReviewWidget(BackgroundRun, Container):
                 self._next,
                 self._done,
                 self._save_csv,
+                *self.learning.widgets,
                 self._status,
             ]
         )
         self.native.layout().addWidget(self._images_list)
+        self.native.layout().addWidget(self.learning.history)
         self._open.changed.connect(lambda: self.open(self._source.value))
         self._segment.changed.connect(self.segment_all)
         self._cancel.changed.connect(self.cancel)
@@ -155,7 +163,7 @@ class ReviewWidget(BackgroundRun, Container):
             self._source,
             [("Folder of images…", "d", ""), ("COCO json…", "r", "COCO json (*.json);;all files (*)")],
         )
-        fit_dock(self, [self._status])
+        fit_dock(self, [self._status, self.learning.state])
         from napari_livecell._qt.layer_updates import warm_up_text_glyphs
 
         QTimer.singleShot(0, lambda: warm_up_text_glyphs(self))  # once docked in napari's window
@@ -189,6 +197,7 @@ class ReviewWidget(BackgroundRun, Container):
             self.dataset.index.close()
         self.dataset = dataset
         self.current = None
+        self.learning.attach(dataset)
         self._refresh_list()
         self.show_image(self.dataset.queue()[0])
         waiting = sum(e.state != "done" for e in entries)
@@ -208,9 +217,12 @@ class ReviewWidget(BackgroundRun, Container):
         if self.dataset is None:
             return
         entries = {entry.name: entry for entry in self.dataset.index.entries}
+        models = self.learning.model_of()
         for name in self.dataset.queue():
             entry = entries[name]
             cells = f"{entry.n_cells} cells" if entry.segmented else "not segmented"
+            if entry.segmented and entry.origin == "model" and name in models:
+                cells += f" ({models[name]})"
             marker = "> " if name == self.current else "  "
             item = QListWidgetItem(f"{marker}{name}: {entry.state}, {cells}")
             item.setData(256, name)  # Qt.UserRole
@@ -289,6 +301,7 @@ class ReviewWidget(BackgroundRun, Container):
             self.notify_error(f"could not mark {self.current} done: {error}")
             return
         self._refresh_list()
+        self.learning.after_done()
 
     def show_image(self, name: str) -> None:
         """Save the image on show, then show ``name`` with its cells."""

@@ -13,6 +13,7 @@ from napari_livecell.cli import (
     evaluate,
     measure,
     quantize,
+    review_sim,
     segment,
     serve,
     synth,
@@ -21,7 +22,20 @@ from napari_livecell.cli import (
 )
 from napari_livecell.cli.common import USER_ERRORS, CommandError, OneLineParser, describe_os_error
 
-SUBCOMMANDS = (synth, segment, train, evaluate, convert, serve, curate, demo, track, measure, quantize)
+SUBCOMMANDS = (
+    synth,
+    segment,
+    train,
+    evaluate,
+    convert,
+    serve,
+    curate,
+    demo,
+    track,
+    measure,
+    quantize,
+    review_sim,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -81,7 +81,9 @@ class ReviewDataset:
             layers.append((data, kwargs, kind))
         return layers
 
-    def save_cells(self, name: str, labels: Any, attributes: dict, origin: str = "person") -> Path | None:
+    def save_cells(
+        self, name: str, labels: Any, attributes: dict, origin: str = "person", replace_unopened: bool = False
+    ) -> Path | None:
         """Write one image's cells (atomically, with their own record) and update its index row.
 
         Parameters
@@ -98,6 +100,9 @@ class ReviewDataset:
             updated in place.
         origin : str
             ``"person"`` (an edit) or ``"model"`` (written only where the image has no cells yet).
+        replace_unopened : bool
+            A model's result may also replace a model's cells that nobody opened
+            (:func:`~napari_livecell.core.training.review.unopened_prediction`).
 
         Returns
         -------
@@ -121,23 +126,27 @@ class ReviewDataset:
                 categories = {int(k): str(v) for k, v in info["categories"].items()}
                 if categories != self.index.categories:
                     self.index.set_categories(categories)
-            revision = self.index.write_cells(name, coco, signal, origin, expected)
+            revision = self.index.write_cells(name, coco, signal, origin, expected, replace_unopened)
         if revision is None:
             return None
         if isinstance(original, dict) and expected is not None:
             original[REVISION_KEY] = revision  # the layer now shows what is saved
         return self.index.cells_path(name)
 
-    def save_prediction(self, name: str, segmentation: Any) -> Path | None:
-        """Store a model's result for an image that has no cells yet (never over saved cells)."""
+    def save_prediction(self, name: str, segmentation: Any, replace_unopened: bool = False) -> Path | None:
+        """Store a model's result for an image that has no cells yet (never over saved cells).
+
+        With ``replace_unopened`` it also replaces a model's cells of an image
+        nobody opened (a better model's result after a learning round).
+        """
         from napari_livecell.layers import result_layer_data
 
-        if self.index.adopt_cells_file(name):  # cells saved meanwhile (another window, a person)
+        if not replace_unopened and self.index.adopt_cells_file(name):  # cells saved meanwhile
             return None
         (labels, kwargs, _), _ = result_layer_data(
             segmentation, name, (), {"metadata": {RESULT_KEY: {"source": name, "edited": False}}}
         )
-        return self.save_cells(name, labels, kwargs, origin="model")
+        return self.save_cells(name, labels, kwargs, origin="model", replace_unopened=replace_unopened)
 
     def iter_measure(self, pixel_size_um: float | None = None) -> Any:
         """Measure the cells of every segmented image; yields ``(done, total)`` per image.
@@ -179,3 +188,41 @@ class ReviewDataset:
         with self._lock:
             coco = combined_coco(self.index)
         return write_coco(self.folder / "training.json", coco)
+
+
+def resegment_unopened(dataset: ReviewDataset, names: list[str], weights: str | None, settings: Any):
+    """Segment images nobody opened again with ``weights`` (a worker); yields ``(done, total, name)``.
+
+    Each result replaces the image's cells only while nobody has opened it
+    (checked inside the write, :meth:`ReviewDataset.save_prediction`); the
+    model is recorded for each image written (``name`` is ``""`` for one
+    skipped because a person opened it meanwhile).
+    """
+    from napari_livecell.core.images import read_image
+    from napari_livecell.core.inference.pixel_size import file_pixel_size
+    from napari_livecell.core.inference.run import Backend, FrameResult, iter_segment
+    from napari_livecell.core.training.learning import LearningLog, model_label
+
+    log = LearningLog(dataset.index)
+    label = model_label(dataset.index, weights)
+    backend = Backend(weights=weights, device="auto", runtime="auto")
+    yield 0, len(names), ""
+    for done, name in enumerate(names, start=1):
+        entry = dataset.index.entry(name)
+        if entry.state != "to review":
+            yield done, len(names), ""
+            continue
+        pixel_size = file_pixel_size(entry.image)
+        events = iter_segment(
+            read_image(entry.image),
+            backend,
+            settings,
+            None,
+            pixel_size,
+            "file metadata" if pixel_size else "",
+        )
+        results = [e.segmentation for e in events if isinstance(e, FrameResult)]
+        written = dataset.save_prediction(name, results[0], replace_unopened=True)
+        if written is not None:
+            log.record_segmented(name, label)
+        yield done, len(names), name if written is not None else ""

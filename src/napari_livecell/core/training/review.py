@@ -266,6 +266,7 @@ class ReviewIndex:
         signal: dict,
         origin: str,
         expected_revision: int | None = None,
+        replace_unopened: bool = False,
     ) -> int | None:
         """Save one image's cells (a COCO dict) with its own record, and its row, as one step.
 
@@ -285,6 +286,10 @@ class ReviewIndex:
         expected_revision : int, optional
             The image's revision when its cells were read for editing: a save
             from a view older than the saved cells raises :class:`ReviewConflict`.
+        replace_unopened : bool
+            With ``origin="model"``: also replace a model's cells of an image
+            nobody opened (:func:`unopened_prediction`: a better model's
+            result); a person's cells are never replaced.
 
         Returns
         -------
@@ -295,8 +300,9 @@ class ReviewIndex:
         with self._db(write=True) as db:
             entry = self._locked_entry(db, name)
             if origin == "model" and path.exists():
-                self._sync_row(db, entry, path)
-                return None
+                if not (replace_unopened and unopened_prediction(db, entry, path)):
+                    self._sync_row(db, entry, path)
+                    return None
             if expected_revision is not None and entry.revision != expected_revision:
                 raise ReviewConflict(
                     f"{name} was saved from another window since it was opened here (revision "
@@ -494,6 +500,26 @@ def _edited(coco: dict) -> bool:
         return True
     annotations = coco.get("annotations") or []
     return any(isinstance(a, dict) and a.get("status", "predicted") != "predicted" for a in annotations)
+
+
+def unopened_prediction(db: sqlite3.Connection, entry: ReviewEntry, path: Path) -> bool:
+    """Whether an image's cells file holds only a model's result that nobody opened.
+
+    Its row and its file's own record both say "to review" and "model", the
+    file has no edit and did not change behind the index's back.
+    """
+    row = db.execute("SELECT mtime_ns FROM images WHERE name = ?", (entry.name,)).fetchone()
+    coco = _read_cells(path)
+    if coco is None or row is None or entry.state != "to review" or entry.origin != "model":
+        return False
+    record = _record(coco)
+    unchanged = path.stat().st_mtime_ns == int(row[0])
+    return (
+        unchanged
+        and record.get("origin") == "model"
+        and record.get("state") == "to review"
+        and not _edited(coco)
+    )
 
 
 def cells_signal(coco: dict, unannotated: float = 0.0, conf: float = 0.4) -> dict:
