@@ -192,19 +192,18 @@ def _disk(centre: tuple[int, int], radius: float) -> np.ndarray:
     return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
 
 
-@pytest.mark.parametrize("wrong", ["piece", "overlapping"])
+@pytest.mark.parametrize("wrong", ["piece", "off-centre"])
 def test_add_cell_at_picks_the_whole_free_cell(recipe, wrong):
     from napari_livecell.core.inference.candidates import Candidate
 
     labels = np.zeros((64, 64), np.int32)
     labels[:20, :20] = 1
-    labels[22:44, :28] = 2  # a neighbour the overlapping candidate runs into
     whole = _disk((32, 40), 11)
     if wrong == "piece":  # half the cell, scored higher: of a cell's candidates, pieces score as well
-        other = whole & (np.arange(64)[None, :] <= 40)
-    else:  # a cell's worth of pixels, a fifth of them another cell's
-        other = _disk((32, 33), 11)
-    proposals = [Candidate(0.6, 0, 0, other), Candidate(0.45, 0, 0, whole)]
+        other, score = whole & (np.arange(64)[None, :] <= 40), 0.6
+    else:  # a cell's worth of pixels that holds the point near its edge: most of it is elsewhere
+        other, score = _disk((32, 47), 11), 0.5
+    proposals = [Candidate(score, 0, 0, other), Candidate(0.45, 0, 0, whole)]
     change = _Proposing(recipe, proposals).add_cell_at(labels, (32, 38), 3)
     assert change is not None
     assert _iou(_applied(labels, change) == 3, whole) >= 0.95

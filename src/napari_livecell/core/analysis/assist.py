@@ -154,13 +154,14 @@ class CellAssistant:
         The candidates come from the window as the run saw it and upscaled
         (:data:`LOOKS`: small, dim cells and cells at the frame's edge show
         better there). Among those that contain the point and pass the size
-        check, one not over :data:`LARGE` times the median cell (two cells as
-        one), then the best of score x (clipped area / median area) x (share
-        of the candidate left after clipping) ^ 2 (of a cell's candidates,
-        pieces score about as well as the whole; one that must lose much to
-        existing cells is a wrong one), an upscaled look's candidates larger
-        than the median cell at half their score (of a large cell it proposes
-        pieces). ``None`` (and :attr:`reason`) when nothing fits: no change then.
+        check, the one that overlaps existing cells least (in steps of a third
+        of its area), then one not over :data:`LARGE` times the median cell
+        (two cells as one), then the best of score x (area / median area) ^
+        0.75 (of a cell's candidates, pieces score about as well as the whole)
+        x exp(-0.5 x its centre's distance from the point / sqrt(area)), an
+        upscaled look's candidates larger than the median cell at half their
+        score (of a large cell it proposes pieces). ``None`` (and
+        :attr:`reason`) when nothing fits: no change then.
         """
         row, col = self._pixel(labels, point)
         if row is None:
@@ -188,7 +189,7 @@ class CellAssistant:
                 at_edge = min(r0, c0) == 0 or r1 == self.shape[0] or c1 == self.shape[1]
                 if not (smallest / 2 if at_edge else smallest) <= area <= largest:
                     continue
-                key = _add_key(candidate, area, overlap, median, upscale)
+                key = _add_key(candidate.score, clipped, overlap, median, upscale, (row - r0, col - c0))
                 if best is None or key < best[0]:
                     best = (key, candidate, clipped, upscale)
         if best is None:
@@ -394,24 +395,30 @@ class CellAssistant:
 
 
 def _add_key(
-    candidate: Candidate,
-    area: int,
+    score: float,
+    clipped: np.ndarray,
     overlap: float,
     median: float,
     upscale: float,
-) -> tuple[bool, float]:
+    point: tuple[int, int],
+) -> tuple[int, bool, float]:
     """Sort key of one candidate for :meth:`CellAssistant.add_cell_at` (smallest first).
 
-    Measured on held-out synthetic frames (``benchmarks/bench_annotator.py``
-    seeds 32008-32017): of a missed cell's candidates the pieces score about
-    as well as the whole, so size weighs linearly (an exponent of 0.25 picked
-    a piece 3-4 points of recovery more often), and the share a candidate
-    loses to existing cells weighs continuously (a candidate that must give
-    up much of itself is the wrong one) rather than in steps of a third.
+    ``clipped`` is the candidate's piece at ``point`` (both in the candidate's
+    box) after clipping to unlabelled pixels. Measured on held-out synthetic
+    frames (seeds 32000-32022 of ``benchmarks/bench_annotator.py``, both
+    confidences): of a missed cell's candidates the pieces score about as well
+    as the whole, so size weighs with an exponent of 0.75 (0.25 picked a piece
+    too often), and a candidate centred away from the point (its centre half
+    its diameter off costs 30 % of its merit) is more often a neighbour's or
+    a piece.
     """
+    area = int(np.count_nonzero(clipped))
+    rows, cols = np.nonzero(clipped)
+    off = math.hypot(rows.mean() - point[0], cols.mean() - point[1]) / math.sqrt(area)
     trust = 1.0 if upscale == 1.0 or area <= median else 0.5
-    merit = candidate.score * (area / median) * trust * (1.0 - overlap) ** 2
-    return (area > LARGE * median, -merit)
+    merit = score * (area / median) ** 0.75 * trust * math.exp(-0.5 * off)
+    return (math.floor(overlap * 3), area > LARGE * median, -merit)
 
 
 def _local(candidate: Candidate, box: tuple[int, int, int, int]) -> np.ndarray:
