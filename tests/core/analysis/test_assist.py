@@ -174,3 +174,36 @@ def test_every_runtime_of_the_segment_dock_adds_the_same_cell(runtime, recipe, s
     change = CellAssistant(truth.image, other).add_cell_at(predicted, point, 999)
     assert reference is not None and change is not None
     assert _iou(_applied(predicted, change) == 999, _applied(predicted, reference) == 999) >= 0.9
+
+
+class _Proposing(CellAssistant):
+    """The assistant with the candidates of one place given: the choice among them is under test."""
+
+    def __init__(self, recipe, proposals) -> None:
+        super().__init__(np.zeros((64, 64), np.uint8), recipe, cell_areas=np.array([400.0, 400.0]))
+        self.proposals = proposals
+
+    def candidates_at(self, point, upscale=1.0):
+        return self.proposals if upscale == 1.0 else []
+
+
+def _disk(centre: tuple[int, int], radius: float) -> np.ndarray:
+    rows, cols = np.ogrid[:64, :64]
+    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
+
+
+@pytest.mark.parametrize("wrong", ["piece", "off-centre"])
+def test_add_cell_at_picks_the_whole_free_cell(recipe, wrong):
+    from napari_livecell.core.inference.candidates import Candidate
+
+    labels = np.zeros((64, 64), np.int32)
+    labels[:20, :20] = 1
+    whole = _disk((32, 40), 11)
+    if wrong == "piece":  # half the cell, scored higher: of a cell's candidates, pieces score as well
+        other, score = whole & (np.arange(64)[None, :] <= 40), 0.6
+    else:  # a cell's worth of pixels that holds the point near its edge: most of it is elsewhere
+        other, score = _disk((32, 47), 11), 0.5
+    proposals = [Candidate(score, 0, 0, other), Candidate(0.45, 0, 0, whole)]
+    change = _Proposing(recipe, proposals).add_cell_at(labels, (32, 38), 3)
+    assert change is not None
+    assert _iou(_applied(labels, change) == 3, whole) >= 0.95
