@@ -67,8 +67,10 @@ def main() -> None:
         runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
         print(runs[-1], flush=True)
     times = [run["click_to_cells_s"] for run in runs]
-    print(f"{'base' if args.base else 'all'}: median {statistics.median(times):.2f} s click to cells "
-          f"({', '.join(f'{t:.2f}' for t in times)}), {runs[0]['cells']} cells, loaded {runs[0]['loaded']}")
+    print(
+        f"{'base' if args.base else 'all'}: median {statistics.median(times):.2f} s click to cells "
+        f"({', '.join(f'{t:.2f}' for t in times)}), {runs[0]['cells']} cells, loaded {runs[0]['loaded']}"
+    )
 
 
 if __name__ == "__main__":

@@ -435,4 +435,3 @@ def check_pixel_size(pixel_size_um: float | None) -> float | None:
     if not np.isfinite(size) or size <= 0:
         raise ValueError(f"pixel size must be a positive number of micrometres, not {pixel_size_um}")
     return size
-

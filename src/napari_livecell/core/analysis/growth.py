@@ -142,7 +142,7 @@ def _fitted_title(figure, title: str, font_size: float) -> str:
     if len(title) <= most:
         return title
     head = (most - 1) // 2
-    return f"{title[:head]}…{title[len(title) - (most - 1 - head):]}"
+    return f"{title[:head]}…{title[len(title) - (most - 1 - head) :]}"
 
 
 def write_growth_png(path: str | os.PathLike, table: pd.DataFrame, title: str = "") -> Path:

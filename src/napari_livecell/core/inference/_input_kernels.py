@@ -85,9 +85,9 @@ def resize_linear(image, x0, x1, ax, y0, y1, by, out):
                 source = image[sy]
                 for dx in range(width):
                     for c in range(channels):
-                        rows[k, dx, c] = np.int32(source[x0[dx], c]) * ax[dx, 0] + np.int32(
-                            source[x1[dx], c]
-                        ) * ax[dx, 1]
+                        rows[k, dx, c] = (
+                            np.int32(source[x0[dx], c]) * ax[dx, 0] + np.int32(source[x1[dx], c]) * ax[dx, 1]
+                        )
             done[k] = sy
         b0, b1 = np.int32(by[dy, 0]), np.int32(by[dy, 1])
         for dx in range(width):

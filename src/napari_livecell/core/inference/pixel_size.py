@@ -222,8 +222,8 @@ def resample_frame(frame: np.ndarray, zoom: float) -> np.ndarray:
     for top in range(0, frame.shape[0], RESAMPLE_BAND_ROWS):
         band = frame[top : top + RESAMPLE_BAND_ROWS].astype(np.float64).reshape(-1, frame.shape[1], channels)
         done = columns @ band.transpose(1, 0, 2).reshape(frame.shape[1], -1)
-        narrow[top : top + len(band)] = done.reshape(width, len(band), channels).transpose(1, 0, 2).reshape(
-            len(band), -1
+        narrow[top : top + len(band)] = (
+            done.reshape(width, len(band), channels).transpose(1, 0, 2).reshape(len(band), -1)
         )
     resized = (rows @ narrow).reshape(height, width, *frame.shape[2:])
     if frame.dtype == np.bool_:
