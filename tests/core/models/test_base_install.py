@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 BLOCK = r"""
 import importlib.abc, sys
 
-BLOCKED = ("torch", "torchvision", "ultralytics", "cv2")
+BLOCKED = ("torch", "torchvision", "ultralytics", "cv2", "ome_zarr")
 
 
 class Blocked(importlib.abc.MetaPathFinder):
@@ -38,6 +38,7 @@ import napari_livecell._qt as qt
 
 from napari_livecell.cli import main
 import napari_livecell.cli.segment, napari_livecell.cli.synth, napari_livecell.service  # noqa
+import napari_livecell.io.ome_zarr  # noqa  (reading OME-Zarr needs zarr only; writing, the extra)
 docks = [m.name for m in pkgutil.iter_modules(qt.__path__)]
 for name in docks:
     importlib.import_module(f"napari_livecell._qt.{name}")
