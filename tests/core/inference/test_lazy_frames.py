@@ -29,3 +29,15 @@ def test_lazy_frames_equal_the_numpy_frames(shape, chunks, rgb):
     assert [index for index, _ in got] == [index for index, _ in expected]
     for (_, frame), (_, reference) in zip(got, expected):
         assert isinstance(frame, np.ndarray) and np.array_equal(frame, reference)
+
+
+@pytest.mark.parametrize("start", [0, 1, 5, 11])
+def test_a_resumed_run_reads_the_frames_after_start_of_a_t_and_z_stack(start):
+    values = np.random.default_rng(1).integers(0, 255, (3, 4, 32, 40), dtype=np.uint8)
+    _, eager = iter_frames(values, False)
+    _, lazy = iter_frames(da.from_array(values, chunks=(2, 1, 32, 20)), False, start)
+    expected = list(eager)[start:]
+    got = list(lazy)
+    assert [index for index, _ in got] == [index for index, _ in expected]
+    for (_, frame), (_, reference) in zip(got, expected):
+        assert np.array_equal(frame, reference)

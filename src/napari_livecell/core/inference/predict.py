@@ -477,10 +477,11 @@ def iter_frames(
 
         indices = islice(np.ndindex(*leading), start, None)
         if leading and is_lazy(image):
-            source = image
+            source, source_leading = image, leading
             if start:  # one flat axis of frames, sliced: the frames before ``start`` are never read
                 source = image.reshape(-1, *shape[len(leading) :])[start:]
-            for index, (_, frame) in zip(indices, iter_lazy_frames(source, source.shape[:1])):
+                source_leading = source.shape[:1]
+            for index, (_, frame) in zip(indices, iter_lazy_frames(source, source_leading)):
                 yield index, frame
             return
         if not leading and is_lazy(image):  # here, not on a Dask client that may be the default
