@@ -341,13 +341,10 @@ def band_segmenter(backend, settings, pixel_size: float | None, pixel_size_sourc
     client = None
     instances = None
     if backend.scheduler:
-        from distributed import Client
+        from .distributed import connect
 
-        try:
-            # not the default: the frames are read here, not by the cluster
-            client = Client(backend.scheduler, timeout=10, set_as_default=False)
-        except (OSError, TimeoutError) as error:
-            raise OSError(f"cannot reach the Dask scheduler at {backend.scheduler}: {error}") from None
+        # not the default: the frames are read here, not by the cluster
+        client = connect(backend.scheduler, set_as_default=False)
 
         def instances(jobs: Iterable) -> Iterator[TileInstances]:
             return iter_tile_instances(jobs, client, backend.weights, settings, backend.threads)

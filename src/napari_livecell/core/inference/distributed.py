@@ -17,8 +17,35 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+
+def connect(scheduler: str, **options) -> Any:
+    """A Dask ``Client`` of ``scheduler``; one ``OSError`` line when it cannot be reached.
+
+    A ``tcp://`` address where nothing listens is refused at once: ``Client``
+    itself retries a refused connection until its 10 s timeout.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    from distributed import Client
+
+    def unreachable(error: BaseException) -> OSError:
+        return OSError(f"cannot reach the Dask scheduler at {scheduler}: {error}")
+
+    address = urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+    if address.scheme == "tcp" and address.hostname and address.port:
+        try:
+            socket.create_connection((address.hostname, address.port), timeout=5).close()
+        except OSError as error:
+            raise unreachable(error) from None
+    try:
+        return Client(scheduler, timeout=10, **options)
+    except (OSError, TimeoutError) as error:
+        raise unreachable(error) from None
 
 
 def _frame_paths(out: Path, index: int) -> tuple[Path, Path]:

@@ -392,14 +392,9 @@ def _cluster_results(
     pixel: tuple[float | None, str],
     scratch: str | os.PathLike | None,
 ) -> Any:
-    from distributed import Client
+    from napari_livecell.core.inference.distributed import connect, iter_segment_distributed
 
-    from napari_livecell.core.inference.distributed import iter_segment_distributed
-
-    try:
-        client = Client(backend.scheduler, timeout=10)
-    except (OSError, TimeoutError) as error:
-        raise OSError(f"cannot reach the Dask scheduler at {backend.scheduler}: {error}") from None
+    client = connect(str(backend.scheduler))
     try:
         indices = []
 
