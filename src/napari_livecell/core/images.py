@@ -60,6 +60,13 @@ def is_lazy(image) -> bool:
     return hasattr(image, "__dask_graph__") and hasattr(image, "chunks")
 
 
+def unreadable_image(path: Path, error: BaseException) -> ImageReadError:
+    """The one line for a file no decoder could read (decoders raise many types for corrupt files)."""
+    return ImageReadError(
+        f"cannot read {path.name} as an image (corrupt or not an image): {type(error).__name__}"
+    )
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a TIFF (any dtype, stacks included), PNG or JPEG; an OME-Zarr folder lazily.
 
@@ -92,9 +99,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
             data = iio.imread(path)
     except Exception as error:  # decoders raise many types for corrupt files
-        raise ImageReadError(
-            f"cannot read {path.name} as an image (corrupt or not an image): {type(error).__name__}"
-        ) from None
+        raise unreadable_image(path, error) from None
     data = np.asarray(data)
     if data.ndim < 2 or min(data.shape[:2]) == 0:
         raise ImageReadError(f"{path.name} holds no 2-D image (shape {data.shape})")

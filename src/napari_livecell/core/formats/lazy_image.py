@@ -26,7 +26,7 @@ def opened_image(path: str | os.PathLike) -> Iterator[Any]:
     ImageReadError
         Missing file, unsupported extension, or a file that does not decode.
     """
-    from napari_livecell.core.images import ImageReadError, read_image
+    from napari_livecell.core.images import ImageReadError, read_image, unreadable_image
 
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
@@ -39,9 +39,7 @@ def opened_image(path: str | os.PathLike) -> Iterator[Any]:
     try:
         tiff = tifffile.TiffFile(path)
     except Exception as error:  # tifffile raises many types for corrupt files
-        raise ImageReadError(
-            f"cannot read {path.name} as an image (corrupt or not an image): {type(error).__name__}"
-        ) from None
+        raise unreadable_image(path, error) from None
     try:
         try:
             store = tiff.series[0].aszarr()
